@@ -1,0 +1,175 @@
+/* perceiver-cl: public C API of libperceiver.
+ *
+ * Conventions
+ *  - Every fallible function returns 0 on success and a nonzero pcv_status on failure, filling a
+ *    caller-provided pcv_error with a message that names the file, tensor or device involved.
+ *  - Tensors are row-major (C order), float32 unless stated.
+ */
+#ifndef PERCEIVER_PERCEIVER_H
+#define PERCEIVER_PERCEIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- errors -------------------------------------------------------------------------------- */
+
+typedef enum pcv_status {
+    PCV_OK = 0,
+    PCV_ERR_IO = 1,          /* cannot open/read/write a file */
+    PCV_ERR_FORMAT = 2,      /* corrupt or malformed file (safetensors, JSON, ...) */
+    PCV_ERR_SHAPE = 3,       /* a tensor has the wrong shape */
+    PCV_ERR_MISSING = 4,     /* a required tensor or field is missing */
+    PCV_ERR_UNSUPPORTED = 5, /* valid but unsupported (dtype, architecture, activation, ...) */
+    PCV_ERR_OOM = 6,         /* allocation failed */
+    PCV_ERR_INPUT = 7,       /* bad user input (text too long, bad mask syntax, bad arguments) */
+    PCV_ERR_DEVICE = 8       /* backend / device failure */
+} pcv_status;
+
+typedef struct pcv_error {
+    pcv_status code;
+    char msg[1024];
+} pcv_error;
+
+/* Sets err (if not NULL) and returns code. printf-style. */
+int pcv_set_error(pcv_error *err, pcv_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+const char *pcv_status_name(pcv_status code);
+const char *pcv_version(void);
+
+/* ---- dtypes -------------------------------------------------------------------------------- */
+
+typedef enum pcv_dtype {
+    PCV_DT_INVALID = 0,
+    PCV_DT_F32, PCV_DT_F16, PCV_DT_BF16, PCV_DT_F64,
+    PCV_DT_I64, PCV_DT_I32, PCV_DT_I16, PCV_DT_I8,
+    PCV_DT_U64, PCV_DT_U32, PCV_DT_U16, PCV_DT_U8, PCV_DT_BOOL
+} pcv_dtype;
+
+#define PCV_MAX_DIMS 8
+
+const char *pcv_dtype_name(pcv_dtype dt);      /* safetensors spelling: "F32", "BF16", ... */
+pcv_dtype pcv_dtype_from_name(const char *s);  /* PCV_DT_INVALID if unknown */
+size_t pcv_dtype_size(pcv_dtype dt);           /* bytes per element, 0 if invalid */
+
+/* ---- safetensors ------------------------------------------------------------------------- */
+
+typedef struct pcv_st_tensor {
+    char *name;
+    pcv_dtype dtype;
+    int ndim;
+    int64_t shape[PCV_MAX_DIMS];
+    int64_t numel;
+    const void *data; /* points into the mapped file; may be unaligned */
+    size_t nbytes;
+} pcv_st_tensor;
+
+typedef struct pcv_safetensors {
+    char *path;
+    void *map; /* mmap of the whole file (read-only) */
+    size_t map_size;
+    int count;
+    pcv_st_tensor *tensors; /* sorted by name */
+} pcv_safetensors;
+
+/* Maps and validates a safetensors file (header size and JSON, dtypes, shapes, offsets in
+ * bounds, contiguous and non-overlapping, no trailing bytes, no duplicate names). */
+int pcv_st_open(pcv_safetensors *st, const char *path, pcv_error *err);
+void pcv_st_close(pcv_safetensors *st);
+const pcv_st_tensor *pcv_st_find(const pcv_safetensors *st, const char *name);
+/* Converts any float or integer tensor to float32 (out has t->numel elements). */
+int pcv_st_to_f32(const pcv_st_tensor *t, float *out, pcv_error *err);
+/* Converts any integer tensor to int64 (out has t->numel elements); floats are refused. */
+int pcv_st_to_i64(const pcv_st_tensor *t, int64_t *out, pcv_error *err);
+
+typedef struct pcv_st_entry {
+    const char *name;
+    pcv_dtype dtype;
+    int ndim;
+    int64_t shape[PCV_MAX_DIMS];
+    const void *data; /* numel * dtype size bytes, little-endian */
+} pcv_st_entry;
+
+/* Writes a safetensors file atomically (temporary file + rename); on failure nothing is left. */
+int pcv_st_write(const char *path, const pcv_st_entry *entries, int count, pcv_error *err);
+
+/* ---- config.json ----------------------------------------------------------------------------- */
+
+typedef struct pcv_config {
+    char architecture[64];  /* architectures[0], e.g. "PerceiverForMaskedLM"; "" if absent */
+    char model_type[32];    /* "perceiver" */
+    int num_latents;
+    int d_latents;
+    int d_model;
+    int num_blocks;
+    int num_self_attends_per_block;
+    int num_self_attention_heads;
+    int num_cross_attention_heads;
+    int qk_channels; /* 0 = null */
+    int v_channels;  /* 0 = null */
+    char cross_attention_shape_for_attention[8]; /* "kv" or "q" */
+    int self_attention_widening_factor;
+    int cross_attention_widening_factor;
+    char hidden_act[32];
+    double attention_probs_dropout_prob;
+    double initializer_range;
+    double layer_norm_eps; /* unused by the model (LayerNorm eps is 1e-5), kept for round trips */
+    bool use_query_residual;
+    int vocab_size;
+    int max_position_embeddings;
+    int image_size;
+    int train_size[2];
+    int num_frames;
+    int audio_samples_per_frame;
+    int samples_per_patch;
+    int output_shape[4];
+    int output_num_channels;
+    int label_trainable_num_channels; /* _label_trainable_num_channels */
+    int num_labels;
+    char **id2label; /* num_labels entries, or NULL */
+} pcv_config;
+
+void pcv_config_init(pcv_config *cfg); /* PerceiverConfig defaults */
+int pcv_config_load(pcv_config *cfg, const char *path, pcv_error *err);
+int pcv_config_save(const pcv_config *cfg, const char *path, pcv_error *err); /* atomic */
+void pcv_config_free(pcv_config *cfg);
+
+/* ---- byte-level tokenizer (PerceiverTokenizer) --------------------------------------------- */
+
+enum { PCV_TOK_PAD = 0, PCV_TOK_BOS = 1, PCV_TOK_EOS = 2, PCV_TOK_MASK = 3, PCV_TOK_CLS = 4,
+       PCV_TOK_SEP = 5, PCV_TOK_BYTE_OFFSET = 6, PCV_TOK_VOCAB = 262 };
+
+/* Encodes UTF-8 text as [CLS] bytes+6 ... [SEP] (add_special) or bytes+6 only.
+ * Writes at most cap ids; returns the full length (which may exceed cap). */
+size_t pcv_tokenize(const char *text, size_t len, bool add_special, int32_t *ids, size_t cap);
+/* Decodes ids to bytes: ids >= 6 become bytes; special ids are skipped when skip_special, else
+ * written as "[PAD]", "[CLS]", .... Returns a malloc'd NUL-terminated string (bytes may be
+ * invalid UTF-8; see pcv_utf8_sanitize). */
+char *pcv_detokenize(const int32_t *ids, size_t n, bool skip_special);
+/* Replaces invalid UTF-8 sequences with U+FFFD; returns a malloc'd string. */
+char *pcv_utf8_sanitize(const char *s, size_t len);
+
+/* Masked-text syntax of `perceiver-cl fill` (documented in README):
+ *   [MASK]      one masked byte          [MASK:N] / [MASK*N]   N masked bytes
+ *   {text}      the bytes of text, masked (the original is kept for comparison)
+ *   \[ \] \{ \} \\   literal characters
+ * Result: bytes[] (masked positions hold the original byte from {text}, or 0) and masked[]. */
+typedef struct pcv_masked_text {
+    unsigned char *bytes;
+    bool *masked;
+    bool *has_original; /* true where the original byte is known ({text}) */
+    size_t len;
+    size_t num_masked;
+} pcv_masked_text;
+
+int pcv_parse_masked(const char *text, pcv_masked_text *out, pcv_error *err);
+void pcv_masked_text_free(pcv_masked_text *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,109 @@
+/* The backend interface: a struct of operations that every compute backend implements.
+ *
+ * Model code (model.c) is written once against this interface through the thin helpers of
+ * ops.h; the CPU reference backend (backend_cpu.c) and the OpenCL backend implement it.
+ *
+ * Memory is a set of opaque device buffers (pcv_buffer). Operations name their operands as a
+ * buffer plus an element offset, like CLBlast's (cl_mem, offset) pairs, so views need no
+ * allocation. All float data are float32; token ids are int32. Operations are enqueued in
+ * order; results are visible to the host after download(), which synchronizes.
+ */
+#ifndef PCV_BACKEND_H
+#define PCV_BACKEND_H
+
+#include "perceiver/perceiver.h"
+
+typedef struct pcv_buffer pcv_buffer; /* defined by each backend */
+typedef struct pcv_backend pcv_backend;
+
+typedef enum pcv_gelu_kind {
+    PCV_GELU_ERF = 0, /* 0.5 x (1 + erf(x / sqrt 2)): Hugging Face */
+    PCV_GELU_TANH = 1 /* tanh approximation: jax.nn.gelu default, DeepMind's Haiku models */
+} pcv_gelu_kind;
+
+/* C[i] = alpha * op(A[i]) * op(B[i]) + beta * C[i] for i < batch, row-major.
+ * op(A) is m x k, op(B) is k x n, C is m x n; lda/ldb/ldc are row strides in elements;
+ * stride_* are the element distances between consecutive batch entries. */
+typedef struct pcv_gemm_args {
+    bool trans_a, trans_b;
+    int64_t m, n, k, batch;
+    float alpha, beta;
+    pcv_buffer *a; size_t a_off; int64_t lda, stride_a;
+    pcv_buffer *b; size_t b_off; int64_t ldb, stride_b;
+    pcv_buffer *c; size_t c_off; int64_t ldc, stride_c;
+} pcv_gemm_args;
+
+/* Multi-head attention without materializing the full score matrix:
+ *   for each batch b and head h:
+ *     S = (Q_bh K_bh^T) / scale_div  (+ mask[b][key] when mask != NULL)
+ *     O_bh = softmax_rows(S) V_bh
+ * Q is [batch][nq][q_ld] with head h at columns [h*dqk, (h+1)*dqk); K likewise [batch][nk][k_ld];
+ * V is [batch][nk][v_ld] with head h at columns [h*dv, ...); O is [batch][nq][o_ld] with head h
+ * at columns [h*dv, ...). The mask is additive, float [batch][nk]. */
+typedef struct pcv_attention_args {
+    int64_t batch, heads, nq, nk, dqk, dv;
+    float scale_div;
+    pcv_buffer *q; size_t q_off; int64_t q_ld;
+    pcv_buffer *k; size_t k_off; int64_t k_ld;
+    pcv_buffer *v; size_t v_off; int64_t v_ld;
+    pcv_buffer *o; size_t o_off; int64_t o_ld;
+    pcv_buffer *mask; size_t mask_off; /* may be NULL */
+} pcv_attention_args;
+
+typedef struct pcv_backend_ops {
+    void (*destroy)(pcv_backend *be);
+
+    /* ---- memory ---- */
+    pcv_buffer *(*alloc)(pcv_backend *be, size_t bytes, pcv_error *err);
+    void (*release)(pcv_backend *be, pcv_buffer *buf);
+    /* Optional (may be NULL): a read-only buffer that aliases host memory which stays valid
+     * for the buffer's lifetime (used for memory-mapped weights). Returns NULL if the memory
+     * cannot be aliased (e.g. misaligned); the caller then allocates and uploads. */
+    pcv_buffer *(*wrap_host)(pcv_backend *be, const void *ptr, size_t bytes);
+    int (*upload)(pcv_backend *be, pcv_buffer *dst, size_t off_bytes, const void *src,
+                  size_t bytes, pcv_error *err);
+    int (*download)(pcv_backend *be, pcv_buffer *src, size_t off_bytes, void *dst,
+                    size_t bytes, pcv_error *err);
+    int (*synchronize)(pcv_backend *be, pcv_error *err);
+
+    /* ---- operations (offsets and sizes in elements) ---- */
+    int (*gemm)(pcv_backend *be, const pcv_gemm_args *args, pcv_error *err);
+    /* x[r][c] += bias[c] */
+    int (*bias_add)(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols,
+                    pcv_buffer *bias, size_t bias_off, pcv_error *err);
+    /* y[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta over cols (biased variance) */
+    int (*layernorm)(pcv_backend *be, pcv_buffer *x, size_t x_off, pcv_buffer *y, size_t y_off,
+                     int64_t rows, int64_t cols, pcv_buffer *gamma, size_t g_off,
+                     pcv_buffer *beta, size_t b_off, float eps, pcv_error *err);
+    /* in place */
+    int (*gelu)(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t n, pcv_gelu_kind kind,
+                pcv_error *err);
+    /* y[i] += a[i] */
+    int (*add)(pcv_backend *be, pcv_buffer *y, size_t y_off, pcv_buffer *a, size_t a_off,
+               int64_t n, pcv_error *err);
+    /* in place softmax over each row of x[rows][cols], optionally after adding mask[cols]
+     * (mask may be NULL) */
+    int (*softmax)(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols,
+                   pcv_buffer *mask, size_t mask_off, pcv_error *err);
+    /* out[r][:] = table[ids[r]][:] (+ pos[r % period][:] if pos != NULL), r < rows;
+     * ids are int32 and already validated to lie in [0, table_rows). */
+    int (*gather)(pcv_backend *be, pcv_buffer *table, size_t t_off, pcv_buffer *ids,
+                  size_t ids_off, pcv_buffer *pos, size_t pos_off, int64_t period,
+                  pcv_buffer *out, size_t out_off, int64_t rows, int64_t cols, pcv_error *err);
+    /* dst[i*n + j] = src[j] for i < times: broadcast one block over a batch */
+    int (*repeat)(pcv_backend *be, pcv_buffer *src, size_t src_off, int64_t n, int64_t times,
+                  pcv_buffer *dst, size_t dst_off, pcv_error *err);
+    int (*attention)(pcv_backend *be, const pcv_attention_args *args, pcv_error *err);
+} pcv_backend_ops;
+
+struct pcv_backend {
+    const pcv_backend_ops *ops;
+    char name[128];        /* e.g. "cpu (BLIS skx, 2 threads)" */
+    char device_name[256]; /* human-readable device description */
+    void *ctx;
+};
+
+/* The CPU reference backend. threads <= 0: all online cores. */
+pcv_backend *pcv_backend_cpu_create(int threads, pcv_error *err);
+
+#endif

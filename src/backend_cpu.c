@@ -1,0 +1,358 @@
+/* The CPU reference backend: plain C loops (OpenMP across rows) and BLIS for GEMMs.
+ *
+ * Why BLIS: Debian's OpenBLAS 0.3.21 does not know recent Intel cores and silently runs its
+ * SSE3 "Prescott" kernels (~35 GFLOP/s on the project machine) unless OPENBLAS_CORETYPE is
+ * set. BLIS has its own CPU-feature dispatch; where the CPU has AVX-512 and the user has not
+ * chosen with BLIS_ARCH_TYPE, we ask BLIS for its "skx" kernels (see cpu_blis_setup), and we
+ * report the kernel set in the backend name so benchmarks say what ran.
+ */
+#include "backend.h"
+
+#include <blis.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct pcv_buffer {
+    void *data;
+    size_t bytes;
+    bool owned;
+};
+
+typedef struct cpu_ctx {
+    int threads;
+} cpu_ctx;
+
+#define F(buf, off) ((float *)(buf)->data + (off))
+
+static void cpu_destroy(pcv_backend *be)
+{
+    if (!be)
+        return;
+    free(be->ctx);
+    free(be);
+}
+
+static pcv_buffer *cpu_alloc(pcv_backend *be, size_t bytes, pcv_error *err)
+{
+    pcv_buffer *b = calloc(1, sizeof *b);
+    size_t sz = (bytes + 63) / 64 * 64;
+    if (b)
+        b->data = aligned_alloc(64, sz ? sz : 64);
+    if (!b || !b->data) {
+        free(b);
+        pcv_set_error(err, PCV_ERR_OOM, "cpu: cannot allocate %zu bytes", bytes);
+        return NULL;
+    }
+    b->bytes = bytes;
+    b->owned = true;
+    return b;
+}
+
+static void cpu_release(pcv_backend *be, pcv_buffer *b)
+{
+    if (!b)
+        return;
+    if (b->owned)
+        free(b->data);
+    free(b);
+}
+
+static pcv_buffer *cpu_wrap_host(pcv_backend *be, const void *ptr, size_t bytes)
+{
+    if (((uintptr_t)ptr % sizeof(float)) != 0)
+        return NULL;
+    pcv_buffer *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->data = (void *)(uintptr_t)ptr; /* read-only by contract: weights are never written */
+    b->bytes = bytes;
+    b->owned = false;
+    return b;
+}
+
+static int cpu_upload(pcv_backend *be, pcv_buffer *dst, size_t off, const void *src, size_t n,
+                      pcv_error *err)
+{
+    if (off > dst->bytes || n > dst->bytes - off)
+        return pcv_set_error(err, PCV_ERR_DEVICE, "cpu: upload of %zu bytes at %zu exceeds buffer of %zu",
+                             n, off, dst->bytes);
+    memcpy((char *)dst->data + off, src, n);
+    return 0;
+}
+
+static int cpu_download(pcv_backend *be, pcv_buffer *src, size_t off, void *dst, size_t n,
+                        pcv_error *err)
+{
+    if (off > src->bytes || n > src->bytes - off)
+        return pcv_set_error(err, PCV_ERR_DEVICE, "cpu: download of %zu bytes at %zu exceeds buffer of %zu",
+                             n, off, src->bytes);
+    memcpy(dst, (const char *)src->data + off, n);
+    return 0;
+}
+
+static int cpu_synchronize(pcv_backend *be, pcv_error *err) { return 0; }
+
+/* One sgemm through BLIS's typed API (which takes general row and column strides). */
+static void blis_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                      const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                      float *c, int64_t ldc, rntm_t *rntm)
+{
+    bli_sgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+                 m, n, k, &alpha, (float *)a, lda, 1, (float *)b, ldb, 1, &beta, c, ldc, 1, NULL,
+                 rntm);
+}
+
+static int cpu_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
+{
+    for (int64_t i = 0; i < g->batch; i++)
+        blis_gemm(g->trans_a, g->trans_b, g->m, g->n, g->k, g->alpha,
+                  F(g->a, g->a_off + i * g->stride_a), g->lda, F(g->b, g->b_off + i * g->stride_b),
+                  g->ldb, g->beta, F(g->c, g->c_off + i * g->stride_c), g->ldc, NULL);
+    return 0;
+}
+
+static int cpu_bias_add(pcv_backend *be, pcv_buffer *xb, size_t x_off, int64_t rows, int64_t cols,
+                        pcv_buffer *bb, size_t b_off, pcv_error *err)
+{
+    float *x = F(xb, x_off);
+    const float *bias = F(bb, b_off);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            x[r * cols + c] += bias[c];
+    return 0;
+}
+
+static int cpu_layernorm(pcv_backend *be, pcv_buffer *xb, size_t x_off, pcv_buffer *yb, size_t y_off,
+                         int64_t rows, int64_t cols, pcv_buffer *gb, size_t g_off, pcv_buffer *bb,
+                         size_t b_off, float eps, pcv_error *err)
+{
+    const float *x = F(xb, x_off), *gamma = F(gb, g_off), *beta = F(bb, b_off);
+    float *y = F(yb, y_off);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        /* two-pass in double: the reference is float32 PyTorch, whose error is far larger */
+        double mean = 0, var = 0;
+        for (int64_t c = 0; c < cols; c++)
+            mean += xr[c];
+        mean /= (double)cols;
+        for (int64_t c = 0; c < cols; c++) {
+            double d = xr[c] - mean;
+            var += d * d;
+        }
+        var /= (double)cols;
+        float rstd = (float)(1.0 / sqrt(var + (double)eps));
+        float fmean = (float)mean;
+        for (int64_t c = 0; c < cols; c++)
+            yr[c] = (xr[c] - fmean) * rstd * gamma[c] + beta[c];
+    }
+    return 0;
+}
+
+static int cpu_gelu(pcv_backend *be, pcv_buffer *xb, size_t x_off, int64_t n, pcv_gelu_kind kind,
+                    pcv_error *err)
+{
+    float *x = F(xb, x_off);
+    if (kind == PCV_GELU_ERF) {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; i++)
+            x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752440f));
+    } else {
+        const float c = 0.79788456080286535588f; /* sqrt(2/pi) */
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
+        }
+    }
+    return 0;
+}
+
+static int cpu_add(pcv_backend *be, pcv_buffer *yb, size_t y_off, pcv_buffer *ab, size_t a_off,
+                   int64_t n, pcv_error *err)
+{
+    float *y = F(yb, y_off);
+    const float *a = F(ab, a_off);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a[i];
+    return 0;
+}
+
+/* Softmax of one row in place, after adding an optional mask (numerically stable). */
+static void softmax_row(float *x, int64_t n, const float *mask)
+{
+    if (mask)
+        for (int64_t j = 0; j < n; j++)
+            x[j] += mask[j];
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; j++)
+        mx = x[j] > mx ? x[j] : mx;
+    double sum = 0;
+    for (int64_t j = 0; j < n; j++) {
+        x[j] = expf(x[j] - mx);
+        sum += x[j];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t j = 0; j < n; j++)
+        x[j] *= inv;
+}
+
+static int cpu_softmax(pcv_backend *be, pcv_buffer *xb, size_t x_off, int64_t rows, int64_t cols,
+                       pcv_buffer *mb, size_t m_off, pcv_error *err)
+{
+    float *x = F(xb, x_off);
+    const float *mask = mb ? F(mb, m_off) : NULL;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        softmax_row(x + r * cols, cols, mask);
+    return 0;
+}
+
+static int cpu_gather(pcv_backend *be, pcv_buffer *tb, size_t t_off, pcv_buffer *ib, size_t i_off,
+                      pcv_buffer *pb, size_t p_off, int64_t period, pcv_buffer *ob, size_t o_off,
+                      int64_t rows, int64_t cols, pcv_error *err)
+{
+    const float *table = F(tb, t_off);
+    const int32_t *ids = (const int32_t *)ib->data + i_off;
+    const float *pos = pb ? F(pb, p_off) : NULL;
+    float *out = F(ob, o_off);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *src = table + (int64_t)ids[r] * cols;
+        float *dst = out + r * cols;
+        if (pos) {
+            const float *p = pos + (r % period) * cols;
+            for (int64_t c = 0; c < cols; c++)
+                dst[c] = src[c] + p[c];
+        } else {
+            memcpy(dst, src, (size_t)cols * sizeof(float));
+        }
+    }
+    return 0;
+}
+
+static int cpu_repeat(pcv_backend *be, pcv_buffer *sb, size_t s_off, int64_t n, int64_t times,
+                      pcv_buffer *db, size_t d_off, pcv_error *err)
+{
+    for (int64_t i = 0; i < times; i++)
+        memmove(F(db, d_off + i * n), F(sb, s_off), (size_t)n * sizeof(float));
+    return 0;
+}
+
+/* Attention in query tiles: each task owns one (batch, head, query tile) and a private score
+ * tile of QT x nk floats, so memory stays O(threads * QT * nk) instead of O(nq * nk). */
+enum { QT = 64 };
+
+static int cpu_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error *err)
+{
+    cpu_ctx *ctx = be->ctx;
+    int64_t ntiles = (a->nq + QT - 1) / QT;
+    int64_t ntasks = a->batch * a->heads * ntiles;
+    int nthreads = ctx->threads;
+    size_t tile_floats = (size_t)QT * (size_t)a->nk;
+    float *scratch = aligned_alloc(64, ((tile_floats * sizeof(float) + 63) / 64 * 64) * (size_t)nthreads);
+    if (!scratch)
+        return pcv_set_error(err, PCV_ERR_OOM, "cpu attention: cannot allocate %d score tiles of %zu floats",
+                             nthreads, tile_floats);
+    const float *mask_base = a->mask ? F(a->mask, a->mask_off) : NULL;
+    const float scale_div = a->scale_div;
+
+#pragma omp parallel num_threads(nthreads)
+    {
+        rntm_t rntm = BLIS_RNTM_INITIALIZER;
+        bli_rntm_set_num_threads(1, &rntm); /* parallelism comes from the task loop */
+        size_t stride = (tile_floats * sizeof(float) + 63) / 64 * 64 / sizeof(float);
+        float *s = scratch + (size_t)omp_get_thread_num() * stride;
+#pragma omp for schedule(dynamic)
+        for (int64_t t = 0; t < ntasks; t++) {
+            int64_t tile = t % ntiles, bh = t / ntiles;
+            int64_t h = bh % a->heads, b = bh / a->heads;
+            int64_t q0 = tile * QT, nq = a->nq - q0 < QT ? a->nq - q0 : QT;
+            const float *q = F(a->q, a->q_off + (b * a->nq + q0) * a->q_ld + h * a->dqk);
+            const float *k = F(a->k, a->k_off + b * a->nk * a->k_ld + h * a->dqk);
+            const float *v = F(a->v, a->v_off + b * a->nk * a->v_ld + h * a->dv);
+            float *o = F(a->o, a->o_off + (b * a->nq + q0) * a->o_ld + h * a->dv);
+            const float *mask = mask_base ? mask_base + b * a->nk : NULL;
+            blis_gemm(false, true, nq, a->nk, a->dqk, 1.0f, q, a->q_ld, k, a->k_ld, 0.0f, s, a->nk,
+                      &rntm);
+            for (int64_t i = 0; i < nq; i++) {
+                float *row = s + i * a->nk;
+                for (int64_t j = 0; j < a->nk; j++)
+                    row[j] /= scale_div;
+                softmax_row(row, a->nk, mask);
+            }
+            blis_gemm(false, false, nq, a->dv, a->nk, 1.0f, s, a->nk, v, a->v_ld, 0.0f, o, a->o_ld,
+                      &rntm);
+        }
+    }
+    free(scratch);
+    return 0;
+}
+
+static const pcv_backend_ops cpu_ops = {
+    .destroy = cpu_destroy,
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .wrap_host = cpu_wrap_host,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .synchronize = cpu_synchronize,
+    .gemm = cpu_gemm,
+    .bias_add = cpu_bias_add,
+    .layernorm = cpu_layernorm,
+    .gelu = cpu_gelu,
+    .add = cpu_add,
+    .softmax = cpu_softmax,
+    .gather = cpu_gather,
+    .repeat = cpu_repeat,
+    .attention = cpu_attention,
+};
+
+/* Chooses BLIS's kernel set once per process: AVX-512 ("skx") kernels when the CPU has them
+ * and the user did not set BLIS_ARCH_TYPE. Must run before the first BLIS call. */
+static void cpu_blis_setup(void)
+{
+    static bool done;
+    if (done)
+        return;
+    done = true;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (!getenv("BLIS_ARCH_TYPE") && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl"))
+        setenv("BLIS_ARCH_TYPE", "skx", 0);
+#endif
+}
+
+pcv_backend *pcv_backend_cpu_create(int threads, pcv_error *err)
+{
+    cpu_blis_setup();
+    if (threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (int)n : 1;
+    }
+    pcv_backend *be = calloc(1, sizeof *be);
+    cpu_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!be || !ctx) {
+        free(be);
+        free(ctx);
+        pcv_set_error(err, PCV_ERR_OOM, "cpu: out of memory creating the backend");
+        return NULL;
+    }
+    ctx->threads = threads;
+    bli_thread_set_num_threads(threads);
+    omp_set_num_threads(threads);
+    be->ops = &cpu_ops;
+    be->ctx = ctx;
+    snprintf(be->name, sizeof be->name, "cpu");
+    snprintf(be->device_name, sizeof be->device_name, "CPU reference path (BLIS %s kernels, %d thread%s)",
+             bli_arch_string(bli_arch_query_id()), threads, threads == 1 ? "" : "s");
+    return be;
+}

@@ -1,0 +1,196 @@
+/* perceiver-cl bench: per-stage time and GFLOP/s of one forward pass. */
+#include "cli.h"
+
+#include "ops.h"
+#include "perceiver/presets.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char help[] =
+    "Usage: perceiver-cl bench (--model DIR | --preset NAME | --config FILE) [options]\n"
+    "\n"
+    "Times forward passes of a text model and prints, per stage, the time, the matrix-multiply\n"
+    "FLOPs and GFLOP/s. With --preset or --config the weights are random (no files needed).\n"
+    "The input is the Hugging Face test sentence with ' missing.' masked, padded to --seq.\n"
+    "\n"
+    "Options:\n"
+    "  --model DIR        model folder\n"
+    "  --preset NAME      built-in config (see --list-presets)\n"
+    "  --config FILE      a config.json\n"
+    "  --batch N          batch size (default 1)\n"
+    "  --seq N            sequence length (default: max_position_embeddings)\n"
+    "  --repeat N         timed forward passes after one warm-up (default 3)\n"
+    "  --json             machine-readable output\n"
+    "  --list-presets     list the built-in configs\n"
+    "%s"
+    "  --help             this text\n";
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    cli_args a;
+    pcv_model_options opt = {.device = getenv("PERCEIVER_DEVICE"), .profile = true};
+    const char *model_dir = NULL, *preset = NULL, *config = NULL;
+    long batch = 1, seq = 0, repeat = 3;
+    bool json = false, bad = false;
+    cli_init(&a, argc, argv, 2);
+    while (a.i < a.argc && !bad) {
+        if (cli_opt(&a, "--help", "-h", false, &bad)) {
+            printf(help, cli_model_opts_help);
+            return EXIT_OK;
+        } else if (cli_opt(&a, "--list-presets", NULL, false, &bad)) {
+            for (int i = 0; pcv_preset_name(i); i++)
+                printf("%-22s %s\n", pcv_preset_name(i), pcv_preset_description(i));
+            return EXIT_OK;
+        } else if (cli_opt(&a, "--model", "-m", true, &bad)) {
+            model_dir = a.value;
+        } else if (cli_opt(&a, "--preset", NULL, true, &bad)) {
+            preset = a.value;
+        } else if (cli_opt(&a, "--config", NULL, true, &bad)) {
+            config = a.value;
+        } else if (cli_opt(&a, "--json", NULL, false, &bad)) {
+            json = true;
+        } else if (cli_opt(&a, "--batch", "-b", true, &bad)) {
+            if (a.value && !cli_parse_int(a.value, 1, 4096, &batch))
+                return cli_usage_error("bench", "--batch needs a number from 1 to 4096");
+        } else if (cli_opt(&a, "--seq", NULL, true, &bad)) {
+            if (a.value && !cli_parse_int(a.value, 1, 1 << 20, &seq))
+                return cli_usage_error("bench", "--seq needs a positive number");
+        } else if (cli_opt(&a, "--repeat", "-r", true, &bad)) {
+            if (a.value && !cli_parse_int(a.value, 1, 10000, &repeat))
+                return cli_usage_error("bench", "--repeat needs a number from 1 to 10000");
+        } else if (!cli_model_opt(&a, &opt, &bad)) {
+            return cli_usage_error("bench", "unknown argument '%s'", a.argv[a.i]);
+        }
+    }
+    if (bad)
+        return EXIT_USAGE;
+    if (!!model_dir + !!preset + !!config != 1)
+        return cli_usage_error("bench", "give exactly one of --model, --preset, --config");
+
+    pcv_error err = {0};
+    pcv_config cfg;
+    pcv_model *m = NULL;
+    int64_t *ids = NULL, *mask = NULL;
+    double *times = NULL;
+    int rc = EXIT_FAIL;
+    pcv_config_init(&cfg);
+    double t0 = pcv_now();
+    if (model_dir) {
+        if (pcv_model_load(model_dir, &opt, &m, &err))
+            goto done;
+    } else {
+        if (preset && pcv_config_preset(preset, &cfg)) {
+            pcv_set_error(&err, PCV_ERR_INPUT, "unknown preset '%s' (see --list-presets)", preset);
+            goto done;
+        }
+        if (config && pcv_config_load(&cfg, config, &err))
+            goto done;
+        if (pcv_model_create_random(&cfg, 1, &opt, &m, &err))
+            goto done;
+    }
+    double load_s = pcv_now() - t0;
+    const pcv_config *c = pcv_model_config(m);
+    if (seq == 0)
+        seq = c->max_position_embeddings;
+    if (seq > c->max_position_embeddings) {
+        pcv_set_error(&err, PCV_ERR_INPUT, "--seq %ld exceeds max_position_embeddings %d", seq, c->max_position_embeddings);
+        goto done;
+    }
+    /* input: [CLS] sentence [SEP], ' missing.' masked, [PAD] to seq */
+    static const char sentence[] = "This is an incomplete sentence where some words are missing.";
+    ids = calloc((size_t)(batch * seq), sizeof *ids);
+    mask = calloc((size_t)(batch * seq), sizeof *mask);
+    times = calloc((size_t)repeat, sizeof *times);
+    if (!ids || !mask || !times)
+        goto done;
+    for (long b = 0; b < batch; b++) {
+        int32_t tok[64];
+        size_t n = pcv_tokenize(sentence, sizeof sentence - 1, true, tok, 64);
+        for (long s = 0; s < seq && (size_t)s < n; s++) {
+            ids[b * seq + s] = (s >= 52 && s < 61) ? PCV_TOK_MASK : tok[s] % c->vocab_size;
+            mask[b * seq + s] = 1;
+        }
+    }
+    pcv_io_tensor in[2] = {
+        {.name = "input_ids", .dtype = PCV_DT_I64, .ndim = 2, .shape = {batch, seq}, .data = ids},
+        {.name = "attention_mask", .dtype = PCV_DT_I64, .ndim = 2, .shape = {batch, seq}, .data = mask},
+    };
+    pcv_stage_stats best[16];
+    int nstages = 0;
+    double best_t = 1e300;
+    for (long r = -1; r < repeat; r++) {
+        pcv_io_tensor *outs = NULL;
+        int nout = 0;
+        double t = pcv_now();
+        if (pcv_model_forward(m, in, 2, &outs, &nout, &err))
+            goto done;
+        t = pcv_now() - t;
+        pcv_io_free(outs, nout);
+        if (r < 0)
+            continue; /* warm-up */
+        times[r] = t;
+        if (t < best_t) {
+            best_t = t;
+            nstages = pcv_model_stats(m, best, 16);
+        }
+    }
+    qsort(times, (size_t)repeat, sizeof *times, cmp_double);
+    double median = times[repeat / 2];
+    double total_flops = 0;
+    for (int s = 0; s < nstages; s++)
+        total_flops += best[s].flops;
+
+    if (json) {
+        json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "model",
+                              model_dir ? model_dir : preset ? preset : config, "device", pcv_model_device(m),
+                              "params", (json_int_t)pcv_model_num_params(m), "batch", (json_int_t)batch, "seq",
+                              (json_int_t)seq, "repeat", (json_int_t)repeat, "load_s", load_s, "forward_median_s",
+                              median, "forward_best_s", best_t, "gflop", total_flops / 1e9, "gflops",
+                              total_flops / median / 1e9);
+        json_t *st = json_array();
+        for (int s = 0; s < nstages; s++)
+            json_array_append_new(st, json_pack("{s:s, s:f, s:f, s:f}", "stage", best[s].name, "seconds",
+                                                best[s].seconds, "gflop", best[s].flops / 1e9, "gflops",
+                                                best[s].seconds > 0 ? best[s].flops / best[s].seconds / 1e9 : 0.0));
+        json_object_set_new(o, "stages", st);
+        char *s = json_dumps(o, JSON_INDENT(2));
+        printf("%s\n", s);
+        free(s);
+        json_decref(o);
+    } else {
+        printf("model     %s (%s, %lld parameters)\n", model_dir ? model_dir : preset ? preset : config,
+               pcv_arch_name(pcv_model_arch(m)), (long long)pcv_model_num_params(m));
+        printf("device    %s\n", pcv_model_device(m));
+        printf("input     batch %ld x %ld tokens; load %.2f s; %ld timed runs after 1 warm-up\n", batch, seq, load_s,
+               repeat);
+        printf("\n%-16s %10s %10s %10s %7s\n", "stage (best run)", "ms", "GFLOP", "GFLOP/s", "time%");
+        for (int s = 0; s < nstages; s++)
+            printf("%-16s %10.2f %10.3f %10.1f %6.1f%%\n", best[s].name, best[s].seconds * 1e3, best[s].flops / 1e9,
+                   best[s].seconds > 0 ? best[s].flops / best[s].seconds / 1e9 : 0.0,
+                   100.0 * best[s].seconds / best_t);
+        printf("%-16s %10.2f %10.3f %10.1f\n", "total (best)", best_t * 1e3, total_flops / 1e9,
+               total_flops / best_t / 1e9);
+        printf("%-16s %10.2f %10.3f %10.1f\n", "total (median)", median * 1e3, total_flops / 1e9,
+               total_flops / median / 1e9);
+        printf("\nforward_median_s=%.6f gflops=%.2f\n", median, total_flops / median / 1e9);
+    }
+    rc = EXIT_OK;
+done:
+    if (rc)
+        cli_fail(&err);
+    free(ids);
+    free(mask);
+    free(times);
+    pcv_model_free(m);
+    pcv_config_free(&cfg);
+    return rc;
+}

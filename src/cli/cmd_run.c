@@ -1,0 +1,102 @@
+/* perceiver-cl run: named tensors in, named tensors out. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char help[] =
+    "Usage: perceiver-cl run --model DIR --inputs IN.safetensors --outputs OUT.safetensors [options]\n"
+    "\n"
+    "Runs one forward pass of the model in DIR (a Hugging Face folder: config.json +\n"
+    "model.safetensors). Input tensors are named like the Hugging Face forward arguments:\n"
+    "  PerceiverForMaskedLM, PerceiverForSequenceClassification:\n"
+    "      input_ids (or inputs)  integer [batch][seq]\n"
+    "      attention_mask         optional, integer or float [batch][seq], 1 = keep, 0 = padding\n"
+    "Outputs (float32): logits, last_hidden_state. OUT is written atomically.\n"
+    "\n"
+    "Options:\n"
+    "  --model DIR, -m DIR        model folder\n"
+    "  --inputs FILE, -i FILE     input tensors (safetensors)\n"
+    "  --outputs FILE, -o FILE    output tensors (safetensors)\n"
+    "%s"
+    "  --help                     this text\n";
+
+int cmd_run(int argc, char **argv)
+{
+    cli_args a;
+    pcv_model_options opt = {.device = getenv("PERCEIVER_DEVICE")};
+    const char *model_dir = NULL, *in_path = NULL, *out_path = NULL;
+    bool bad = false;
+    cli_init(&a, argc, argv, 2);
+    while (a.i < a.argc && !bad) {
+        if (cli_opt(&a, "--help", "-h", false, &bad)) {
+            printf(help, cli_model_opts_help);
+            return EXIT_OK;
+        } else if (cli_opt(&a, "--model", "-m", true, &bad)) {
+            model_dir = a.value;
+        } else if (cli_opt(&a, "--inputs", "-i", true, &bad)) {
+            in_path = a.value;
+        } else if (cli_opt(&a, "--outputs", "-o", true, &bad)) {
+            out_path = a.value;
+        } else if (!cli_model_opt(&a, &opt, &bad)) {
+            return cli_usage_error("run", "unknown argument '%s'", a.argv[a.i]);
+        }
+    }
+    if (bad)
+        return EXIT_USAGE;
+    if (!model_dir || !in_path || !out_path)
+        return cli_usage_error("run", "--model, --inputs and --outputs are required");
+
+    pcv_error err = {0};
+    pcv_safetensors in = {0};
+    pcv_model *m = NULL;
+    pcv_io_tensor *ins = NULL, *outs = NULL;
+    int nout = 0, rc = EXIT_FAIL;
+    if (pcv_st_open(&in, in_path, &err))
+        goto done;
+    if (pcv_model_load(model_dir, &opt, &m, &err))
+        goto done;
+    fprintf(stderr, "perceiver-cl: %s on %s\n", pcv_arch_name(pcv_model_arch(m)), pcv_model_device(m));
+    ins = calloc((size_t)(in.count ? in.count : 1), sizeof *ins);
+    if (!ins) {
+        pcv_set_error(&err, PCV_ERR_OOM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < in.count; i++) {
+        const pcv_st_tensor *t = &in.tensors[i];
+        if (strlen(t->name) >= sizeof ins[i].name) {
+            pcv_set_error(&err, PCV_ERR_INPUT, "%s: tensor name '%.40s...' is too long", in_path, t->name);
+            goto done;
+        }
+        snprintf(ins[i].name, sizeof ins[i].name, "%s", t->name);
+        ins[i].dtype = t->dtype;
+        ins[i].ndim = t->ndim;
+        memcpy(ins[i].shape, t->shape, sizeof t->shape);
+        ins[i].data = (void *)(uintptr_t)t->data;
+    }
+    if (pcv_model_forward(m, ins, in.count, &outs, &nout, &err)) {
+        char msg[sizeof err.msg];
+        snprintf(msg, sizeof msg, "%s", err.msg);
+        pcv_set_error(&err, err.code, "%s: %s", in_path, msg);
+        goto done;
+    }
+    pcv_st_entry e[8];
+    for (int i = 0; i < nout && i < 8; i++) {
+        e[i].name = outs[i].name;
+        e[i].dtype = outs[i].dtype;
+        e[i].ndim = outs[i].ndim;
+        memcpy(e[i].shape, outs[i].shape, sizeof e[i].shape);
+        e[i].data = outs[i].data;
+    }
+    if (pcv_st_write(out_path, e, nout, &err))
+        goto done;
+    rc = EXIT_OK;
+done:
+    if (rc)
+        cli_fail(&err);
+    pcv_io_free(outs, nout);
+    free(ins);
+    pcv_model_free(m);
+    pcv_st_close(&in);
+    return rc;
+}

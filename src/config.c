@@ -1,0 +1,871 @@
+/* config.json (Hugging Face PerceiverConfig) loading and saving.
+ *
+ * Loading starts from the PerceiverConfig defaults and overrides every known key; unknown keys
+ * (torch_dtype, transformers_version, stale hidden_dropout_prob, ...) are ignored. Values are
+ * range-checked so that later code can size buffers from them without overflow worries;
+ * divisibility rules (heads vs channels) are the model's business. Saving writes the keys
+ * sorted, indented by 2, like transformers' save_pretrained, through a temp file + rename. */
+#include "perceiver/perceiver.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CFG_DIM_MAX (1 << 24)            /* upper bound for every size-like field */
+#define CFG_FILE_MAX (64u * 1024 * 1024) /* config.json files are a few KB (ImageNet: ~70 KB) */
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src);
+}
+
+void pcv_config_init(pcv_config *cfg)
+{
+    if (!cfg)
+        return;
+    memset(cfg, 0, sizeof *cfg);
+    copy_str(cfg->architecture, sizeof cfg->architecture, "");
+    copy_str(cfg->model_type, sizeof cfg->model_type, "perceiver");
+    cfg->num_latents = 256;
+    cfg->d_latents = 1280;
+    cfg->d_model = 768;
+    cfg->num_blocks = 1;
+    cfg->num_self_attends_per_block = 26;
+    cfg->num_self_attention_heads = 8;
+    cfg->num_cross_attention_heads = 8;
+    cfg->qk_channels = 0;
+    cfg->v_channels = 0;
+    copy_str(cfg->cross_attention_shape_for_attention,
+             sizeof cfg->cross_attention_shape_for_attention, "kv");
+    cfg->self_attention_widening_factor = 1;
+    cfg->cross_attention_widening_factor = 1;
+    copy_str(cfg->hidden_act, sizeof cfg->hidden_act, "gelu");
+    cfg->attention_probs_dropout_prob = 0.1;
+    cfg->initializer_range = 0.02;
+    cfg->layer_norm_eps = 1e-12;
+    cfg->use_query_residual = true;
+    cfg->vocab_size = 262;
+    cfg->max_position_embeddings = 2048;
+    cfg->image_size = 56;
+    cfg->train_size[0] = 368;
+    cfg->train_size[1] = 496;
+    cfg->num_frames = 16;
+    cfg->audio_samples_per_frame = 1920;
+    cfg->samples_per_patch = 16;
+    cfg->output_shape[0] = 1;
+    cfg->output_shape[1] = 16;
+    cfg->output_shape[2] = 224;
+    cfg->output_shape[3] = 224;
+    cfg->output_num_channels = 512;
+    cfg->label_trainable_num_channels = 1024;
+    cfg->num_labels = 2;
+    cfg->id2label = NULL;
+}
+
+void pcv_config_free(pcv_config *cfg)
+{
+    if (!cfg || !cfg->id2label)
+        return;
+    for (int i = 0; i < cfg->num_labels; i++)
+        free(cfg->id2label[i]);
+    free(cfg->id2label);
+    cfg->id2label = NULL;
+}
+
+/* ---- loading ------------------------------------------------------------------------------ */
+
+typedef struct cfg_ctx {
+    const char *path;
+    json_t *root;
+    pcv_error *err;
+} cfg_ctx;
+
+static const char *json_kind(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a real number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "?";
+}
+
+/* Reads an integer in [lo, hi]; integral reals such as 512.0 are accepted too. */
+static int int_value(const cfg_ctx *c, const char *what, const json_t *v, int lo, int hi,
+                     int *out)
+{
+    if (json_is_integer(v)) {
+        json_int_t x = json_integer_value(v);
+        if (x >= lo && x <= hi) {
+            *out = (int)x;
+            return 0;
+        }
+        return pcv_set_error(c->err, PCV_ERR_FORMAT,
+                             "%s: key '%s': value %lld is out of range [%d, %d]", c->path, what,
+                             (long long)x, lo, hi);
+    }
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (d >= lo && d <= hi && d == (double)(int)d) {
+            *out = (int)d;
+            return 0;
+        }
+        return pcv_set_error(c->err, PCV_ERR_FORMAT,
+                             "%s: key '%s': expected an integer in [%d, %d], got %g", c->path,
+                             what, lo, hi, d);
+    }
+    return pcv_set_error(c->err, PCV_ERR_FORMAT,
+                         "%s: key '%s': expected an integer in [%d, %d], got %s", c->path, what,
+                         lo, hi, json_kind(v));
+}
+
+/* Positive bounded integer; an absent key keeps the default. */
+static int get_dim(const cfg_ctx *c, const char *key, int *out)
+{
+    json_t *v = json_object_get(c->root, key);
+    return v ? int_value(c, key, v, 1, CFG_DIM_MAX, out) : 0;
+}
+
+/* Like get_dim, but null means "derive it" (stored as 0). */
+static int get_opt_dim(const cfg_ctx *c, const char *key, int *out)
+{
+    json_t *v = json_object_get(c->root, key);
+    if (!v)
+        return 0;
+    if (json_is_null(v)) {
+        *out = 0;
+        return 0;
+    }
+    return int_value(c, key, v, 1, CFG_DIM_MAX, out);
+}
+
+static int get_dim_array(const cfg_ctx *c, const char *key, int n, int *out)
+{
+    json_t *v = json_object_get(c->root, key);
+    if (!v)
+        return 0;
+    if (!json_is_array(v))
+        return pcv_set_error(c->err, PCV_ERR_FORMAT,
+                             "%s: key '%s': expected an array of %d positive integers, got %s",
+                             c->path, key, n, json_kind(v));
+    if (json_array_size(v) != (size_t)n)
+        return pcv_set_error(c->err, PCV_ERR_FORMAT,
+                             "%s: key '%s': expected %d elements, got %zu", c->path, key, n,
+                             json_array_size(v));
+    int tmp[8];
+    for (int i = 0; i < n; i++) {
+        char what[96];
+        snprintf(what, sizeof what, "%s[%d]", key, i);
+        int rc = int_value(c, what, json_array_get(v, (size_t)i), 1, CFG_DIM_MAX, &tmp[i]);
+        if (rc)
+            return rc;
+    }
+    memcpy(out, tmp, (size_t)n * sizeof *out);
+    return 0;
+}
+
+static int get_number(const cfg_ctx *c, const char *key, double lo, double hi, double *out)
+{
+    json_t *v = json_object_get(c->root, key);
+    if (!v)
+        return 0;
+    if (!json_is_number(v))
+        return pcv_set_error(c->err, PCV_ERR_FORMAT, "%s: key '%s': expected a number, got %s",
+                             c->path, key, json_kind(v));
+    double d = json_number_value(v);
+    if (!(d >= lo && d <= hi))
+        return pcv_set_error(c->err, PCV_ERR_FORMAT,
+                             "%s: key '%s': value %g is out of range [%g, %g]", c->path, key, d,
+                             lo, hi);
+    *out = d;
+    return 0;
+}
+
+static int get_bool(const cfg_ctx *c, const char *key, bool *out)
+{
+    json_t *v = json_object_get(c->root, key);
+    if (!v)
+        return 0;
+    if (!json_is_boolean(v))
+        return pcv_set_error(c->err, PCV_ERR_FORMAT, "%s: key '%s': expected true or false, got %s",
+                             c->path, key, json_kind(v));
+    *out = json_is_true(v);
+    return 0;
+}
+
+static int string_into(const cfg_ctx *c, const char *key, const json_t *v, char *buf, size_t cap)
+{
+    if (!json_is_string(v))
+        return pcv_set_error(c->err, PCV_ERR_FORMAT, "%s: key '%s': expected a string, got %s",
+                             c->path, key, json_kind(v));
+    const char *s = json_string_value(v);
+    if (json_string_length(v) >= cap || strlen(s) != json_string_length(v))
+        return pcv_set_error(c->err, PCV_ERR_FORMAT,
+                             "%s: key '%s': string too long (at most %zu bytes)", c->path, key,
+                             cap - 1);
+    copy_str(buf, cap, s);
+    return 0;
+}
+
+static int get_string(const cfg_ctx *c, const char *key, char *buf, size_t cap)
+{
+    json_t *v = json_object_get(c->root, key);
+    return v ? string_into(c, key, v, buf, cap) : 0;
+}
+
+static int load_model_type(const cfg_ctx *c)
+{
+    json_t *v = json_object_get(c->root, "model_type");
+    if (!v)
+        return 0;
+    if (!json_is_string(v))
+        return pcv_set_error(c->err, PCV_ERR_FORMAT,
+                             "%s: key 'model_type': expected a string, got %s",
+                             c->path, json_kind(v));
+    if (strcmp(json_string_value(v), "perceiver") != 0)
+        return pcv_set_error(c->err, PCV_ERR_UNSUPPORTED,
+                             "%s: model_type '%s' is not supported (expected 'perceiver')",
+                             c->path, json_string_value(v));
+    return 0;
+}
+
+static int load_architecture(const cfg_ctx *c, pcv_config *cfg)
+{
+    json_t *v = json_object_get(c->root, "architectures");
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_array(v))
+        return pcv_set_error(c->err, PCV_ERR_FORMAT,
+                             "%s: key 'architectures': expected an array of strings, got %s",
+                             c->path, json_kind(v));
+    if (json_array_size(v) == 0)
+        return 0;
+    return string_into(c, "architectures[0]", json_array_get(v, 0), cfg->architecture,
+                       sizeof cfg->architecture);
+}
+
+static int load_cross_shape(const cfg_ctx *c, pcv_config *cfg)
+{
+    const char *key = "cross_attention_shape_for_attention";
+    char buf[sizeof cfg->cross_attention_shape_for_attention];
+    copy_str(buf, sizeof buf, cfg->cross_attention_shape_for_attention);
+    int rc = get_string(c, key, buf, sizeof buf);
+    if (!rc && strcmp(buf, "kv") != 0 && strcmp(buf, "q") != 0)
+        rc = pcv_set_error(c->err, PCV_ERR_FORMAT,
+                           "%s: key '%s': expected \"kv\" or \"q\", got \"%s\"",
+                           c->path, key, buf);
+    if (!rc)
+        copy_str(cfg->cross_attention_shape_for_attention,
+                 sizeof cfg->cross_attention_shape_for_attention, buf);
+    return rc;
+}
+
+/* Parses an id2label key: a decimal index ("0", "17"); -1 if it is not one. */
+static long parse_label_index(const char *s)
+{
+    if (!*s || strlen(s) > 9)
+        return -1;
+    long v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v;
+}
+
+static char *make_label(int i)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "LABEL_%d", i);
+    return strdup(buf);
+}
+
+static int fill_labels(const cfg_ctx *c, json_t *jl, int n, char **labels)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(jl, k, v) {
+        long idx = parse_label_index(k);
+        if (idx < 0 || idx >= n)
+            return pcv_set_error(c->err, PCV_ERR_FORMAT,
+                                 "%s: key 'id2label': key \"%s\" is not a label index in [0, %d)",
+                                 c->path, k, n);
+        if (labels[idx])
+            return pcv_set_error(c->err, PCV_ERR_FORMAT,
+                                 "%s: key 'id2label': label index %ld appears twice", c->path, idx);
+        if (!json_is_string(v))
+            return pcv_set_error(c->err, PCV_ERR_FORMAT,
+                                 "%s: key 'id2label': value for \"%s\" is %s, expected a string",
+                                 c->path, k, json_kind(v));
+        labels[idx] = strdup(json_string_value(v));
+        if (!labels[idx])
+            return pcv_set_error(c->err, PCV_ERR_OOM, "%s: out of memory", c->path);
+    }
+    /* n distinct indices in [0, n) cover every slot; this only guards future relaxations */
+    for (int i = 0; i < n; i++)
+        if (!labels[i] && !(labels[i] = make_label(i)))
+            return pcv_set_error(c->err, PCV_ERR_OOM, "%s: out of memory", c->path);
+    return 0;
+}
+
+/* num_labels comes from "num_labels", else from id2label's size, else stays 2. Unlike
+ * transformers (which warns and lets id2label win) a disagreement between the two is an error. */
+static int load_labels(const cfg_ctx *c, pcv_config *cfg)
+{
+    json_t *jn = json_object_get(c->root, "num_labels");
+    json_t *jl = json_object_get(c->root, "id2label");
+    bool have_n = jn && !json_is_null(jn);
+    if (have_n) {
+        int rc = int_value(c, "num_labels", jn, 1, CFG_DIM_MAX, &cfg->num_labels);
+        if (rc)
+            return rc;
+    }
+    if (!jl || json_is_null(jl))
+        return 0;
+    if (!json_is_object(jl))
+        return pcv_set_error(c->err, PCV_ERR_FORMAT,
+                             "%s: key 'id2label': expected an object, got %s",
+                             c->path, json_kind(jl));
+    size_t n = json_object_size(jl);
+    if (n == 0 || n > CFG_DIM_MAX)
+        return pcv_set_error(c->err, PCV_ERR_FORMAT, "%s: key 'id2label': %zu entries (need 1..%d)",
+                             c->path, n, CFG_DIM_MAX);
+    if (have_n && n != (size_t)cfg->num_labels)
+        return pcv_set_error(c->err, PCV_ERR_FORMAT,
+                             "%s: key 'num_labels' is %d but 'id2label' has %zu entries", c->path,
+                             cfg->num_labels, n);
+    char **labels = calloc(n, sizeof *labels);
+    if (!labels)
+        return pcv_set_error(c->err, PCV_ERR_OOM, "%s: out of memory", c->path);
+    int rc = fill_labels(c, jl, (int)n, labels);
+    if (rc) {
+        for (size_t i = 0; i < n; i++)
+            free(labels[i]);
+        free(labels);
+        return rc;
+    }
+    cfg->num_labels = (int)n;
+    cfg->id2label = labels;
+    return 0;
+}
+
+static int load_scalars(const cfg_ctx *c, pcv_config *cfg)
+{
+    struct {
+        const char *key;
+        int *dst;
+    } dims[] = {
+        {"num_latents", &cfg->num_latents},
+        {"d_latents", &cfg->d_latents},
+        {"d_model", &cfg->d_model},
+        {"num_blocks", &cfg->num_blocks},
+        {"num_self_attends_per_block", &cfg->num_self_attends_per_block},
+        {"num_self_attention_heads", &cfg->num_self_attention_heads},
+        {"num_cross_attention_heads", &cfg->num_cross_attention_heads},
+        {"self_attention_widening_factor", &cfg->self_attention_widening_factor},
+        {"cross_attention_widening_factor", &cfg->cross_attention_widening_factor},
+        {"vocab_size", &cfg->vocab_size},
+        {"max_position_embeddings", &cfg->max_position_embeddings},
+        {"image_size", &cfg->image_size},
+        {"num_frames", &cfg->num_frames},
+        {"audio_samples_per_frame", &cfg->audio_samples_per_frame},
+        {"samples_per_patch", &cfg->samples_per_patch},
+        {"output_num_channels", &cfg->output_num_channels},
+        /* older transformers spelled it without the underscore */
+        {"label_trainable_num_channels", &cfg->label_trainable_num_channels},
+        {"_label_trainable_num_channels", &cfg->label_trainable_num_channels},
+    };
+    int rc = 0;
+    for (size_t i = 0; !rc && i < sizeof dims / sizeof dims[0]; i++)
+        rc = get_dim(c, dims[i].key, dims[i].dst);
+    if (!rc)
+        rc = get_opt_dim(c, "qk_channels", &cfg->qk_channels);
+    if (!rc)
+        rc = get_opt_dim(c, "v_channels", &cfg->v_channels);
+    if (!rc)
+        rc = get_dim_array(c, "train_size", 2, cfg->train_size);
+    if (!rc)
+        rc = get_dim_array(c, "output_shape", 4, cfg->output_shape);
+    if (!rc)
+        rc = get_number(c, "attention_probs_dropout_prob", 0.0, 1.0,
+                        &cfg->attention_probs_dropout_prob);
+    if (!rc)
+        rc = get_number(c, "initializer_range", 0.0, HUGE_VAL, &cfg->initializer_range);
+    if (!rc)
+        rc = get_number(c, "layer_norm_eps", 0.0, 1.0, &cfg->layer_norm_eps);
+    if (!rc)
+        rc = get_bool(c, "use_query_residual", &cfg->use_query_residual);
+    if (!rc)
+        rc = get_string(c, "hidden_act", cfg->hidden_act, sizeof cfg->hidden_act);
+    return rc;
+}
+
+/* Reads a whole (small) file into a malloc'd buffer. */
+static int read_small_file(const char *path, char **out, size_t *out_len, pcv_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return pcv_set_error(err, PCV_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    int rc = 0;
+    if (fstat(fd, &sb) != 0)
+        rc = pcv_set_error(err, PCV_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    else if (S_ISDIR(sb.st_mode))
+        rc = pcv_set_error(err, PCV_ERR_IO, "%s: is a directory, not a config file", path);
+    else if (!S_ISREG(sb.st_mode))
+        rc = pcv_set_error(err, PCV_ERR_IO, "%s: not a regular file", path);
+    else if ((unsigned long long)sb.st_size > CFG_FILE_MAX)
+        rc = pcv_set_error(err, PCV_ERR_FORMAT, "%s: %lld bytes is too large for a config file",
+                           path, (long long)sb.st_size);
+    char *buf = rc ? NULL : malloc((size_t)sb.st_size + 1);
+    if (!rc && !buf)
+        rc = pcv_set_error(err, PCV_ERR_OOM, "%s: out of memory", path);
+    size_t len = 0;
+    while (!rc && len < (size_t)sb.st_size) {
+        ssize_t r = read(fd, buf + len, (size_t)sb.st_size - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            rc = pcv_set_error(err, PCV_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+        else if (r == 0)
+            break; /* shrank while reading: parse what we have */
+        else
+            len += (size_t)r;
+    }
+    close(fd);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+static int load_root(const cfg_ctx *c, pcv_config *cfg)
+{
+    if (!json_is_object(c->root))
+        return pcv_set_error(c->err, PCV_ERR_FORMAT, "%s: config JSON is not an object", c->path);
+    int rc = load_model_type(c);
+    if (!rc)
+        rc = load_architecture(c, cfg);
+    if (!rc)
+        rc = load_scalars(c, cfg);
+    if (!rc)
+        rc = load_cross_shape(c, cfg);
+    if (!rc)
+        rc = load_labels(c, cfg);
+    return rc;
+}
+
+int pcv_config_load(pcv_config *cfg, const char *path, pcv_error *err)
+{
+    if (!cfg || !path)
+        return pcv_set_error(err, PCV_ERR_INPUT, "pcv_config_load: NULL argument");
+    pcv_config_init(cfg);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_small_file(path, &text, &len, err);
+    if (rc)
+        return rc;
+    json_error_t jerr;
+    /* duplicate keys are allowed (last wins), as with Python's json module */
+    json_t *root = json_loadb(text, len, 0, &jerr);
+    free(text);
+    if (!root)
+        return pcv_set_error(err, PCV_ERR_FORMAT, "%s: invalid JSON at line %d, column %d: %s",
+                             path, jerr.line, jerr.column, jerr.text);
+    cfg_ctx c = {path, root, err};
+    rc = load_root(&c, cfg);
+    json_decref(root);
+    if (rc) {
+        pcv_config_free(cfg);
+        pcv_config_init(cfg);
+    }
+    return rc;
+}
+
+/* ---- saving ------------------------------------------------------------------------------- */
+
+/* Growable text buffer; any allocation failure sticks in `oom`. */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+    bool need_comma;
+} sbuf;
+
+static void sb_append(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->oom = true;
+        return;
+    }
+    if ((size_t)n < sizeof small) {
+        sb_append(b, small, (size_t)n);
+        return;
+    }
+    char *big = malloc((size_t)n + 1);
+    if (!big) {
+        b->oom = true;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    sb_append(b, big, (size_t)n);
+    free(big);
+}
+
+/* JSON string literal, \u-escaped like Python's json.dumps; false if s is not valid UTF-8. */
+static bool sb_string(sbuf *b, const char *s)
+{
+    json_t *js = json_string(s);
+    char *text = js ? json_dumps(js, JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;
+    json_decref(js);
+    if (!text)
+        return false;
+    sb_append(b, text, strlen(text));
+    free(text);
+    return true;
+}
+
+/* Starts `"key": ` at the given indentation, after a comma if needed. */
+static void sb_key(sbuf *b, int indent, const char *key)
+{
+    sb_printf(b, "%s\n%*s", b->need_comma ? "," : "", indent, "");
+    sb_string(b, key);
+    sb_append(b, ": ", 2);
+    b->need_comma = true;
+}
+
+/* Shortest text that reads back as the same double, in the style of Python's repr. */
+static void format_double(char *buf, size_t cap, double v)
+{
+    int prec = 1;
+    for (; prec < 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    snprintf(buf, cap, "%.*g", prec, v);
+    const char *e = strchr(buf, 'e');
+    double a = fabs(v);
+    if (e && a >= 1e-4 && a < 1e16) { /* Python prints these without an exponent */
+        int exp10 = atoi(e + 1);
+        int decimals = prec - 1 - exp10;
+        snprintf(buf, cap, "%.*f", decimals > 0 ? decimals : 0, v);
+    }
+    if (!strpbrk(buf, ".e"))
+        snprintf(buf + strlen(buf), cap - strlen(buf), ".0");
+}
+
+static void put_int(sbuf *b, const char *key, int v)
+{
+    sb_key(b, 2, key);
+    sb_printf(b, "%d", v);
+}
+
+static void put_null_or_int(sbuf *b, const char *key, int v)
+{
+    sb_key(b, 2, key);
+    if (v > 0)
+        sb_printf(b, "%d", v);
+    else
+        sb_append(b, "null", 4);
+}
+
+static void put_double(sbuf *b, const char *key, double v)
+{
+    char num[64];
+    format_double(num, sizeof num, v);
+    sb_key(b, 2, key);
+    sb_append(b, num, strlen(num));
+}
+
+static void put_string(sbuf *b, const char *key, const char *v)
+{
+    sb_key(b, 2, key);
+    sb_string(b, v);
+}
+
+static void put_int_array(sbuf *b, const char *key, const int *v, int n)
+{
+    sb_key(b, 2, key);
+    sb_append(b, "[", 1);
+    for (int i = 0; i < n; i++)
+        sb_printf(b, "%s\n    %d", i ? "," : "", v[i]);
+    sb_append(b, "\n  ]", 4);
+}
+
+static void put_id2label(sbuf *b, const pcv_config *cfg)
+{
+    sb_key(b, 2, "id2label");
+    sb_append(b, "{", 1);
+    b->need_comma = false;
+    for (int i = 0; i < cfg->num_labels; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "%d", i);
+        sb_key(b, 4, k);
+        sb_string(b, cfg->id2label[i]);
+    }
+    sb_append(b, "\n  }", 4);
+    b->need_comma = true;
+}
+
+typedef struct label_ref {
+    const char *label;
+    int index;
+} label_ref;
+
+static int cmp_label_ref(const void *a, const void *b)
+{
+    const label_ref *x = a, *y = b;
+    int c = strcmp(x->label, y->label);
+    return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* label2id sorted by label; for repeated labels the last index wins, as in Python's dict. */
+static bool put_label2id(sbuf *b, const pcv_config *cfg)
+{
+    int n = cfg->num_labels;
+    label_ref *order = malloc((size_t)n * sizeof *order);
+    if (!order)
+        return false;
+    for (int i = 0; i < n; i++)
+        order[i] = (label_ref){cfg->id2label[i], i};
+    qsort(order, (size_t)n, sizeof *order, cmp_label_ref);
+    sb_key(b, 2, "label2id");
+    sb_append(b, "{", 1);
+    b->need_comma = false;
+    for (int j = 0; j < n; j++) {
+        if (j + 1 < n && strcmp(order[j].label, order[j + 1].label) == 0)
+            continue;
+        sb_key(b, 4, order[j].label);
+        sb_printf(b, "%d", order[j].index);
+    }
+    sb_append(b, "\n  }", 4);
+    b->need_comma = true;
+    free(order);
+    return true;
+}
+
+static bool str_ok(const char *s, size_t cap)
+{
+    if (memchr(s, '\0', cap) == NULL)
+        return false;
+    json_t *j = json_string(s); /* NULL for invalid UTF-8 */
+    json_decref(j);
+    return j != NULL;
+}
+
+static int check_savable(const pcv_config *cfg, const char *path, pcv_error *err)
+{
+    if (!str_ok(cfg->architecture, sizeof cfg->architecture) ||
+        !str_ok(cfg->model_type, sizeof cfg->model_type) ||
+        !str_ok(cfg->hidden_act, sizeof cfg->hidden_act) ||
+        !str_ok(cfg->cross_attention_shape_for_attention,
+                sizeof cfg->cross_attention_shape_for_attention))
+        return pcv_set_error(err, PCV_ERR_INPUT,
+                             "%s: config has an unterminated or non-UTF-8 string",
+                             path);
+    if (!isfinite(cfg->attention_probs_dropout_prob) || !isfinite(cfg->initializer_range) ||
+        !isfinite(cfg->layer_norm_eps))
+        return pcv_set_error(err, PCV_ERR_INPUT, "%s: config has a non-finite number", path);
+    if (cfg->id2label) {
+        if (cfg->num_labels <= 0)
+            return pcv_set_error(err, PCV_ERR_INPUT, "%s: id2label with num_labels %d", path,
+                                 cfg->num_labels);
+        for (int i = 0; i < cfg->num_labels; i++) {
+            json_t *j = cfg->id2label[i] ? json_string(cfg->id2label[i]) : NULL;
+            json_decref(j);
+            if (!j)
+                return pcv_set_error(err, PCV_ERR_INPUT,
+                                     "%s: label %d is NULL or not valid UTF-8", path, i);
+        }
+    }
+    return 0;
+}
+
+/* Keys in sorted order, as transformers writes them (json.dumps(sort_keys=True, indent=2)). */
+static bool render_config(sbuf *b, const pcv_config *cfg)
+{
+    sb_append(b, "{", 1);
+    put_int(b, "_label_trainable_num_channels", cfg->label_trainable_num_channels);
+    if (cfg->architecture[0]) {
+        sb_key(b, 2, "architectures");
+        sb_append(b, "[\n    ", 6);
+        sb_string(b, cfg->architecture);
+        sb_append(b, "\n  ]", 4);
+    }
+    put_double(b, "attention_probs_dropout_prob", cfg->attention_probs_dropout_prob);
+    put_int(b, "audio_samples_per_frame", cfg->audio_samples_per_frame);
+    put_string(b, "cross_attention_shape_for_attention", cfg->cross_attention_shape_for_attention);
+    put_int(b, "cross_attention_widening_factor", cfg->cross_attention_widening_factor);
+    put_int(b, "d_latents", cfg->d_latents);
+    put_int(b, "d_model", cfg->d_model);
+    put_string(b, "hidden_act", cfg->hidden_act);
+    if (cfg->id2label)
+        put_id2label(b, cfg);
+    put_int(b, "image_size", cfg->image_size);
+    put_double(b, "initializer_range", cfg->initializer_range);
+    if (cfg->id2label && !put_label2id(b, cfg))
+        return false;
+    put_double(b, "layer_norm_eps", cfg->layer_norm_eps);
+    put_int(b, "max_position_embeddings", cfg->max_position_embeddings);
+    put_string(b, "model_type", "perceiver");
+    put_int(b, "num_blocks", cfg->num_blocks);
+    put_int(b, "num_cross_attention_heads", cfg->num_cross_attention_heads);
+    put_int(b, "num_frames", cfg->num_frames);
+    if (!cfg->id2label) /* otherwise implied by id2label, as in transformers */
+        put_int(b, "num_labels", cfg->num_labels);
+    put_int(b, "num_latents", cfg->num_latents);
+    put_int(b, "num_self_attends_per_block", cfg->num_self_attends_per_block);
+    put_int(b, "num_self_attention_heads", cfg->num_self_attention_heads);
+    put_int(b, "output_num_channels", cfg->output_num_channels);
+    put_int_array(b, "output_shape", cfg->output_shape, 4);
+    put_null_or_int(b, "qk_channels", cfg->qk_channels);
+    put_int(b, "samples_per_patch", cfg->samples_per_patch);
+    put_int(b, "self_attention_widening_factor", cfg->self_attention_widening_factor);
+    put_int_array(b, "train_size", cfg->train_size, 2);
+    sb_key(b, 2, "use_query_residual");
+    sb_printf(b, "%s", cfg->use_query_residual ? "true" : "false");
+    put_null_or_int(b, "v_channels", cfg->v_channels);
+    put_int(b, "vocab_size", cfg->vocab_size);
+    sb_append(b, "\n}\n", 3);
+    return !b->oom;
+}
+
+static int write_fd_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* temp file next to the target, fsync, rename; the temp file is removed on any failure */
+static int write_file_atomic(const char *path, const char *data, size_t len, pcv_error *err)
+{
+    size_t cap = strlen(path) + 32;
+    char *tmp = malloc(cap);
+    if (!tmp)
+        return pcv_set_error(err, PCV_ERR_OOM, "%s: out of memory", path);
+    snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
+    int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
+    int fd = open(tmp, flags, 0644);
+    if (fd < 0 && errno == EEXIST) { /* stale leftover of an earlier process with our pid */
+        unlink(tmp);
+        fd = open(tmp, flags, 0644);
+    }
+    if (fd < 0) {
+        int rc = pcv_set_error(err, PCV_ERR_IO, "%s: cannot create temporary file %s: %s", path,
+                               tmp, strerror(errno));
+        free(tmp);
+        return rc;
+    }
+    int failed = write_fd_all(fd, data, len) != 0 || fsync(fd) != 0;
+    int e = errno;
+    if (close(fd) != 0 && !failed) {
+        failed = 1;
+        e = errno;
+    }
+    if (!failed && rename(tmp, path) != 0) {
+        failed = 1;
+        e = errno;
+    }
+    int rc = 0;
+    if (failed) {
+        unlink(tmp);
+        rc = pcv_set_error(err, PCV_ERR_IO, "%s: cannot write: %s", path, strerror(e));
+    }
+    free(tmp);
+    return rc;
+}
+
+/* Refuses to write a file that pcv_config_load would reject (out-of-range sizes, ...). */
+static int verify_loadable(const char *path, const char *text, size_t len, pcv_error *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, 0, &jerr);
+    if (!root)
+        return pcv_set_error(err, PCV_ERR_INPUT, "%s: rendered config is not valid JSON: %s",
+                             path, jerr.text);
+    pcv_config scratch;
+    pcv_config_init(&scratch);
+    pcv_error inner = {0};
+    cfg_ctx c = {path, root, &inner};
+    int rc = load_root(&c, &scratch);
+    json_decref(root);
+    pcv_config_free(&scratch);
+    if (rc)
+        return pcv_set_error(err, PCV_ERR_INPUT, "refusing to save an invalid config: %s",
+                             inner.msg);
+    return 0;
+}
+
+int pcv_config_save(const pcv_config *cfg, const char *path, pcv_error *err)
+{
+    if (!cfg || !path || !path[0])
+        return pcv_set_error(err, PCV_ERR_INPUT, "pcv_config_save: invalid arguments");
+    int rc = check_savable(cfg, path, err);
+    if (rc)
+        return rc;
+    sbuf b = {0};
+    if (!render_config(&b, cfg)) {
+        free(b.p);
+        return pcv_set_error(err, PCV_ERR_OOM, "%s: out of memory", path);
+    }
+    rc = verify_loadable(path, b.p, b.len, err);
+    if (!rc)
+        rc = write_file_atomic(path, b.p, b.len, err);
+    free(b.p);
+    return rc;
+}

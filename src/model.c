@@ -1,0 +1,850 @@
+/* The Perceiver IO model core, written once against the backend interface (ops.h).
+ *
+ * Semantics follow Hugging Face transformers' modeling_perceiver.py (see
+ * shared/spec/perceiver-io.md sections 2, 3 and 8): pre-LN Perceiver layers with LayerNorm eps
+ * 1e-5 and exact-erf GELU, the channel derivation rules of section 3.2, one encoder
+ * cross-attention (the only masked attention) followed by num_blocks applications of the same
+ * num_self_attends_per_block self-attention layers, then an architecture-specific decoder.
+ */
+#include "perceiver/model.h"
+
+#include "ops.h"
+
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---- parameters ---------------------------------------------------------------------------- */
+
+typedef struct pcv_param {
+    char *name;
+    pcv_tensor t;
+} pcv_param;
+
+typedef struct pcv_linear_p {
+    pcv_tensor w, b; /* w [out][in], b [out] */
+} pcv_linear_p;
+
+typedef struct pcv_ln_p {
+    pcv_tensor w, b;
+} pcv_ln_p;
+
+/* One PerceiverLayer: attention (+ optional query residual) then MLP with residual. */
+typedef struct pcv_layer {
+    bool cross, query_residual;
+    int64_t q_dim, kv_dim, qk, v, out, heads, widening;
+    pcv_ln_p ln1, ln2, ln_mlp; /* ln2 only for cross-attention */
+    pcv_linear_p q, k, vproj, o, mlp1, mlp2;
+} pcv_layer;
+
+struct pcv_model {
+    pcv_config cfg;
+    pcv_arch arch;
+    pcv_backend *be;
+    pcv_gelu_kind gelu;
+    bool profile;
+
+    pcv_safetensors st;
+    bool have_st;
+    /* parameter source while building: file, or random (seeded) */
+    uint64_t seed;
+    bool random;
+    pcv_param *params;
+    int nparams, capparams;
+    int64_t total_params;
+
+    /* text preprocessor */
+    pcv_tensor embed, pos_embed;
+    /* encoder */
+    pcv_tensor latents;
+    pcv_layer enc_cross;
+    pcv_layer *self;
+    int nself;
+    /* decoder */
+    pcv_tensor dec_query; /* [n_queries][q_dim] */
+    pcv_layer dec;
+    pcv_linear_p final; /* classification head; absent for MLM */
+    bool has_final;
+    pcv_tensor mlm_bias;
+
+    pcv_exec last;
+};
+
+/* ---- random parameters (deterministic per name, independent of build order) ---------------- */
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t hash_name(const char *s, uint64_t seed)
+{
+    uint64_t h = 1469598103934665603ull ^ seed;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static void fill_normal(float *x, int64_t n, uint64_t state, float mean, float std)
+{
+    for (int64_t i = 0; i < n; i += 2) {
+        double u1 = ((double)(splitmix64(&state) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+        double u2 = (double)(splitmix64(&state) >> 11) * (1.0 / 9007199254740992.0);
+        double r = sqrt(-2.0 * log(u1));
+        x[i] = mean + std * (float)(r * cos(2 * M_PI * u2));
+        if (i + 1 < n)
+            x[i + 1] = mean + std * (float)(r * sin(2 * M_PI * u2));
+    }
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* Declares a parameter: loads it from the checkpoint (checking dtype and shape) or generates
+ * it, and uploads it to the backend. */
+static int param(pcv_model *m, pcv_error *err, pcv_tensor *t, const char *name, int ndim,
+                 int64_t d0, int64_t d1)
+{
+    int64_t shape[2] = {d0, d1};
+    int64_t n = ndim == 1 ? d0 : d0 * d1;
+    memset(t, 0, sizeof *t);
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = ndim > 1 ? d1 : 0;
+
+    if (m->nparams == m->capparams) {
+        int cap = m->capparams ? 2 * m->capparams : 64;
+        pcv_param *p = realloc(m->params, (size_t)cap * sizeof *p);
+        if (!p)
+            return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+        m->params = p;
+        m->capparams = cap;
+    }
+
+    pcv_backend *be = m->be;
+    float *host = NULL;
+    if (m->random) {
+        host = malloc((size_t)n * sizeof(float));
+        if (!host)
+            return pcv_set_error(err, PCV_ERR_OOM, "cannot allocate %lld floats for '%s'",
+                                 (long long)n, name);
+        bool is_ln = strstr(name, "layernorm") != NULL;
+        if (is_ln && ends_with(name, ".weight"))
+            fill_normal(host, n, hash_name(name, m->seed), 1.0f, 0.02f);
+        else
+            fill_normal(host, n, hash_name(name, m->seed), 0.0f, 0.02f);
+    } else {
+        const pcv_st_tensor *st = pcv_st_find(&m->st, name);
+        if (!st)
+            return pcv_set_error(err, PCV_ERR_MISSING, "%s: missing tensor '%s' (expected shape [%lld%s%lld])",
+                                 m->st.path, name, (long long)d0, ndim > 1 ? "," : "",
+                                 ndim > 1 ? (long long)d1 : 0LL);
+        bool ok = st->ndim == ndim;
+        for (int i = 0; ok && i < ndim; i++)
+            ok = st->shape[i] == shape[i];
+        if (!ok) {
+            char got[256] = "";
+            size_t len = 0;
+            for (int i = 0; i < st->ndim && len < sizeof got - 24; i++)
+                len += (size_t)snprintf(got + len, sizeof got - len, "%s%lld", i ? "," : "",
+                                        (long long)st->shape[i]);
+            return pcv_set_error(err, PCV_ERR_SHAPE, "%s: tensor '%s' has shape [%s], expected [%lld%s%lld]",
+                                 m->st.path, name, got, (long long)d0, ndim > 1 ? "," : "",
+                                 ndim > 1 ? (long long)d1 : 0LL);
+        }
+        if (st->dtype == PCV_DT_F32) {
+            if (be->ops->wrap_host)
+                t->buf = be->ops->wrap_host(be, st->data, st->nbytes);
+        } else if (st->dtype != PCV_DT_F16 && st->dtype != PCV_DT_BF16 && st->dtype != PCV_DT_F64) {
+            return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s; weights must be F32, F16, BF16 or F64",
+                                 m->st.path, name, pcv_dtype_name(st->dtype));
+        }
+        if (!t->buf) {
+            host = malloc((size_t)n * sizeof(float));
+            if (!host)
+                return pcv_set_error(err, PCV_ERR_OOM, "cannot allocate %lld floats for '%s'",
+                                     (long long)n, name);
+            int rc = pcv_st_to_f32(st, host, err);
+            if (rc) {
+                free(host);
+                return rc;
+            }
+        }
+    }
+    if (!t->buf) {
+        t->buf = be->ops->alloc(be, (size_t)n * sizeof(float), err);
+        int rc = t->buf ? be->ops->upload(be, t->buf, 0, host, (size_t)n * sizeof(float), err)
+                        : (err ? (int)err->code : PCV_ERR_OOM);
+        if (rc) {
+            if (t->buf)
+                be->ops->release(be, t->buf);
+            t->buf = NULL;
+            free(host);
+            return rc;
+        }
+    }
+    free(host);
+    t->owned = false; /* owned by the params list */
+    pcv_param *p = &m->params[m->nparams++];
+    p->name = strdup(name);
+    p->t = *t;
+    m->total_params += n;
+    return p->name ? 0 : pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+}
+
+/* ---- layer construction ---------------------------------------------------------------------- */
+
+/* Channel rules of PerceiverAttention / PerceiverSelfAttention (spec section 3.2).
+ * qk_cfg / v_cfg: 0 = None. */
+static void derive_channels(const pcv_config *cfg, bool cross, int64_t qk_cfg, int64_t v_cfg,
+                            int64_t q_dim, int64_t kv_dim, int64_t *qk, int64_t *v)
+{
+    if (cross && qk_cfg == 0) {
+        *qk = strcmp(cfg->cross_attention_shape_for_attention, "q") == 0 ? q_dim : kv_dim;
+        *v = v_cfg;
+    } else {
+        *qk = qk_cfg ? qk_cfg : q_dim;
+        *v = v_cfg ? v_cfg : *qk;
+    }
+    if (*qk == 0)
+        *qk = q_dim;
+    if (*v == 0)
+        *v = *qk;
+}
+
+static int build_layer(pcv_model *m, pcv_error *err, pcv_layer *L, const char *prefix, bool cross,
+                       int64_t qk_cfg, int64_t v_cfg, int64_t heads, int64_t q_dim, int64_t kv_dim,
+                       int64_t widening, bool query_residual)
+{
+    memset(L, 0, sizeof *L);
+    L->cross = cross;
+    L->query_residual = query_residual;
+    L->q_dim = q_dim;
+    L->kv_dim = kv_dim;
+    L->heads = heads;
+    L->widening = widening;
+    derive_channels(&m->cfg, cross, qk_cfg, v_cfg, q_dim, kv_dim, &L->qk, &L->v);
+    L->out = cross ? q_dim : L->v;
+    if (heads <= 0 || L->qk % heads || L->v % heads)
+        return pcv_set_error(err, PCV_ERR_FORMAT,
+                             "%s: qk_channels (%lld) and v_channels (%lld) must be divisible by the number of heads (%lld)",
+                             prefix, (long long)L->qk, (long long)L->v, (long long)heads);
+    if (L->out != q_dim)
+        return pcv_set_error(err, PCV_ERR_FORMAT,
+                             "%s: self-attention v_channels (%lld) must equal the latent width (%lld)",
+                             prefix, (long long)L->v, (long long)q_dim);
+
+    char name[256];
+    int rc;
+#define P(field, nd, a, b, suffix)                                                                \
+    do {                                                                                          \
+        snprintf(name, sizeof name, "%s.%s", prefix, suffix);                                    \
+        if ((rc = param(m, err, field, name, nd, a, b)) != 0)                                     \
+            return rc;                                                                            \
+    } while (0)
+    P(&L->ln1.w, 1, q_dim, 0, "attention.self.layernorm1.weight");
+    P(&L->ln1.b, 1, q_dim, 0, "attention.self.layernorm1.bias");
+    if (cross) {
+        P(&L->ln2.w, 1, kv_dim, 0, "attention.self.layernorm2.weight");
+        P(&L->ln2.b, 1, kv_dim, 0, "attention.self.layernorm2.bias");
+    }
+    P(&L->q.w, 2, L->qk, q_dim, "attention.self.query.weight");
+    P(&L->q.b, 1, L->qk, 0, "attention.self.query.bias");
+    P(&L->k.w, 2, L->qk, kv_dim, "attention.self.key.weight");
+    P(&L->k.b, 1, L->qk, 0, "attention.self.key.bias");
+    P(&L->vproj.w, 2, L->v, kv_dim, "attention.self.value.weight");
+    P(&L->vproj.b, 1, L->v, 0, "attention.self.value.bias");
+    P(&L->o.w, 2, L->out, L->v, "attention.output.dense.weight");
+    P(&L->o.b, 1, L->out, 0, "attention.output.dense.bias");
+    P(&L->ln_mlp.w, 1, q_dim, 0, "layernorm.weight");
+    P(&L->ln_mlp.b, 1, q_dim, 0, "layernorm.bias");
+    P(&L->mlp1.w, 2, widening * q_dim, q_dim, "mlp.dense1.weight");
+    P(&L->mlp1.b, 1, widening * q_dim, 0, "mlp.dense1.bias");
+    P(&L->mlp2.w, 2, q_dim, widening * q_dim, "mlp.dense2.weight");
+    P(&L->mlp2.b, 1, q_dim, 0, "mlp.dense2.bias");
+#undef P
+    return 0;
+}
+
+/* ---- architecture ---------------------------------------------------------------------------- */
+
+static const struct {
+    pcv_arch arch;
+    const char *name;
+} arch_names[] = {
+    {PCV_ARCH_MASKED_LM, "PerceiverForMaskedLM"},
+    {PCV_ARCH_SEQ_CLASSIFIER, "PerceiverForSequenceClassification"},
+};
+
+const char *pcv_arch_name(pcv_arch a)
+{
+    for (size_t i = 0; i < sizeof arch_names / sizeof *arch_names; i++)
+        if (arch_names[i].arch == a)
+            return arch_names[i].name;
+    return "unknown";
+}
+
+pcv_arch pcv_arch_from_name(const char *s)
+{
+    for (size_t i = 0; i < sizeof arch_names / sizeof *arch_names; i++)
+        if (strcmp(arch_names[i].name, s) == 0)
+            return arch_names[i].arch;
+    return PCV_ARCH_UNKNOWN;
+}
+
+static int check_config(const pcv_config *c, pcv_error *err)
+{
+    if (c->d_latents % c->num_self_attention_heads || c->d_latents % c->num_cross_attention_heads)
+        return pcv_set_error(err, PCV_ERR_FORMAT,
+                             "config: d_latents (%d) must be divisible by num_self_attention_heads (%d) and num_cross_attention_heads (%d)",
+                             c->d_latents, c->num_self_attention_heads, c->num_cross_attention_heads);
+    if (strcmp(c->hidden_act, "gelu") != 0)
+        return pcv_set_error(err, PCV_ERR_UNSUPPORTED,
+                             "config: hidden_act '%s' is not supported (Perceiver checkpoints use 'gelu')",
+                             c->hidden_act);
+    if (strcmp(c->cross_attention_shape_for_attention, "kv") != 0 &&
+        strcmp(c->cross_attention_shape_for_attention, "q") != 0)
+        return pcv_set_error(err, PCV_ERR_FORMAT,
+                             "config: cross_attention_shape_for_attention must be \"kv\" or \"q\", not \"%s\"",
+                             c->cross_attention_shape_for_attention);
+    return 0;
+}
+
+static int build_model(pcv_model *m, pcv_error *err)
+{
+    const pcv_config *c = &m->cfg;
+    int rc;
+    if ((rc = check_config(c, err)) != 0)
+        return rc;
+
+    /* text preprocessor (both text architectures) */
+    TRY(param(m, err, &m->embed, "perceiver.input_preprocessor.embeddings.weight", 2, c->vocab_size, c->d_model));
+    TRY(param(m, err, &m->pos_embed, "perceiver.input_preprocessor.position_embeddings.weight", 2,
+              c->max_position_embeddings, c->d_model));
+    int64_t input_channels = c->d_model;
+
+    /* encoder */
+    TRY(param(m, err, &m->latents, "perceiver.embeddings.latents", 2, c->num_latents, c->d_latents));
+    TRY(build_layer(m, err, &m->enc_cross, "perceiver.encoder.cross_attention", true, c->qk_channels,
+                    c->v_channels, c->num_cross_attention_heads, c->d_latents, input_channels,
+                    c->cross_attention_widening_factor, c->use_query_residual));
+    m->nself = c->num_self_attends_per_block;
+    m->self = calloc((size_t)m->nself, sizeof *m->self);
+    if (!m->self)
+        return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+    for (int i = 0; i < m->nself; i++) {
+        char prefix[96];
+        snprintf(prefix, sizeof prefix, "perceiver.encoder.self_attends.%d", i);
+        TRY(build_layer(m, err, &m->self[i], prefix, false, c->qk_channels, c->v_channels,
+                        c->num_self_attention_heads, c->d_latents, c->d_latents,
+                        c->self_attention_widening_factor, true));
+    }
+
+    switch (m->arch) {
+    case PCV_ARCH_MASKED_LM:
+        /* HF hard-codes the MLM decoder: 8 heads, qk 8*32, v = d_model, no query residual,
+         * final_project=False, max_position_embeddings trainable queries. */
+        TRY(param(m, err, &m->dec_query, "perceiver.decoder.output_position_encodings.position_embeddings", 2,
+                  c->max_position_embeddings, c->d_model));
+        TRY(build_layer(m, err, &m->dec, "perceiver.decoder.decoding_cross_attention", true, 8 * 32,
+                        c->d_model, 8, c->d_model, c->d_latents, 1, false));
+        TRY(param(m, err, &m->mlm_bias, "embedding_decoder.bias", 1, c->vocab_size, 0));
+        break;
+    case PCV_ARCH_SEQ_CLASSIFIER:
+        TRY(param(m, err, &m->dec_query, "perceiver.decoder.decoder.output_position_encodings.position_embeddings",
+                  2, 1, c->d_latents));
+        TRY(build_layer(m, err, &m->dec, "perceiver.decoder.decoder.decoding_cross_attention", true, 0, 0, 1,
+                        c->d_latents, c->d_latents, 1, true));
+        TRY(param(m, err, &m->final.w, "perceiver.decoder.decoder.final_layer.weight", 2, c->num_labels, c->d_latents));
+        TRY(param(m, err, &m->final.b, "perceiver.decoder.decoder.final_layer.bias", 1, c->num_labels, 0));
+        m->has_final = true;
+        break;
+    default:
+        return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "architecture '%s' is not supported yet",
+                             c->architecture);
+    }
+    return 0;
+fail:
+    return rc;
+}
+
+static int model_new(const pcv_config *cfg, const pcv_model_options *opt, pcv_model **out,
+                     pcv_error *err)
+{
+    *out = NULL;
+    pcv_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+    if (cfg) {
+        m->cfg = *cfg;
+        m->cfg.id2label = NULL;
+        if (cfg->id2label) { /* deep copy: the model owns its config */
+            m->cfg.id2label = calloc((size_t)cfg->num_labels, sizeof(char *));
+            for (int i = 0; m->cfg.id2label && i < cfg->num_labels; i++)
+                m->cfg.id2label[i] = strdup(cfg->id2label[i] ? cfg->id2label[i] : "");
+        }
+    } else {
+        pcv_config_init(&m->cfg);
+    }
+    const char *dev = opt && opt->device ? opt->device : "cpu";
+    if (strcmp(dev, "cpu") != 0) {
+        free(m);
+        return pcv_set_error(err, PCV_ERR_DEVICE, "device '%s' is not available (this build has the 'cpu' device only)",
+                             dev);
+    }
+    m->be = pcv_backend_cpu_create(opt ? opt->threads : 0, err);
+    if (!m->be) {
+        free(m);
+        return err ? (int)err->code : PCV_ERR_DEVICE;
+    }
+    m->gelu = opt && opt->numerics == PCV_NUMERICS_HAIKU ? PCV_GELU_TANH : PCV_GELU_ERF;
+    m->profile = opt && opt->profile;
+    *out = m;
+    return 0;
+}
+
+static int set_arch(pcv_model *m, pcv_error *err, const char *where)
+{
+    if (!m->cfg.architecture[0])
+        return pcv_set_error(err, PCV_ERR_MISSING,
+                             "%s: \"architectures\" is missing; cannot tell which Perceiver head to build", where);
+    m->arch = pcv_arch_from_name(m->cfg.architecture);
+    if (m->arch == PCV_ARCH_UNKNOWN)
+        return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (supported: %s, %s)",
+                             where, m->cfg.architecture, pcv_arch_name(PCV_ARCH_MASKED_LM),
+                             pcv_arch_name(PCV_ARCH_SEQ_CLASSIFIER));
+    return 0;
+}
+
+int pcv_model_load(const char *dir, const pcv_model_options *opt, pcv_model **out, pcv_error *err)
+{
+    char path[4096];
+    pcv_model *m = NULL;
+    int rc;
+    *out = NULL;
+    struct stat sb;
+    if (stat(dir, &sb) != 0)
+        return pcv_set_error(err, PCV_ERR_IO, "%s: %s", dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return pcv_set_error(err, PCV_ERR_IO, "%s: not a directory (expected a model folder with config.json and model.safetensors)", dir);
+    if ((rc = model_new(NULL, opt, &m, err)) != 0)
+        return rc;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    TRY(pcv_config_load(&m->cfg, path, err));
+    TRY(set_arch(m, err, path));
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    TRY(pcv_st_open(&m->st, path, err));
+    m->have_st = true;
+    TRY(build_model(m, err));
+    *out = m;
+    return 0;
+fail:
+    pcv_model_free(m);
+    return rc;
+}
+
+int pcv_model_create_random(const pcv_config *cfg, uint64_t seed, const pcv_model_options *opt,
+                            pcv_model **out, pcv_error *err)
+{
+    pcv_model *m = NULL;
+    int rc;
+    *out = NULL;
+    if ((rc = model_new(cfg, opt, &m, err)) != 0)
+        return rc;
+    m->random = true;
+    m->seed = seed;
+    TRY(set_arch(m, err, "config"));
+    TRY(build_model(m, err));
+    m->random = false;
+    *out = m;
+    return 0;
+fail:
+    pcv_model_free(m);
+    return rc;
+}
+
+void pcv_model_free(pcv_model *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; i < m->nparams; i++) {
+        if (m->params[i].t.buf)
+            m->be->ops->release(m->be, m->params[i].t.buf);
+        free(m->params[i].name);
+    }
+    free(m->params);
+    free(m->self);
+    if (m->have_st)
+        pcv_st_close(&m->st);
+    if (m->be)
+        m->be->ops->destroy(m->be);
+    pcv_config_free(&m->cfg);
+    free(m);
+}
+
+int pcv_model_save(pcv_model *m, const char *dir, pcv_error *err)
+{
+    char path[4096];
+    int rc = 0;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return pcv_set_error(err, PCV_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    pcv_st_entry *e = calloc((size_t)m->nparams, sizeof *e);
+    float **host = calloc((size_t)m->nparams, sizeof *host);
+    if (!e || !host) {
+        rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < m->nparams; i++) {
+        const pcv_tensor *t = &m->params[i].t;
+        size_t bytes = (size_t)pcv_numel(t) * sizeof(float);
+        host[i] = malloc(bytes ? bytes : 1);
+        if (!host[i]) {
+            rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory saving '%s'", m->params[i].name);
+            goto done;
+        }
+        if ((rc = m->be->ops->download(m->be, t->buf, t->off * sizeof(float), host[i], bytes, err)))
+            goto done;
+        e[i].name = m->params[i].name;
+        e[i].dtype = PCV_DT_F32;
+        e[i].ndim = t->ndim;
+        for (int d = 0; d < t->ndim; d++)
+            e[i].shape[d] = t->shape[d];
+        e[i].data = host[i];
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if ((rc = pcv_st_write(path, e, m->nparams, err)))
+        goto done;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    rc = pcv_config_save(&m->cfg, path, err);
+done:
+    if (host)
+        for (int i = 0; i < m->nparams; i++)
+            free(host[i]);
+    free(host);
+    free(e);
+    return rc;
+}
+
+const pcv_config *pcv_model_config(const pcv_model *m) { return &m->cfg; }
+pcv_arch pcv_model_arch(const pcv_model *m) { return m->arch; }
+int64_t pcv_model_num_params(const pcv_model *m) { return m->total_params; }
+const char *pcv_model_device(const pcv_model *m) { return m->be->device_name; }
+
+/* ---- forward --------------------------------------------------------------------------------- */
+
+/* out = PerceiverLayer(x [B][nq][q_dim], src [B][nk][kv_dim] or NULL, mask [B][nk] or NULL).
+ * out must be allocated [B][nq][q_dim] and may not alias x. */
+static int layer_forward(pcv_exec *ex, const pcv_layer *L, const pcv_tensor *x, int64_t B,
+                         int64_t nq, const pcv_tensor *src, int64_t nk, const pcv_tensor *mask,
+                         pcv_gelu_kind gelu, pcv_tensor *out)
+{
+    pcv_backend *be = ex->be;
+    pcv_tensor xn = {0}, sn = {0}, Q = {0}, K = {0}, V = {0}, O = {0}, h = {0};
+    int rc;
+    int64_t rq = B * nq, rk = src ? B * nk : rq;
+    if (!src)
+        nk = nq;
+
+    TRY(pcv_tensor_alloc(ex, &xn, 2, (int64_t[]){rq, L->q_dim}));
+    TRY(op_layernorm(ex, x, rq, &L->ln1.w, &L->ln1.b, &xn));
+    const pcv_tensor *kvsrc = &xn;
+    if (src) {
+        TRY(pcv_tensor_alloc(ex, &sn, 2, (int64_t[]){rk, L->kv_dim}));
+        TRY(op_layernorm(ex, src, rk, &L->ln2.w, &L->ln2.b, &sn));
+        kvsrc = &sn;
+    }
+    TRY(pcv_tensor_alloc(ex, &Q, 2, (int64_t[]){rq, L->qk}));
+    TRY(pcv_tensor_alloc(ex, &K, 2, (int64_t[]){rk, L->qk}));
+    TRY(pcv_tensor_alloc(ex, &V, 2, (int64_t[]){rk, L->v}));
+    TRY(op_linear(ex, &xn, rq, &L->q.w, &L->q.b, &Q));
+    TRY(op_linear(ex, kvsrc, rk, &L->k.w, &L->k.b, &K));
+    TRY(op_linear(ex, kvsrc, rk, &L->vproj.w, &L->vproj.b, &V));
+    pcv_tensor_free(be, &sn);
+
+    TRY(pcv_tensor_alloc(ex, &O, 2, (int64_t[]){rq, L->v}));
+    pcv_attention_args a = {
+        .batch = B, .heads = L->heads, .nq = nq, .nk = nk,
+        .dqk = L->qk / L->heads, .dv = L->v / L->heads,
+        .scale_div = sqrtf((float)(L->qk / L->heads)),
+        .q = Q.buf, .q_off = Q.off, .q_ld = L->qk,
+        .k = K.buf, .k_off = K.off, .k_ld = L->qk,
+        .v = V.buf, .v_off = V.off, .v_ld = L->v,
+        .o = O.buf, .o_off = O.off, .o_ld = L->v,
+        .mask = mask ? mask->buf : NULL, .mask_off = mask ? mask->off : 0,
+    };
+    TRY(op_attention(ex, &a));
+    pcv_tensor_free(be, &Q);
+    pcv_tensor_free(be, &K);
+    pcv_tensor_free(be, &V);
+
+    /* attention output projection, query residual */
+    TRY(op_linear(ex, &O, rq, &L->o.w, &L->o.b, out));
+    pcv_tensor_free(be, &O);
+    if (L->query_residual)
+        TRY(op_add(ex, out, x));
+
+    /* MLP with residual: out += W2 gelu(W1 LN(out) + b1) + b2 */
+    TRY(op_layernorm(ex, out, rq, &L->ln_mlp.w, &L->ln_mlp.b, &xn));
+    TRY(pcv_tensor_alloc(ex, &h, 2, (int64_t[]){rq, L->widening * L->q_dim}));
+    TRY(op_linear(ex, &xn, rq, &L->mlp1.w, &L->mlp1.b, &h));
+    TRY(op_gelu(ex, &h, gelu));
+    TRY(op_linear(ex, &h, rq, &L->mlp2.w, &L->mlp2.b, &xn));
+    TRY(op_add(ex, out, &xn));
+    rc = 0;
+fail:
+    pcv_tensor_free(be, &xn);
+    pcv_tensor_free(be, &sn);
+    pcv_tensor_free(be, &Q);
+    pcv_tensor_free(be, &K);
+    pcv_tensor_free(be, &V);
+    pcv_tensor_free(be, &O);
+    pcv_tensor_free(be, &h);
+    return rc;
+}
+
+const pcv_io_tensor *pcv_io_find(const pcv_io_tensor *t, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(t[i].name, name) == 0)
+            return &t[i];
+    return NULL;
+}
+
+void pcv_io_free(pcv_io_tensor *t, int n)
+{
+    if (!t)
+        return;
+    for (int i = 0; i < n; i++)
+        free(t[i].data);
+    free(t);
+}
+
+/* Reads an integer input tensor [B][S] into int64 values. */
+static int io_to_i64(const pcv_io_tensor *t, int64_t *out, int64_t n, pcv_error *err)
+{
+    pcv_st_tensor st = {.name = (char *)t->name, .dtype = t->dtype, .ndim = t->ndim, .numel = n,
+                        .data = t->data, .nbytes = (size_t)n * pcv_dtype_size(t->dtype)};
+    memcpy(st.shape, t->shape, sizeof st.shape);
+    return pcv_st_to_i64(&st, out, err);
+}
+
+static int download_output(pcv_exec *ex, const pcv_tensor *t, const char *name, int ndim,
+                           const int64_t *shape, pcv_io_tensor *o)
+{
+    memset(o, 0, sizeof *o);
+    snprintf(o->name, sizeof o->name, "%s", name);
+    o->dtype = PCV_DT_F32;
+    o->ndim = ndim;
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= (o->shape[i] = shape[i]);
+    o->data = malloc((size_t)n * sizeof(float));
+    if (!o->data)
+        return pcv_set_error(ex->err, PCV_ERR_OOM, "cannot allocate output '%s'", name);
+    return ex->be->ops->download(ex->be, t->buf, t->off * sizeof(float), o->data,
+                                 (size_t)n * sizeof(float), ex->err);
+}
+
+int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
+                      pcv_io_tensor **outputs, int *n_outputs, pcv_error *err)
+{
+    const pcv_config *c = &m->cfg;
+    pcv_backend *be = m->be;
+    pcv_exec ex;
+    pcv_tensor ids_t = {0}, mask_t = {0}, x = {0}, z = {0}, z2 = {0}, q = {0}, h = {0}, logits = {0};
+    int64_t *ids = NULL, *am = NULL;
+    int32_t *ids32 = NULL;
+    float *maskf = NULL;
+    pcv_io_tensor *outs = NULL;
+    int rc;
+    *outputs = NULL;
+    *n_outputs = 0;
+    pcv_exec_begin(&ex, be, err, m->profile);
+
+    /* ---- inputs ---- */
+    const pcv_io_tensor *in_ids = pcv_io_find(inputs, n_inputs, "input_ids");
+    if (!in_ids)
+        in_ids = pcv_io_find(inputs, n_inputs, "inputs");
+    if (!in_ids)
+        return pcv_set_error(err, PCV_ERR_MISSING, "input 'input_ids' (or 'inputs') is missing");
+    if (in_ids->ndim != 2 || in_ids->shape[0] < 1 || in_ids->shape[1] < 1)
+        return pcv_set_error(err, PCV_ERR_SHAPE, "input '%s' must have shape [batch][seq], got %d dims",
+                             in_ids->name, in_ids->ndim);
+    int64_t B = in_ids->shape[0], S = in_ids->shape[1];
+    if (S > c->max_position_embeddings)
+        return pcv_set_error(err, PCV_ERR_INPUT,
+                             "input '%s' has %lld tokens but the model has only %d positions (max_position_embeddings)",
+                             in_ids->name, (long long)S, c->max_position_embeddings);
+    const pcv_io_tensor *in_mask = pcv_io_find(inputs, n_inputs, "attention_mask");
+    if (in_mask && (in_mask->ndim != 2 || in_mask->shape[0] != B || in_mask->shape[1] != S))
+        return pcv_set_error(err, PCV_ERR_SHAPE, "input 'attention_mask' must have shape [%lld][%lld] like '%s'",
+                             (long long)B, (long long)S, in_ids->name);
+    for (int i = 0; i < n_inputs; i++)
+        if (&inputs[i] != in_ids && &inputs[i] != in_mask)
+            return pcv_set_error(err, PCV_ERR_INPUT, "unexpected input '%s' for %s (expected input_ids, attention_mask)",
+                                 inputs[i].name, pcv_arch_name(m->arch));
+
+    ids = malloc((size_t)(B * S) * sizeof *ids);
+    ids32 = malloc((size_t)(B * S) * sizeof *ids32);
+    if (!ids || !ids32) {
+        rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+        goto fail;
+    }
+    TRY(io_to_i64(in_ids, ids, B * S, err));
+    for (int64_t i = 0; i < B * S; i++) {
+        if (ids[i] < 0 || ids[i] >= c->vocab_size) {
+            rc = pcv_set_error(err, PCV_ERR_INPUT, "input '%s'[%lld][%lld] = %lld is outside the vocabulary [0, %d)",
+                               in_ids->name, (long long)(i / S), (long long)(i % S), (long long)ids[i],
+                               c->vocab_size);
+            goto fail;
+        }
+        ids32[i] = (int32_t)ids[i];
+    }
+    if (in_mask) {
+        am = malloc((size_t)(B * S) * sizeof *am);
+        maskf = malloc((size_t)(B * S) * sizeof *maskf);
+        if (!am || !maskf) {
+            rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+            goto fail;
+        }
+        if (in_mask->dtype == PCV_DT_F32 || in_mask->dtype == PCV_DT_F16 || in_mask->dtype == PCV_DT_BF16 ||
+            in_mask->dtype == PCV_DT_F64) {
+            pcv_st_tensor st = {.name = (char *)in_mask->name, .dtype = in_mask->dtype, .ndim = 2, .numel = B * S,
+                                .data = in_mask->data, .nbytes = (size_t)(B * S) * pcv_dtype_size(in_mask->dtype)};
+            TRY(pcv_st_to_f32(&st, maskf, err));
+        } else {
+            TRY(io_to_i64(in_mask, am, B * S, err));
+            for (int64_t i = 0; i < B * S; i++)
+                maskf[i] = (float)am[i];
+        }
+        /* HF: extended mask = (1 - mask) * finfo(float32).min, added to the scores */
+        for (int64_t i = 0; i < B * S; i++)
+            maskf[i] = (1.0f - maskf[i]) * -FLT_MAX;
+        TRY(pcv_tensor_alloc(&ex, &mask_t, 2, (int64_t[]){B, S}));
+        TRY(be->ops->upload(be, mask_t.buf, 0, maskf, (size_t)(B * S) * sizeof(float), err));
+    }
+
+    /* ---- preprocess: x = E[ids] + P[0..S) ---- */
+    TRY(pcv_tensor_alloc_bytes(&ex, &ids_t, (size_t)(B * S) * sizeof(int32_t)));
+    TRY(be->ops->upload(be, ids_t.buf, 0, ids32, (size_t)(B * S) * sizeof(int32_t), err));
+    TRY(pcv_tensor_alloc(&ex, &x, 2, (int64_t[]){B * S, c->d_model}));
+    TRY(be->ops->gather(be, m->embed.buf, m->embed.off, ids_t.buf, 0, m->pos_embed.buf, m->pos_embed.off, S,
+                        x.buf, x.off, B * S, c->d_model, err));
+
+    /* ---- encoder ---- */
+    TRY(pcv_exec_stage(&ex, PCV_STAGE_ENC_CROSS));
+    int64_t N = c->num_latents, D = c->d_latents;
+    TRY(pcv_tensor_alloc(&ex, &q, 2, (int64_t[]){B * N, D}));
+    TRY(be->ops->repeat(be, m->latents.buf, m->latents.off, N * D, B, q.buf, q.off, err));
+    TRY(pcv_tensor_alloc(&ex, &z, 2, (int64_t[]){B * N, D}));
+    TRY(pcv_tensor_alloc(&ex, &z2, 2, (int64_t[]){B * N, D}));
+    TRY(layer_forward(&ex, &m->enc_cross, &q, B, N, &x, S, in_mask ? &mask_t : NULL, m->gelu, &z));
+    pcv_tensor_free(be, &q);
+    pcv_tensor_free(be, &x);
+    TRY(pcv_exec_stage(&ex, PCV_STAGE_ENC_SELF));
+    for (int blk = 0; blk < c->num_blocks; blk++)
+        for (int i = 0; i < m->nself; i++) {
+            TRY(layer_forward(&ex, &m->self[i], &z, B, N, NULL, 0, NULL, m->gelu, &z2));
+            pcv_tensor t = z;
+            z = z2;
+            z2 = t;
+        }
+    pcv_tensor_free(be, &z2);
+
+    /* ---- decoder ---- */
+    TRY(pcv_exec_stage(&ex, PCV_STAGE_DECODER));
+    int64_t nqd = m->dec_query.shape[0], qd = m->dec_query.shape[1];
+    TRY(pcv_tensor_alloc(&ex, &q, 2, (int64_t[]){B * nqd, qd}));
+    TRY(be->ops->repeat(be, m->dec_query.buf, m->dec_query.off, nqd * qd, B, q.buf, q.off, err));
+    TRY(pcv_tensor_alloc(&ex, &h, 2, (int64_t[]){B * nqd, qd}));
+    TRY(layer_forward(&ex, &m->dec, &q, B, nqd, &z, N, NULL, m->gelu, &h));
+    pcv_tensor_free(be, &q);
+
+    /* ---- postprocess ---- */
+    TRY(pcv_exec_stage(&ex, PCV_STAGE_POSTPROCESS));
+    int64_t lshape[3];
+    int lnd;
+    if (m->arch == PCV_ARCH_MASKED_LM) {
+        /* logits = h E^T + bias (the embedding decoder reuses the input embedding table) */
+        TRY(pcv_tensor_alloc(&ex, &logits, 2, (int64_t[]){B * nqd, c->vocab_size}));
+        TRY(op_linear(&ex, &h, B * nqd, &m->embed, &m->mlm_bias, &logits));
+        lnd = 3;
+        lshape[0] = B, lshape[1] = nqd, lshape[2] = c->vocab_size;
+    } else {
+        TRY(pcv_tensor_alloc(&ex, &logits, 2, (int64_t[]){B * nqd, c->num_labels}));
+        TRY(op_linear(&ex, &h, B * nqd, &m->final.w, &m->final.b, &logits));
+        lnd = 2; /* [B][1][labels] -> [B][labels] */
+        lshape[0] = B, lshape[1] = c->num_labels;
+    }
+
+    outs = calloc(2, sizeof *outs);
+    if (!outs) {
+        rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+        goto fail;
+    }
+    TRY(download_output(&ex, &logits, "logits", lnd, lshape, &outs[0]));
+    TRY(download_output(&ex, &z, "last_hidden_state", 3, (int64_t[]){B, N, D}, &outs[1]));
+    TRY(pcv_exec_stage(&ex, PCV_STAGE_POSTPROCESS));
+    *outputs = outs;
+    *n_outputs = 2;
+    outs = NULL;
+    rc = 0;
+fail:
+    m->last = ex;
+    pcv_io_free(outs, 2);
+    pcv_tensor_free(be, &ids_t);
+    pcv_tensor_free(be, &mask_t);
+    pcv_tensor_free(be, &x);
+    pcv_tensor_free(be, &z);
+    pcv_tensor_free(be, &z2);
+    pcv_tensor_free(be, &q);
+    pcv_tensor_free(be, &h);
+    pcv_tensor_free(be, &logits);
+    free(ids);
+    free(ids32);
+    free(am);
+    free(maskf);
+    return rc;
+}
+
+int pcv_model_stats(const pcv_model *m, pcv_stage_stats *out, int cap)
+{
+    int n = 0;
+    for (int s = 0; s < PCV_NUM_STAGES && n < cap; s++, n++) {
+        out[n].name = pcv_stage_names[s];
+        out[n].seconds = m->last.seconds[s];
+        out[n].flops = m->last.flops[s];
+    }
+    return n;
+}
+
+static double layer_flops(const pcv_layer *L, double nq, double nk)
+{
+    return 2 * nq * L->q_dim * L->qk + 2 * nk * L->kv_dim * (L->qk + L->v) + 2 * nq * nk * (L->qk + L->v) +
+           2 * nq * L->v * L->out + 4.0 * L->widening * nq * L->q_dim * L->q_dim;
+}
+
+double pcv_model_flops(const pcv_model *m, int64_t batch, int64_t seq)
+{
+    const pcv_config *c = &m->cfg;
+    double f = layer_flops(&m->enc_cross, c->num_latents, (double)seq);
+    for (int i = 0; i < m->nself; i++)
+        f += c->num_blocks * layer_flops(&m->self[i], c->num_latents, c->num_latents);
+    double nqd = (double)m->dec_query.shape[0];
+    f += layer_flops(&m->dec, nqd, c->num_latents);
+    if (m->arch == PCV_ARCH_MASKED_LM)
+        f += 2 * nqd * c->d_model * c->vocab_size;
+    else
+        f += 2 * nqd * c->d_latents * c->num_labels;
+    return f * (double)batch;
+}

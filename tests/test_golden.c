@@ -1,0 +1,207 @@
+/* Golden tests: every fixture folder under tests/fixtures/ that has a meta.json holds a tiny
+ * random-weight Hugging Face model (config.json + model.safetensors), its inputs
+ * (inputs.safetensors) and the outputs of transformers' forward pass (expected.safetensors),
+ * written by tools/make_fixtures.py. The engine must reproduce the outputs within the
+ * tolerance profile named in meta.json (tests/tolerances.json), both through the library and
+ * through `perceiver-cl run`. */
+#include "perceiver/model.h"
+#include "testutil.h"
+
+#include <dirent.h>
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct tol {
+    double atol, rtol;
+} tol;
+
+static json_t *tolerances;
+
+static bool load_tol(const char *profile, tol *t)
+{
+    json_t *p = json_object_get(json_object_get(tolerances, "models"), profile);
+    if (!p)
+        return false;
+    t->atol = json_number_value(json_object_get(p, "atol"));
+    t->rtol = json_number_value(json_object_get(p, "rtol"));
+    return t->atol > 0 || t->rtol > 0;
+}
+
+/* Counts elements outside atol + rtol*|expected|; reports the worst. */
+static long compare(const char *what, const float *got, const float *want, int64_t n, tol t, bool quiet)
+{
+    long bad = 0;
+    double worst = 0, max_abs = 0;
+    int64_t worst_i = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        double lim = t.atol + t.rtol * fabs((double)want[i]);
+        if (!(d <= lim))
+            bad++;
+        if (d > max_abs)
+            max_abs = d;
+        if (!(d / lim <= worst)) {
+            worst = d / lim;
+            worst_i = i;
+        }
+    }
+    if (!quiet)
+        printf("  %-28s n=%-8lld max|err|=%.3g  worst err/tol=%.3f at %lld%s\n", what, (long long)n, max_abs, worst,
+               (long long)worst_i, bad ? "  FAIL" : "");
+    return bad;
+}
+
+static void check_outputs(const char *fixture, const char *how, const pcv_safetensors *expected,
+                          const pcv_io_tensor *outs, int nout, tol t)
+{
+    for (int i = 0; i < expected->count; i++) {
+        const pcv_st_tensor *e = &expected->tensors[i];
+        const pcv_io_tensor *o = pcv_io_find(outs, nout, e->name);
+        CHECK(o != NULL, "%s (%s): output '%s' missing", fixture, how, e->name);
+        if (!o)
+            continue;
+        bool same = o->ndim == e->ndim;
+        for (int d = 0; same && d < e->ndim; d++)
+            same = o->shape[d] == e->shape[d];
+        CHECK(same, "%s (%s): output '%s' has the wrong shape", fixture, how, e->name);
+        if (!same)
+            continue;
+        float *want = malloc((size_t)e->numel * sizeof(float));
+        pcv_error err = {0};
+        CHECK(pcv_st_to_f32(e, want, &err) == 0, "%s", err.msg);
+        char what[128];
+        snprintf(what, sizeof what, "%s [%s]", e->name, how);
+        long bad = compare(what, (const float *)o->data, want, e->numel, t, false);
+        CHECK(bad == 0, "%s (%s): %ld of %lld values of '%s' outside tolerance", fixture, how, bad,
+              (long long)e->numel, e->name);
+        /* the comparison itself must be able to fail: one value moved by 10x the tolerance */
+        if (e->numel > 0) {
+            float *moved = malloc((size_t)e->numel * sizeof(float));
+            memcpy(moved, o->data, (size_t)e->numel * sizeof(float));
+            moved[e->numel / 2] += (float)(10 * (t.atol + t.rtol * fabs(want[e->numel / 2])));
+            CHECK(compare(what, moved, want, e->numel, t, true) > 0, "comparator did not catch a perturbation");
+            free(moved);
+        }
+        free(want);
+    }
+}
+
+static int read_inputs(const pcv_safetensors *in, pcv_io_tensor *ios)
+{
+    for (int i = 0; i < in->count; i++) {
+        const pcv_st_tensor *t = &in->tensors[i];
+        memset(&ios[i], 0, sizeof ios[i]);
+        snprintf(ios[i].name, sizeof ios[i].name, "%s", t->name);
+        ios[i].dtype = t->dtype;
+        ios[i].ndim = t->ndim;
+        memcpy(ios[i].shape, t->shape, sizeof t->shape);
+        ios[i].data = (void *)(uintptr_t)t->data;
+    }
+    return in->count;
+}
+
+static void run_fixture(const char *dir, const char *name)
+{
+    char path[4096];
+    pcv_error err = {0};
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    json_error_t je;
+    json_t *meta = json_load_file(path, 0, &je);
+    CHECK(meta != NULL, "%s: %s", path, je.text);
+    if (!meta)
+        return;
+    tol t;
+    const char *profile = json_string_value(json_object_get(meta, "tolerance"));
+    CHECK(profile && load_tol(profile, &t), "%s: unknown tolerance profile '%s'", name, profile ? profile : "(none)");
+    if (!profile || !load_tol(profile, &t)) {
+        json_decref(meta);
+        return;
+    }
+    printf("%s (%s, tolerance %s: atol %g rtol %g)\n", name, json_string_value(json_object_get(meta, "class")),
+           profile, t.atol, t.rtol);
+
+    pcv_safetensors in = {0}, expected = {0};
+    snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
+    CHECK(pcv_st_open(&in, path, &err) == 0, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/expected.safetensors", dir);
+    CHECK(pcv_st_open(&expected, path, &err) == 0, "%s", err.msg);
+
+    /* 1. through the library */
+    pcv_model *m = NULL;
+    pcv_model_options opt = {0};
+    CHECK(pcv_model_load(dir, &opt, &m, &err) == 0, "%s: %s", name, err.msg);
+    if (m && in.count) {
+        pcv_io_tensor ios[16];
+        int n = read_inputs(&in, ios);
+        pcv_io_tensor *outs = NULL;
+        int nout = 0;
+        CHECK(pcv_model_forward(m, ios, n, &outs, &nout, &err) == 0, "%s: %s", name, err.msg);
+        if (outs)
+            check_outputs(name, "library", &expected, outs, nout, t);
+        pcv_io_free(outs, nout);
+    }
+    pcv_model_free(m);
+
+    /* 2. through the command-line tool */
+    const char *bin = getenv("PCV_BIN");
+    if (bin) {
+        char out[4096], cmd[12288];
+        snprintf(out, sizeof out, "%s/golden-%s.safetensors", tu_tmpdir(), name);
+        remove(out);
+        snprintf(cmd, sizeof cmd, "'%s' run --model '%s' --inputs '%s/inputs.safetensors' --outputs '%s' 2>/dev/null",
+                 bin, dir, dir, out);
+        CHECK(system(cmd) == 0, "%s: command failed: %s", name, cmd);
+        pcv_safetensors got = {0};
+        if (pcv_st_open(&got, out, &err) == 0) {
+            pcv_io_tensor ios[16];
+            int n = read_inputs(&got, ios);
+            check_outputs(name, "perceiver-cl run", &expected, ios, n, t);
+            pcv_st_close(&got);
+        } else {
+            CHECK(false, "%s: %s", name, err.msg);
+        }
+        remove(out);
+    }
+    pcv_st_close(&in);
+    pcv_st_close(&expected);
+    json_decref(meta);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int main(void)
+{
+    char path[4096];
+    json_error_t je;
+    snprintf(path, sizeof path, "%s/../tolerances.json", tu_fixtures());
+    tolerances = json_load_file(path, 0, &je);
+    CHECK(tolerances != NULL, "%s: %s", path, je.text);
+    if (!tolerances)
+        return TEST_DONE();
+
+    DIR *d = opendir(tu_fixtures());
+    CHECK(d != NULL, "cannot open fixtures folder %s", tu_fixtures());
+    if (!d)
+        return TEST_DONE();
+    char *names[256];
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < 256) {
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s/meta.json", tu_fixtures(), de->d_name);
+        if (de->d_name[0] != '.' && stat(path, &sb) == 0)
+            names[n++] = strdup(de->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    CHECK(n >= 5, "expected at least 5 golden fixtures in %s, found %d", tu_fixtures(), n);
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s", tu_fixtures(), names[i]);
+        run_fixture(path, names[i]);
+        free(names[i]);
+    }
+    json_decref(tolerances);
+    return TEST_DONE();
+}

@@ -1,0 +1,37 @@
+/* Minimal test helpers: CHECK(cond, fmt, ...) records a failure and goes on; finish with
+ * TEST_DONE() which prints a "N passed, N failed" summary and returns the exit status. */
+#ifndef PCV_TESTUTIL_H
+#define PCV_TESTUTIL_H
+#include <stdio.h>
+#include <stdlib.h>
+
+static int tu_pass, tu_fail;
+
+#define CHECK(cond, ...)                                                                     \
+    do {                                                                                     \
+        if (cond) {                                                                          \
+            tu_pass++;                                                                       \
+        } else {                                                                             \
+            tu_fail++;                                                                       \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                             \
+            fprintf(stderr, __VA_ARGS__);                                                    \
+            fputc('\n', stderr);                                                             \
+        }                                                                                    \
+    } while (0)
+
+#define TEST_DONE()                                                                          \
+    (printf("%s: %d checks passed, %d failed\n", __FILE__, tu_pass, tu_fail),               \
+     (tu_fail || !tu_pass) ? 1 : 0)
+
+/* Directory of the committed fixtures (set by ctest), and a scratch directory. */
+static inline const char *tu_fixtures(void)
+{
+    const char *d = getenv("PCV_FIXTURES");
+    return d ? d : "tests/fixtures";
+}
+static inline const char *tu_tmpdir(void)
+{
+    const char *d = getenv("PCV_TEST_TMP");
+    return d ? d : "/tmp";
+}
+#endif
