@@ -60,7 +60,7 @@ hdr='{"attention_mask":{"dtype":"I64","shape":[1,1],"data_offsets":[0,8]}}'
 printf "$(printf '\\x%02x' ${#hdr})\\x00\\x00\\x00\\x00\\x00\\x00\\x00%s\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00" "$hdr" >"$TMP/nomask.st"
 expect 1 "input_ids.*missing" -- "$BIN" run -m "$M" -i "$TMP/nomask.st" -o "$TMP/o.st"
 hdr='{"input_ids":{"dtype":"I64","shape":[1,1],"data_offsets":[0,8]}}'
-printf "$(printf '\\x%02x' ${#hdr})\\x00\\x00\\x00\\x00\\x00\\x00\\x00%s\\xff\\x00\\x00\\x00\\x00\\x00\\x00\\x00" "$hdr" >"$TMP/vocab.st"
+printf "$(printf '\\x%02x' ${#hdr})\\x00\\x00\\x00\\x00\\x00\\x00\\x00%s\\x06\\x01\\x00\\x00\\x00\\x00\\x00\\x00" "$hdr" >"$TMP/vocab.st"
 expect 1 "outside the vocabulary" -- "$BIN" run -m "$M" -i "$TMP/vocab.st" -o "$TMP/o.st"
 check '[ ! -e "$TMP/o.st" ]' "a failed run left an output file"
 expect 1 'nodir' -- "$BIN" run -m "$M" -i "$IN" -o "$TMP/nodir/out.safetensors"
