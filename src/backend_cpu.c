@@ -27,6 +27,9 @@ typedef struct cpu_ctx {
 
 #define F(buf, off) ((float *)(buf)->data + (off))
 
+/* Below this many elements an operation runs on one thread: waking a team costs more. */
+enum { PAR_MIN = 1 << 15 };
+
 static void cpu_destroy(pcv_backend *be)
 {
     if (!be)
@@ -119,7 +122,7 @@ static int cpu_bias_add(pcv_backend *be, pcv_buffer *xb, size_t x_off, int64_t r
 {
     float *x = F(xb, x_off);
     const float *bias = F(bb, b_off);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols >= PAR_MIN)
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c++)
             x[r * cols + c] += bias[c];
@@ -132,7 +135,7 @@ static int cpu_layernorm(pcv_backend *be, pcv_buffer *xb, size_t x_off, pcv_buff
 {
     const float *x = F(xb, x_off), *gamma = F(gb, g_off), *beta = F(bb, b_off);
     float *y = F(yb, y_off);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols >= PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         float *yr = y + r * cols;
@@ -159,12 +162,12 @@ static int cpu_gelu(pcv_backend *be, pcv_buffer *xb, size_t x_off, int64_t n, pc
 {
     float *x = F(xb, x_off);
     if (kind == PCV_GELU_ERF) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
         for (int64_t i = 0; i < n; i++)
             x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752440f));
     } else {
         const float c = 0.79788456080286535588f; /* sqrt(2/pi) */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
         for (int64_t i = 0; i < n; i++) {
             float v = x[i];
             x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
@@ -178,7 +181,7 @@ static int cpu_add(pcv_backend *be, pcv_buffer *yb, size_t y_off, pcv_buffer *ab
 {
     float *y = F(yb, y_off);
     const float *a = F(ab, a_off);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         y[i] += a[i];
     return 0;
@@ -208,7 +211,7 @@ static int cpu_softmax(pcv_backend *be, pcv_buffer *xb, size_t x_off, int64_t ro
 {
     float *x = F(xb, x_off);
     const float *mask = mb ? F(mb, m_off) : NULL;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols >= PAR_MIN)
     for (int64_t r = 0; r < rows; r++)
         softmax_row(x + r * cols, cols, mask);
     return 0;
@@ -222,7 +225,7 @@ static int cpu_gather(pcv_backend *be, pcv_buffer *tb, size_t t_off, pcv_buffer 
     const int32_t *ids = (const int32_t *)ib->data + i_off;
     const float *pos = pb ? F(pb, p_off) : NULL;
     float *out = F(ob, o_off);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols >= PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         const float *src = table + (int64_t)ids[r] * cols;
         float *dst = out + r * cols;
@@ -263,7 +266,7 @@ static int cpu_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error
     const float *mask_base = a->mask ? F(a->mask, a->mask_off) : NULL;
     const float scale_div = a->scale_div;
 
-#pragma omp parallel num_threads(nthreads)
+#pragma omp parallel num_threads(nthreads) if (ntasks > 1 && a->nq * a->nk * (a->dqk + a->dv) >= PAR_MIN)
     {
         rntm_t rntm = BLIS_RNTM_INITIALIZER;
         bli_rntm_set_num_threads(1, &rntm); /* parallelism comes from the task loop */
