@@ -1,0 +1,402 @@
+/* Per-operation tests of a backend against float64 references computed here, over many shapes
+ * (odd sizes, tile boundaries, batches, heads, masks). Every output buffer is followed by a
+ * guard region of sentinel values that must survive (catches out-of-bounds writes).
+ * Tolerances: tests/tolerances.json "ops". */
+#include "backend.h"
+#include "testutil.h"
+
+#include <float.h>
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+
+enum { GUARD = 1024 };
+static const float SENTINEL = 12345.678f;
+
+typedef struct tol {
+    double atol, rtol, nmse;
+} tol;
+
+static json_t *tolerances;
+
+static tol op_tol(const char *op)
+{
+    json_t *o = json_object_get(json_object_get(tolerances, "ops"), op);
+    tol t = {json_number_value(json_object_get(o, "atol")), json_number_value(json_object_get(o, "rtol")),
+             json_number_value(json_object_get(o, "nmse"))};
+    CHECK(o != NULL, "tolerances.json has no ops.%s", op);
+    return t;
+}
+
+/* ---- random numbers ---- */
+static uint64_t rng = 88172645463325252ull;
+static double urand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (double)(rng >> 11) / 9007199254740992.0;
+}
+static float nrand(void) { return (float)(sqrt(-2 * log(urand() + 1e-300)) * cos(2 * M_PI * urand())); }
+static float *randv(int64_t n, float scale)
+{
+    float *x = malloc((size_t)(n ? n : 1) * sizeof *x);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = scale * nrand();
+    return x;
+}
+
+/* ---- device buffers with guard regions ---- */
+typedef struct dbuf {
+    pcv_buffer *b;
+    int64_t n;
+} dbuf;
+
+static dbuf dput(pcv_backend *be, const void *x, int64_t n, size_t esize)
+{
+    dbuf d = {NULL, n};
+    pcv_error err = {0};
+    size_t bytes = (size_t)(n + GUARD) * esize;
+    d.b = be->ops->alloc(be, bytes, &err);
+    CHECK(d.b != NULL, "alloc: %s", err.msg);
+    float *guard = malloc(GUARD * sizeof(float));
+    for (int i = 0; i < GUARD; i++)
+        guard[i] = SENTINEL;
+    if (x)
+        CHECK(be->ops->upload(be, d.b, 0, x, (size_t)n * esize, &err) == 0, "upload: %s", err.msg);
+    CHECK(be->ops->upload(be, d.b, (size_t)n * esize, guard, GUARD * esize, &err) == 0, "upload: %s", err.msg);
+    free(guard);
+    return d;
+}
+
+/* Downloads n floats and checks the guard region after them. */
+static float *dget(pcv_backend *be, dbuf d, const char *what)
+{
+    pcv_error err = {0};
+    float *x = malloc((size_t)(d.n + GUARD) * sizeof(float));
+    CHECK(be->ops->download(be, d.b, 0, x, (size_t)(d.n + GUARD) * sizeof(float), &err) == 0, "download: %s",
+          err.msg);
+    int bad = 0;
+    for (int i = 0; i < GUARD; i++)
+        bad += x[d.n + i] != SENTINEL;
+    CHECK(bad == 0, "%s: %d guard values after the output were overwritten", what, bad);
+    return x;
+}
+
+static void dfree(pcv_backend *be, dbuf d) { be->ops->release(be, d.b); }
+
+static void compare(const char *what, const float *got, const double *want, int64_t n, tol t)
+{
+    double num = 0, den = 0, worst = 0;
+    int64_t nbad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        num += d * d;
+        den += want[i] * want[i];
+        if (t.atol > 0 || t.rtol > 0) {
+            double lim = t.atol + t.rtol * fabs(want[i]);
+            if (!(d <= lim))
+                nbad++;
+            if (d / lim > worst)
+                worst = d / lim;
+        }
+        if (!isfinite(got[i]))
+            nbad++;
+    }
+    if (t.nmse > 0) {
+        double nmse = den > 0 ? num / den : num;
+        CHECK(nmse <= t.nmse, "%s: nmse %.3g > %.3g", what, nmse, t.nmse);
+    } else {
+        CHECK(nbad == 0, "%s: %lld of %lld values outside tolerance (worst err/tol %.3g)", what, (long long)nbad,
+              (long long)n, worst);
+    }
+}
+
+/* ---- GEMM ---- */
+static void test_gemm(pcv_backend *be, bool ta, bool tb, int64_t m, int64_t n, int64_t k, int64_t batch, float beta)
+{
+    int64_t sa = m * k + 3, sb = k * n + 5, sc = m * n + 7; /* padded batch strides */
+    float *a = randv(sa * batch, 1), *b = randv(sb * batch, 1), *c = randv(sc * batch, 1);
+    double *want = calloc((size_t)(sc * batch), sizeof *want);
+    int64_t lda = ta ? m : k, ldb = tb ? k : n;
+    for (int64_t p = 0; p < batch; p++)
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double s = 0;
+                for (int64_t l = 0; l < k; l++) {
+                    double av = ta ? a[p * sa + l * lda + i] : a[p * sa + i * lda + l];
+                    double bv = tb ? b[p * sb + j * ldb + l] : b[p * sb + l * ldb + j];
+                    s += av * bv;
+                }
+                want[p * sc + i * n + j] = 0.5 * s + beta * c[p * sc + i * n + j];
+            }
+    for (int64_t p = 0; p < batch; p++) /* the padding between batch entries is untouched */
+        for (int64_t i = m * n; i < sc; i++)
+            want[p * sc + i] = c[p * sc + i];
+    dbuf A = dput(be, a, sa * batch, 4), B = dput(be, b, sb * batch, 4), C = dput(be, c, sc * batch, 4);
+    pcv_gemm_args g = {.trans_a = ta, .trans_b = tb, .m = m, .n = n, .k = k, .batch = batch, .alpha = 0.5f,
+                       .beta = beta, .a = A.b, .lda = lda, .stride_a = sa, .b = B.b, .ldb = ldb, .stride_b = sb,
+                       .c = C.b, .ldc = n, .stride_c = sc};
+    pcv_error err = {0};
+    CHECK(be->ops->gemm(be, &g, &err) == 0, "gemm: %s", err.msg);
+    char what[128];
+    snprintf(what, sizeof what, "gemm %c%c m%lld n%lld k%lld batch%lld beta%g", ta ? 'T' : 'N', tb ? 'T' : 'N',
+             (long long)m, (long long)n, (long long)k, (long long)batch, beta);
+    float *got = dget(be, C, what);
+    compare(what, got, want, sc * batch, op_tol("gemm"));
+    free(got), free(a), free(b), free(c), free(want);
+    dfree(be, A), dfree(be, B), dfree(be, C);
+}
+
+/* ---- LayerNorm ---- */
+static void test_layernorm(pcv_backend *be, int64_t rows, int64_t cols, float offset)
+{
+    float *x = randv(rows * cols, 3), *g = randv(cols, 1), *b = randv(cols, 1);
+    for (int64_t i = 0; i < rows * cols; i++)
+        x[i] += offset; /* a large common offset stresses the variance computation */
+    double *want = malloc((size_t)(rows * cols) * sizeof *want);
+    for (int64_t r = 0; r < rows; r++) {
+        double mu = 0, var = 0;
+        for (int64_t c = 0; c < cols; c++)
+            mu += x[r * cols + c];
+        mu /= (double)cols;
+        for (int64_t c = 0; c < cols; c++)
+            var += (x[r * cols + c] - mu) * (x[r * cols + c] - mu);
+        var /= (double)cols;
+        for (int64_t c = 0; c < cols; c++)
+            want[r * cols + c] = (x[r * cols + c] - mu) / sqrt(var + 1e-5) * g[c] + b[c];
+    }
+    dbuf X = dput(be, x, rows * cols, 4), Y = dput(be, NULL, rows * cols, 4), G = dput(be, g, cols, 4),
+         Bb = dput(be, b, cols, 4);
+    pcv_error err = {0};
+    CHECK(be->ops->layernorm(be, X.b, 0, Y.b, 0, rows, cols, G.b, 0, Bb.b, 0, 1e-5f, &err) == 0, "%s", err.msg);
+    char what[96];
+    snprintf(what, sizeof what, "layernorm %lldx%lld offset %g", (long long)rows, (long long)cols, offset);
+    float *got = dget(be, Y, what);
+    compare(what, got, want, rows * cols, op_tol("layernorm"));
+    free(got), free(x), free(g), free(b), free(want);
+    dfree(be, X), dfree(be, Y), dfree(be, G), dfree(be, Bb);
+}
+
+/* ---- GELU ---- */
+static void test_gelu(pcv_backend *be, int64_t n, pcv_gelu_kind kind)
+{
+    float *x = randv(n, 4);
+    double *want = malloc((size_t)n * sizeof *want);
+    for (int64_t i = 0; i < n; i++) {
+        double v = x[i];
+        want[i] = kind == PCV_GELU_ERF ? 0.5 * v * (1 + erf(v / sqrt(2.0)))
+                                       : 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+    }
+    dbuf X = dput(be, x, n, 4);
+    pcv_error err = {0};
+    CHECK(be->ops->gelu(be, X.b, 0, n, kind, &err) == 0, "%s", err.msg);
+    char what[64];
+    snprintf(what, sizeof what, "gelu-%s n%lld", kind == PCV_GELU_ERF ? "erf" : "tanh", (long long)n);
+    float *got = dget(be, X, what);
+    compare(what, got, want, n, op_tol("gelu"));
+    /* the two GELUs must be distinguishable at this tolerance */
+    if (kind == PCV_GELU_ERF) {
+        double *other = malloc((size_t)n * sizeof *other);
+        int64_t differ = 0;
+        tol t = op_tol("gelu");
+        for (int64_t i = 0; i < n; i++) {
+            double v = x[i];
+            other[i] = 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+            differ += fabs(got[i] - other[i]) > t.atol + t.rtol * fabs(other[i]);
+        }
+        CHECK(n < 100 || differ > 0, "gelu tolerance cannot tell erf from tanh");
+        free(other);
+    }
+    free(got), free(x), free(want);
+    dfree(be, X);
+}
+
+/* ---- small exact ops: bias_add, add, gather, repeat ---- */
+static void test_exact_ops(pcv_backend *be, int64_t rows, int64_t cols)
+{
+    pcv_error err = {0};
+    tol exact = {0, 0, 0};
+    exact.atol = 1e-30;
+    float *x = randv(rows * cols, 1), *bias = randv(cols, 1), *y = randv(rows * cols, 1);
+    double *want = malloc((size_t)(rows * cols) * sizeof *want);
+    dbuf X = dput(be, x, rows * cols, 4), Bb = dput(be, bias, cols, 4), Y = dput(be, y, rows * cols, 4);
+
+    for (int64_t i = 0; i < rows * cols; i++)
+        want[i] = (double)(x[i] + bias[i % cols]);
+    CHECK(be->ops->bias_add(be, X.b, 0, rows, cols, Bb.b, 0, &err) == 0, "%s", err.msg);
+    float *got = dget(be, X, "bias_add");
+    compare("bias_add", got, want, rows * cols, exact);
+    for (int64_t i = 0; i < rows * cols; i++)
+        want[i] = (double)(y[i] + got[i]);
+    free(got);
+    CHECK(be->ops->add(be, Y.b, 0, X.b, 0, rows * cols, &err) == 0, "%s", err.msg);
+    got = dget(be, Y, "add");
+    compare("add", got, want, rows * cols, exact);
+    free(got);
+
+    /* gather with and without positions (period = rows / 2 rounds up) */
+    int64_t vocab = 37, period = (rows + 1) / 2;
+    float *table = randv(vocab * cols, 1), *pos = randv(period * cols, 1);
+    int32_t *ids = malloc((size_t)rows * sizeof *ids);
+    for (int64_t r = 0; r < rows; r++)
+        ids[r] = (int32_t)(urand() * vocab);
+    dbuf T = dput(be, table, vocab * cols, 4), P = dput(be, pos, period * cols, 4), I = dput(be, ids, rows, 4),
+         O = dput(be, NULL, rows * cols, 4);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++)
+                want[r * cols + c] = pass ? (double)(table[ids[r] * cols + c] + pos[(r % period) * cols + c])
+                                          : table[ids[r] * cols + c];
+        CHECK(be->ops->gather(be, T.b, 0, I.b, 0, pass ? P.b : NULL, 0, period, O.b, 0, rows, cols, &err) == 0, "%s",
+              err.msg);
+        got = dget(be, O, "gather");
+        compare(pass ? "gather+pos" : "gather", got, want, rows * cols, exact);
+        free(got);
+    }
+    /* repeat: a block of cols floats, rows times */
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            want[r * cols + c] = bias[c];
+    CHECK(be->ops->repeat(be, Bb.b, 0, cols, rows, O.b, 0, &err) == 0, "%s", err.msg);
+    got = dget(be, O, "repeat");
+    compare("repeat", got, want, rows * cols, exact);
+    free(got);
+
+    free(x), free(bias), free(y), free(want), free(table), free(pos), free(ids);
+    dfree(be, X), dfree(be, Bb), dfree(be, Y), dfree(be, T), dfree(be, P), dfree(be, I), dfree(be, O);
+}
+
+/* ---- softmax with an additive mask ---- */
+static void test_softmax(pcv_backend *be, int64_t rows, int64_t cols, bool masked)
+{
+    float *x = randv(rows * cols, 5), *mask = malloc((size_t)cols * sizeof *mask);
+    for (int64_t c = 0; c < cols; c++) /* HF's mask: (1 - keep) * finfo.min */
+        mask[c] = (urand() < 0.3 && c > 0) ? -FLT_MAX : 0.0f;
+    double *want = malloc((size_t)(rows * cols) * sizeof *want);
+    for (int64_t r = 0; r < rows; r++) {
+        double mx = -INFINITY, s = 0;
+        for (int64_t c = 0; c < cols; c++)
+            if (!masked || mask[c] == 0)
+                mx = fmax(mx, x[r * cols + c]);
+        for (int64_t c = 0; c < cols; c++)
+            s += (!masked || mask[c] == 0) ? exp(x[r * cols + c] - mx) : 0;
+        for (int64_t c = 0; c < cols; c++)
+            want[r * cols + c] = (!masked || mask[c] == 0) ? exp(x[r * cols + c] - mx) / s : 0;
+    }
+    dbuf X = dput(be, x, rows * cols, 4), M = dput(be, mask, cols, 4);
+    pcv_error err = {0};
+    CHECK(be->ops->softmax(be, X.b, 0, rows, cols, masked ? M.b : NULL, 0, &err) == 0, "%s", err.msg);
+    char what[64];
+    snprintf(what, sizeof what, "softmax %lldx%lld%s", (long long)rows, (long long)cols, masked ? " masked" : "");
+    float *got = dget(be, X, what);
+    compare(what, got, want, rows * cols, op_tol("softmax"));
+    free(got), free(x), free(mask), free(want);
+    dfree(be, X), dfree(be, M);
+}
+
+/* ---- fused attention ---- */
+static void test_attention(pcv_backend *be, int64_t batch, int64_t heads, int64_t nq, int64_t nk, int64_t dqk,
+                           int64_t dv, bool masked, bool mask_all_of_row0)
+{
+    int64_t qld = heads * dqk + 3, vld = heads * dv + 1, old = heads * dv + 2; /* padded rows */
+    float *q = randv(batch * nq * qld, 1), *k = randv(batch * nk * qld, 1), *v = randv(batch * nk * vld, 1);
+    float *o = randv(batch * nq * old, 1), *mask = malloc((size_t)(batch * nk) * sizeof *mask);
+    for (int64_t i = 0; i < batch * nk; i++)
+        mask[i] = (urand() < 0.4 && i % nk != 0) ? -FLT_MAX : 0.0f;
+    if (mask_all_of_row0)
+        for (int64_t j = 0; j < nk; j++)
+            mask[j] = -FLT_MAX;
+    double *want = malloc((size_t)(batch * nq * old) * sizeof *want), *s = malloc((size_t)nk * sizeof *s);
+    for (int64_t i = 0; i < batch * nq * old; i++)
+        want[i] = o[i]; /* untouched padding columns */
+    double scale = sqrt((double)dqk);
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t h = 0; h < heads; h++)
+            for (int64_t i = 0; i < nq; i++) {
+                double mx = -INFINITY, sum = 0;
+                bool all_masked = masked && mask_all_of_row0 && b == 0;
+                for (int64_t j = 0; j < nk; j++) {
+                    double dot = 0;
+                    for (int64_t c = 0; c < dqk; c++)
+                        dot += (double)q[(b * nq + i) * qld + h * dqk + c] * k[(b * nk + j) * qld + h * dqk + c];
+                    s[j] = dot / scale;
+                    bool keep = !masked || mask[b * nk + j] == 0;
+                    if (!keep && !all_masked)
+                        s[j] = -INFINITY;
+                    if (all_masked)
+                        s[j] = 0; /* HF: every score becomes finfo.min -> uniform weights */
+                    mx = fmax(mx, s[j]);
+                }
+                for (int64_t j = 0; j < nk; j++)
+                    sum += s[j] == -INFINITY ? 0 : exp(s[j] - mx);
+                for (int64_t c = 0; c < dv; c++) {
+                    double acc = 0;
+                    for (int64_t j = 0; j < nk; j++)
+                        if (s[j] != -INFINITY)
+                            acc += exp(s[j] - mx) / sum * v[(b * nk + j) * vld + h * dv + c];
+                    want[(b * nq + i) * old + h * dv + c] = acc;
+                }
+            }
+    dbuf Q = dput(be, q, batch * nq * qld, 4), K = dput(be, k, batch * nk * qld, 4), V = dput(be, v, batch * nk * vld, 4),
+         O = dput(be, o, batch * nq * old, 4), M = dput(be, mask, batch * nk, 4);
+    pcv_attention_args a = {.batch = batch, .heads = heads, .nq = nq, .nk = nk, .dqk = dqk, .dv = dv,
+                            .scale_div = sqrtf((float)dqk), .q = Q.b, .q_ld = qld, .k = K.b, .k_ld = qld,
+                            .v = V.b, .v_ld = vld, .o = O.b, .o_ld = old, .mask = masked ? M.b : NULL};
+    pcv_error err = {0};
+    CHECK(be->ops->attention(be, &a, &err) == 0, "%s", err.msg);
+    char what[128];
+    snprintf(what, sizeof what, "attention b%lld h%lld nq%lld nk%lld dqk%lld dv%lld%s%s", (long long)batch,
+             (long long)heads, (long long)nq, (long long)nk, (long long)dqk, (long long)dv, masked ? " masked" : "",
+             mask_all_of_row0 ? " (row fully masked)" : "");
+    float *got = dget(be, O, what);
+    compare(what, got, want, batch * nq * old, op_tol("attention"));
+    free(got), free(q), free(k), free(v), free(o), free(mask), free(want), free(s);
+    dfree(be, Q), dfree(be, K), dfree(be, V), dfree(be, O), dfree(be, M);
+}
+
+static void test_backend(pcv_backend *be)
+{
+    printf("backend: %s\n", be->device_name);
+    static const int64_t g[][4] = {{1, 1, 1, 1}, {7, 5, 3, 1}, {64, 64, 64, 1}, {33, 65, 129, 2}, {128, 17, 256, 3},
+                                   {5, 300, 31, 4}};
+    for (size_t i = 0; i < sizeof g / sizeof *g; i++)
+        for (int t = 0; t < 4; t++)
+            test_gemm(be, t & 1, t & 2, g[i][0], g[i][1], g[i][2], g[i][3], t == 3 ? 0.75f : 0.0f);
+    test_layernorm(be, 1, 1, 0);
+    test_layernorm(be, 7, 33, 0);
+    test_layernorm(be, 300, 1280, 100);
+    test_gelu(be, 1, PCV_GELU_ERF);
+    test_gelu(be, 100003, PCV_GELU_ERF);
+    test_gelu(be, 1001, PCV_GELU_TANH);
+    test_exact_ops(be, 1, 1);
+    test_exact_ops(be, 67, 45);
+    test_softmax(be, 1, 1, false);
+    test_softmax(be, 13, 2049, true);
+    test_softmax(be, 300, 257, false);
+    test_attention(be, 1, 1, 1, 1, 1, 1, false, false);
+    test_attention(be, 2, 3, 65, 47, 8, 5, true, false);
+    test_attention(be, 1, 8, 130, 300, 32, 20, true, false);
+    test_attention(be, 2, 1, 3, 1000, 61, 29, true, true);
+    test_attention(be, 3, 2, 200, 16, 4, 4, false, false);
+}
+
+int main(void)
+{
+    char path[4096];
+    json_error_t je;
+    snprintf(path, sizeof path, "%s/../tolerances.json", tu_fixtures());
+    tolerances = json_load_file(path, 0, &je);
+    CHECK(tolerances != NULL, "%s: %s", path, je.text);
+    if (!tolerances)
+        return TEST_DONE();
+    pcv_error err = {0};
+    pcv_backend *cpu = pcv_backend_cpu_create(0, &err);
+    CHECK(cpu != NULL, "%s", err.msg);
+    if (cpu) {
+        test_backend(cpu);
+        cpu->ops->destroy(cpu);
+    }
+    json_decref(tolerances);
+    return TEST_DONE();
+}
