@@ -33,21 +33,33 @@ typedef struct pcv_gemm_args {
     pcv_buffer *c; size_t c_off; int64_t ldc, stride_c;
 } pcv_gemm_args;
 
+/* How masks and scores are treated: the two reference implementations differ (see
+ * shared/spec/haiku-vs-hf.md, G2-G4). */
+typedef enum pcv_attn_mode {
+    /* Hugging Face: S = QK^T / scale; S += (1 - kmask) * finfo(float32).min (additive); a query
+     * row whose keys are all masked gets uniform weights. qmask must be NULL. */
+    PCV_ATTN_HF = 0,
+    /* DeepMind Haiku: S = QK^T * (1/scale); S = (qmask * kmask) ? S : -1e30 (select); a query
+     * row with no valid key gets an output of exactly 0. */
+    PCV_ATTN_HAIKU = 1
+} pcv_attn_mode;
+
 /* Multi-head attention without materializing the full score matrix:
- *   for each batch b and head h:
- *     S = (Q_bh K_bh^T) / scale_div  (+ mask[b][key] when mask != NULL)
- *     O_bh = softmax_rows(S) V_bh
+ *   for each batch b and head h: O_bh = softmax_rows(scores(Q_bh, K_bh, masks)) V_bh
  * Q is [batch][nq][q_ld] with head h at columns [h*dqk, (h+1)*dqk); K likewise [batch][nk][k_ld];
  * V is [batch][nk][v_ld] with head h at columns [h*dv, ...); O is [batch][nq][o_ld] with head h
- * at columns [h*dv, ...). The mask is additive, float [batch][nk]. */
+ * at columns [h*dv, ...). Masks are float 1 = keep / 0 = masked: kmask [batch][nk] over keys,
+ * qmask [batch][nq] over queries; either may be NULL (nothing masked). scale = sqrt(dqk). */
 typedef struct pcv_attention_args {
     int64_t batch, heads, nq, nk, dqk, dv;
-    float scale_div;
+    float scale;
+    pcv_attn_mode mode;
     pcv_buffer *q; size_t q_off; int64_t q_ld;
     pcv_buffer *k; size_t k_off; int64_t k_ld;
     pcv_buffer *v; size_t v_off; int64_t v_ld;
     pcv_buffer *o; size_t o_off; int64_t o_ld;
-    pcv_buffer *mask; size_t mask_off; /* may be NULL */
+    pcv_buffer *kmask; size_t kmask_off;
+    pcv_buffer *qmask; size_t qmask_off;
 } pcv_attention_args;
 
 typedef struct pcv_backend_ops {
@@ -81,8 +93,8 @@ typedef struct pcv_backend_ops {
     /* y[i] += a[i] */
     int (*add)(pcv_backend *be, pcv_buffer *y, size_t y_off, pcv_buffer *a, size_t a_off,
                int64_t n, pcv_error *err);
-    /* in place softmax over each row of x[rows][cols], optionally after adding mask[cols]
-     * (mask may be NULL) */
+    /* in place softmax over each row of x[rows][cols], optionally after adding an additive mask
+     * mask[cols] (may be NULL) */
     int (*softmax)(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols,
                    pcv_buffer *mask, size_t mask_off, pcv_error *err);
     /* out[r][:] = table[ids[r]][:] (+ pos[r % period][:] if pos != NULL), r < rows;

@@ -9,6 +9,7 @@
 #include "backend.h"
 
 #include <blis.h>
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -252,6 +253,31 @@ static int cpu_repeat(pcv_backend *be, pcv_buffer *sb, size_t s_off, int64_t n, 
  * tile of QT x nk floats, so memory stays O(threads * QT * nk) instead of O(nq * nk). */
 enum { QT = 64 };
 
+/* Scores of one query row after scaling and masking, per the mode (backend.h). Returns false
+ * when the row has no valid key in Haiku mode (its output is then 0). */
+static bool attn_row(float *row, int64_t nk, const pcv_attention_args *a, const float *kmask, float qkeep)
+{
+    if (a->mode == PCV_ATTN_HF) {
+        for (int64_t j = 0; j < nk; j++)
+            row[j] /= a->scale;
+        if (kmask)
+            for (int64_t j = 0; j < nk; j++)
+                row[j] += (1.0f - kmask[j]) * -FLT_MAX;
+        softmax_row(row, nk, NULL);
+        return true;
+    }
+    const float inv = (float)(1.0 / (double)a->scale);
+    bool any = false;
+    for (int64_t j = 0; j < nk; j++) {
+        bool keep = qkeep != 0.0f && (!kmask || kmask[j] != 0.0f);
+        row[j] = keep ? row[j] * inv : -1e30f;
+        any |= keep;
+    }
+    if (any)
+        softmax_row(row, nk, NULL);
+    return any;
+}
+
 static int cpu_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error *err)
 {
     cpu_ctx *ctx = be->ctx;
@@ -259,18 +285,18 @@ static int cpu_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error
     int64_t ntasks = a->batch * a->heads * ntiles;
     int nthreads = ctx->threads;
     size_t tile_floats = (size_t)QT * (size_t)a->nk;
-    float *scratch = aligned_alloc(64, ((tile_floats * sizeof(float) + 63) / 64 * 64) * (size_t)nthreads);
+    size_t stride = (tile_floats * sizeof(float) + 63) / 64 * 64 / sizeof(float);
+    float *scratch = aligned_alloc(64, stride * sizeof(float) * (size_t)nthreads);
     if (!scratch)
         return pcv_set_error(err, PCV_ERR_OOM, "cpu attention: cannot allocate %d score tiles of %zu floats",
                              nthreads, tile_floats);
-    const float *mask_base = a->mask ? F(a->mask, a->mask_off) : NULL;
-    const float scale_div = a->scale_div;
+    const float *kmask_base = a->kmask ? F(a->kmask, a->kmask_off) : NULL;
+    const float *qmask_base = a->qmask ? F(a->qmask, a->qmask_off) : NULL;
 
 #pragma omp parallel num_threads(nthreads) if (ntasks > 1 && a->nq * a->nk * (a->dqk + a->dv) >= PAR_MIN)
     {
         rntm_t rntm = BLIS_RNTM_INITIALIZER;
         bli_rntm_set_num_threads(1, &rntm); /* parallelism comes from the task loop */
-        size_t stride = (tile_floats * sizeof(float) + 63) / 64 * 64 / sizeof(float);
         float *s = scratch + (size_t)omp_get_thread_num() * stride;
 #pragma omp for schedule(dynamic)
         for (int64_t t = 0; t < ntasks; t++) {
@@ -281,17 +307,16 @@ static int cpu_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error
             const float *k = F(a->k, a->k_off + b * a->nk * a->k_ld + h * a->dqk);
             const float *v = F(a->v, a->v_off + b * a->nk * a->v_ld + h * a->dv);
             float *o = F(a->o, a->o_off + (b * a->nq + q0) * a->o_ld + h * a->dv);
-            const float *mask = mask_base ? mask_base + b * a->nk : NULL;
-            blis_gemm(false, true, nq, a->nk, a->dqk, 1.0f, q, a->q_ld, k, a->k_ld, 0.0f, s, a->nk,
-                      &rntm);
-            for (int64_t i = 0; i < nq; i++) {
-                float *row = s + i * a->nk;
-                for (int64_t j = 0; j < a->nk; j++)
-                    row[j] /= scale_div;
-                softmax_row(row, a->nk, mask);
-            }
-            blis_gemm(false, false, nq, a->dv, a->nk, 1.0f, s, a->nk, v, a->v_ld, 0.0f, o, a->o_ld,
-                      &rntm);
+            const float *kmask = kmask_base ? kmask_base + b * a->nk : NULL;
+            const float *qmask = qmask_base ? qmask_base + b * a->nq + q0 : NULL;
+            blis_gemm(false, true, nq, a->nk, a->dqk, 1.0f, q, a->q_ld, k, a->k_ld, 0.0f, s, a->nk, &rntm);
+            bool empty[QT];
+            for (int64_t i = 0; i < nq; i++)
+                empty[i] = !attn_row(s + i * a->nk, a->nk, a, kmask, qmask ? qmask[i] : 1.0f);
+            blis_gemm(false, false, nq, a->dv, a->nk, 1.0f, s, a->nk, v, a->v_ld, 0.0f, o, a->o_ld, &rntm);
+            for (int64_t i = 0; i < nq; i++)
+                if (empty[i])
+                    memset(o + i * a->o_ld, 0, (size_t)a->dv * sizeof(float));
         }
     }
     free(scratch);

@@ -46,7 +46,9 @@ struct pcv_model {
     pcv_arch arch;
     pcv_backend *be;
     pcv_gelu_kind gelu;
-    bool profile;
+    pcv_attn_mode attn_mode;
+    pcv_numerics numerics;
+    bool profile, capture;
 
     pcv_safetensors st;
     bool have_st;
@@ -407,8 +409,11 @@ static int model_new(const pcv_config *cfg, const pcv_model_options *opt, pcv_mo
         free(m);
         return err ? (int)err->code : PCV_ERR_DEVICE;
     }
-    m->gelu = opt && opt->numerics == PCV_NUMERICS_HAIKU ? PCV_GELU_TANH : PCV_GELU_ERF;
+    m->numerics = opt && opt->numerics == PCV_NUMERICS_HAIKU ? PCV_NUMERICS_HAIKU : PCV_NUMERICS_HF;
+    m->gelu = m->numerics == PCV_NUMERICS_HAIKU ? PCV_GELU_TANH : PCV_GELU_ERF;
+    m->attn_mode = m->numerics == PCV_NUMERICS_HAIKU ? PCV_ATTN_HAIKU : PCV_ATTN_HF;
     m->profile = opt && opt->profile;
+    m->capture = opt && opt->capture;
     *out = m;
     return 0;
 }
@@ -542,11 +547,12 @@ const char *pcv_model_device(const pcv_model *m) { return m->be->device_name; }
 
 /* ---- forward --------------------------------------------------------------------------------- */
 
-/* out = PerceiverLayer(x [B][nq][q_dim], src [B][nk][kv_dim] or NULL, mask [B][nk] or NULL).
+/* out = PerceiverLayer(x [B][nq][q_dim], src [B][nk][kv_dim] or NULL) with optional 1/0 masks
+ * over keys (kmask [B][nk]) and queries (qmask [B][nq], Haiku numerics only).
  * out must be allocated [B][nq][q_dim] and may not alias x. */
-static int layer_forward(pcv_exec *ex, const pcv_layer *L, const pcv_tensor *x, int64_t B,
-                         int64_t nq, const pcv_tensor *src, int64_t nk, const pcv_tensor *mask,
-                         pcv_gelu_kind gelu, pcv_tensor *out)
+static int layer_forward(pcv_exec *ex, const pcv_model *m, const pcv_layer *L, const pcv_tensor *x,
+                         int64_t B, int64_t nq, const pcv_tensor *src, int64_t nk,
+                         const pcv_tensor *kmask, const pcv_tensor *qmask, pcv_tensor *out)
 {
     pcv_backend *be = ex->be;
     pcv_tensor xn = {0}, sn = {0}, Q = {0}, K = {0}, V = {0}, O = {0}, h = {0};
@@ -575,12 +581,13 @@ static int layer_forward(pcv_exec *ex, const pcv_layer *L, const pcv_tensor *x, 
     pcv_attention_args a = {
         .batch = B, .heads = L->heads, .nq = nq, .nk = nk,
         .dqk = L->qk / L->heads, .dv = L->v / L->heads,
-        .scale_div = sqrtf((float)(L->qk / L->heads)),
+        .scale = sqrtf((float)(L->qk / L->heads)), .mode = m->attn_mode,
         .q = Q.buf, .q_off = Q.off, .q_ld = L->qk,
         .k = K.buf, .k_off = K.off, .k_ld = L->qk,
         .v = V.buf, .v_off = V.off, .v_ld = L->v,
         .o = O.buf, .o_off = O.off, .o_ld = L->v,
-        .mask = mask ? mask->buf : NULL, .mask_off = mask ? mask->off : 0,
+        .kmask = kmask ? kmask->buf : NULL, .kmask_off = kmask ? kmask->off : 0,
+        .qmask = qmask ? qmask->buf : NULL, .qmask_off = qmask ? qmask->off : 0,
     };
     TRY(op_attention(ex, &a));
     pcv_tensor_free(be, &Q);
@@ -597,7 +604,7 @@ static int layer_forward(pcv_exec *ex, const pcv_layer *L, const pcv_tensor *x, 
     TRY(op_layernorm(ex, out, rq, &L->ln_mlp.w, &L->ln_mlp.b, &xn));
     TRY(pcv_tensor_alloc(ex, &h, 2, (int64_t[]){rq, L->widening * L->q_dim}));
     TRY(op_linear(ex, &xn, rq, &L->mlp1.w, &L->mlp1.b, &h));
-    TRY(op_gelu(ex, &h, gelu));
+    TRY(op_gelu(ex, &h, m->gelu));
     TRY(op_linear(ex, &h, rq, &L->mlp2.w, &L->mlp2.b, &xn));
     TRY(op_add(ex, out, &xn));
     rc = 0;
@@ -638,9 +645,24 @@ static int io_to_i64(const pcv_io_tensor *t, int64_t *out, int64_t n, pcv_error 
     return pcv_st_to_i64(&st, out, err);
 }
 
-static int download_output(pcv_exec *ex, const pcv_tensor *t, const char *name, int ndim,
-                           const int64_t *shape, pcv_io_tensor *o)
+/* The outputs of one forward, grown as tensors are emitted. */
+typedef struct out_list {
+    pcv_io_tensor *t;
+    int n, cap;
+} out_list;
+
+static int emit(pcv_exec *ex, out_list *ol, const pcv_tensor *t, const char *name, int ndim,
+                const int64_t *shape)
 {
+    if (ol->n == ol->cap) {
+        int cap = ol->cap ? 2 * ol->cap : 8;
+        pcv_io_tensor *nt = realloc(ol->t, (size_t)cap * sizeof *nt);
+        if (!nt)
+            return pcv_set_error(ex->err, PCV_ERR_OOM, "out of memory");
+        ol->t = nt;
+        ol->cap = cap;
+    }
+    pcv_io_tensor *o = &ol->t[ol->n];
     memset(o, 0, sizeof *o);
     snprintf(o->name, sizeof o->name, "%s", name);
     o->dtype = PCV_DT_F32;
@@ -651,35 +673,24 @@ static int download_output(pcv_exec *ex, const pcv_tensor *t, const char *name, 
     o->data = malloc((size_t)n * sizeof(float));
     if (!o->data)
         return pcv_set_error(ex->err, PCV_ERR_OOM, "cannot allocate output '%s'", name);
+    ol->n++;
     return ex->be->ops->download(ex->be, t->buf, t->off * sizeof(float), o->data,
                                  (size_t)n * sizeof(float), ex->err);
 }
 
-int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
-                      pcv_io_tensor **outputs, int *n_outputs, pcv_error *err)
+/* Reads the token ids and attention mask of a text model's inputs. */
+static int text_inputs(const pcv_model *m, const pcv_io_tensor *inputs, int n_inputs, int64_t *B_out,
+                       int64_t *S_out, int32_t **ids_out, float **mask_out, pcv_error *err)
 {
     const pcv_config *c = &m->cfg;
-    pcv_backend *be = m->be;
-    pcv_exec ex;
-    pcv_tensor ids_t = {0}, mask_t = {0}, x = {0}, z = {0}, z2 = {0}, q = {0}, h = {0}, logits = {0};
-    int64_t *ids = NULL, *am = NULL;
-    int32_t *ids32 = NULL;
-    float *maskf = NULL;
-    pcv_io_tensor *outs = NULL;
-    int rc;
-    *outputs = NULL;
-    *n_outputs = 0;
-    pcv_exec_begin(&ex, be, err, m->profile);
-
-    /* ---- inputs ---- */
     const pcv_io_tensor *in_ids = pcv_io_find(inputs, n_inputs, "input_ids");
     if (!in_ids)
         in_ids = pcv_io_find(inputs, n_inputs, "inputs");
     if (!in_ids)
         return pcv_set_error(err, PCV_ERR_MISSING, "input 'input_ids' (or 'inputs') is missing");
     if (in_ids->ndim != 2 || in_ids->shape[0] < 1 || in_ids->shape[1] < 1)
-        return pcv_set_error(err, PCV_ERR_SHAPE, "input '%s' must have shape [batch][seq], got %d dims",
-                             in_ids->name, in_ids->ndim);
+        return pcv_set_error(err, PCV_ERR_SHAPE, "input '%s' must have shape [batch][seq] with batch, seq >= 1",
+                             in_ids->name);
     int64_t B = in_ids->shape[0], S = in_ids->shape[1];
     if (S > c->max_position_embeddings)
         return pcv_set_error(err, PCV_ERR_INPUT,
@@ -694,116 +705,161 @@ int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
             return pcv_set_error(err, PCV_ERR_INPUT, "unexpected input '%s' for %s (expected input_ids, attention_mask)",
                                  inputs[i].name, pcv_arch_name(m->arch));
 
-    ids = malloc((size_t)(B * S) * sizeof *ids);
-    ids32 = malloc((size_t)(B * S) * sizeof *ids32);
-    if (!ids || !ids32) {
+    int64_t n = B * S;
+    int64_t *tmp = malloc((size_t)n * sizeof *tmp);
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    float *mask = in_mask ? malloc((size_t)n * sizeof *mask) : NULL;
+    int rc = 0;
+    if (!tmp || !ids || (in_mask && !mask)) {
         rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-        goto fail;
+        goto done;
     }
-    TRY(io_to_i64(in_ids, ids, B * S, err));
-    for (int64_t i = 0; i < B * S; i++) {
-        if (ids[i] < 0 || ids[i] >= c->vocab_size) {
+    if ((rc = io_to_i64(in_ids, tmp, n, err)))
+        goto done;
+    for (int64_t i = 0; i < n; i++) {
+        if (tmp[i] < 0 || tmp[i] >= c->vocab_size) {
             rc = pcv_set_error(err, PCV_ERR_INPUT, "input '%s'[%lld][%lld] = %lld is outside the vocabulary [0, %d)",
-                               in_ids->name, (long long)(i / S), (long long)(i % S), (long long)ids[i],
+                               in_ids->name, (long long)(i / S), (long long)(i % S), (long long)tmp[i],
                                c->vocab_size);
-            goto fail;
+            goto done;
         }
-        ids32[i] = (int32_t)ids[i];
+        ids[i] = (int32_t)tmp[i];
     }
     if (in_mask) {
-        am = malloc((size_t)(B * S) * sizeof *am);
-        maskf = malloc((size_t)(B * S) * sizeof *maskf);
-        if (!am || !maskf) {
-            rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-            goto fail;
+        pcv_dtype dt = in_mask->dtype;
+        if (dt == PCV_DT_F32 || dt == PCV_DT_F16 || dt == PCV_DT_BF16 || dt == PCV_DT_F64) {
+            pcv_st_tensor st = {.name = (char *)in_mask->name, .dtype = dt, .ndim = 2, .numel = n,
+                                .data = in_mask->data, .nbytes = (size_t)n * pcv_dtype_size(dt)};
+            rc = pcv_st_to_f32(&st, mask, err);
+        } else if ((rc = io_to_i64(in_mask, tmp, n, err)) == 0) {
+            for (int64_t i = 0; i < n; i++)
+                mask[i] = (float)tmp[i];
         }
-        if (in_mask->dtype == PCV_DT_F32 || in_mask->dtype == PCV_DT_F16 || in_mask->dtype == PCV_DT_BF16 ||
-            in_mask->dtype == PCV_DT_F64) {
-            pcv_st_tensor st = {.name = (char *)in_mask->name, .dtype = in_mask->dtype, .ndim = 2, .numel = B * S,
-                                .data = in_mask->data, .nbytes = (size_t)(B * S) * pcv_dtype_size(in_mask->dtype)};
-            TRY(pcv_st_to_f32(&st, maskf, err));
-        } else {
-            TRY(io_to_i64(in_mask, am, B * S, err));
-            for (int64_t i = 0; i < B * S; i++)
-                maskf[i] = (float)am[i];
+    }
+done:
+    free(tmp);
+    if (rc) {
+        free(ids);
+        free(mask);
+        return rc;
+    }
+    *B_out = B;
+    *S_out = S;
+    *ids_out = ids;
+    *mask_out = mask;
+    return 0;
+}
+
+int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
+                      pcv_io_tensor **outputs, int *n_outputs, pcv_error *err)
+{
+    const pcv_config *c = &m->cfg;
+    pcv_backend *be = m->be;
+    pcv_exec ex;
+    pcv_tensor ids_t = {0}, kmask_t = {0}, qmask_t = {0}, x = {0}, z = {0}, z2 = {0}, q = {0}, h = {0},
+               logits = {0};
+    int32_t *ids = NULL;
+    float *mask = NULL, *qmaskf = NULL;
+    out_list ol = {0};
+    int64_t B = 0, S = 0;
+    int rc;
+    char name[64];
+    *outputs = NULL;
+    *n_outputs = 0;
+    pcv_exec_begin(&ex, be, err, m->profile);
+    if ((rc = text_inputs(m, inputs, n_inputs, &B, &S, &ids, &mask, err)))
+        return rc;
+    int64_t N = c->num_latents, D = c->d_latents;
+    int64_t nqd = m->dec_query.shape[0], qd = m->dec_query.shape[1];
+
+    if (mask) {
+        TRY(pcv_tensor_alloc(&ex, &kmask_t, 2, (int64_t[]){B, S}));
+        TRY(be->ops->upload(be, kmask_t.buf, 0, mask, (size_t)(B * S) * sizeof(float), err));
+        if (m->attn_mode == PCV_ATTN_HAIKU && m->arch == PCV_ARCH_MASKED_LM) {
+            /* DeepMind's MLM decoder masks padded query positions (haiku-vs-hf.md G5) */
+            qmaskf = calloc((size_t)(B * nqd), sizeof *qmaskf);
+            if (!qmaskf) {
+                rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+                goto fail;
+            }
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t t = 0; t < S && t < nqd; t++)
+                    qmaskf[b * nqd + t] = mask[b * S + t];
+            TRY(pcv_tensor_alloc(&ex, &qmask_t, 2, (int64_t[]){B, nqd}));
+            TRY(be->ops->upload(be, qmask_t.buf, 0, qmaskf, (size_t)(B * nqd) * sizeof(float), err));
         }
-        /* HF: extended mask = (1 - mask) * finfo(float32).min, added to the scores */
-        for (int64_t i = 0; i < B * S; i++)
-            maskf[i] = (1.0f - maskf[i]) * -FLT_MAX;
-        TRY(pcv_tensor_alloc(&ex, &mask_t, 2, (int64_t[]){B, S}));
-        TRY(be->ops->upload(be, mask_t.buf, 0, maskf, (size_t)(B * S) * sizeof(float), err));
     }
 
     /* ---- preprocess: x = E[ids] + P[0..S) ---- */
     TRY(pcv_tensor_alloc_bytes(&ex, &ids_t, (size_t)(B * S) * sizeof(int32_t)));
-    TRY(be->ops->upload(be, ids_t.buf, 0, ids32, (size_t)(B * S) * sizeof(int32_t), err));
+    TRY(be->ops->upload(be, ids_t.buf, 0, ids, (size_t)(B * S) * sizeof(int32_t), err));
     TRY(pcv_tensor_alloc(&ex, &x, 2, (int64_t[]){B * S, c->d_model}));
     TRY(be->ops->gather(be, m->embed.buf, m->embed.off, ids_t.buf, 0, m->pos_embed.buf, m->pos_embed.off, S,
                         x.buf, x.off, B * S, c->d_model, err));
+    if (m->capture)
+        TRY(emit(&ex, &ol, &x, "stage.preprocess", 3, (int64_t[]){B, S, c->d_model}));
 
     /* ---- encoder ---- */
     TRY(pcv_exec_stage(&ex, PCV_STAGE_ENC_CROSS));
-    int64_t N = c->num_latents, D = c->d_latents;
     TRY(pcv_tensor_alloc(&ex, &q, 2, (int64_t[]){B * N, D}));
     TRY(be->ops->repeat(be, m->latents.buf, m->latents.off, N * D, B, q.buf, q.off, err));
     TRY(pcv_tensor_alloc(&ex, &z, 2, (int64_t[]){B * N, D}));
     TRY(pcv_tensor_alloc(&ex, &z2, 2, (int64_t[]){B * N, D}));
-    TRY(layer_forward(&ex, &m->enc_cross, &q, B, N, &x, S, in_mask ? &mask_t : NULL, m->gelu, &z));
+    TRY(layer_forward(&ex, m, &m->enc_cross, &q, B, N, &x, S, mask ? &kmask_t : NULL, NULL, &z));
     pcv_tensor_free(be, &q);
     pcv_tensor_free(be, &x);
+    if (m->capture)
+        TRY(emit(&ex, &ol, &z, "stage.encoder.cross", 3, (int64_t[]){B, N, D}));
     TRY(pcv_exec_stage(&ex, PCV_STAGE_ENC_SELF));
     for (int blk = 0; blk < c->num_blocks; blk++)
         for (int i = 0; i < m->nself; i++) {
-            TRY(layer_forward(&ex, &m->self[i], &z, B, N, NULL, 0, NULL, m->gelu, &z2));
+            TRY(layer_forward(&ex, m, &m->self[i], &z, B, N, NULL, 0, NULL, NULL, &z2));
             pcv_tensor t = z;
             z = z2;
             z2 = t;
+            if (m->capture) {
+                snprintf(name, sizeof name, "stage.encoder.self.%d", blk * m->nself + i);
+                TRY(emit(&ex, &ol, &z, name, 3, (int64_t[]){B, N, D}));
+            }
         }
     pcv_tensor_free(be, &z2);
 
     /* ---- decoder ---- */
     TRY(pcv_exec_stage(&ex, PCV_STAGE_DECODER));
-    int64_t nqd = m->dec_query.shape[0], qd = m->dec_query.shape[1];
     TRY(pcv_tensor_alloc(&ex, &q, 2, (int64_t[]){B * nqd, qd}));
     TRY(be->ops->repeat(be, m->dec_query.buf, m->dec_query.off, nqd * qd, B, q.buf, q.off, err));
     TRY(pcv_tensor_alloc(&ex, &h, 2, (int64_t[]){B * nqd, qd}));
-    TRY(layer_forward(&ex, &m->dec, &q, B, nqd, &z, N, NULL, m->gelu, &h));
+    TRY(layer_forward(&ex, m, &m->dec, &q, B, nqd, &z, N, NULL, qmaskf ? &qmask_t : NULL, &h));
     pcv_tensor_free(be, &q);
+    if (m->capture)
+        TRY(emit(&ex, &ol, &h, "stage.decoder", 3, (int64_t[]){B, nqd, qd}));
 
     /* ---- postprocess ---- */
     TRY(pcv_exec_stage(&ex, PCV_STAGE_POSTPROCESS));
-    int64_t lshape[3];
-    int lnd;
     if (m->arch == PCV_ARCH_MASKED_LM) {
         /* logits = h E^T + bias (the embedding decoder reuses the input embedding table) */
         TRY(pcv_tensor_alloc(&ex, &logits, 2, (int64_t[]){B * nqd, c->vocab_size}));
         TRY(op_linear(&ex, &h, B * nqd, &m->embed, &m->mlm_bias, &logits));
-        lnd = 3;
-        lshape[0] = B, lshape[1] = nqd, lshape[2] = c->vocab_size;
+        TRY(emit(&ex, &ol, &logits, "logits", 3, (int64_t[]){B, nqd, c->vocab_size}));
     } else {
+        /* [B][1][labels] -> [B][labels] */
         TRY(pcv_tensor_alloc(&ex, &logits, 2, (int64_t[]){B * nqd, c->num_labels}));
         TRY(op_linear(&ex, &h, B * nqd, &m->final.w, &m->final.b, &logits));
-        lnd = 2; /* [B][1][labels] -> [B][labels] */
-        lshape[0] = B, lshape[1] = c->num_labels;
+        TRY(emit(&ex, &ol, &logits, "logits", 2, (int64_t[]){B, c->num_labels}));
     }
-
-    outs = calloc(2, sizeof *outs);
-    if (!outs) {
-        rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-        goto fail;
-    }
-    TRY(download_output(&ex, &logits, "logits", lnd, lshape, &outs[0]));
-    TRY(download_output(&ex, &z, "last_hidden_state", 3, (int64_t[]){B, N, D}, &outs[1]));
+    TRY(emit(&ex, &ol, &z, "last_hidden_state", 3, (int64_t[]){B, N, D}));
     TRY(pcv_exec_stage(&ex, PCV_STAGE_POSTPROCESS));
-    *outputs = outs;
-    *n_outputs = 2;
-    outs = NULL;
+    *outputs = ol.t;
+    *n_outputs = ol.n;
+    ol.t = NULL;
+    ol.n = 0;
     rc = 0;
 fail:
     m->last = ex;
-    pcv_io_free(outs, 2);
+    pcv_io_free(ol.t, ol.n);
     pcv_tensor_free(be, &ids_t);
-    pcv_tensor_free(be, &mask_t);
+    pcv_tensor_free(be, &kmask_t);
+    pcv_tensor_free(be, &qmask_t);
     pcv_tensor_free(be, &x);
     pcv_tensor_free(be, &z);
     pcv_tensor_free(be, &z2);
@@ -811,9 +867,8 @@ fail:
     pcv_tensor_free(be, &h);
     pcv_tensor_free(be, &logits);
     free(ids);
-    free(ids32);
-    free(am);
-    free(maskf);
+    free(mask);
+    free(qmaskf);
     return rc;
 }
 

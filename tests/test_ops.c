@@ -296,18 +296,25 @@ static void test_softmax(pcv_backend *be, int64_t rows, int64_t cols, bool maske
 }
 
 /* ---- fused attention ---- */
-static void test_attention(pcv_backend *be, int64_t batch, int64_t heads, int64_t nq, int64_t nk, int64_t dqk,
-                           int64_t dv, bool masked, bool mask_all_of_row0)
+/* mask_all_of_row0: every key of batch 0 is masked (HF: uniform weights; Haiku: output 0).
+ * In Haiku mode some query rows are masked too (qmask). */
+static void test_attention(pcv_backend *be, pcv_attn_mode mode, int64_t batch, int64_t heads, int64_t nq,
+                           int64_t nk, int64_t dqk, int64_t dv, bool masked, bool mask_all_of_row0)
 {
     int64_t qld = heads * dqk + 3, vld = heads * dv + 1, old = heads * dv + 2; /* padded rows */
     float *q = randv(batch * nq * qld, 1), *k = randv(batch * nk * qld, 1), *v = randv(batch * nk * vld, 1);
-    float *o = randv(batch * nq * old, 1), *mask = malloc((size_t)(batch * nk) * sizeof *mask);
+    float *o = randv(batch * nq * old, 1), *kmask = malloc((size_t)(batch * nk) * sizeof *kmask);
+    float *qmask = malloc((size_t)(batch * nq) * sizeof *qmask);
+    bool haiku = mode == PCV_ATTN_HAIKU;
     for (int64_t i = 0; i < batch * nk; i++)
-        mask[i] = (urand() < 0.4 && i % nk != 0) ? -FLT_MAX : 0.0f;
+        kmask[i] = (urand() < 0.4 && i % nk != 0) ? 0.0f : 1.0f;
+    for (int64_t i = 0; i < batch * nq; i++)
+        qmask[i] = (haiku && urand() < 0.3) ? 0.0f : 1.0f;
     if (mask_all_of_row0)
         for (int64_t j = 0; j < nk; j++)
-            mask[j] = -FLT_MAX;
+            kmask[j] = 0.0f;
     double *want = malloc((size_t)(batch * nq * old) * sizeof *want), *s = malloc((size_t)nk * sizeof *s);
+    bool *keep = malloc((size_t)nk * sizeof *keep);
     for (int64_t i = 0; i < batch * nq * old; i++)
         want[i] = o[i]; /* untouched padding columns */
     double scale = sqrt((double)dqk);
@@ -315,17 +322,20 @@ static void test_attention(pcv_backend *be, int64_t batch, int64_t heads, int64_
         for (int64_t h = 0; h < heads; h++)
             for (int64_t i = 0; i < nq; i++) {
                 double mx = -INFINITY, sum = 0;
-                bool all_masked = masked && mask_all_of_row0 && b == 0;
+                int64_t nkeep = 0;
                 for (int64_t j = 0; j < nk; j++) {
                     double dot = 0;
                     for (int64_t c = 0; c < dqk; c++)
                         dot += (double)q[(b * nq + i) * qld + h * dqk + c] * k[(b * nk + j) * qld + h * dqk + c];
                     s[j] = dot / scale;
-                    bool keep = !masked || mask[b * nk + j] == 0;
-                    if (!keep && !all_masked)
+                    keep[j] = (!masked || kmask[b * nk + j] != 0) && (!haiku || !masked || qmask[b * nq + i] != 0);
+                    nkeep += keep[j];
+                }
+                for (int64_t j = 0; j < nk; j++) {
+                    if (nkeep == 0)
+                        s[j] = 0; /* HF: every score is finfo.min: uniform weights */
+                    else if (!keep[j])
                         s[j] = -INFINITY;
-                    if (all_masked)
-                        s[j] = 0; /* HF: every score becomes finfo.min -> uniform weights */
                     mx = fmax(mx, s[j]);
                 }
                 for (int64_t j = 0; j < nk; j++)
@@ -335,24 +345,25 @@ static void test_attention(pcv_backend *be, int64_t batch, int64_t heads, int64_
                     for (int64_t j = 0; j < nk; j++)
                         if (s[j] != -INFINITY)
                             acc += exp(s[j] - mx) / sum * v[(b * nk + j) * vld + h * dv + c];
-                    want[(b * nq + i) * old + h * dv + c] = acc;
+                    want[(b * nq + i) * old + h * dv + c] = (haiku && nkeep == 0) ? 0.0 : acc;
                 }
             }
     dbuf Q = dput(be, q, batch * nq * qld, 4), K = dput(be, k, batch * nk * qld, 4), V = dput(be, v, batch * nk * vld, 4),
-         O = dput(be, o, batch * nq * old, 4), M = dput(be, mask, batch * nk, 4);
+         O = dput(be, o, batch * nq * old, 4), KM = dput(be, kmask, batch * nk, 4), QM = dput(be, qmask, batch * nq, 4);
     pcv_attention_args a = {.batch = batch, .heads = heads, .nq = nq, .nk = nk, .dqk = dqk, .dv = dv,
-                            .scale_div = sqrtf((float)dqk), .q = Q.b, .q_ld = qld, .k = K.b, .k_ld = qld,
-                            .v = V.b, .v_ld = vld, .o = O.b, .o_ld = old, .mask = masked ? M.b : NULL};
+                            .scale = sqrtf((float)dqk), .mode = mode, .q = Q.b, .q_ld = qld, .k = K.b, .k_ld = qld,
+                            .v = V.b, .v_ld = vld, .o = O.b, .o_ld = old, .kmask = masked ? KM.b : NULL,
+                            .qmask = masked && haiku ? QM.b : NULL};
     pcv_error err = {0};
     CHECK(be->ops->attention(be, &a, &err) == 0, "%s", err.msg);
-    char what[128];
-    snprintf(what, sizeof what, "attention b%lld h%lld nq%lld nk%lld dqk%lld dv%lld%s%s", (long long)batch,
-             (long long)heads, (long long)nq, (long long)nk, (long long)dqk, (long long)dv, masked ? " masked" : "",
-             mask_all_of_row0 ? " (row fully masked)" : "");
+    char what[160];
+    snprintf(what, sizeof what, "attention-%s b%lld h%lld nq%lld nk%lld dqk%lld dv%lld%s%s", haiku ? "haiku" : "hf",
+             (long long)batch, (long long)heads, (long long)nq, (long long)nk, (long long)dqk, (long long)dv,
+             masked ? " masked" : "", mask_all_of_row0 ? " (batch 0 fully masked)" : "");
     float *got = dget(be, O, what);
     compare(what, got, want, batch * nq * old, op_tol("attention"));
-    free(got), free(q), free(k), free(v), free(o), free(mask), free(want), free(s);
-    dfree(be, Q), dfree(be, K), dfree(be, V), dfree(be, O), dfree(be, M);
+    free(got), free(q), free(k), free(v), free(o), free(kmask), free(qmask), free(want), free(s), free(keep);
+    dfree(be, Q), dfree(be, K), dfree(be, V), dfree(be, O), dfree(be, KM), dfree(be, QM);
 }
 
 static void test_backend(pcv_backend *be)
@@ -374,11 +385,13 @@ static void test_backend(pcv_backend *be)
     test_softmax(be, 1, 1, false);
     test_softmax(be, 13, 2049, true);
     test_softmax(be, 300, 257, false);
-    test_attention(be, 1, 1, 1, 1, 1, 1, false, false);
-    test_attention(be, 2, 3, 65, 47, 8, 5, true, false);
-    test_attention(be, 1, 8, 130, 300, 32, 20, true, false);
-    test_attention(be, 2, 1, 3, 1000, 61, 29, true, true);
-    test_attention(be, 3, 2, 200, 16, 4, 4, false, false);
+    for (int mode = 0; mode < 2; mode++) {
+        test_attention(be, mode, 1, 1, 1, 1, 1, 1, false, false);
+        test_attention(be, mode, 2, 3, 65, 47, 8, 5, true, false);
+        test_attention(be, mode, 1, 8, 130, 300, 32, 20, true, false);
+        test_attention(be, mode, 2, 1, 3, 1000, 61, 29, true, true);
+        test_attention(be, mode, 3, 2, 200, 16, 4, 4, false, false);
+    }
 }
 
 int main(void)

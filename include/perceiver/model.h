@@ -27,6 +27,9 @@ typedef struct pcv_model_options {
     int threads;          /* CPU threads; <= 0: all cores */
     pcv_numerics numerics;
     bool profile;         /* synchronize and time each stage (small overhead) */
+    bool capture;         /* also return intermediate tensors: "stage.preprocess",
+                             "stage.encoder.cross", "stage.encoder.self.<k>" (k-th layer
+                             application), "stage.decoder" (used by verify) */
 } pcv_model_options;
 
 /* A named host tensor: model inputs (data owned by the caller) and outputs (data malloc'd by
