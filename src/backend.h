@@ -115,6 +115,10 @@ struct pcv_backend {
     void *ctx;
 };
 
+/* A backend for a --device string: NULL, "" or "cpu" = the CPU reference path. The error for an
+ * unknown device lists the available ones. threads: CPU threads (<= 0: all cores). */
+pcv_backend *pcv_backend_create(const char *spec, int threads, pcv_error *err);
+
 /* The CPU reference backend. threads <= 0: all online cores. */
 pcv_backend *pcv_backend_cpu_create(int threads, pcv_error *err);
 

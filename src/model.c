@@ -50,8 +50,8 @@ struct pcv_model {
     pcv_numerics numerics;
     bool profile, capture;
 
-    pcv_safetensors st;
-    bool have_st;
+    pcv_weights weights;
+    bool have_weights;
     /* parameter source while building: file, or random (seeded) */
     uint64_t seed;
     bool random;
@@ -146,10 +146,10 @@ static int param(pcv_model *m, pcv_error *err, pcv_tensor *t, const char *name, 
         else
             fill_normal(host, n, hash_name(name, m->seed), 0.0f, 0.02f);
     } else {
-        const pcv_st_tensor *st = pcv_st_find(&m->st, name);
+        const pcv_st_tensor *st = pcv_weights_find(&m->weights, name);
         if (!st)
             return pcv_set_error(err, PCV_ERR_MISSING, "%s: missing tensor '%s' (expected shape [%lld%s%lld])",
-                                 m->st.path, name, (long long)d0, ndim > 1 ? "," : "",
+                                 m->weights.path, name, (long long)d0, ndim > 1 ? "," : "",
                                  ndim > 1 ? (long long)d1 : 0LL);
         bool ok = st->ndim == ndim;
         for (int i = 0; ok && i < ndim; i++)
@@ -161,7 +161,7 @@ static int param(pcv_model *m, pcv_error *err, pcv_tensor *t, const char *name, 
                 len += (size_t)snprintf(got + len, sizeof got - len, "%s%lld", i ? "," : "",
                                         (long long)st->shape[i]);
             return pcv_set_error(err, PCV_ERR_SHAPE, "%s: tensor '%s' has shape [%s], expected [%lld%s%lld]",
-                                 m->st.path, name, got, (long long)d0, ndim > 1 ? "," : "",
+                                 m->weights.path, name, got, (long long)d0, ndim > 1 ? "," : "",
                                  ndim > 1 ? (long long)d1 : 0LL);
         }
         if (st->dtype == PCV_DT_F32) {
@@ -169,7 +169,7 @@ static int param(pcv_model *m, pcv_error *err, pcv_tensor *t, const char *name, 
                 t->buf = be->ops->wrap_host(be, st->data, st->nbytes);
         } else if (st->dtype != PCV_DT_F16 && st->dtype != PCV_DT_BF16 && st->dtype != PCV_DT_F64) {
             return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s; weights must be F32, F16, BF16 or F64",
-                                 m->st.path, name, pcv_dtype_name(st->dtype));
+                                 m->weights.path, name, pcv_dtype_name(st->dtype));
         }
         if (!t->buf) {
             host = malloc((size_t)n * sizeof(float));
@@ -398,14 +398,9 @@ static int model_new(const pcv_config *cfg, const pcv_model_options *opt, pcv_mo
     } else {
         pcv_config_init(&m->cfg);
     }
-    const char *dev = opt && opt->device ? opt->device : "cpu";
-    if (strcmp(dev, "cpu") != 0) {
-        free(m);
-        return pcv_set_error(err, PCV_ERR_DEVICE, "device '%s' is not available (this build has the 'cpu' device only)",
-                             dev);
-    }
-    m->be = pcv_backend_cpu_create(opt ? opt->threads : 0, err);
+    m->be = pcv_backend_create(opt ? opt->device : NULL, opt ? opt->threads : 0, err);
     if (!m->be) {
+        pcv_config_free(&m->cfg);
         free(m);
         return err ? (int)err->code : PCV_ERR_DEVICE;
     }
@@ -447,9 +442,8 @@ int pcv_model_load(const char *dir, const pcv_model_options *opt, pcv_model **ou
     snprintf(path, sizeof path, "%s/config.json", dir);
     TRY(pcv_config_load(&m->cfg, path, err));
     TRY(set_arch(m, err, path));
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    TRY(pcv_st_open(&m->st, path, err));
-    m->have_st = true;
+    TRY(pcv_weights_open(&m->weights, dir, err));
+    m->have_weights = true;
     TRY(build_model(m, err));
     *out = m;
     return 0;
@@ -489,8 +483,8 @@ void pcv_model_free(pcv_model *m)
     }
     free(m->params);
     free(m->self);
-    if (m->have_st)
-        pcv_st_close(&m->st);
+    if (m->have_weights)
+        pcv_weights_close(&m->weights);
     if (m->be)
         m->be->ops->destroy(m->be);
     pcv_config_free(&m->cfg);

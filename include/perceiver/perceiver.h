@@ -97,6 +97,26 @@ typedef struct pcv_st_entry {
 /* Writes a safetensors file atomically (temporary file + rename); on failure nothing is left. */
 int pcv_st_write(const char *path, const pcv_st_entry *entries, int count, pcv_error *err);
 
+/* ---- weights from any checkpoint format -------------------------------------------------- */
+
+/* A set of named tensors, whatever file format they came from. Tensor data point into mapped
+ * files or into blocks owned by the set. */
+typedef struct pcv_weights {
+    char *path;        /* the file or folder opened, for messages */
+    char format[32];   /* "safetensors", ... */
+    int count;
+    pcv_st_tensor *tensors; /* sorted by name */
+    pcv_safetensors *files;
+    int nfiles;
+    void **blocks;
+    int nblocks;
+} pcv_weights;
+
+/* Opens a checkpoint file or a model folder (model.safetensors). */
+int pcv_weights_open(pcv_weights *w, const char *path, pcv_error *err);
+const pcv_st_tensor *pcv_weights_find(const pcv_weights *w, const char *name);
+void pcv_weights_close(pcv_weights *w);
+
 /* ---- config.json ----------------------------------------------------------------------------- */
 
 typedef struct pcv_config {
