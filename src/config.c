@@ -7,6 +7,8 @@
  * sorted, indented by 2, like transformers' save_pretrained, through a temp file + rename. */
 #include "perceiver/perceiver.h"
 
+#include "fileutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -777,57 +779,15 @@ static bool render_config(sbuf *b, const pcv_config *cfg)
     return !b->oom;
 }
 
-static int write_fd_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
+struct buf_ctx {
+    const char *data;
+    size_t len;
+};
 
-/* temp file next to the target, fsync, rename; the temp file is removed on any failure */
-static int write_file_atomic(const char *path, const char *data, size_t len, pcv_error *err)
+static int write_buf_cb(int fd, void *p)
 {
-    size_t cap = strlen(path) + 32;
-    char *tmp = malloc(cap);
-    if (!tmp)
-        return pcv_set_error(err, PCV_ERR_OOM, "%s: out of memory", path);
-    snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
-    int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
-    int fd = open(tmp, flags, 0644);
-    if (fd < 0 && errno == EEXIST) { /* stale leftover of an earlier process with our pid */
-        unlink(tmp);
-        fd = open(tmp, flags, 0644);
-    }
-    if (fd < 0) {
-        int rc = pcv_set_error(err, PCV_ERR_IO, "%s: cannot create temporary file %s: %s", path,
-                               tmp, strerror(errno));
-        free(tmp);
-        return rc;
-    }
-    int failed = write_fd_all(fd, data, len) != 0 || fsync(fd) != 0;
-    int e = errno;
-    if (close(fd) != 0 && !failed) {
-        failed = 1;
-        e = errno;
-    }
-    if (!failed && rename(tmp, path) != 0) {
-        failed = 1;
-        e = errno;
-    }
-    int rc = 0;
-    if (failed) {
-        unlink(tmp);
-        rc = pcv_set_error(err, PCV_ERR_IO, "%s: cannot write: %s", path, strerror(e));
-    }
-    free(tmp);
-    return rc;
+    struct buf_ctx *c = p;
+    return pcv_write_all(fd, c->data, c->len);
 }
 
 /* Refuses to write a file that pcv_config_load would reject (out-of-range sizes, ...). */
@@ -864,8 +824,10 @@ int pcv_config_save(const pcv_config *cfg, const char *path, pcv_error *err)
         return pcv_set_error(err, PCV_ERR_OOM, "%s: out of memory", path);
     }
     rc = verify_loadable(path, b.p, b.len, err);
-    if (!rc)
-        rc = write_file_atomic(path, b.p, b.len, err);
+    if (!rc) {
+        struct buf_ctx ctx = {b.p, b.len};
+        rc = pcv_write_atomic(path, write_buf_cb, &ctx, err);
+    }
     free(b.p);
     return rc;
 }

@@ -6,6 +6,8 @@
  * rejects duplicate tensor names outright. */
 #include "perceiver/perceiver.h"
 
+#include "fileutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -671,93 +673,32 @@ static int build_header(const char *path, const pcv_st_entry *entries, int count
     return 0;
 }
 
-static int write_all(int fd, const void *buf, size_t n)
-{
-    const char *p = buf;
-    while (n > 0) {
-        size_t chunk = n < ((size_t)1 << 30) ? n : ((size_t)1 << 30);
-        ssize_t w = write(fd, p, chunk);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static int write_contents(int fd, const char *header, size_t header_len,
                           const pcv_st_entry *entries, const uint64_t *nbytes, int count)
 {
     unsigned char len_le[8];
     for (int i = 0; i < 8; i++)
         len_le[i] = (unsigned char)((uint64_t)header_len >> (8 * i));
-    if (write_all(fd, len_le, sizeof len_le) != 0 || write_all(fd, header, header_len) != 0)
+    if (pcv_write_all(fd, len_le, sizeof len_le) != 0 || pcv_write_all(fd, header, header_len) != 0)
         return -1;
     for (int i = 0; i < count; i++)
-        if (nbytes[i] && write_all(fd, entries[i].data, (size_t)nbytes[i]) != 0)
+        if (nbytes[i] && pcv_write_all(fd, entries[i].data, (size_t)nbytes[i]) != 0)
             return -1;
     return 0;
 }
 
-/* Best effort: make the rename durable. */
-static void fsync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir)
-        return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
+struct st_write_ctx {
+    const char *header;
+    size_t header_len;
+    const pcv_st_entry *entries;
+    const uint64_t *nbytes;
+    int count;
+};
 
-static int write_atomic(const char *path, const char *header, size_t header_len,
-                        const pcv_st_entry *entries, const uint64_t *nbytes, int count,
-                        pcv_error *err)
+static int write_contents_cb(int fd, void *p)
 {
-    size_t cap = strlen(path) + 32;
-    char *tmp = malloc(cap);
-    if (!tmp)
-        return pcv_set_error(err, PCV_ERR_OOM, "%s: out of memory", path);
-    snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
-    int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
-    int fd = open(tmp, flags, 0644);
-    if (fd < 0 && errno == EEXIST) { /* stale leftover of an earlier process with our pid */
-        unlink(tmp);
-        fd = open(tmp, flags, 0644);
-    }
-    if (fd < 0) {
-        int rc = pcv_set_error(err, PCV_ERR_IO, "%s: cannot create temporary file %s: %s", path,
-                               tmp, strerror(errno));
-        free(tmp);
-        return rc;
-    }
-    int failed = write_contents(fd, header, header_len, entries, nbytes, count) != 0 ||
-                 fsync(fd) != 0;
-    int e = errno;
-    if (close(fd) != 0 && !failed) {
-        failed = 1;
-        e = errno;
-    }
-    if (!failed && rename(tmp, path) != 0) {
-        failed = 1;
-        e = errno;
-    }
-    int rc = 0;
-    if (failed) {
-        unlink(tmp);
-        rc = pcv_set_error(err, PCV_ERR_IO, "%s: cannot write: %s", path, strerror(e));
-    } else {
-        fsync_parent_dir(path);
-    }
-    free(tmp);
-    return rc;
+    struct st_write_ctx *c = p;
+    return write_contents(fd, c->header, c->header_len, c->entries, c->nbytes, c->count);
 }
 
 int pcv_st_write(const char *path, const pcv_st_entry *entries, int count, pcv_error *err)
@@ -772,8 +713,10 @@ int pcv_st_write(const char *path, const pcv_st_entry *entries, int count, pcv_e
     int rc = check_entries(path, entries, count, nbytes, err);
     if (!rc)
         rc = build_header(path, entries, count, nbytes, &header, &header_len, err);
-    if (!rc)
-        rc = write_atomic(path, header, header_len, entries, nbytes, count, err);
+    if (!rc) {
+        struct st_write_ctx ctx = {header, header_len, entries, nbytes, count};
+        rc = pcv_write_atomic(path, write_contents_cb, &ctx, err);
+    }
     free(header);
     free(nbytes);
     return rc;

@@ -1,0 +1,16 @@
+/* Small file helpers shared by the writers. */
+#ifndef PCV_FILEUTIL_H
+#define PCV_FILEUTIL_H
+
+#include "perceiver/perceiver.h"
+
+/* Writes all n bytes (retrying on EINTR); 0 or -1 with errno set. */
+int pcv_write_all(int fd, const void *p, size_t n);
+
+/* Writes a file atomically: fn(fd, ctx) fills "<path>.tmp.<pid>", which is fsync'ed and renamed
+ * over path. On any failure the temporary file is removed and path is left untouched.
+ * fn returns 0, or -1 with errno set. */
+typedef int (*pcv_write_fn)(int fd, void *ctx);
+int pcv_write_atomic(const char *path, pcv_write_fn fn, void *ctx, pcv_error *err);
+
+#endif
