@@ -106,6 +106,34 @@ typedef struct pcv_backend_ops {
     int (*repeat)(pcv_backend *be, pcv_buffer *src, size_t src_off, int64_t n, int64_t times,
                   pcv_buffer *dst, size_t dst_off, pcv_error *err);
     int (*attention)(pcv_backend *be, const pcv_attention_args *args, pcv_error *err);
+
+    /* ---- image preprocessing (image classifiers) ---- */
+    /* dst[b][j][i] = src[b][i][j]: src is [batch][rows][cols], dst [batch][cols][rows]
+     * (NCHW -> NHWC with rows = C, cols = H*W) */
+    int (*transpose)(pcv_backend *be, pcv_buffer *src, size_t src_off, int64_t batch, int64_t rows,
+                     int64_t cols, pcv_buffer *dst, size_t dst_off, pcv_error *err);
+    /* dst[r*dst_ld + j] = src[(r % period)*src_ld + j] for r < rows, j < cols: strided 2-D copy
+     * whose source repeats every `period` rows (concatenation along channels, broadcasts) */
+    int (*copy2d)(pcv_backend *be, pcv_buffer *src, size_t src_off, int64_t src_ld, int64_t period,
+                  pcv_buffer *dst, size_t dst_off, int64_t dst_ld, int64_t rows, int64_t cols,
+                  pcv_error *err);
+    /* im2col for a 2-D convolution: src [batch][C][H][W] -> dst [batch][oh*ow][C*kh*kw] with
+     * column (c*kh + i)*kw + j = src[c][y*stride + i - pad_top][x*stride + j - pad_left]
+     * (0 outside the image) */
+    int (*im2col)(pcv_backend *be, pcv_buffer *src, size_t src_off, int64_t batch, int64_t C,
+                  int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad_top,
+                  int64_t pad_left, int64_t oh, int64_t ow, pcv_buffer *dst, size_t dst_off,
+                  pcv_error *err);
+    /* x[r][c] = x[r][c] * scale[c] + shift[c], then max(x, 0) when relu (eval BatchNorm) */
+    int (*channel_affine)(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols,
+                          pcv_buffer *scale, size_t scale_off, pcv_buffer *shift, size_t shift_off,
+                          bool relu, pcv_error *err);
+    /* max pooling on channels-last data: src [batch][H][W][C] -> dst [batch][oh][ow][C],
+     * window k x k, stride s, padding pad_top/pad_left (padded cells are ignored) */
+    int (*maxpool)(pcv_backend *be, pcv_buffer *src, size_t src_off, int64_t batch, int64_t H,
+                   int64_t W, int64_t C, int64_t k, int64_t stride, int64_t pad_top,
+                   int64_t pad_left, int64_t oh, int64_t ow, pcv_buffer *dst, size_t dst_off,
+                   pcv_error *err);
 } pcv_backend_ops;
 
 struct pcv_backend {

@@ -323,6 +323,103 @@ static int cpu_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error
     return 0;
 }
 
+static int cpu_transpose(pcv_backend *be, pcv_buffer *sb, size_t s_off, int64_t batch, int64_t rows,
+                         int64_t cols, pcv_buffer *db, size_t d_off, pcv_error *err)
+{
+    const float *src = F(sb, s_off);
+    float *dst = F(db, d_off);
+    enum { T = 32 }; /* cache blocking */
+#pragma omp parallel for collapse(2) schedule(static) if (batch * rows * cols >= PAR_MIN)
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t i0 = 0; i0 < rows; i0 += T)
+            for (int64_t j0 = 0; j0 < cols; j0 += T)
+                for (int64_t i = i0; i < rows && i < i0 + T; i++)
+                    for (int64_t j = j0; j < cols && j < j0 + T; j++)
+                        dst[(b * cols + j) * rows + i] = src[(b * rows + i) * cols + j];
+    return 0;
+}
+
+static int cpu_copy2d(pcv_backend *be, pcv_buffer *sb, size_t s_off, int64_t src_ld, int64_t period,
+                      pcv_buffer *db, size_t d_off, int64_t dst_ld, int64_t rows, int64_t cols, pcv_error *err)
+{
+    const float *src = F(sb, s_off);
+    float *dst = F(db, d_off);
+#pragma omp parallel for schedule(static) if (rows * cols >= PAR_MIN)
+    for (int64_t r = 0; r < rows; r++)
+        memcpy(dst + r * dst_ld, src + (r % period) * src_ld, (size_t)cols * sizeof(float));
+    return 0;
+}
+
+static int cpu_im2col(pcv_backend *be, pcv_buffer *sb, size_t s_off, int64_t batch, int64_t C, int64_t H,
+                      int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad_top, int64_t pad_left,
+                      int64_t oh, int64_t ow, pcv_buffer *db, size_t d_off, pcv_error *err)
+{
+    const float *src = F(sb, s_off);
+    float *dst = F(db, d_off);
+    int64_t ncol = C * kh * kw;
+#pragma omp parallel for collapse(2) schedule(static) if (batch * oh * ow * ncol >= PAR_MIN)
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t y = 0; y < oh; y++)
+            for (int64_t x = 0; x < ow; x++) {
+                float *row = dst + ((b * oh + y) * ow + x) * ncol;
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t i = 0; i < kh; i++) {
+                        int64_t sy = y * stride + i - pad_top;
+                        for (int64_t j = 0; j < kw; j++) {
+                            int64_t sx = x * stride + j - pad_left;
+                            bool in = sy >= 0 && sy < H && sx >= 0 && sx < W;
+                            row[(c * kh + i) * kw + j] = in ? src[((b * C + c) * H + sy) * W + sx] : 0.0f;
+                        }
+                    }
+            }
+    return 0;
+}
+
+static int cpu_channel_affine(pcv_backend *be, pcv_buffer *xb, size_t x_off, int64_t rows, int64_t cols,
+                              pcv_buffer *scb, size_t sc_off, pcv_buffer *shb, size_t sh_off, bool relu,
+                              pcv_error *err)
+{
+    float *x = F(xb, x_off);
+    const float *scale = F(scb, sc_off), *shift = F(shb, sh_off);
+#pragma omp parallel for schedule(static) if (rows * cols >= PAR_MIN)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            float v = x[r * cols + c] * scale[c] + shift[c];
+            x[r * cols + c] = relu && v < 0.0f ? 0.0f : v;
+        }
+    return 0;
+}
+
+static int cpu_maxpool(pcv_backend *be, pcv_buffer *sb, size_t s_off, int64_t batch, int64_t H, int64_t W,
+                       int64_t C, int64_t k, int64_t stride, int64_t pad_top, int64_t pad_left, int64_t oh,
+                       int64_t ow, pcv_buffer *db, size_t d_off, pcv_error *err)
+{
+    const float *src = F(sb, s_off);
+    float *dst = F(db, d_off);
+#pragma omp parallel for collapse(2) schedule(static) if (batch * oh * ow * C >= PAR_MIN)
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t y = 0; y < oh; y++)
+            for (int64_t x = 0; x < ow; x++) {
+                float *out = dst + ((b * oh + y) * ow + x) * C;
+                for (int64_t c = 0; c < C; c++)
+                    out[c] = -INFINITY;
+                for (int64_t i = 0; i < k; i++) {
+                    int64_t sy = y * stride + i - pad_top;
+                    if (sy < 0 || sy >= H)
+                        continue;
+                    for (int64_t j = 0; j < k; j++) {
+                        int64_t sx = x * stride + j - pad_left;
+                        if (sx < 0 || sx >= W)
+                            continue;
+                        const float *in = src + ((b * H + sy) * W + sx) * C;
+                        for (int64_t c = 0; c < C; c++)
+                            out[c] = in[c] > out[c] ? in[c] : out[c];
+                    }
+                }
+            }
+    return 0;
+}
+
 static const pcv_backend_ops cpu_ops = {
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
@@ -340,6 +437,11 @@ static const pcv_backend_ops cpu_ops = {
     .gather = cpu_gather,
     .repeat = cpu_repeat,
     .attention = cpu_attention,
+    .transpose = cpu_transpose,
+    .copy2d = cpu_copy2d,
+    .im2col = cpu_im2col,
+    .channel_affine = cpu_channel_affine,
+    .maxpool = cpu_maxpool,
 };
 
 /* Chooses BLIS's kernel set once per process: AVX-512 ("skx") kernels when the CPU has them

@@ -366,6 +366,106 @@ static void test_attention(pcv_backend *be, pcv_attn_mode mode, int64_t batch, i
     dfree(be, Q), dfree(be, K), dfree(be, V), dfree(be, O), dfree(be, KM), dfree(be, QM);
 }
 
+/* ---- image preprocessing ops: transpose, copy2d, im2col, channel_affine, maxpool ---- */
+static void test_image_ops(pcv_backend *be, int64_t batch, int64_t C, int64_t H, int64_t W)
+{
+    pcv_error err = {0};
+    tol exact = {1e-30, 0, 0};
+    int64_t n = batch * C * H * W;
+    float *x = randv(n, 1);
+    double *want = malloc((size_t)(n * 64 + 64) * sizeof *want);
+    dbuf X = dput(be, x, n, 4);
+
+    /* transpose [batch][C][H*W] -> [batch][H*W][C] */
+    dbuf T = dput(be, NULL, n, 4);
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t p = 0; p < H * W; p++)
+                want[(b * H * W + p) * C + c] = x[(b * C + c) * H * W + p];
+    CHECK(be->ops->transpose(be, X.b, 0, batch, C, H * W, T.b, 0, &err) == 0, "%s", err.msg);
+    float *got = dget(be, T, "transpose");
+    compare("transpose", got, want, n, exact);
+    free(got);
+
+    /* copy2d: concatenate [rows][C] with a broadcast [period][3] block into [rows][C+3] */
+    int64_t rows = batch * H * W, period = H * W, ld = C + 3;
+    float *pos = randv(period * 3, 1);
+    dbuf P = dput(be, pos, period * 3, 4), Cc = dput(be, NULL, rows * ld, 4);
+    float *tvals = dget(be, T, "transpose (reread)");
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t j = 0; j < C; j++)
+            want[r * ld + j] = tvals[r * C + j];
+        for (int64_t j = 0; j < 3; j++)
+            want[r * ld + C + j] = pos[(r % period) * 3 + j];
+    }
+    CHECK(be->ops->copy2d(be, T.b, 0, C, rows, Cc.b, 0, ld, rows, C, &err) == 0, "%s", err.msg);
+    CHECK(be->ops->copy2d(be, P.b, 0, 3, period, Cc.b, C, ld, rows, 3, &err) == 0, "%s", err.msg);
+    got = dget(be, Cc, "copy2d");
+    compare("copy2d (concat + broadcast)", got, want, rows * ld, exact);
+    free(got), free(tvals), free(pos);
+    dfree(be, P), dfree(be, Cc), dfree(be, T);
+
+    /* im2col, 3x3 stride 2, asymmetric padding */
+    int64_t kh = 3, kw = 3, st = 2, pt = 1, pl = 0;
+    int64_t oh = (H + pt + 1 - kh) / st + 1, ow = (W + pl + 2 - kw) / st + 1, ncol = C * kh * kw;
+    dbuf I = dput(be, NULL, batch * oh * ow * ncol, 4);
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t y = 0; y < oh; y++)
+            for (int64_t xx = 0; xx < ow; xx++)
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t i = 0; i < kh; i++)
+                        for (int64_t j = 0; j < kw; j++) {
+                            int64_t sy = y * st + i - pt, sx = xx * st + j - pl;
+                            bool in = sy >= 0 && sy < H && sx >= 0 && sx < W;
+                            want[((b * oh + y) * ow + xx) * ncol + (c * kh + i) * kw + j] =
+                                in ? x[((b * C + c) * H + sy) * W + sx] : 0.0;
+                        }
+    CHECK(be->ops->im2col(be, X.b, 0, batch, C, H, W, kh, kw, st, pt, pl, oh, ow, I.b, 0, &err) == 0, "%s", err.msg);
+    got = dget(be, I, "im2col");
+    compare("im2col", got, want, batch * oh * ow * ncol, exact);
+    free(got);
+    dfree(be, I);
+
+    /* channel_affine with ReLU on [rows][C] */
+    float *sc = randv(C, 1), *sh = randv(C, 1);
+    dbuf S = dput(be, sc, C, 4), Sh = dput(be, sh, C, 4), A = dput(be, x, n, 4);
+    for (int64_t i = 0; i < n; i++) {
+        double v = (double)x[i] * sc[i % C] + sh[i % C];
+        want[i] = v < 0 ? 0 : v;
+    }
+    CHECK(be->ops->channel_affine(be, A.b, 0, n / C, C, S.b, 0, Sh.b, 0, true, &err) == 0, "%s", err.msg);
+    got = dget(be, A, "channel_affine");
+    compare("channel_affine+relu", got, want, n, op_tol("channel_affine"));
+    free(got), free(sc), free(sh);
+    dfree(be, S), dfree(be, Sh), dfree(be, A);
+
+    /* maxpool 3x3 stride 2 on channels-last [batch][H][W][C], pad 0/1 */
+    int64_t poh = (H - 3) / 2 + 1, pow_ = (W + 1 - 3) / 2 + 1;
+    if (poh > 0 && pow_ > 0) {
+        dbuf M = dput(be, NULL, batch * poh * pow_ * C, 4);
+        for (int64_t b = 0; b < batch; b++)
+            for (int64_t y = 0; y < poh; y++)
+                for (int64_t xx = 0; xx < pow_; xx++)
+                    for (int64_t c = 0; c < C; c++) {
+                        double m = -INFINITY;
+                        for (int64_t i = 0; i < 3; i++)
+                            for (int64_t j = 0; j < 3; j++) {
+                                int64_t sy = y * 2 + i, sx = xx * 2 + j - 1;
+                                if (sy < H && sx >= 0 && sx < W)
+                                    m = fmax(m, x[((b * H + sy) * W + sx) * C + c]);
+                            }
+                        want[((b * poh + y) * pow_ + xx) * C + c] = m;
+                    }
+        CHECK(be->ops->maxpool(be, X.b, 0, batch, H, W, C, 3, 2, 0, 1, poh, pow_, M.b, 0, &err) == 0, "%s", err.msg);
+        got = dget(be, M, "maxpool");
+        compare("maxpool", got, want, batch * poh * pow_ * C, exact);
+        free(got);
+        dfree(be, M);
+    }
+    free(x), free(want);
+    dfree(be, X);
+}
+
 static void test_backend(pcv_backend *be)
 {
     printf("backend: %s\n", be->device_name);
@@ -385,6 +485,9 @@ static void test_backend(pcv_backend *be)
     test_softmax(be, 1, 1, false);
     test_softmax(be, 13, 2049, true);
     test_softmax(be, 300, 257, false);
+    test_image_ops(be, 1, 1, 3, 3);
+    test_image_ops(be, 2, 3, 17, 12);
+    test_image_ops(be, 1, 64, 9, 11);
     for (int mode = 0; mode < 2; mode++) {
         test_attention(be, mode, 1, 1, 1, 1, 1, 1, false, false);
         test_attention(be, mode, 2, 3, 65, 47, 8, 5, true, false);
