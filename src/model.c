@@ -8,6 +8,7 @@
  */
 #include "perceiver/model.h"
 
+#include "fourier.h"
 #include "ops.h"
 
 #include <errno.h>
@@ -61,6 +62,16 @@ struct pcv_model {
 
     /* text preprocessor */
     pcv_tensor embed, pos_embed;
+    /* image preprocessors */
+    pcv_linear_p conv1x1;          /* learned: Conv2d 1x1 3->256, weight [256][3][1][1] */
+    pcv_tensor img_pos;            /* learned: trainable positions [image_size^2][256] */
+    pcv_linear_p pos_proj;         /* learned: positions projection 256->256 */
+    pcv_tensor conv_w;             /* conv: Conv2d 7x7/2 3->64, [64][3][7][7], no bias */
+    pcv_tensor bn_scale, bn_shift; /* conv: eval BatchNorm folded into a channel affine (owned) */
+    int64_t fourier_bands, fourier_res[2]; /* pixels / conv: Fourier position features */
+    int64_t img_channels;          /* channels before the positions: 256 / 3 / 64 */
+    pcv_tensor pos_cache;          /* position features for pos_cache_hw (owned) */
+    int64_t pos_cache_hw[2];
     /* encoder */
     pcv_tensor latents;
     pcv_layer enc_cross;
@@ -70,6 +81,7 @@ struct pcv_model {
     pcv_tensor dec_query; /* [n_queries][q_dim] */
     pcv_layer dec;
     pcv_linear_p final; /* classification head; absent for MLM */
+    int64_t input_channels; /* encoder kv width: the preprocessor's output channels */
     bool has_final;
     pcv_tensor mlm_bias;
 
@@ -112,17 +124,26 @@ static bool ends_with(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-/* Declares a parameter: loads it from the checkpoint (checking dtype and shape) or generates
- * it, and uploads it to the backend. */
-static int param(pcv_model *m, pcv_error *err, pcv_tensor *t, const char *name, int ndim,
-                 int64_t d0, int64_t d1)
+static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
 {
-    int64_t shape[2] = {d0, d1};
-    int64_t n = ndim == 1 ? d0 : d0 * d1;
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < ndim && len + 24 < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i ? "," : "", (long long)shape[i]);
+}
+
+/* Declares a parameter of up to 4 dims: loads it from the checkpoint (checking dtype and
+ * shape) or generates it, and uploads it to the backend. */
+static int param_nd(pcv_model *m, pcv_error *err, pcv_tensor *t, const char *name, int ndim,
+                    const int64_t *shape)
+{
+    int64_t n = 1;
     memset(t, 0, sizeof *t);
     t->ndim = ndim;
-    t->shape[0] = d0;
-    t->shape[1] = ndim > 1 ? d1 : 0;
+    for (int i = 0; i < ndim; i++)
+        n *= (t->shape[i] = shape[i]);
+    char want[96];
+    shape_str(want, sizeof want, ndim, shape);
 
     if (m->nparams == m->capparams) {
         int cap = m->capparams ? 2 * m->capparams : 64;
@@ -140,29 +161,25 @@ static int param(pcv_model *m, pcv_error *err, pcv_tensor *t, const char *name, 
         if (!host)
             return pcv_set_error(err, PCV_ERR_OOM, "cannot allocate %lld floats for '%s'",
                                  (long long)n, name);
-        bool is_ln = strstr(name, "layernorm") != NULL;
-        if (is_ln && ends_with(name, ".weight"))
-            fill_normal(host, n, hash_name(name, m->seed), 1.0f, 0.02f);
-        else
-            fill_normal(host, n, hash_name(name, m->seed), 0.0f, 0.02f);
+        bool is_norm = strstr(name, "layernorm") != NULL || strstr(name, "batchnorm") != NULL;
+        bool around_one = (is_norm && ends_with(name, ".weight")) || ends_with(name, "running_var");
+        fill_normal(host, n, hash_name(name, m->seed), around_one ? 1.0f : 0.0f, 0.02f);
+        if (ends_with(name, "running_var")) /* a variance must stay positive */
+            for (int64_t i = 0; i < n; i++)
+                host[i] = fabsf(host[i]);
     } else {
         const pcv_st_tensor *st = pcv_weights_find(&m->weights, name);
         if (!st)
-            return pcv_set_error(err, PCV_ERR_MISSING, "%s: missing tensor '%s' (expected shape [%lld%s%lld])",
-                                 m->weights.path, name, (long long)d0, ndim > 1 ? "," : "",
-                                 ndim > 1 ? (long long)d1 : 0LL);
+            return pcv_set_error(err, PCV_ERR_MISSING, "%s: missing tensor '%s' (expected shape [%s])",
+                                 m->weights.path, name, want);
         bool ok = st->ndim == ndim;
         for (int i = 0; ok && i < ndim; i++)
             ok = st->shape[i] == shape[i];
         if (!ok) {
-            char got[256] = "";
-            size_t len = 0;
-            for (int i = 0; i < st->ndim && len < sizeof got - 24; i++)
-                len += (size_t)snprintf(got + len, sizeof got - len, "%s%lld", i ? "," : "",
-                                        (long long)st->shape[i]);
-            return pcv_set_error(err, PCV_ERR_SHAPE, "%s: tensor '%s' has shape [%s], expected [%lld%s%lld]",
-                                 m->weights.path, name, got, (long long)d0, ndim > 1 ? "," : "",
-                                 ndim > 1 ? (long long)d1 : 0LL);
+            char got[256];
+            shape_str(got, sizeof got, st->ndim, st->shape);
+            return pcv_set_error(err, PCV_ERR_SHAPE, "%s: tensor '%s' has shape [%s], expected [%s]",
+                                 m->weights.path, name, got, want);
         }
         if (st->dtype == PCV_DT_F32) {
             if (be->ops->wrap_host)
@@ -202,6 +219,12 @@ static int param(pcv_model *m, pcv_error *err, pcv_tensor *t, const char *name, 
     p->t = *t;
     m->total_params += n;
     return p->name ? 0 : pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+}
+
+static int param(pcv_model *m, pcv_error *err, pcv_tensor *t, const char *name, int ndim,
+                 int64_t d0, int64_t d1)
+{
+    return param_nd(m, err, t, name, ndim, (int64_t[]){d0, d1});
 }
 
 /* ---- layer construction ---------------------------------------------------------------------- */
@@ -286,6 +309,9 @@ static const struct {
 } arch_names[] = {
     {PCV_ARCH_MASKED_LM, "PerceiverForMaskedLM"},
     {PCV_ARCH_SEQ_CLASSIFIER, "PerceiverForSequenceClassification"},
+    {PCV_ARCH_IMAGE_LEARNED, "PerceiverForImageClassificationLearned"},
+    {PCV_ARCH_IMAGE_FOURIER, "PerceiverForImageClassificationFourier"},
+    {PCV_ARCH_IMAGE_CONV, "PerceiverForImageClassificationConvProcessing"},
 };
 
 const char *pcv_arch_name(pcv_arch a)
@@ -322,6 +348,45 @@ static int check_config(const pcv_config *c, pcv_error *err)
     return 0;
 }
 
+/* Eval-mode BatchNorm2d folded into y = x * scale + shift with scale = weight / sqrt(var + eps)
+ * and shift = bias - mean * scale, the way PyTorch's CPU kernel evaluates it. */
+static int build_batchnorm(pcv_model *m, pcv_error *err, const char *prefix, int64_t C)
+{
+    pcv_tensor w, b, mean, var;
+    char name[160];
+    int rc;
+    float *host = malloc((size_t)(6 * C) * sizeof *host);
+    if (!host)
+        return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+    pcv_tensor *parts[4] = {&w, &b, &mean, &var};
+    const char *names[4] = {"weight", "bias", "running_mean", "running_var"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "%s.%s", prefix, names[i]);
+        if ((rc = param(m, err, parts[i], name, 1, C, 0)) ||
+            (rc = m->be->ops->download(m->be, parts[i]->buf, parts[i]->off * sizeof(float), host + i * C,
+                                       (size_t)C * sizeof(float), err))) {
+            free(host);
+            return rc;
+        }
+    }
+    float *scale = host + 4 * C, *shift = host + 5 * C;
+    for (int64_t c = 0; c < C; c++) {
+        float inv = 1.0f / sqrtf(host[3 * C + c] + 1e-5f);
+        scale[c] = host[c] * inv;
+        shift[c] = host[C + c] - host[2 * C + c] * scale[c];
+    }
+    pcv_exec ex;
+    pcv_exec_begin(&ex, m->be, err, false);
+    if ((rc = pcv_tensor_alloc(&ex, &m->bn_scale, 1, &C)) || (rc = pcv_tensor_alloc(&ex, &m->bn_shift, 1, &C)) ||
+        (rc = m->be->ops->upload(m->be, m->bn_scale.buf, 0, scale, (size_t)C * sizeof(float), err)) ||
+        (rc = m->be->ops->upload(m->be, m->bn_shift.buf, 0, shift, (size_t)C * sizeof(float), err))) {
+        free(host);
+        return rc;
+    }
+    free(host);
+    return 0;
+}
+
 static int build_model(pcv_model *m, pcv_error *err)
 {
     const pcv_config *c = &m->cfg;
@@ -329,17 +394,53 @@ static int build_model(pcv_model *m, pcv_error *err)
     if ((rc = check_config(c, err)) != 0)
         return rc;
 
-    /* text preprocessor (both text architectures) */
-    TRY(param(m, err, &m->embed, "perceiver.input_preprocessor.embeddings.weight", 2, c->vocab_size, c->d_model));
-    TRY(param(m, err, &m->pos_embed, "perceiver.input_preprocessor.position_embeddings.weight", 2,
-              c->max_position_embeddings, c->d_model));
-    int64_t input_channels = c->d_model;
+    bool text = m->arch == PCV_ARCH_MASKED_LM || m->arch == PCV_ARCH_SEQ_CLASSIFIER;
+    if (text) { /* text preprocessor */
+        TRY(param(m, err, &m->embed, "perceiver.input_preprocessor.embeddings.weight", 2, c->vocab_size, c->d_model));
+        TRY(param(m, err, &m->pos_embed, "perceiver.input_preprocessor.position_embeddings.weight", 2,
+                  c->max_position_embeddings, c->d_model));
+    }
+    int64_t input_channels = 0;
+    switch (m->arch) {
+    case PCV_ARCH_MASKED_LM:
+    case PCV_ARCH_SEQ_CLASSIFIER:
+        input_channels = c->d_model;
+        break;
+    case PCV_ARCH_IMAGE_LEARNED:
+        TRY(param_nd(m, err, &m->conv1x1.w, "perceiver.input_preprocessor.convnet_1x1.weight", 4,
+                     (int64_t[]){256, 3, 1, 1}));
+        TRY(param(m, err, &m->conv1x1.b, "perceiver.input_preprocessor.convnet_1x1.bias", 1, 256, 0));
+        m->conv1x1.w.ndim = 2; /* used as a [256][3] linear layer */
+        TRY(param(m, err, &m->img_pos, "perceiver.input_preprocessor.position_embeddings.position_embeddings", 2,
+                  (int64_t)c->image_size * c->image_size, 256));
+        TRY(param(m, err, &m->pos_proj.w, "perceiver.input_preprocessor.positions_projection.weight", 2, 256, 256));
+        TRY(param(m, err, &m->pos_proj.b, "perceiver.input_preprocessor.positions_projection.bias", 1, 256, 0));
+        m->img_channels = 256;
+        input_channels = 512;
+        break;
+    case PCV_ARCH_IMAGE_FOURIER:
+        m->fourier_bands = 64, m->fourier_res[0] = m->fourier_res[1] = 224;
+        m->img_channels = 3;
+        input_channels = 3 + pcv_fourier_channels(2, 64, true, false);
+        break;
+    case PCV_ARCH_IMAGE_CONV:
+        TRY(param_nd(m, err, &m->conv_w, "perceiver.input_preprocessor.convnet.conv.weight", 4,
+                     (int64_t[]){64, 3, 7, 7}));
+        TRY(build_batchnorm(m, err, "perceiver.input_preprocessor.convnet.batchnorm", 64));
+        m->fourier_bands = 64, m->fourier_res[0] = m->fourier_res[1] = 56;
+        m->img_channels = 64;
+        input_channels = 64 + pcv_fourier_channels(2, 64, true, false);
+        break;
+    default:
+        break;
+    }
+    m->input_channels = input_channels;
 
-    /* encoder */
     TRY(param(m, err, &m->latents, "perceiver.embeddings.latents", 2, c->num_latents, c->d_latents));
     TRY(build_layer(m, err, &m->enc_cross, "perceiver.encoder.cross_attention", true, c->qk_channels,
                     c->v_channels, c->num_cross_attention_heads, c->d_latents, input_channels,
                     c->cross_attention_widening_factor, c->use_query_residual));
+
     m->nself = c->num_self_attends_per_block;
     m->self = calloc((size_t)m->nself, sizeof *m->self);
     if (!m->self)
@@ -363,10 +464,16 @@ static int build_model(pcv_model *m, pcv_error *err)
         TRY(param(m, err, &m->mlm_bias, "embedding_decoder.bias", 1, c->vocab_size, 0));
         break;
     case PCV_ARCH_SEQ_CLASSIFIER:
+    case PCV_ARCH_IMAGE_LEARNED:
+    case PCV_ARCH_IMAGE_FOURIER:
+    case PCV_ARCH_IMAGE_CONV:
+        /* PerceiverClassificationDecoder: one trainable query, 1 head, qk/v from the channel
+         * rules; DeepMind's learned-position model has no query residual (haiku-vs-hf.md M2) */
         TRY(param(m, err, &m->dec_query, "perceiver.decoder.decoder.output_position_encodings.position_embeddings",
                   2, 1, c->d_latents));
         TRY(build_layer(m, err, &m->dec, "perceiver.decoder.decoder.decoding_cross_attention", true, 0, 0, 1,
-                        c->d_latents, c->d_latents, 1, true));
+                        c->d_latents, c->d_latents, 1,
+                        !(m->arch == PCV_ARCH_IMAGE_LEARNED && m->numerics == PCV_NUMERICS_HAIKU)));
         TRY(param(m, err, &m->final.w, "perceiver.decoder.decoder.final_layer.weight", 2, c->num_labels, c->d_latents));
         TRY(param(m, err, &m->final.b, "perceiver.decoder.decoder.final_layer.bias", 1, c->num_labels, 0));
         m->has_final = true;
@@ -419,10 +526,14 @@ static int set_arch(pcv_model *m, pcv_error *err, const char *where)
         return pcv_set_error(err, PCV_ERR_MISSING,
                              "%s: \"architectures\" is missing; cannot tell which Perceiver head to build", where);
     m->arch = pcv_arch_from_name(m->cfg.architecture);
-    if (m->arch == PCV_ARCH_UNKNOWN)
-        return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (supported: %s, %s)",
-                             where, m->cfg.architecture, pcv_arch_name(PCV_ARCH_MASKED_LM),
-                             pcv_arch_name(PCV_ARCH_SEQ_CLASSIFIER));
+    if (m->arch == PCV_ARCH_UNKNOWN) {
+        char list[512] = "";
+        size_t len = 0;
+        for (size_t i = 0; i < sizeof arch_names / sizeof *arch_names; i++)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", arch_names[i].name);
+        return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (supported: %s)",
+                             where, m->cfg.architecture, list);
+    }
     return 0;
 }
 
@@ -483,6 +594,9 @@ void pcv_model_free(pcv_model *m)
     }
     free(m->params);
     free(m->self);
+    pcv_tensor_free(m->be, &m->bn_scale);
+    pcv_tensor_free(m->be, &m->bn_shift);
+    pcv_tensor_free(m->be, &m->pos_cache);
     if (m->have_weights)
         pcv_weights_close(&m->weights);
     if (m->be)
@@ -744,54 +858,233 @@ done:
     return 0;
 }
 
+/* Reads "pixel_values" (or "inputs") [B][3][H][W] of any float dtype into float32. */
+static int image_inputs(const pcv_model *m, const pcv_io_tensor *inputs, int n_inputs, int64_t dims[4],
+                        float **out, pcv_error *err)
+{
+    const pcv_io_tensor *in = pcv_io_find(inputs, n_inputs, "pixel_values");
+    if (!in)
+        in = pcv_io_find(inputs, n_inputs, "inputs");
+    if (!in)
+        return pcv_set_error(err, PCV_ERR_MISSING, "input 'pixel_values' (or 'inputs') is missing");
+    for (int i = 0; i < n_inputs; i++)
+        if (&inputs[i] != in)
+            return pcv_set_error(err, PCV_ERR_INPUT, "unexpected input '%s' for %s (expected pixel_values)",
+                                 inputs[i].name, pcv_arch_name(m->arch));
+    if (in->ndim != 4 || in->shape[1] != 3 || in->shape[0] < 1 || in->shape[2] < 1 || in->shape[3] < 1)
+        return pcv_set_error(err, PCV_ERR_SHAPE, "input '%s' must have shape [batch][3][height][width]", in->name);
+    pcv_dtype dt = in->dtype;
+    if (dt != PCV_DT_F32 && dt != PCV_DT_F16 && dt != PCV_DT_BF16 && dt != PCV_DT_F64)
+        return pcv_set_error(err, PCV_ERR_INPUT, "input '%s' must be a float tensor, not %s", in->name,
+                             pcv_dtype_name(dt));
+    int64_t n = 1;
+    for (int i = 0; i < 4; i++)
+        n *= (dims[i] = in->shape[i]);
+    float *x = malloc((size_t)n * sizeof *x);
+    if (!x)
+        return pcv_set_error(err, PCV_ERR_OOM, "out of memory for input '%s'", in->name);
+    pcv_st_tensor st = {.name = (char *)in->name, .dtype = dt, .ndim = 4, .numel = n, .data = in->data,
+                        .nbytes = (size_t)n * pcv_dtype_size(dt)};
+    int rc = pcv_st_to_f32(&st, x, err);
+    if (rc) {
+        free(x);
+        return rc;
+    }
+    *out = x;
+    return 0;
+}
+
+/* The input-independent position channels for an h x w token grid, computed once and cached:
+ * the projected trainable table (learned model) or Fourier features (others). */
+static int image_positions(pcv_exec *ex, pcv_model *m, int64_t h, int64_t w)
+{
+    if (m->pos_cache.buf && m->pos_cache_hw[0] == h && m->pos_cache_hw[1] == w)
+        return 0;
+    pcv_tensor_free(m->be, &m->pos_cache);
+    int rc;
+    int64_t C = m->input_channels - m->img_channels;
+    TRY(pcv_tensor_alloc(ex, &m->pos_cache, 2, (int64_t[]){h * w, C}));
+    if (m->arch == PCV_ARCH_IMAGE_LEARNED) {
+        TRY(op_linear(ex, &m->img_pos, h * w, &m->pos_proj.w, &m->pos_proj.b, &m->pos_cache));
+    } else {
+        float *f = malloc((size_t)(h * w * C) * sizeof *f);
+        if (!f)
+            return pcv_set_error(ex->err, PCV_ERR_OOM, "out of memory");
+        pcv_fourier_grid(2, (int64_t[]){h, w}, m->fourier_res, m->fourier_bands, true, false, f);
+        rc = m->be->ops->upload(m->be, m->pos_cache.buf, 0, f, (size_t)(h * w * C) * sizeof(float), ex->err);
+        free(f);
+        if (rc)
+            goto fail;
+    }
+    m->pos_cache_hw[0] = h, m->pos_cache_hw[1] = w;
+    return 0;
+fail:
+    pcv_tensor_free(m->be, &m->pos_cache);
+    return rc;
+}
+
+/* SAME padding of TensorFlow/XLA: output ceil(n / s), total padding split low-first. */
+static void same_pad(int64_t n, int64_t k, int64_t s, int64_t *out, int64_t *pad_lo)
+{
+    *out = (n + s - 1) / s;
+    int64_t total = (*out - 1) * s + k - n;
+    *pad_lo = total > 0 ? total / 2 : 0;
+}
+
+/* Image preprocessors: pixels [B][3][H][W] -> x [B * tokens][input_channels] (channels last,
+ * row-major tokens, position channels concatenated after the image channels). */
+static int preprocess_image(pcv_exec *ex, pcv_model *m, const pcv_tensor *pix, const int64_t dims[4],
+                            pcv_tensor *x, int64_t *tokens)
+{
+    pcv_backend *be = m->be;
+    pcv_tensor t = {0}, cols = {0}, feat = {0}, pooled = {0}, wt = {0};
+    int64_t B = dims[0], H = dims[2], W = dims[3], h = H, w = W;
+    const pcv_tensor *img = NULL; /* [B*h*w][img_channels] */
+    bool haiku = m->numerics == PCV_NUMERICS_HAIKU;
+    int rc;
+
+    if (m->arch == PCV_ARCH_IMAGE_CONV) {
+        /* pad, Conv2d 7x7 stride 2 (no bias) as im2col + GEMM, BatchNorm + ReLU, max pool 3/2 */
+        int64_t oh, ow, pt, pl, ph, pw, qt, ql;
+        if (haiku) { /* SAME padding (2 before / 3 after at 224) and SAME pooling (112 -> 56) */
+            same_pad(H, 7, 2, &oh, &pt);
+            same_pad(W, 7, 2, &ow, &pl);
+        } else { /* HF: 3 on every side, pooling without padding (112 -> 55) */
+            pt = pl = 3;
+            oh = (H + 6 - 7) / 2 + 1;
+            ow = (W + 6 - 7) / 2 + 1;
+        }
+        if (haiku) {
+            same_pad(oh, 3, 2, &ph, &qt);
+            same_pad(ow, 3, 2, &pw, &ql);
+        } else {
+            qt = ql = 0;
+            ph = oh >= 3 ? (oh - 3) / 2 + 1 : 0;
+            pw = ow >= 3 ? (ow - 3) / 2 + 1 : 0;
+        }
+        if (ph < 1 || pw < 1)
+            return pcv_set_error(ex->err, PCV_ERR_SHAPE, "input image %lldx%lld is too small for the conv preprocessor",
+                                 (long long)H, (long long)W);
+        const pcv_tensor *kernel = &m->conv_w;
+        if (haiku) {
+            /* HF's converter reversed all four axes of DeepMind's HWIO kernel, which spatially
+             * transposes it (haiku-vs-hf.md C2): undo that, kernel[o][c][a][b] = hf[o][c][b][a] */
+            TRY(pcv_tensor_alloc(ex, &wt, 2, (int64_t[]){64, 147}));
+            TRY(be->ops->transpose(be, m->conv_w.buf, m->conv_w.off, 64 * 3, 7, 7, wt.buf, wt.off, ex->err));
+            kernel = &wt;
+        }
+        pcv_tensor kview = *kernel;
+        kview.ndim = 2, kview.shape[0] = 64, kview.shape[1] = 147;
+        TRY(pcv_tensor_alloc(ex, &cols, 2, (int64_t[]){B * oh * ow, 147}));
+        TRY(be->ops->im2col(be, pix->buf, pix->off, B, 3, H, W, 7, 7, 2, pt, pl, oh, ow, cols.buf, cols.off,
+                            ex->err));
+        TRY(pcv_tensor_alloc(ex, &feat, 2, (int64_t[]){B * oh * ow, 64}));
+        TRY(op_linear(ex, &cols, B * oh * ow, &kview, NULL, &feat));
+        pcv_tensor_free(be, &cols);
+        pcv_tensor_free(be, &wt);
+        TRY(be->ops->channel_affine(be, feat.buf, feat.off, B * oh * ow, 64, m->bn_scale.buf, m->bn_scale.off,
+                                    m->bn_shift.buf, m->bn_shift.off, true, ex->err));
+        TRY(pcv_tensor_alloc(ex, &pooled, 2, (int64_t[]){B * ph * pw, 64}));
+        TRY(be->ops->maxpool(be, feat.buf, feat.off, B, oh, ow, 64, 3, 2, qt, ql, ph, pw, pooled.buf, pooled.off,
+                             ex->err));
+        pcv_tensor_free(be, &feat);
+        h = ph, w = pw;
+        img = &pooled;
+    } else {
+        /* channels last: [B][3][H*W] -> [B][H*W][3] */
+        TRY(pcv_tensor_alloc(ex, &t, 2, (int64_t[]){B * H * W, 3}));
+        TRY(be->ops->transpose(be, pix->buf, pix->off, B, 3, H * W, t.buf, t.off, ex->err));
+        img = &t;
+        if (m->arch == PCV_ARCH_IMAGE_LEARNED) {
+            if (H * W != m->img_pos.shape[0]) {
+                rc = pcv_set_error(ex->err, PCV_ERR_SHAPE,
+                                   "this model's trainable positions cover %lld pixels (image_size %d); the input is %lldx%lld (resizing position tables is not supported)",
+                                   (long long)m->img_pos.shape[0], m->cfg.image_size, (long long)H, (long long)W);
+                goto fail;
+            }
+            TRY(pcv_tensor_alloc(ex, &feat, 2, (int64_t[]){B * H * W, 256}));
+            TRY(op_linear(ex, &t, B * H * W, &m->conv1x1.w, &m->conv1x1.b, &feat)); /* 1x1 conv */
+            pcv_tensor_free(be, &t);
+            img = &feat;
+        }
+    }
+    TRY(image_positions(ex, m, h, w));
+    int64_t n = B * h * w, ci = m->img_channels, cp = m->input_channels - ci;
+    TRY(pcv_tensor_alloc(ex, x, 2, (int64_t[]){n, m->input_channels}));
+    TRY(be->ops->copy2d(be, img->buf, img->off, ci, n, x->buf, x->off, m->input_channels, n, ci, ex->err));
+    TRY(be->ops->copy2d(be, m->pos_cache.buf, m->pos_cache.off, cp, h * w, x->buf, x->off + (size_t)ci,
+                        m->input_channels, n, cp, ex->err));
+    *tokens = h * w;
+    rc = 0;
+fail:
+    pcv_tensor_free(be, &t);
+    pcv_tensor_free(be, &cols);
+    pcv_tensor_free(be, &feat);
+    pcv_tensor_free(be, &pooled);
+    pcv_tensor_free(be, &wt);
+    return rc;
+}
+
 int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
                       pcv_io_tensor **outputs, int *n_outputs, pcv_error *err)
 {
     const pcv_config *c = &m->cfg;
     pcv_backend *be = m->be;
     pcv_exec ex;
-    pcv_tensor ids_t = {0}, kmask_t = {0}, qmask_t = {0}, x = {0}, z = {0}, z2 = {0}, q = {0}, h = {0},
-               logits = {0};
+    pcv_tensor ids_t = {0}, kmask_t = {0}, qmask_t = {0}, pix = {0}, x = {0}, z = {0}, z2 = {0}, q = {0},
+               h = {0}, logits = {0};
     int32_t *ids = NULL;
-    float *mask = NULL, *qmaskf = NULL;
+    float *mask = NULL, *qmaskf = NULL, *pixels = NULL;
     out_list ol = {0};
     int64_t B = 0, S = 0;
     int rc;
     char name[64];
+    bool text = m->arch == PCV_ARCH_MASKED_LM || m->arch == PCV_ARCH_SEQ_CLASSIFIER;
     *outputs = NULL;
     *n_outputs = 0;
     pcv_exec_begin(&ex, be, err, m->profile);
-    if ((rc = text_inputs(m, inputs, n_inputs, &B, &S, &ids, &mask, err)))
-        return rc;
     int64_t N = c->num_latents, D = c->d_latents;
     int64_t nqd = m->dec_query.shape[0], qd = m->dec_query.shape[1];
 
-    if (mask) {
-        TRY(pcv_tensor_alloc(&ex, &kmask_t, 2, (int64_t[]){B, S}));
-        TRY(be->ops->upload(be, kmask_t.buf, 0, mask, (size_t)(B * S) * sizeof(float), err));
-        if (m->attn_mode == PCV_ATTN_HAIKU && m->arch == PCV_ARCH_MASKED_LM) {
-            /* DeepMind's MLM decoder masks padded query positions (haiku-vs-hf.md G5) */
-            qmaskf = calloc((size_t)(B * nqd), sizeof *qmaskf);
-            if (!qmaskf) {
-                rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-                goto fail;
+    /* ---- preprocess: x [B * S][input_channels] ---- */
+    if (text) {
+        if ((rc = text_inputs(m, inputs, n_inputs, &B, &S, &ids, &mask, err)))
+            return rc;
+        if (mask) {
+            TRY(pcv_tensor_alloc(&ex, &kmask_t, 2, (int64_t[]){B, S}));
+            TRY(be->ops->upload(be, kmask_t.buf, 0, mask, (size_t)(B * S) * sizeof(float), err));
+            if (m->attn_mode == PCV_ATTN_HAIKU && m->arch == PCV_ARCH_MASKED_LM) {
+                /* DeepMind's MLM decoder masks padded query positions (haiku-vs-hf.md G5) */
+                qmaskf = calloc((size_t)(B * nqd), sizeof *qmaskf);
+                if (!qmaskf) {
+                    rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+                    goto fail;
+                }
+                for (int64_t b = 0; b < B; b++)
+                    for (int64_t t = 0; t < S && t < nqd; t++)
+                        qmaskf[b * nqd + t] = mask[b * S + t];
+                TRY(pcv_tensor_alloc(&ex, &qmask_t, 2, (int64_t[]){B, nqd}));
+                TRY(be->ops->upload(be, qmask_t.buf, 0, qmaskf, (size_t)(B * nqd) * sizeof(float), err));
             }
-            for (int64_t b = 0; b < B; b++)
-                for (int64_t t = 0; t < S && t < nqd; t++)
-                    qmaskf[b * nqd + t] = mask[b * S + t];
-            TRY(pcv_tensor_alloc(&ex, &qmask_t, 2, (int64_t[]){B, nqd}));
-            TRY(be->ops->upload(be, qmask_t.buf, 0, qmaskf, (size_t)(B * nqd) * sizeof(float), err));
         }
+        /* x = E[ids] + P[0..S) */
+        TRY(pcv_tensor_alloc_bytes(&ex, &ids_t, (size_t)(B * S) * sizeof(int32_t)));
+        TRY(be->ops->upload(be, ids_t.buf, 0, ids, (size_t)(B * S) * sizeof(int32_t), err));
+        TRY(pcv_tensor_alloc(&ex, &x, 2, (int64_t[]){B * S, c->d_model}));
+        TRY(be->ops->gather(be, m->embed.buf, m->embed.off, ids_t.buf, 0, m->pos_embed.buf, m->pos_embed.off, S,
+                            x.buf, x.off, B * S, c->d_model, err));
+    } else {
+        int64_t dims[4];
+        if ((rc = image_inputs(m, inputs, n_inputs, dims, &pixels, err)))
+            return rc;
+        B = dims[0];
+        TRY(pcv_tensor_alloc(&ex, &pix, 4, dims));
+        TRY(be->ops->upload(be, pix.buf, 0, pixels, (size_t)pcv_numel(&pix) * sizeof(float), err));
+        TRY(preprocess_image(&ex, m, &pix, dims, &x, &S));
+        pcv_tensor_free(be, &pix);
     }
-
-    /* ---- preprocess: x = E[ids] + P[0..S) ---- */
-    TRY(pcv_tensor_alloc_bytes(&ex, &ids_t, (size_t)(B * S) * sizeof(int32_t)));
-    TRY(be->ops->upload(be, ids_t.buf, 0, ids, (size_t)(B * S) * sizeof(int32_t), err));
-    TRY(pcv_tensor_alloc(&ex, &x, 2, (int64_t[]){B * S, c->d_model}));
-    TRY(be->ops->gather(be, m->embed.buf, m->embed.off, ids_t.buf, 0, m->pos_embed.buf, m->pos_embed.off, S,
-                        x.buf, x.off, B * S, c->d_model, err));
     if (m->capture)
-        TRY(emit(&ex, &ol, &x, "stage.preprocess", 3, (int64_t[]){B, S, c->d_model}));
+        TRY(emit(&ex, &ol, &x, "stage.preprocess", 3, (int64_t[]){B, S, m->input_channels}));
 
     /* ---- encoder ---- */
     TRY(pcv_exec_stage(&ex, PCV_STAGE_ENC_CROSS));
@@ -854,6 +1147,7 @@ fail:
     pcv_tensor_free(be, &ids_t);
     pcv_tensor_free(be, &kmask_t);
     pcv_tensor_free(be, &qmask_t);
+    pcv_tensor_free(be, &pix);
     pcv_tensor_free(be, &x);
     pcv_tensor_free(be, &z);
     pcv_tensor_free(be, &z2);
@@ -863,6 +1157,7 @@ fail:
     free(ids);
     free(mask);
     free(qmaskf);
+    free(pixels);
     return rc;
 }
 

@@ -59,6 +59,7 @@ class Fixture:
     rows: list = field(default_factory=list)  # (text, [positions set to [MASK]])
     hf_test_input: bool = False  # use pcl_ref.hf_test_inputs(seq_len)
     init: dict = field(default_factory=dict)  # kwargs for randomize_parameters
+    image: tuple | None = None  # (batch, height, width): an image classifier's pixel_values
 
 
 COMMON = dict(vocab_size=262, hidden_act="gelu", attention_probs_dropout_prob=0.1)
@@ -157,12 +158,60 @@ FIXTURES = [
                      "[1][32], 1 head, qk=v=d_latents, query residual) and Linear(32->5). Batch 2 "
                      "padded to 16."),
     ),
+    Fixture(
+        name="image_learned",
+        cls="PerceiverForImageClassificationLearned",
+        tolerance="image-tiny",
+        seed=1101,
+        config=dict(COMMON, num_labels=7, image_size=6, num_latents=8, d_latents=32, d_model=512,
+                    num_blocks=2, num_self_attends_per_block=2, num_self_attention_heads=4,
+                    num_cross_attention_heads=2, qk_channels=None, v_channels=None,
+                    cross_attention_shape_for_attention="q"),
+        image=(2, 6, 6),
+        description=("PerceiverForImageClassificationLearned: 1x1 conv 3->256, trainable positions "
+                     "[36][256] projected 256->256 and concatenated (512 channels); "
+                     "cross_attention_shape_for_attention='q' keeps the fixture small (encoder "
+                     "cross qk=v=d_latents=32, 2 heads, kv 512); 2 blocks x 2 self layers, "
+                     "classification decoder with query residual, 7 labels. pixel_values "
+                     "[2][3][6][6] ~ N(0,1)."),
+    ),
+    Fixture(
+        name="image_fourier",
+        cls="PerceiverForImageClassificationFourier",
+        tolerance="image-tiny",
+        seed=1102,
+        config=dict(COMMON, num_labels=4, num_latents=8, d_latents=32, d_model=261,
+                    num_blocks=1, num_self_attends_per_block=2, num_self_attention_heads=2,
+                    num_cross_attention_heads=1, qk_channels=None, v_channels=None),
+        image=(2, 9, 7),
+        description=("PerceiverForImageClassificationFourier: pixels channels-last + 2-D Fourier "
+                     "features (64 bands, max_resolution 224x224) over a 9x7 linspace grid: 3+258="
+                     "261 channels; cross qk=v=261; 4 labels. Non-square odd image size."),
+    ),
+    Fixture(
+        name="image_conv",
+        cls="PerceiverForImageClassificationConvProcessing",
+        tolerance="image-tiny",
+        seed=1103,
+        config=dict(COMMON, num_labels=5, num_latents=8, d_latents=32, d_model=322,
+                    num_blocks=1, num_self_attends_per_block=2, num_self_attention_heads=4,
+                    num_cross_attention_heads=1, qk_channels=None, v_channels=None),
+        image=(2, 30, 26),
+        description=("PerceiverForImageClassificationConvProcessing: pad 3, Conv2d 7x7/2 3->64 "
+                     "(30x26 -> 15x13), BatchNorm (random running stats) + ReLU, MaxPool 3/2 "
+                     "(-> 7x6), Fourier features over 7x6 (max_resolution 56): 64+258=322 "
+                     "channels; 5 labels."),
+    ),
 ]
 
 
 # --------------------------------------------------------------------------------------------
 
 def build_inputs(fx: Fixture) -> dict[str, torch.Tensor]:
+    if fx.image:
+        b, h, w = fx.image
+        gen = torch.Generator().manual_seed(fx.seed + 7)
+        return {"pixel_values": torch.randn((b, 3, h, w), generator=gen, dtype=torch.float32)}
     if fx.hf_test_input:
         return pcl_ref.hf_test_inputs(fx.seq_len)
     rows = []
@@ -185,9 +234,13 @@ def model_class(name: str):
 def check_consistency(model, fx: Fixture, inputs, expected) -> None:
     """last_hidden_state is the encoder output the head consumed; logits recompute exactly."""
     with torch.no_grad():
-        full = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                     output_hidden_states=True)
-        base = model.perceiver(inputs=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        if fx.image:
+            full = model(pixel_values=inputs["pixel_values"], output_hidden_states=True)
+            base = model.perceiver(inputs=inputs["pixel_values"])
+        else:
+            full = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                         output_hidden_states=True)
+            base = model.perceiver(inputs=inputs["input_ids"], attention_mask=inputs["attention_mask"])
     if not torch.equal(full.hidden_states[-1], expected["last_hidden_state"]):
         raise RuntimeError(f"{fx.name}: hidden_states[-1] of the head forward != "
                            "model.perceiver(...).last_hidden_state")
@@ -202,7 +255,8 @@ def check_consistency(model, fx: Fixture, inputs, expected) -> None:
 
 def fp64_diagnostics(model, inputs, expected, atol, rtol) -> dict:
     m64 = copy.deepcopy(model).double()
-    out64 = pcl_ref.hf_forward(m64, inputs)
+    inputs64 = {k: v.double() if v.is_floating_point() else v for k, v in inputs.items()}
+    out64 = pcl_ref.hf_forward(m64, inputs64)
     res = {}
     for k, v in expected.items():
         s = pcl_ref.compare(v, out64[k], atol, rtol)
@@ -233,7 +287,7 @@ def mutation_diagnostics(model, inputs, expected, atol, rtol) -> dict:
             mod.eps = 1e-12
     res["layernorm_eps_1e-12"] = detected(m, inputs)
 
-    if bool((inputs["attention_mask"] == 0).any()):
+    if "attention_mask" in inputs and bool((inputs["attention_mask"] == 0).any()):
         res["attention_mask_ignored"] = detected(
             model, {"input_ids": inputs["input_ids"],
                     "attention_mask": torch.ones_like(inputs["attention_mask"])})

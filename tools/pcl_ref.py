@@ -191,6 +191,15 @@ def randomize_parameters(model, seed: int, *, latent_std: float = 1.0,
                     val = randn(p.shape) * (weight_gain / math.sqrt(p.shape[1]))
                 else:
                     val = bias_std * randn(p.shape)
+            elif isinstance(module, nn.Conv2d):
+                if p_name == "weight":
+                    fan_in = p.shape[1] * p.shape[2] * p.shape[3]
+                    val = randn(p.shape) * (weight_gain / math.sqrt(fan_in))
+                else:
+                    val = bias_std * randn(p.shape)
+            elif isinstance(module, nn.BatchNorm2d):
+                val = (1.0 + ln_weight_std * randn(p.shape)) if p_name == "weight" \
+                    else ln_bias_std * randn(p.shape)
             elif isinstance(module, nn.Embedding):
                 val = embed_std * randn(p.shape)
             elif p_name == "latents":
@@ -204,6 +213,10 @@ def randomize_parameters(model, seed: int, *, latent_std: float = 1.0,
                                    f"({type(module).__name__})")
             with torch.no_grad():
                 p.copy_(val)
+        if isinstance(module, nn.BatchNorm2d):  # running statistics are buffers, not parameters
+            with torch.no_grad():
+                module.running_mean.copy_(0.3 * randn(module.running_mean.shape))
+                module.running_var.copy_(1.0 + 0.5 * randn(module.running_var.shape).abs())
 
 
 def count_parameters(model) -> int:
@@ -258,8 +271,12 @@ def hf_forward(model, inputs: dict) -> dict:
     import torch
 
     with torch.no_grad():
-        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-        base = model.perceiver(inputs=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        if "pixel_values" in inputs:  # image classifiers
+            out = model(pixel_values=inputs["pixel_values"])
+            base = model.perceiver(inputs=inputs["pixel_values"])
+        else:
+            out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+            base = model.perceiver(inputs=inputs["input_ids"], attention_mask=inputs["attention_mask"])
     return {"logits": out.logits.contiguous(), "last_hidden_state": base.last_hidden_state.contiguous()}
 
 

@@ -13,7 +13,10 @@ typedef struct pcv_model pcv_model;
 typedef enum pcv_arch {
     PCV_ARCH_UNKNOWN = 0,
     PCV_ARCH_MASKED_LM,      /* PerceiverForMaskedLM */
-    PCV_ARCH_SEQ_CLASSIFIER  /* PerceiverForSequenceClassification */
+    PCV_ARCH_SEQ_CLASSIFIER, /* PerceiverForSequenceClassification */
+    PCV_ARCH_IMAGE_LEARNED,  /* PerceiverForImageClassificationLearned */
+    PCV_ARCH_IMAGE_FOURIER,  /* PerceiverForImageClassificationFourier */
+    PCV_ARCH_IMAGE_CONV      /* PerceiverForImageClassificationConvProcessing */
 } pcv_arch;
 
 typedef enum pcv_numerics {
@@ -59,8 +62,9 @@ pcv_arch pcv_arch_from_name(const char *hf_class);
 int64_t pcv_model_num_params(const pcv_model *m);
 const char *pcv_model_device(const pcv_model *m);
 
-/* Runs one forward pass. Inputs are named like the Hugging Face forward arguments
- * ("input_ids" or "inputs", "attention_mask"); outputs are "logits" and "last_hidden_state". */
+/* Runs one forward pass. Inputs are named like the Hugging Face forward arguments: text models
+ * take "input_ids" (or "inputs") and "attention_mask"; image classifiers take "pixel_values"
+ * (or "inputs") [batch][3][H][W]. Outputs are "logits" and "last_hidden_state". */
 int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
                       pcv_io_tensor **outputs, int *n_outputs, pcv_error *err);
 void pcv_io_free(pcv_io_tensor *t, int n);

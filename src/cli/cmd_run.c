@@ -12,6 +12,8 @@ static const char help[] =
     "  PerceiverForMaskedLM, PerceiverForSequenceClassification:\n"
     "      input_ids (or inputs)  integer [batch][seq]\n"
     "      attention_mask         optional, integer or float [batch][seq], 1 = keep, 0 = padding\n"
+    "  PerceiverForImageClassification{Learned,Fourier,ConvProcessing}:\n"
+    "      pixel_values (or inputs) float [batch][3][height][width], preprocessed\n"
     "Outputs (float32): logits, last_hidden_state. OUT is written atomically.\n"
     "\n"
     "Options:\n"

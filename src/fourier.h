@@ -1,0 +1,21 @@
+/* Input-independent position features: linspace grids and Fourier features, computed on the
+ * host in float32 exactly as torch does them (spec perceiver-io.md sections 4.3 and 4.4). */
+#ifndef PCV_FOURIER_H
+#define PCV_FOURIER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* torch.linspace(a, b, n) in float32: first half a + i*step, second half b - (n-1-i)*step. */
+void pcv_linspace_torch(float a, float b, int64_t n, float *out);
+
+/* Number of channels of generate_fourier_features for ndims dimensions and num_bands bands. */
+int64_t pcv_fourier_channels(int ndims, int64_t num_bands, bool concat_pos, bool sine_only);
+
+/* Features of the linspace(-1, 1) grid over index_dims (row-major, last index fastest):
+ * out[prod(index_dims)][pcv_fourier_channels(...)]. max_res[d] sets band d's frequencies
+ * linspace(1, max_res[d] / 2, num_bands). */
+void pcv_fourier_grid(int ndims, const int64_t *index_dims, const int64_t *max_res, int64_t num_bands,
+                      bool concat_pos, bool sine_only, float *out);
+
+#endif
