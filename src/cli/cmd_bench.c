@@ -12,9 +12,10 @@
 static const char help[] =
     "Usage: perceiver-cl bench (--model DIR | --preset NAME | --config FILE) [options]\n"
     "\n"
-    "Times forward passes of a text model and prints, per stage, the time, the matrix-multiply\n"
-    "FLOPs and GFLOP/s. With --preset or --config the weights are random (no files needed).\n"
-    "The input is the Hugging Face test sentence with ' missing.' masked, padded to --seq.\n"
+    "Times forward passes and prints, per stage, the time, the matrix-multiply FLOPs and\n"
+    "GFLOP/s. With --preset or --config the weights are random (no files needed).\n"
+    "Text models get the Hugging Face test sentence with ' missing.' masked, padded to --seq;\n"
+    "image classifiers get random pixel_values of --image-size (default 224).\n"
     "\n"
     "Options:\n"
     "  --model DIR        model folder\n"
@@ -22,6 +23,7 @@ static const char help[] =
     "  --config FILE      a config.json\n"
     "  --batch N          batch size (default 1)\n"
     "  --seq N            sequence length (default: max_position_embeddings)\n"
+    "  --image-size N     image height and width for image classifiers (default 224)\n"
     "  --repeat N         timed forward passes after one warm-up (default 3)\n"
     "  --json             machine-readable output\n"
     "  --list-presets     list the built-in configs\n"
@@ -39,7 +41,7 @@ int cmd_bench(int argc, char **argv)
     cli_args a;
     pcv_model_options opt = {.device = getenv("PERCEIVER_DEVICE"), .profile = true};
     const char *model_dir = NULL, *preset = NULL, *config = NULL;
-    long batch = 1, seq = 0, repeat = 3;
+    long batch = 1, seq = 0, repeat = 3, image_size = 224;
     bool json = false, bad = false;
     cli_init(&a, argc, argv, 2);
     while (a.i < a.argc && !bad) {
@@ -64,6 +66,9 @@ int cmd_bench(int argc, char **argv)
         } else if (cli_opt(&a, "--seq", NULL, true, &bad)) {
             if (a.value && !cli_parse_int(a.value, 1, 1 << 20, &seq))
                 return cli_usage_error("bench", "--seq needs a positive number");
+        } else if (cli_opt(&a, "--image-size", NULL, true, &bad)) {
+            if (a.value && !cli_parse_int(a.value, 1, 8192, &image_size))
+                return cli_usage_error("bench", "--image-size needs a number from 1 to 8192");
         } else if (cli_opt(&a, "--repeat", "-r", true, &bad)) {
             if (a.value && !cli_parse_int(a.value, 1, 10000, &repeat))
                 return cli_usage_error("bench", "--repeat needs a number from 1 to 10000");
@@ -80,6 +85,7 @@ int cmd_bench(int argc, char **argv)
     pcv_config cfg;
     pcv_model *m = NULL;
     int64_t *ids = NULL, *mask = NULL;
+    float *pixels = NULL;
     double *times = NULL;
     int rc = EXIT_FAIL;
     pcv_config_init(&cfg);
@@ -99,31 +105,55 @@ int cmd_bench(int argc, char **argv)
     }
     double load_s = pcv_now() - t0;
     const pcv_config *c = pcv_model_config(m);
-    if (seq == 0)
-        seq = c->max_position_embeddings;
-    if (seq > c->max_position_embeddings) {
-        pcv_set_error(&err, PCV_ERR_INPUT, "--seq %ld exceeds max_position_embeddings %d", seq, c->max_position_embeddings);
-        goto done;
-    }
-    /* input: [CLS] sentence [SEP], ' missing.' masked, [PAD] to seq */
-    static const char sentence[] = "This is an incomplete sentence where some words are missing.";
-    ids = calloc((size_t)(batch * seq), sizeof *ids);
-    mask = calloc((size_t)(batch * seq), sizeof *mask);
-    times = calloc((size_t)repeat, sizeof *times);
-    if (!ids || !mask || !times)
-        goto done;
-    for (long b = 0; b < batch; b++) {
-        int32_t tok[64];
-        size_t n = pcv_tokenize(sentence, sizeof sentence - 1, true, tok, 64);
-        for (long s = 0; s < seq && (size_t)s < n; s++) {
-            ids[b * seq + s] = (s >= 52 && s < 61) ? PCV_TOK_MASK : tok[s] % c->vocab_size;
-            mask[b * seq + s] = 1;
+    pcv_io_tensor in[2];
+    int nin;
+    pcv_arch arch = pcv_model_arch(m);
+    if (arch == PCV_ARCH_MASKED_LM || arch == PCV_ARCH_SEQ_CLASSIFIER) {
+        if (seq == 0)
+            seq = c->max_position_embeddings;
+        if (seq > c->max_position_embeddings) {
+            pcv_set_error(&err, PCV_ERR_INPUT, "--seq %ld exceeds max_position_embeddings %d", seq,
+                          c->max_position_embeddings);
+            goto done;
         }
+        /* input: [CLS] sentence [SEP], ' missing.' masked, [PAD] to seq */
+        static const char sentence[] = "This is an incomplete sentence where some words are missing.";
+        ids = calloc((size_t)(batch * seq), sizeof *ids);
+        mask = calloc((size_t)(batch * seq), sizeof *mask);
+        if (!ids || !mask)
+            goto done;
+        for (long b = 0; b < batch; b++) {
+            int32_t tok[64];
+            size_t n = pcv_tokenize(sentence, sizeof sentence - 1, true, tok, 64);
+            for (long s = 0; s < seq && (size_t)s < n; s++) {
+                ids[b * seq + s] = (s >= 52 && s < 61) ? PCV_TOK_MASK : tok[s] % c->vocab_size;
+                mask[b * seq + s] = 1;
+            }
+        }
+        in[0] = (pcv_io_tensor){.name = "input_ids", .dtype = PCV_DT_I64, .ndim = 2, .shape = {batch, seq}, .data = ids};
+        in[1] = (pcv_io_tensor){.name = "attention_mask", .dtype = PCV_DT_I64, .ndim = 2, .shape = {batch, seq},
+                                .data = mask};
+        nin = 2;
+    } else {
+        if (arch == PCV_ARCH_IMAGE_LEARNED && image_size * image_size != (long)c->image_size * c->image_size)
+            image_size = c->image_size; /* the trainable position table fixes the size */
+        size_t n = (size_t)(batch * 3 * image_size * image_size);
+        pixels = malloc(n * sizeof *pixels);
+        if (!pixels)
+            goto done;
+        uint64_t st = 12345;
+        for (size_t i = 0; i < n; i++) { /* uniform in [-2, 2): roughly normalized pixel values */
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            pixels[i] = (float)((st >> 40) * (4.0 / 16777216.0)) - 2.0f;
+        }
+        in[0] = (pcv_io_tensor){.name = "pixel_values", .dtype = PCV_DT_F32, .ndim = 4,
+                                .shape = {batch, 3, image_size, image_size}, .data = pixels};
+        nin = 1;
+        seq = image_size * image_size;
     }
-    pcv_io_tensor in[2] = {
-        {.name = "input_ids", .dtype = PCV_DT_I64, .ndim = 2, .shape = {batch, seq}, .data = ids},
-        {.name = "attention_mask", .dtype = PCV_DT_I64, .ndim = 2, .shape = {batch, seq}, .data = mask},
-    };
+    times = calloc((size_t)repeat, sizeof *times);
+    if (!times)
+        goto done;
     pcv_stage_stats best[16];
     int nstages = 0;
     double best_t = 1e300;
@@ -131,7 +161,7 @@ int cmd_bench(int argc, char **argv)
         pcv_io_tensor *outs = NULL;
         int nout = 0;
         double t = pcv_now();
-        if (pcv_model_forward(m, in, 2, &outs, &nout, &err))
+        if (pcv_model_forward(m, in, nin, &outs, &nout, &err))
             goto done;
         t = pcv_now() - t;
         pcv_io_free(outs, nout);
@@ -170,8 +200,13 @@ int cmd_bench(int argc, char **argv)
         printf("model     %s (%s, %lld parameters)\n", model_dir ? model_dir : preset ? preset : config,
                pcv_arch_name(pcv_model_arch(m)), (long long)pcv_model_num_params(m));
         printf("device    %s\n", pcv_model_device(m));
-        printf("input     batch %ld x %ld tokens; load %.2f s; %ld timed runs after 1 warm-up\n", batch, seq, load_s,
-               repeat);
+        if (nin == 1)
+            printf("input     batch %ld x 3 x %ld x %ld pixels; load %.2f s; %ld timed runs after 1 warm-up\n", batch,
+                   image_size, image_size, load_s, repeat);
+        else
+            printf("input     batch %ld x %ld tokens; load %.2f s; %ld timed runs after 1 warm-up\n", batch, seq, load_s,
+                   repeat);
+        printf("speed     %.2f items/s (median)\n", (double)batch / median);
         printf("\n%-16s %10s %10s %10s %7s\n", "stage (best run)", "ms", "GFLOP", "GFLOP/s", "time%");
         for (int s = 0; s < nstages; s++)
             printf("%-16s %10.2f %10.3f %10.1f %6.1f%%\n", best[s].name, best[s].seconds * 1e3, best[s].flops / 1e9,
@@ -189,6 +224,7 @@ done:
         cli_fail(&err);
     free(ids);
     free(mask);
+    free(pixels);
     free(times);
     pcv_model_free(m);
     pcv_config_free(&cfg);
