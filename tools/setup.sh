@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(build-essential cmake pkg-config libjansson-dev libblis-dev)
+PACKAGES=(build-essential cmake pkg-config libjansson-dev libblis-dev libpng-dev libjpeg-dev)
 
 if [ "${1:-}" != "--no-apt" ]; then
   missing=()

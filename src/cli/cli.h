@@ -31,6 +31,7 @@ bool cli_model_opt(cli_args *a, pcv_model_options *opt, bool *bad);
 extern const char *const cli_model_opts_help;
 
 int cmd_fill(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_init_random(int argc, char **argv);

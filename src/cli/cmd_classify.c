@@ -1,0 +1,232 @@
+/* perceiver-cl classify: top-k classes of images with a Perceiver image classifier. */
+#include "cli.h"
+
+#include "perceiver/image.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char help[] =
+    "Usage: perceiver-cl classify --model DIR [options] IMAGE...\n"
+    "\n"
+    "Prints the top classes of each PNG or JPEG image under a Perceiver image classifier\n"
+    "(PerceiverForImageClassificationLearned, ...Fourier or ...ConvProcessing). Images are\n"
+    "preprocessed like transformers' PerceiverImageProcessor: center crop, Pillow-exact bicubic\n"
+    "resize, rescale and normalization, with the settings of DIR/preprocessor_config.json\n"
+    "(defaults: 224/256 center crop, 224x224, ImageNet mean and std). With --numerics haiku the\n"
+    "ImageNet crop and resize of DeepMind's colab are used instead (OpenCV cubic).\n"
+    "Labels come from config.json's id2label, or from --labels FILE (one label per line).\n"
+    "\n"
+    "Options:\n"
+    "  --model DIR, -m DIR   model folder (config.json, model.safetensors, preprocessor_config.json)\n"
+    "  --top K, -k K         classes per image (default 5)\n"
+    "  --labels FILE         class names, one per line, line i = class i\n"
+    "  --batch N             images per forward pass (default 8)\n"
+    "  --json                one JSON object per image\n"
+    "%s"
+    "  --help                this text\n";
+
+/* Indices of the k largest probabilities, largest first (insertion into a sorted list). */
+static void top_k(const float *p, int n, int k, int *idx)
+{
+    for (int i = 0; i < k; i++)
+        idx[i] = -1;
+    for (int j = 0; j < n; j++) {
+        int pos = k;
+        while (pos > 0 && (idx[pos - 1] < 0 || p[j] > p[idx[pos - 1]]))
+            pos--;
+        if (pos < k) {
+            memmove(idx + pos + 1, idx + pos, (size_t)(k - pos - 1) * sizeof *idx);
+            idx[pos] = j;
+        }
+    }
+}
+
+static char **read_labels(const char *path, int *n, pcv_error *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        pcv_set_error(err, PCV_ERR_IO, "%s: cannot open the label file", path);
+        return NULL;
+    }
+    char **labels = NULL, line[4096];
+    int cap = 0;
+    *n = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            char **nl = realloc(labels, (size_t)cap * sizeof *nl);
+            if (!nl)
+                break;
+            labels = nl;
+        }
+        labels[(*n)++] = strdup(line);
+    }
+    fclose(f);
+    return labels;
+}
+
+int cmd_classify(int argc, char **argv)
+{
+    cli_args a;
+    pcv_model_options opt = {.device = getenv("PERCEIVER_DEVICE")};
+    const char *model_dir = NULL, *labels_path = NULL;
+    bool json = false, bad = false;
+    long topk = 5, batch = 8;
+    const char **paths = calloc((size_t)argc, sizeof *paths);
+    int npaths = 0;
+    if (!paths)
+        return EXIT_FAIL;
+    cli_init(&a, argc, argv, 2);
+    while (a.i < a.argc && !bad) {
+        if (cli_opt(&a, "--help", "-h", false, &bad)) {
+            printf(help, cli_model_opts_help);
+            free(paths);
+            return EXIT_OK;
+        } else if (cli_opt(&a, "--model", "-m", true, &bad)) {
+            model_dir = a.value;
+        } else if (cli_opt(&a, "--labels", NULL, true, &bad)) {
+            labels_path = a.value;
+        } else if (cli_opt(&a, "--json", NULL, false, &bad)) {
+            json = true;
+        } else if (cli_opt(&a, "--top", "-k", true, &bad)) {
+            if (a.value && !cli_parse_int(a.value, 1, 100000, &topk)) {
+                free(paths);
+                return cli_usage_error("classify", "--top needs a positive number");
+            }
+        } else if (cli_opt(&a, "--batch", "-b", true, &bad)) {
+            if (a.value && !cli_parse_int(a.value, 1, 4096, &batch)) {
+                free(paths);
+                return cli_usage_error("classify", "--batch needs a number from 1 to 4096");
+            }
+        } else if (cli_model_opt(&a, &opt, &bad)) {
+        } else if (a.argv[a.i][0] == '-' && a.argv[a.i][1] != '\0') {
+            free(paths);
+            return cli_usage_error("classify", "unknown option '%s'", a.argv[a.i]);
+        } else {
+            paths[npaths++] = a.argv[a.i++];
+        }
+    }
+    if (bad) {
+        free(paths);
+        return EXIT_USAGE;
+    }
+    if (!model_dir || npaths == 0) {
+        free(paths);
+        return cli_usage_error("classify", "give --model DIR and at least one image");
+    }
+
+    pcv_error err = {0};
+    pcv_model *m = NULL;
+    pcv_image_processor proc;
+    char **file_labels = NULL;
+    int nfile_labels = 0, rc = EXIT_FAIL;
+    float *pixels = NULL, *probs = NULL;
+    int *idx = NULL;
+    pcv_io_tensor *outs = NULL;
+    int nout = 0;
+
+    if (pcv_model_load(model_dir, &opt, &m, &err))
+        goto done;
+    pcv_arch arch = pcv_model_arch(m);
+    if (arch != PCV_ARCH_IMAGE_LEARNED && arch != PCV_ARCH_IMAGE_FOURIER && arch != PCV_ARCH_IMAGE_CONV) {
+        pcv_set_error(&err, PCV_ERR_UNSUPPORTED, "%s: classify needs an image classifier, this is %s", model_dir,
+                      pcv_arch_name(arch));
+        goto done;
+    }
+    if (opt.numerics == PCV_NUMERICS_HAIKU)
+        pcv_image_processor_init_haiku(&proc);
+    else if (pcv_image_processor_load(&proc, model_dir, &err))
+        goto done;
+    const pcv_config *c = pcv_model_config(m);
+    if (labels_path) {
+        file_labels = read_labels(labels_path, &nfile_labels, &err);
+        if (!file_labels)
+            goto done;
+        if (nfile_labels != c->num_labels) {
+            pcv_set_error(&err, PCV_ERR_INPUT, "%s: %d labels, but the model has %d classes", labels_path,
+                          nfile_labels, c->num_labels);
+            goto done;
+        }
+    }
+    int k = (int)(topk < c->num_labels ? topk : c->num_labels);
+    probs = malloc((size_t)c->num_labels * sizeof *probs);
+    idx = malloc((size_t)k * sizeof *idx);
+    if (!probs || !idx)
+        goto done;
+    fprintf(stderr, "perceiver-cl: %s on %s, %d image%s\n", pcv_arch_name(arch), pcv_model_device(m), npaths,
+            npaths == 1 ? "" : "s");
+
+    /* decode and preprocess every image first: a bad file stops everything before any output */
+    int H = 0, W = 0;
+    if (pcv_image_load_batch(&proc, paths, npaths, &pixels, &H, &W, &err))
+        goto done;
+    size_t per = (size_t)3 * (size_t)H * (size_t)W;
+    for (int lo = 0; lo < npaths; lo += (int)batch) {
+        int n = npaths - lo < batch ? npaths - lo : (int)batch;
+        pcv_io_tensor in = {.name = "pixel_values", .dtype = PCV_DT_F32, .ndim = 4, .shape = {n, 3, H, W},
+                            .data = pixels + (size_t)lo * per};
+        if (pcv_model_forward(m, &in, 1, &outs, &nout, &err))
+            goto done;
+        const pcv_io_tensor *lg = pcv_io_find(outs, nout, "logits");
+        for (int i = 0; i < n; i++) {
+            const float *row = (const float *)lg->data + (size_t)i * (size_t)c->num_labels;
+            float mx = -INFINITY;
+            for (int j = 0; j < c->num_labels; j++)
+                mx = row[j] > mx ? row[j] : mx;
+            double sum = 0;
+            for (int j = 0; j < c->num_labels; j++)
+                sum += exp((double)row[j] - mx);
+            for (int j = 0; j < c->num_labels; j++)
+                probs[j] = (float)(exp((double)row[j] - mx) / sum);
+            top_k(probs, c->num_labels, k, idx);
+            const char *path = paths[lo + i];
+            json_t *o = json ? json_object() : NULL, *arr = json ? json_array() : NULL;
+            if (!json)
+                printf("%s\n", path);
+            for (int r = 0; r < k; r++) {
+                int j = idx[r];
+                char fallback[32];
+                const char *label = file_labels ? file_labels[j] : c->id2label ? c->id2label[j] : NULL;
+                if (!label) {
+                    snprintf(fallback, sizeof fallback, "LABEL_%d", j);
+                    label = fallback;
+                }
+                if (json)
+                    json_array_append_new(arr, json_pack("{s:i, s:s, s:f, s:f}", "class", j, "label", label,
+                                                         "probability", (double)probs[j], "logit", (double)row[j]));
+                else
+                    printf("  %6.2f%%  %s (%d)\n", 100.0 * probs[j], label, j);
+            }
+            if (json) {
+                json_object_set_new(o, "image", json_string(path));
+                json_object_set_new(o, "top", arr);
+                char *s = json_dumps(o, JSON_COMPACT);
+                if (s)
+                    printf("%s\n", s);
+                free(s);
+                json_decref(o);
+            }
+        }
+        pcv_io_free(outs, nout);
+        outs = NULL;
+        nout = 0;
+    }
+    rc = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+done:
+    if (rc && err.msg[0])
+        cli_fail(&err);
+    pcv_io_free(outs, nout);
+    for (int i = 0; i < nfile_labels; i++)
+        free(file_labels[i]);
+    free(file_labels);
+    free(pixels);
+    free(probs);
+    free(idx);
+    pcv_model_free(m);
+    free(paths);
+    return rc;
+}
