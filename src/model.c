@@ -537,6 +537,10 @@ static int set_arch(pcv_model *m, pcv_error *err, const char *where)
     return 0;
 }
 
+/* Loads a model from a Hugging Face folder, a checkpoint file, or a DeepMind pickle (file or
+ * folder). The config comes from config.json (in the folder, or beside the file); a DeepMind
+ * pickle without one gets the built-in preset of the architecture its names show, with the
+ * sizes its tensors determine. Numerics AUTO means haiku for DeepMind pickles, hf otherwise. */
 int pcv_model_load(const char *dir, const pcv_model_options *opt, pcv_model **out, pcv_error *err)
 {
     char path[4096];
@@ -546,15 +550,40 @@ int pcv_model_load(const char *dir, const pcv_model_options *opt, pcv_model **ou
     struct stat sb;
     if (stat(dir, &sb) != 0)
         return pcv_set_error(err, PCV_ERR_IO, "%s: %s", dir, strerror(errno));
-    if (!S_ISDIR(sb.st_mode))
-        return pcv_set_error(err, PCV_ERR_IO, "%s: not a directory (expected a model folder with config.json and model.safetensors)", dir);
+    if (S_ISDIR(sb.st_mode)) {
+        snprintf(path, sizeof path, "%s/config.json", dir);
+    } else {
+        const char *slash = strrchr(dir, '/');
+        if (slash)
+            snprintf(path, sizeof path, "%.*s/config.json", (int)(slash - dir), dir);
+        else
+            snprintf(path, sizeof path, "config.json");
+    }
+    struct stat cs;
+    bool have_cfg = stat(path, &cs) == 0 && S_ISREG(cs.st_mode);
     if ((rc = model_new(NULL, opt, &m, err)) != 0)
         return rc;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    TRY(pcv_config_load(&m->cfg, path, err));
-    TRY(set_arch(m, err, path));
     TRY(pcv_weights_open(&m->weights, dir, err));
     m->have_weights = true;
+    if (have_cfg) {
+        TRY(pcv_config_load(&m->cfg, path, err));
+    } else if (m->weights.from_haiku) {
+        pcv_config_free(&m->cfg);
+        TRY(pcv_weights_default_config(&m->weights, &m->cfg, err));
+        snprintf(path, sizeof path, "%s", m->weights.source);
+    } else {
+        rc = pcv_set_error(err, PCV_ERR_MISSING, "%s: missing (a Hugging Face checkpoint needs its "
+                           "config.json; only DeepMind pickles have built-in configs)", path);
+        goto fail;
+    }
+    if (!m->cfg.architecture[0]) /* config.json without "architectures": go by the tensor names */
+        snprintf(m->cfg.architecture, sizeof m->cfg.architecture, "%s", m->weights.architecture);
+    if (!opt || opt->numerics == PCV_NUMERICS_AUTO) {
+        m->numerics = m->weights.from_haiku ? PCV_NUMERICS_HAIKU : PCV_NUMERICS_HF;
+        m->gelu = m->numerics == PCV_NUMERICS_HAIKU ? PCV_GELU_TANH : PCV_GELU_ERF;
+        m->attn_mode = m->numerics == PCV_NUMERICS_HAIKU ? PCV_ATTN_HAIKU : PCV_ATTN_HF;
+    }
+    TRY(set_arch(m, err, path));
     TRY(build_model(m, err));
     *out = m;
     return 0;
@@ -652,6 +681,7 @@ const pcv_config *pcv_model_config(const pcv_model *m) { return &m->cfg; }
 pcv_arch pcv_model_arch(const pcv_model *m) { return m->arch; }
 int64_t pcv_model_num_params(const pcv_model *m) { return m->total_params; }
 const char *pcv_model_device(const pcv_model *m) { return m->be->device_name; }
+pcv_numerics pcv_model_numerics(const pcv_model *m) { return m->numerics; }
 
 /* ---- forward --------------------------------------------------------------------------------- */
 

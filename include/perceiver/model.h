@@ -61,6 +61,8 @@ const char *pcv_arch_name(pcv_arch a); /* HF class name */
 pcv_arch pcv_arch_from_name(const char *hf_class);
 int64_t pcv_model_num_params(const pcv_model *m);
 const char *pcv_model_device(const pcv_model *m);
+/* The numerics profile in effect (AUTO resolved at load: haiku for DeepMind pickles). */
+pcv_numerics pcv_model_numerics(const pcv_model *m);
 
 /* Runs one forward pass. Inputs are named like the Hugging Face forward arguments: text models
  * take "input_ids" (or "inputs") and "attention_mask"; image classifiers take "pixel_values"

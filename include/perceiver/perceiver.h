@@ -110,12 +110,42 @@ typedef struct pcv_weights {
     int nfiles;
     void **blocks;
     int nblocks;
+    /* Formats other than safetensors (see docs/checkpoints.md). */
+    bool from_haiku;        /* a DeepMind Haiku pickle: names are the Hugging Face names that the
+                               renamer produced (transposes and squeezes applied) */
+    char architecture[64];  /* HF class detected from the tensor names, "" if unknown */
+    char *source;           /* the file that was read (the index file for shards), for messages */
+    int ndropped;           /* Haiku entries with no HF counterpart (BatchNorm EMA counters) */
+    void *ext;              /* format-specific state (mapped files, parsed pickles) */
 } pcv_weights;
 
 /* Opens a checkpoint file or a model folder (model.safetensors). */
 int pcv_weights_open(pcv_weights *w, const char *path, pcv_error *err);
 const pcv_st_tensor *pcv_weights_find(const pcv_weights *w, const char *name);
 void pcv_weights_close(pcv_weights *w);
+
+/* pcv_weights_open with options. Formats, found by content (magic bytes), not by extension:
+ * safetensors; PyTorch zip (pytorch_model.bin) and legacy torch.save files; DeepMind Haiku
+ * pickles (*.pickle, *.pystate: renamed to HF names); sharded *.index.json of safetensors or
+ * PyTorch files. A folder is searched for model.safetensors, model.safetensors.index.json,
+ * pytorch_model.bin, pytorch_model.bin.index.json, then a single *.pickle / *.pystate / *.pkl. */
+typedef struct pcv_weights_options {
+    const char *architecture; /* Haiku pickles: override the architecture detected from the
+                                 names (HF class, convert-script name such as "MLM", or preset) */
+    bool haiku_names;         /* Haiku pickles: keep the Haiku names and layouts (inspection) */
+} pcv_weights_options;
+int pcv_weights_open_ex(pcv_weights *w, const char *path, const pcv_weights_options *opt,
+                        pcv_error *err);
+/* True when path (a file, or the checkpoint a folder would load) is a DeepMind pickle. */
+bool pcv_weights_is_haiku_path(const char *path);
+/* The config a checkpoint without config.json implies: the built-in preset of its
+ * architecture (w->architecture), with the sizes that the tensor shapes determine (latents,
+ * widths, layer count, vocabulary, labels, ...) taken from the tensors. Heads and num_blocks
+ * cannot be read from weights and come from the preset. */
+struct pcv_config;
+int pcv_weights_default_config(const pcv_weights *w, struct pcv_config *cfg, pcv_error *err);
+/* Number of values (elements) over all tensors. */
+int64_t pcv_weights_numel(const pcv_weights *w);
 
 /* ---- config.json ----------------------------------------------------------------------------- */
 

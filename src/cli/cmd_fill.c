@@ -306,7 +306,8 @@ int cmd_fill(int argc, char **argv)
                       pcv_arch_name(pcv_model_arch(m)));
         goto done;
     }
-    bool specials = opt.numerics != PCV_NUMERICS_HAIKU; /* DeepMind's colab adds no [CLS]/[SEP] */
+    /* DeepMind's colab adds no [CLS]/[SEP] (haiku numerics, the default for DeepMind pickles) */
+    bool specials = pcv_model_numerics(m) != PCV_NUMERICS_HAIKU;
     int64_t maxpos = pcv_model_config(m)->max_position_embeddings;
 
     /* parse and check every line before running anything, so errors leave no partial output */

@@ -18,6 +18,8 @@ static const char usage[] =
     "  run          run a forward pass: named input tensors in, output tensors out (safetensors)\n"
     "  bench        time one forward pass per stage and report GFLOP/s\n"
     "  init-random  write a random-weight model folder (config.json + model.safetensors)\n"
+    "  convert      DeepMind Haiku pickle (or any checkpoint) -> Hugging Face folder\n"
+    "  inspect      list a checkpoint's tensors, architecture and config\n"
     "\n"
     "Run 'perceiver-cl <command> --help' for a command's options.\n"
     "Global: --help, --version.\n"
@@ -89,7 +91,8 @@ bool cli_parse_int(const char *s, long lo, long hi, long *out)
 const char *const cli_model_opts_help =
     "  --device NAME     compute device: cpu (default; $PERCEIVER_DEVICE sets the default)\n"
     "  --threads N       CPU threads (default: all cores)\n"
-    "  --numerics P      hf (default) or haiku (DeepMind's tanh GELU)\n";
+    "  --numerics P      hf or haiku (DeepMind's original forward pass); default: haiku for\n"
+    "                    DeepMind pickles, hf otherwise\n";
 
 bool cli_model_opt(cli_args *a, pcv_model_options *opt, bool *bad)
 {
@@ -143,6 +146,10 @@ int main(int argc, char **argv)
         return cmd_bench(argc, argv);
     if (!strcmp(cmd, "init-random"))
         return cmd_init_random(argc, argv);
+    if (!strcmp(cmd, "convert"))
+        return cmd_convert(argc, argv);
+    if (!strcmp(cmd, "inspect"))
+        return cmd_inspect(argc, argv);
     fprintf(stderr, "perceiver-cl: unknown command '%s'\n\n", cmd);
     fprintf(stderr, usage, pcv_version());
     return EXIT_USAGE;

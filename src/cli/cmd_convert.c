@@ -1,0 +1,342 @@
+/* perceiver-cl convert: a DeepMind Haiku pickle (or any checkpoint perceiver-cl reads) to a
+ * Hugging Face folder (config.json + model.safetensors). Replaces transformers'
+ * convert_perceiver_haiku_to_pytorch.py; its flags are accepted as they are. */
+#include "cli.h"
+
+#include "perceiver/presets.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char help[] =
+    "Usage: perceiver-cl convert --pickle_file FILE --pytorch_dump_folder_path DIR [options]\n"
+    "\n"
+    "Converts a DeepMind Perceiver IO checkpoint (one of the six Haiku pickles released with the\n"
+    "paper, e.g. language_perceiver_io_bytes.pickle, imagenet_conv_preprocessing.pystate) into a\n"
+    "Hugging Face folder that transformers loads with from_pretrained: model.safetensors (float32,\n"
+    "Hugging Face names and layouts) and config.json. The pickle is read by perceiver-cl's own safe\n"
+    "reader: nothing in it is executed. Any other checkpoint perceiver-cl reads (pytorch_model.bin,\n"
+    "sharded folders) can be converted the same way.\n"
+    "\n"
+    "The folder is written atomically: on failure nothing is left (an existing folder is only\n"
+    "touched once everything has been written, file by file).\n"
+    "\n"
+    "Options:\n"
+    "  --pickle_file FILE, -i FILE              checkpoint to convert (file or folder)\n"
+    "  --pytorch_dump_folder_path DIR, -o DIR   output folder\n"
+    "  --architecture A, -a A                   MLM, image_classification,\n"
+    "                                           image_classification_fourier,\n"
+    "                                           image_classification_conv, optical_flow,\n"
+    "                                           multimodal_autoencoding (or an HF class name);\n"
+    "                                           default: detected from the parameter names\n"
+    "  --labels FILE, -l FILE                   class names for config.json id2label: a JSON\n"
+    "                                           object {\"0\": name, ...}, a JSON list, or one name\n"
+    "                                           per line (ImageNet-1k, Kinetics-700 are not bundled)\n"
+    "  --config FILE, -c FILE                   use this config.json instead of the built-in preset\n"
+    "  --help                                   this text\n";
+
+/* ---- labels -------------------------------------------------------------------------------- */
+
+static int load_labels(const char *path, char ***out, int *n, pcv_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return pcv_set_error(err, PCV_ERR_IO, "%s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, len = 0;
+    char *text = malloc(cap);
+    size_t got;
+    while (text && (got = fread(text + len, 1, cap - len - 1, f)) > 0) {
+        len += got;
+        if (len + 1 == cap) {
+            if (cap > (64u << 20)) {
+                free(text);
+                fclose(f);
+                return pcv_set_error(err, PCV_ERR_INPUT, "%s: label file too large", path);
+            }
+            char *t = realloc(text, cap *= 2);
+            if (!t)
+                free(text);
+            text = t;
+        }
+    }
+    fclose(f);
+    if (!text)
+        return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+    text[len] = '\0';
+    size_t i = 0;
+    while (i < len && strchr(" \t\r\n", text[i]))
+        i++;
+    int rc = 0;
+    char **labels = NULL;
+    int count = 0;
+    if (i < len && (text[i] == '{' || text[i] == '[')) {
+        json_error_t je;
+        json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+        if (!root) {
+            free(text);
+            return pcv_set_error(err, PCV_ERR_INPUT, "%s: line %d: %s", path, je.line, je.text);
+        }
+        json_t *obj = json_object_get(root, "id2label");
+        if (!obj)
+            obj = root;
+        count = (int)(json_is_array(obj) ? json_array_size(obj) : json_object_size(obj));
+        labels = calloc(count ? (size_t)count : 1, sizeof *labels);
+        for (int k = 0; labels && k < count && !rc; k++) {
+            json_t *v;
+            if (json_is_array(obj)) {
+                v = json_array_get(obj, (size_t)k);
+            } else {
+                char key[16];
+                snprintf(key, sizeof key, "%d", k);
+                v = json_object_get(obj, key);
+            }
+            if (!json_is_string(v))
+                rc = pcv_set_error(err, PCV_ERR_INPUT, "%s: label %d is missing or not a string "
+                                   "(keys must be \"0\"..\"%d\")", path, k, count - 1);
+            else if (!(labels[k] = strdup(json_string_value(v))))
+                rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+        }
+        json_decref(root);
+    } else {
+        for (size_t k = 0; k < len; k++)
+            count += text[k] == '\n';
+        count += len && text[len - 1] != '\n';
+        labels = calloc(count ? (size_t)count : 1, sizeof *labels);
+        int k = 0;
+        for (char *line = text, *next; labels && line < text + len && !rc; line = next) {
+            char *nl = strchr(line, '\n');
+            next = nl ? nl + 1 : text + len;
+            size_t l = (size_t)(next - line) - (nl != NULL);
+            if (l && line[l - 1] == '\r')
+                l--;
+            if (!(labels[k++] = strndup(line, l)))
+                rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+        }
+        count = k;
+    }
+    free(text);
+    if (!labels && !rc)
+        rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+    if (!rc && count == 0)
+        rc = pcv_set_error(err, PCV_ERR_INPUT, "%s: no labels", path);
+    if (rc) {
+        for (int k = 0; labels && k < count; k++)
+            free(labels[k]);
+        free(labels);
+        return rc;
+    }
+    *out = labels;
+    *n = count;
+    return 0;
+}
+
+/* ---- output folder --------------------------------------------------------------------------- */
+
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *de;
+        char p[4096 + 256];
+        while ((de = readdir(d)))
+            if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+                snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+                unlink(p);
+            }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* Moves the finished temporary folder into place: a rename when DIR does not exist (or is
+ * empty), otherwise file by file (each rename is atomic). */
+static int publish(const char *tmp, const char *dir, pcv_error *err)
+{
+    if (rename(tmp, dir) == 0)
+        return 0;
+    if (errno != ENOTEMPTY && errno != EEXIST)
+        return pcv_set_error(err, PCV_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
+    static const char *const files[] = {"model.safetensors", "config.json"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char a[4096 + 64], b[4096 + 64];
+        snprintf(a, sizeof a, "%s/%s", tmp, files[i]);
+        snprintf(b, sizeof b, "%s/%s", dir, files[i]);
+        if (rename(a, b) != 0)
+            return pcv_set_error(err, PCV_ERR_IO, "%s: cannot write: %s", b, strerror(errno));
+    }
+    remove_tree(tmp);
+    return 0;
+}
+
+static int write_tensors(const pcv_weights *w, const char *path, pcv_error *err)
+{
+    pcv_st_entry *e = calloc((size_t)(w->count ? w->count : 1), sizeof *e);
+    void **bufs = calloc((size_t)(w->count ? w->count : 1), sizeof *bufs);
+    int rc = 0;
+    if (!e || !bufs)
+        rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+    for (int i = 0; !rc && i < w->count; i++) {
+        const pcv_st_tensor *t = &w->tensors[i];
+        e[i].name = t->name;
+        e[i].ndim = t->ndim;
+        memcpy(e[i].shape, t->shape, sizeof e[i].shape);
+        bool is_float = t->dtype == PCV_DT_F32 || t->dtype == PCV_DT_F16 ||
+                        t->dtype == PCV_DT_BF16 || t->dtype == PCV_DT_F64;
+        if (!is_float || t->dtype == PCV_DT_F32) { /* F32 and integer tensors as they are */
+            e[i].dtype = t->dtype;
+            e[i].data = t->data;
+            continue;
+        }
+        /* the HF models are float32 */
+        float *f = malloc((size_t)(t->numel ? t->numel : 1) * sizeof *f);
+        if (!f) {
+            rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory converting '%s'", t->name);
+            break;
+        }
+        bufs[i] = f;
+        rc = pcv_st_to_f32(t, f, err);
+        e[i].dtype = PCV_DT_F32;
+        e[i].data = f;
+    }
+    if (!rc)
+        rc = pcv_st_write(path, e, w->count, err);
+    for (int i = 0; bufs && i < w->count; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(e);
+    return rc;
+}
+
+int cmd_convert(int argc, char **argv)
+{
+    cli_args a;
+    const char *in = NULL, *out = NULL, *arch = NULL, *labels_path = NULL, *config_path = NULL;
+    bool bad = false;
+    cli_init(&a, argc, argv, 2);
+    while (a.i < a.argc && !bad) {
+        if (cli_opt(&a, "--help", "-h", false, &bad)) {
+            printf("%s", help);
+            return EXIT_OK;
+        } else if (cli_opt(&a, "--pickle_file", "-i", true, &bad) ||
+                   cli_opt(&a, "--pickle-file", NULL, true, &bad)) {
+            in = a.value;
+        } else if (cli_opt(&a, "--pytorch_dump_folder_path", "-o", true, &bad) ||
+                   cli_opt(&a, "--pytorch-dump-folder-path", NULL, true, &bad)) {
+            out = a.value;
+        } else if (cli_opt(&a, "--architecture", "-a", true, &bad)) {
+            arch = a.value;
+        } else if (cli_opt(&a, "--labels", "-l", true, &bad)) {
+            labels_path = a.value;
+        } else if (cli_opt(&a, "--config", "-c", true, &bad)) {
+            config_path = a.value;
+        } else {
+            return cli_usage_error("convert", "unknown argument '%s'", a.argv[a.i]);
+        }
+    }
+    if (bad)
+        return EXIT_USAGE;
+    if (!in || !out)
+        return cli_usage_error("convert", "--pickle_file and --pytorch_dump_folder_path are required");
+    if (!out[0])
+        return cli_usage_error("convert", "empty output folder name");
+
+    pcv_error err = {0};
+    pcv_weights w = {0};
+    pcv_config cfg;
+    pcv_config_init(&cfg);
+    char **labels = NULL;
+    int nlabels = 0, rc = EXIT_FAIL;
+    char tmp[4096], path[4096 + 64];
+    tmp[0] = '\0';
+    pcv_weights_options wo = {.architecture = arch};
+    if (pcv_weights_open_ex(&w, in, &wo, &err))
+        goto done;
+    if (!w.architecture[0]) {
+        pcv_set_error(&err, PCV_ERR_UNSUPPORTED, "%s: cannot tell the architecture from the tensor "
+                      "names; pass --architecture", in);
+        goto done;
+    }
+    /* config: --config, else the config.json of a Hugging Face folder, else the preset */
+    struct stat sb;
+    char incfg[4096];
+    snprintf(incfg, sizeof incfg, "%s/config.json", in);
+    if (config_path) {
+        if (pcv_config_load(&cfg, config_path, &err))
+            goto done;
+    } else if (!w.from_haiku && stat(in, &sb) == 0 && S_ISDIR(sb.st_mode) && stat(incfg, &sb) == 0) {
+        if (pcv_config_load(&cfg, incfg, &err))
+            goto done;
+    } else {
+        pcv_config_free(&cfg);
+        if (pcv_weights_default_config(&w, &cfg, &err))
+            goto done;
+    }
+    if (!cfg.architecture[0] || (arch && w.from_haiku))
+        snprintf(cfg.architecture, sizeof cfg.architecture, "%s", w.architecture);
+    if (labels_path) {
+        if (load_labels(labels_path, &labels, &nlabels, &err))
+            goto done;
+        const pcv_st_tensor *head = pcv_weights_find(&w, "perceiver.decoder.decoder.final_layer.weight");
+        if (!strcmp(w.architecture, "PerceiverForMultimodalAutoencoding"))
+            head = pcv_weights_find(&w, "perceiver.output_postprocessor.modalities.label.classifier.weight");
+        if (!strcmp(w.architecture, "PerceiverForOpticalFlow") || !strcmp(w.architecture, "PerceiverForMaskedLM"))
+            head = NULL;
+        if (head && head->ndim == 2 && head->shape[0] != nlabels) {
+            pcv_set_error(&err, PCV_ERR_INPUT, "%s: %d labels, but the classifier has %lld classes",
+                          labels_path, nlabels, (long long)head->shape[0]);
+            goto done;
+        }
+        for (int i = 0; cfg.id2label && i < cfg.num_labels; i++)
+            free(cfg.id2label[i]);
+        free(cfg.id2label);
+        cfg.id2label = labels;
+        cfg.num_labels = nlabels;
+        labels = NULL;
+    }
+
+    /* write everything into a temporary sibling folder, then move it into place */
+    snprintf(tmp, sizeof tmp, "%s.partial-%ld", out, (long)getpid());
+    size_t ol = strlen(out);
+    while (ol > 1 && out[ol - 1] == '/') /* "dir/" -> "dir.partial-N" */
+        ol--;
+    snprintf(tmp, sizeof tmp, "%.*s.partial-%ld", (int)ol, out, (long)getpid());
+    remove_tree(tmp);
+    if (mkdir(tmp, 0755) != 0) {
+        pcv_set_error(&err, PCV_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        tmp[0] = '\0';
+        goto done;
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+    if (write_tensors(&w, path, &err))
+        goto done;
+    snprintf(path, sizeof path, "%s/config.json", tmp);
+    if (pcv_config_save(&cfg, path, &err))
+        goto done;
+    char outdir[4096];
+    snprintf(outdir, sizeof outdir, "%.*s", (int)ol, out);
+    if (publish(tmp, outdir, &err))
+        goto done;
+    tmp[0] = '\0';
+    printf("converted %s (%s, %s): %d tensors, %lld parameters%s -> %s/model.safetensors, "
+           "%s/config.json\n", in, w.format, w.architecture, w.count, (long long)pcv_weights_numel(&w),
+           w.ndropped ? " (BatchNorm EMA counters dropped)" : "", outdir, outdir);
+    rc = EXIT_OK;
+done:
+    if (tmp[0])
+        remove_tree(tmp);
+    if (rc)
+        cli_fail(&err);
+    for (int i = 0; labels && i < nlabels; i++)
+        free(labels[i]);
+    free(labels);
+    pcv_config_free(&cfg);
+    pcv_weights_close(&w);
+    return rc;
+}

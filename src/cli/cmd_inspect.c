@@ -1,0 +1,179 @@
+/* perceiver-cl inspect: what a checkpoint holds (format, tensors, shapes, dtypes, parameter
+ * count, detected architecture and the config a run would use). Reads metadata only. */
+#include "cli.h"
+
+#include "perceiver/presets.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char help[] =
+    "Usage: perceiver-cl inspect FILE|DIR [options]\n"
+    "\n"
+    "Lists a checkpoint: format, tensors (name, dtype, shape), parameter count, the architecture\n"
+    "detected from the tensor names, the numerics profile a run uses by default, and the config\n"
+    "(config.json, or for a DeepMind pickle the built-in preset sized from its tensors).\n"
+    "FILE may be model.safetensors, pytorch_model.bin (zip or legacy), a *.index.json of a\n"
+    "sharded checkpoint, or a DeepMind Haiku pickle; DIR a Hugging Face or DeepMind folder.\n"
+    "\n"
+    "Options:\n"
+    "  --haiku-names          for a pickle: list the Haiku names and layouts as stored, with the\n"
+    "                         Hugging Face name each one becomes\n"
+    "  --architecture A, -a A override the detected architecture (see 'convert --help')\n"
+    "  --summary, -s          no tensor list\n"
+    "  --help                 this text\n";
+
+static void shape_str(char *buf, size_t cap, const pcv_st_tensor *t)
+{
+    size_t l = (size_t)snprintf(buf, cap, "[");
+    for (int d = 0; d < t->ndim && l < cap; d++)
+        l += (size_t)snprintf(buf + l, cap - l, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+    if (l < cap)
+        snprintf(buf + l, cap - l, "]");
+}
+
+static void print_config(const pcv_config *c)
+{
+    printf("  architectures                  %s\n", c->architecture[0] ? c->architecture : "(none)");
+    printf("  num_latents x d_latents        %d x %d\n", c->num_latents, c->d_latents);
+    printf("  d_model                        %d\n", c->d_model);
+    printf("  num_blocks x self_attends      %d x %d\n", c->num_blocks, c->num_self_attends_per_block);
+    printf("  heads (self / cross)           %d / %d\n", c->num_self_attention_heads, c->num_cross_attention_heads);
+    printf("  qk_channels / v_channels       ");
+    c->qk_channels ? printf("%d", c->qk_channels) : printf("null");
+    printf(" / ");
+    c->v_channels ? printf("%d\n", c->v_channels) : printf("null\n");
+    printf("  widening (self / cross)        %d / %d\n", c->self_attention_widening_factor,
+           c->cross_attention_widening_factor);
+    if (strstr(c->architecture, "MaskedLM") || strstr(c->architecture, "Sequence"))
+        printf("  vocab_size / max_position      %d / %d\n", c->vocab_size, c->max_position_embeddings);
+    if (!strstr(c->architecture, "MaskedLM") && !strstr(c->architecture, "OpticalFlow"))
+        printf("  num_labels                     %d%s\n", c->num_labels,
+               c->id2label ? " (with id2label)" : "");
+    if (strstr(c->architecture, "Learned") || strstr(c->architecture, "Multimodal"))
+        printf("  image_size                     %d\n", c->image_size);
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+    cli_args a;
+    const char *path = NULL, *arch = NULL;
+    bool bad = false, raw = false, summary = false;
+    cli_init(&a, argc, argv, 2);
+    while (a.i < a.argc && !bad) {
+        if (cli_opt(&a, "--help", "-h", false, &bad)) {
+            printf("%s", help);
+            return EXIT_OK;
+        } else if (cli_opt(&a, "--haiku-names", NULL, false, &bad)) {
+            raw = true;
+        } else if (cli_opt(&a, "--summary", "-s", false, &bad)) {
+            summary = true;
+        } else if (cli_opt(&a, "--architecture", "-a", true, &bad)) {
+            arch = a.value;
+        } else if (a.argv[a.i][0] == '-' && a.argv[a.i][1]) {
+            return cli_usage_error("inspect", "unknown argument '%s'", a.argv[a.i]);
+        } else if (path) {
+            return cli_usage_error("inspect", "only one FILE or DIR");
+        } else {
+            path = a.argv[a.i++];
+        }
+    }
+    if (bad)
+        return EXIT_USAGE;
+    if (!path)
+        return cli_usage_error("inspect", "FILE or DIR is required");
+
+    pcv_error err = {0};
+    pcv_weights w = {0}, hf = {0};
+    pcv_config cfg;
+    pcv_config_init(&cfg);
+    int rc = EXIT_FAIL;
+    pcv_weights_options wo = {.architecture = arch, .haiku_names = raw};
+    if (pcv_weights_open_ex(&w, path, &wo, &err))
+        goto done;
+    printf("path:          %s\n", w.path);
+    if (strcmp(w.source, w.path))
+        printf("weights file:  %s\n", w.source);
+    printf("format:        %s\n", w.format);
+    printf("architecture:  %s%s\n", w.architecture[0] ? w.architecture : "unknown",
+           w.architecture[0] ? (arch ? " (--architecture)" : " (detected from the tensor names)") : "");
+    printf("numerics:      %s by default (--numerics hf|haiku to choose)\n",
+           w.from_haiku ? "haiku (DeepMind's original forward pass)" : "hf (Hugging Face transformers)");
+    int counts[PCV_DT_BOOL + 1] = {0};
+    for (int i = 0; i < w.count; i++)
+        if ((unsigned)w.tensors[i].dtype <= PCV_DT_BOOL)
+            counts[w.tensors[i].dtype]++;
+    printf("tensors:       %d", w.count);
+    if (w.ndropped)
+        printf(" (+%d Haiku entries with no HF counterpart: BatchNorm EMA counters)", w.ndropped);
+    printf("\nparameters:    %lld\ndtypes:       ", (long long)pcv_weights_numel(&w));
+    for (int d = 1; d <= PCV_DT_BOOL; d++)
+        if (counts[d])
+            printf(" %s x %d", pcv_dtype_name((pcv_dtype)d), counts[d]);
+    printf("\n");
+
+    /* the config a run would use */
+    struct stat sb;
+    char cfgpath[4096];
+    bool isdir = stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+    const char *slash = strrchr(path, '/');
+    if (isdir)
+        snprintf(cfgpath, sizeof cfgpath, "%s/config.json", path);
+    else if (slash)
+        snprintf(cfgpath, sizeof cfgpath, "%.*s/config.json", (int)(slash - path), path);
+    else
+        snprintf(cfgpath, sizeof cfgpath, "config.json");
+    if (stat(cfgpath, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        if (pcv_config_load(&cfg, cfgpath, &err) == 0) {
+            printf("config:        %s\n", cfgpath);
+            print_config(&cfg);
+        } else {
+            printf("config:        %s: %s\n", cfgpath, err.msg);
+        }
+    } else if (w.from_haiku && !raw) {
+        pcv_config_free(&cfg);
+        if (pcv_weights_default_config(&w, &cfg, &err) == 0) {
+            printf("config:        built-in preset for %s, sized from the tensors\n", cfg.architecture);
+            print_config(&cfg);
+        } else {
+            printf("config:        none (%s)\n", err.msg);
+        }
+    } else if (!w.from_haiku) {
+        printf("config:        none (no config.json beside the weights)\n");
+    }
+
+    if (!summary) {
+        /* with --haiku-names, also open the renamed view to show where each entry goes */
+        bool mapping = raw && w.from_haiku && w.architecture[0];
+        if (mapping) {
+            pcv_weights_options ho = {.architecture = arch};
+            if (pcv_weights_open_ex(&hf, path, &ho, &err))
+                mapping = false;
+        }
+        printf("\n%-4s %-70s %-6s %s\n", "#", "tensor", "dtype", "shape");
+        for (int i = 0; i < w.count; i++) {
+            const pcv_st_tensor *t = &w.tensors[i];
+            char sh[128];
+            shape_str(sh, sizeof sh, t);
+            printf("%-4d %-70s %-6s %s\n", i, t->name, pcv_dtype_name(t->dtype), sh);
+        }
+        if (mapping) {
+            printf("\nHugging Face names (after renaming, transposes and squeezes):\n");
+            for (int i = 0; i < hf.count; i++) {
+                char sh[128];
+                shape_str(sh, sizeof sh, &hf.tensors[i]);
+                printf("%-4d %-70s %-6s %s\n", i, hf.tensors[i].name,
+                       pcv_dtype_name(hf.tensors[i].dtype), sh);
+            }
+        }
+    }
+    rc = EXIT_OK;
+done:
+    if (rc)
+        cli_fail(&err);
+    pcv_config_free(&cfg);
+    pcv_weights_close(&hf);
+    pcv_weights_close(&w);
+    return rc;
+}

@@ -1,0 +1,344 @@
+/* The safe pickle reader: real NumPy pickles of every array layout (tests/fixtures/haiku_dtypes,
+ * written by NumPy 1.26 and 2.x in protocols 2, 4 and 5), memo sharing, and hostile or broken
+ * input: disallowed globals (real pickles that would run a shell command under Python: the
+ * command must not run), truncation at every length, unknown opcodes, absurd lengths, memo
+ * indices out of range, recursive structures, unbalanced marks and the allocation budget. */
+#include "haiku.h"
+#include "pickle.h"
+#include "testutil.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PWNED "/tmp/perceiver-cl-pwned-by-pickle"
+
+static unsigned char *read_all(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(sz > 0 ? (size_t)sz : 1);
+    *n = b ? fread(b, 1, (size_t)sz, f) : 0;
+    fclose(f);
+    return b;
+}
+
+static int load(pk_doc *d, const void *buf, size_t n, pcv_error *err)
+{
+    pk_options o = {.name = "test"};
+    return pk_load(d, buf, n, &o, err);
+}
+
+/* expects failure with a message containing want */
+static void expect_fail(const char *what, const void *buf, size_t n, const char *want)
+{
+    pk_doc d;
+    pcv_error err = {0};
+    int rc = load(&d, buf, n, &err);
+    CHECK(rc != 0, "%s: accepted", what);
+    CHECK(rc == 0 || !want || strstr(err.msg, want), "%s: message '%s' lacks '%s'", what, err.msg, want);
+    if (rc == 0)
+        pk_doc_free(&d);
+}
+
+#define BYTES(s) (const unsigned char *)(s), sizeof(s) - 1
+
+static void test_basics(void)
+{
+    pk_doc d;
+    pcv_error err = {0};
+    /* {'a': [1, -2, 300, 70000, True, None, 1.5]} protocol 2 */
+    static const unsigned char p[] = "\x80\x02}q\x00X\x01\x00\x00\x00" "aq\x01]q\x02(K\x01J\xfe\xff\xff\xff"
+                                     "M,\x01J\x70\x11\x01\x00\x88NG?\xf8\x00\x00\x00\x00\x00\x00" "es.";
+    CHECK(load(&d, p, sizeof p - 1, &err) == 0, "%s", err.msg);
+    if (d.root) {
+        pk_obj *l = pk_dict_get(d.root, "a");
+        CHECK(l && l->kind == PK_LIST && l->u.seq.n == 7, "list");
+        if (l && l->u.seq.n == 7) {
+            CHECK(l->u.seq.v[0]->u.i == 1 && l->u.seq.v[1]->u.i == -2 && l->u.seq.v[2]->u.i == 300 &&
+                      l->u.seq.v[3]->u.i == 70000 && l->u.seq.v[4]->kind == PK_BOOL &&
+                      l->u.seq.v[5]->kind == PK_NONE && l->u.seq.v[6]->u.f == 1.5,
+                  "values");
+        }
+        pk_doc_free(&d);
+    }
+    /* memo: the same object, not a copy (DUP + BINGET of a list appended to later) */
+    static const unsigned char m[] = "\x80\x02]q\x00h\x00K\x07" "a\x86.";
+    CHECK(load(&d, m, sizeof m - 1, &err) == 0, "%s", err.msg);
+    if (d.root) {
+        CHECK(d.root->kind == PK_TUPLE && d.root->u.seq.v[0] == d.root->u.seq.v[1] &&
+                  d.root->u.seq.v[0]->u.seq.n == 1, "memo shares objects");
+        pk_doc_free(&d);
+    }
+    /* protocol 0 text opcodes: (dp0\nS'k'\np1\nI42\ns. */
+    CHECK(load(&d, BYTES("(dp0\nS'k'\np1\nI42\nsVh\\u00e9\np2\nL-5L\ns."), &err) == 0, "%s", err.msg);
+    if (d.root) {
+        pk_obj *v = pk_dict_get(d.root, "k");
+        CHECK(v && v->u.i == 42, "protocol 0 int");
+        CHECK(d.root->u.dict.n == 2 && d.root->u.dict.k[1]->u.s.n == 3, "raw-unicode-escape");
+        pk_doc_free(&d);
+    }
+    /* LONG1 sign extension and the 10-byte torch magic */
+    CHECK(load(&d, BYTES("\x80\x02\x8a\x02\x00\xff."), &err) == 0 && d.root->u.i == -256, "LONG1 negative");
+    pk_doc_free(&d);
+    CHECK(load(&d, BYTES("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19."), &err) == 0 &&
+              d.root->kind == PK_BIGINT, "LONG1 10 bytes");
+    pk_doc_free(&d);
+}
+
+static void test_hostile_bytes(void)
+{
+    /* globals that are not on the whitelist are refused by name, before anything is called */
+    expect_fail("posix.system", BYTES("\x80\x02\x63posix\nsystem\nX\x04\x00\x00\x00true\x85R."), "posix.system");
+    expect_fail("os.system", BYTES("cos\nsystem\n(S'true'\ntR."), "os.system");
+    expect_fail("builtins.eval stack_global", BYTES("\x80\x04\x8c\x08\x62uiltins\x8c\x04\x65val\x93."), "builtins.eval");
+    expect_fail("getattr", BYTES("\x80\x02\x63\x62uiltins\ngetattr\n."), "builtins.getattr");
+    expect_fail("numpy subclass", BYTES("\x80\x02\x63numpy.ma\nMaskedArray\n."), "numpy.ma.MaskedArray");
+    expect_fail("INST", BYTES("(S'x'\nios\nsystem\n."), "os.system");
+    expect_fail("OBJ", BYTES("\x80\x02(\x63\x63ollections\nOrderedDict\no."), "OBJ");
+    expect_fail("EXT1", BYTES("\x80\x02\x82\x01."), "EXT1");
+    expect_fail("PERSID", BYTES("P1\n."), "PERSID");
+    expect_fail("BINPERSID outside torch", BYTES("\x80\x02N\x51."), "persistent");
+    expect_fail("NEWOBJ_EX", BYTES("\x80\x04N)}\x92."), "NEWOBJ_EX");
+    /* calling a whitelisted name in a way it is never called */
+    expect_fail("REDUCE on a non-callable", BYTES("\x80\x02K\x01)R."), "REDUCE");
+    expect_fail("BUILD on a dict", BYTES("\x80\x02}}b."), "BUILD");
+    expect_fail("ndarray as callable", BYTES("\x80\x02\x63numpy\nndarray\n)R."), "numpy.ndarray");
+    /* structure */
+    expect_fail("unknown opcode", BYTES("\x80\x02\xff."), "unknown opcode 0xff");
+    expect_fail("empty", "", 0, "truncated");
+    expect_fail("no STOP", BYTES("\x80\x02K\x01"), "truncated");
+    expect_fail("stack underflow", BYTES("\x80\x02."), "underflow");
+    expect_fail("unclosed mark", BYTES("\x80\x02(K\x01."), "MARK");
+    expect_fail("pop mark without mark", BYTES("\x80\x02K\x01t."), "MARK");
+    expect_fail("setitems odd", BYTES("\x80\x02}(K\x01u."), "odd");
+    expect_fail("append to int", BYTES("\x80\x02K\x01K\x02" "a."), "append");
+    expect_fail("protocol 9", BYTES("\x80\x09N."), "protocol");
+    /* lengths that run past the data: nothing is allocated for them */
+    expect_fail("BINBYTES8 2^60", BYTES("\x80\x04\x8e\x00\x00\x00\x00\x00\x00\x00\x10."), "declared length");
+    expect_fail("BINUNICODE 4G", BYTES("\x80\x04X\xff\xff\xff\xff."), "declared length");
+    expect_fail("BYTEARRAY8", BYTES("\x80\x05\x96\xff\xff\xff\xff\xff\xff\xff\xff."), "declared length");
+    expect_fail("FRAME", BYTES("\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x01N."), "frame");
+    expect_fail("BINSTRING negative", BYTES("\x80\x01T\xff\xff\xff\xff."), "negative");
+    expect_fail("LONG4 huge", BYTES("\x80\x02\x8b\xff\xff\xff\x7f."), "declared length");
+    /* memo */
+    expect_fail("BINGET unset", BYTES("\x80\x02h\x05."), "never stored");
+    expect_fail("LONG_BINGET 4G", BYTES("\x80\x02j\xff\xff\xff\xff."), "never stored");
+    expect_fail("LONG_BINPUT 4G", BYTES("\x80\x02Nr\xff\xff\xff\xff."), "out of range");
+    expect_fail("PUT text huge", BYTES("Np99999999999\n."), "out of range");
+    expect_fail("GET text negative", BYTES("g-1\n."), "negative");
+    /* invalid UTF-8 in a str */
+    expect_fail("bad utf8", BYTES("\x80\x04\x8c\x02\xc3\x28."), "UTF-8");
+    /* out-of-band buffers cannot come from a file */
+    expect_fail("NEXT_BUFFER", BYTES("\x80\x05\x97."), "out-of-band");
+    /* numpy: declared shape and data disagree */
+    expect_fail("shape/bytes mismatch",
+                BYTES("\x80\x05\x63numpy._core.numeric\n_frombuffer\n(\x96\x04\x00\x00\x00\x00\x00\x00\x00"
+                      "\x00\x00\x80?\x63numpy\ndtype\nX\x02\x00\x00\x00\x66\x34\x89\x88\x87R"
+                      "K\x02\x85X\x01\x00\x00\x00\x43tR."),
+                "need 8");
+    expect_fail("object dtype",
+                BYTES("\x80\x02\x63numpy._core.numeric\n_frombuffer\n(C\x00\x63numpy\ndtype\n"
+                      "X\x02\x00\x00\x00O8\x89\x88\x87R)X\x01\x00\x00\x00\x43tR."),
+                "not supported");
+    /* allocation budget: a stream of EMPTY_DICTs within a tiny budget */
+    size_t n = 200000;
+    unsigned char *many = malloc(n + 3);
+    many[0] = 0x80, many[1] = 2;
+    for (size_t i = 2; i < n + 2; i++)
+        many[i] = (i % 2) ? '0' : '}';
+    many[n + 2] = '.';
+    pk_doc d;
+    pcv_error err = {0};
+    pk_options o = {.name = "budget", .max_alloc = 1 << 16};
+    int rc = pk_load(&d, many, n + 3, &o, &err);
+    CHECK(rc != 0 && strstr(err.msg, "memory"), "budget: %s", err.msg);
+    if (!rc)
+        pk_doc_free(&d);
+    free(many);
+    /* deep nesting: 100000 nested lists are fine for the machine (it never recurses) ... */
+    n = 100000;
+    unsigned char *deep = malloc(3 * n + 8);
+    size_t k = 0;
+    deep[k++] = 0x80, deep[k++] = 2;
+    for (size_t i = 0; i < n; i++)
+        deep[k++] = ']';
+    for (size_t i = 0; i + 1 < n; i++)
+        deep[k++] = 'a';
+    deep[k++] = '.';
+    rc = load(&d, deep, k, &err);
+    CHECK(rc == 0, "deep lists: %s", err.msg);
+    if (!rc)
+        pk_doc_free(&d);
+    free(deep);
+}
+
+/* Recursive structures load, but walking them as a parameter tree stops at a depth limit. */
+static void test_recursive(void)
+{
+    pk_doc d;
+    pcv_error err = {0};
+    /* d = {}; d['a'] = d */
+    CHECK(load(&d, BYTES("\x80\x02}q\x00X\x01\x00\x00\x00\x61h\x00s."), &err) == 0, "%s", err.msg);
+    if (d.root) {
+        CHECK(pk_dict_get(d.root, "a") == d.root, "self-reference kept as a reference");
+        hk_param *p = NULL;
+        size_t n = 0;
+        int rc = hk_flatten(d.root, "rec", &p, &n, &err);
+        CHECK(rc != 0 && strstr(err.msg, "deeper"), "recursive tree: %s", err.msg);
+        if (!rc)
+            hk_params_free(p, n);
+        pk_doc_free(&d);
+    }
+    /* l = []; l.append(l) */
+    CHECK(load(&d, BYTES("\x80\x02]q\x00h\x00" "a."), &err) == 0, "%s", err.msg);
+    if (d.root) {
+        CHECK(d.root->u.seq.v[0] == d.root, "list contains itself");
+        hk_param *p = NULL;
+        size_t n = 0;
+        CHECK(hk_flatten(d.root, "rec", &p, &n, &err) != 0, "list root refused");
+        pk_doc_free(&d);
+    }
+}
+
+/* Every proper prefix of a real pickle is an error (never a crash or a hang). */
+static void test_truncation(const char *path)
+{
+    size_t n = 0;
+    unsigned char *buf = read_all(path, &n);
+    CHECK(buf != NULL && n > 100, "%s", path);
+    if (!buf)
+        return;
+    int ok = 0;
+    for (size_t len = 0; len < n; len++) {
+        unsigned char *copy = malloc(len ? len : 1); /* exact size, so ASan sees any overread */
+        memcpy(copy, buf, len);
+        pk_doc d;
+        pcv_error err = {0};
+        if (load(&d, copy, len, &err) != 0)
+            ok++;
+        else
+            pk_doc_free(&d);
+        free(copy);
+    }
+    CHECK(ok == (int)n, "%s: %d of %zu prefixes rejected", path, ok, n);
+    /* and flipping single bytes never crashes (results vary) */
+    for (size_t i = 0; i < n; i += 7) {
+        unsigned char *copy = malloc(n);
+        memcpy(copy, buf, n);
+        copy[i] ^= 0x5a;
+        pk_doc d;
+        pcv_error err = {0};
+        if (load(&d, copy, n, &err) == 0) {
+            hk_param *p = NULL;
+            size_t np = 0;
+            if (hk_flatten(d.root, "x", &p, &np, &err) == 0)
+                hk_params_free(p, np);
+            pk_doc_free(&d);
+        }
+        free(copy);
+    }
+    free(buf);
+}
+
+static void test_dtypes(const char *tag)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/haiku_dtypes/cases_%s.json", tu_fixtures(), tag);
+    json_error_t je;
+    json_t *cases = json_load_file(path, 0, &je);
+    CHECK(cases != NULL, "%s: %s", path, je.text);
+    for (int proto = 2; cases && proto <= 5; proto++) {
+        if (proto == 3)
+            continue;
+        snprintf(path, sizeof path, "%s/haiku_dtypes/dtypes_p%d_%s.pickle", tu_fixtures(), proto, tag);
+        size_t n = 0;
+        unsigned char *buf = read_all(path, &n);
+        CHECK(buf != NULL, "%s", path);
+        pk_doc d;
+        pcv_error err = {0};
+        if (!buf || load(&d, buf, n, &err) != 0) {
+            CHECK(false, "%s: %s", path, err.msg);
+            free(buf);
+            continue;
+        }
+        pk_obj *arrays = pk_dict_get(d.root, "arrays");
+        const char *name;
+        json_t *c;
+        int checked = 0;
+        json_object_foreach(cases, name, c) {
+            pk_obj *a = pk_dict_get(arrays, name);
+            CHECK(a && a->kind == PK_ARRAY, "%s: %s missing", path, name);
+            if (!a || a->kind != PK_ARRAY)
+                continue;
+            json_t *shape = json_object_get(c, "shape"), *vals = json_object_get(c, "values");
+            bool ok = a->u.arr->ndim == (int)json_array_size(shape);
+            for (int i = 0; ok && i < a->u.arr->ndim; i++)
+                ok = a->u.arr->shape[i] == json_integer_value(json_array_get(shape, (size_t)i));
+            CHECK(ok, "%s: %s shape", path, name);
+            pcv_st_tensor t = {.name = (char *)name, .dtype = a->u.arr->dtype, .ndim = a->u.arr->ndim,
+                               .numel = (int64_t)json_array_size(vals), .data = a->u.arr->data,
+                               .nbytes = a->u.arr->nbytes};
+            float *f = malloc((json_array_size(vals) + 1) * sizeof *f);
+            CHECK(t.nbytes == (size_t)t.numel * pcv_dtype_size(t.dtype), "%s: %s byte count", path, name);
+            if (t.nbytes == (size_t)t.numel * pcv_dtype_size(t.dtype) && pcv_st_to_f32(&t, f, &err) == 0) {
+                for (size_t i = 0; i < json_array_size(vals); i++) {
+                    double want = json_number_value(json_array_get(vals, i));
+                    if ((float)want != f[i]) {
+                        CHECK(false, "%s: %s[%zu] = %g, want %g", path, name, i, f[i], want);
+                        break;
+                    }
+                }
+                checked++;
+            }
+            free(f);
+        }
+        CHECK(checked == (int)json_object_size(cases), "%s: %d arrays checked", path, checked);
+        pk_doc_free(&d);
+        if (proto == 4)
+            test_truncation(path);
+        free(buf);
+    }
+    json_decref(cases);
+}
+
+static void test_hostile_files(void)
+{
+    static const char *const files[] = {"os_system_p0.pickle", "os_system_p2.pickle", "os_system_p4.pickle",
+                                        "nested_os_system.pickle", "builtins_eval.pickle"};
+    unlink(PWNED);
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/haiku_hostile/%s", tu_fixtures(), files[i]);
+        size_t n = 0;
+        unsigned char *buf = read_all(path, &n);
+        CHECK(buf != NULL, "%s", path);
+        if (buf)
+            expect_fail(files[i], buf, n, strstr(files[i], "eval") ? "__builtin__.eval" : "posix.system");
+        free(buf);
+        /* and through the weights loader, which names the file */
+        pcv_weights w;
+        pcv_error err = {0};
+        CHECK(pcv_weights_open(&w, path, &err) != 0 && strstr(err.msg, files[i]) &&
+                  strstr(err.msg, "not allowed"), "%s: %s", files[i], err.msg);
+    }
+    struct stat sb;
+    CHECK(stat(PWNED, &sb) != 0, "%s exists: a pickle ran a command!", PWNED);
+}
+
+int main(void)
+{
+    test_basics();
+    test_hostile_bytes();
+    test_recursive();
+    test_dtypes("np1");
+    test_dtypes("np2");
+    test_hostile_files();
+    return TEST_DONE();
+}

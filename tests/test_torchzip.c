@@ -1,0 +1,266 @@
+/* PyTorch checkpoints: pytorch_model.bin in the zip and the legacy format, and sharded
+ * safetensors, all of the same tiny masked LM (tests/fixtures/torch_*), must reproduce
+ * transformers' outputs (tolerance mlm-tiny) through the library and `perceiver-cl run`.
+ * Broken and hostile archives (central directory or local header offsets out of bounds, a
+ * storage record of the wrong size, truncation at many lengths, a data.pkl that would run a
+ * shell command) give clear errors and no crash. */
+#include "perceiver/model.h"
+#include "testutil.h"
+#include "torchzip.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static double atol_, rtol_;
+
+static unsigned char *read_all(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(sz > 0 ? (size_t)sz : 1);
+    *n = b ? fread(b, 1, (size_t)sz, f) : 0;
+    fclose(f);
+    return b;
+}
+
+static void compare_outputs(const char *what, const pcv_safetensors *ex, const pcv_st_tensor *got, int ngot)
+{
+    for (int i = 0; i < ex->count; i++) {
+        const pcv_st_tensor *e = &ex->tensors[i], *g = NULL;
+        for (int j = 0; j < ngot; j++)
+            if (!strcmp(got[j].name, e->name))
+                g = &got[j];
+        CHECK(g && g->numel == e->numel, "%s: output %s", what, e->name);
+        if (!g || g->numel != e->numel)
+            continue;
+        float *a = malloc((size_t)e->numel * 4), *b = malloc((size_t)e->numel * 4);
+        pcv_error err = {0};
+        pcv_st_to_f32(e, a, &err);
+        pcv_st_to_f32(g, b, &err);
+        long bad = 0;
+        double mx = 0;
+        for (int64_t k = 0; k < e->numel; k++) {
+            double d = fabs((double)a[k] - b[k]);
+            bad += !(d <= atol_ + rtol_ * fabs(a[k]));
+            mx = d > mx ? d : mx;
+        }
+        printf("  %-40s %-18s max|err| %.3g\n", what, e->name, mx);
+        CHECK(bad == 0, "%s: %ld values of %s outside mlm-tiny", what, bad, e->name);
+        free(a);
+        free(b);
+    }
+}
+
+static void run_fixture(const char *name, const char *format)
+{
+    char dir[4096], path[8192], out[8192], cmd[32768];
+    pcv_error err = {0};
+    snprintf(dir, sizeof dir, "%s/%s", tu_fixtures(), name);
+    pcv_weights w;
+    CHECK(pcv_weights_open(&w, dir, &err) == 0, "%s: %s", name, err.msg);
+    if (w.path) {
+        CHECK(strstr(w.format, format) != NULL, "%s: format '%s', want '%s'", name, w.format, format);
+        CHECK(!strcmp(w.architecture, "PerceiverForMaskedLM") && !w.from_haiku, "%s: architecture", name);
+        pcv_weights_close(&w);
+    }
+    pcv_safetensors in = {0}, ex = {0}, got = {0};
+    snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
+    CHECK(pcv_st_open(&in, path, &err) == 0, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/expected.safetensors", dir);
+    CHECK(pcv_st_open(&ex, path, &err) == 0, "%s", err.msg);
+    /* library */
+    pcv_model *m = NULL;
+    CHECK(pcv_model_load(dir, NULL, &m, &err) == 0, "%s: %s", name, err.msg);
+    if (m && in.count == 2) {
+        pcv_io_tensor ios[2];
+        for (int i = 0; i < 2; i++) {
+            memset(&ios[i], 0, sizeof ios[i]);
+            snprintf(ios[i].name, sizeof ios[i].name, "%s", in.tensors[i].name);
+            ios[i].dtype = in.tensors[i].dtype;
+            ios[i].ndim = in.tensors[i].ndim;
+            memcpy(ios[i].shape, in.tensors[i].shape, sizeof ios[i].shape);
+            ios[i].data = (void *)(uintptr_t)in.tensors[i].data;
+        }
+        pcv_io_tensor *outs = NULL;
+        int nout = 0;
+        CHECK(pcv_model_forward(m, ios, 2, &outs, &nout, &err) == 0, "%s", err.msg);
+        pcv_st_tensor gt[8];
+        for (int i = 0; i < nout && i < 8; i++) {
+            memset(&gt[i], 0, sizeof gt[i]);
+            gt[i].name = outs[i].name;
+            gt[i].dtype = PCV_DT_F32;
+            gt[i].ndim = outs[i].ndim;
+            gt[i].numel = 1;
+            for (int d = 0; d < outs[i].ndim; d++)
+                gt[i].numel *= outs[i].shape[d];
+            gt[i].data = outs[i].data;
+            gt[i].nbytes = (size_t)gt[i].numel * 4;
+        }
+        char what[256];
+        snprintf(what, sizeof what, "%s (library)", name);
+        compare_outputs(what, &ex, gt, nout);
+        pcv_io_free(outs, nout);
+    }
+    pcv_model_free(m);
+    /* perceiver-cl run */
+    const char *bin = getenv("PCV_BIN");
+    if (bin) {
+        snprintf(out, sizeof out, "%s/torchzip-%s.safetensors", tu_tmpdir(), name);
+        snprintf(cmd, sizeof cmd, "'%s' run -m '%s' -i '%s/inputs.safetensors' -o '%s' 2>/dev/null", bin, dir, dir, out);
+        CHECK(system(cmd) == 0, "%s", cmd);
+        if (pcv_st_open(&got, out, &err) == 0) {
+            char what[256];
+            snprintf(what, sizeof what, "%s (perceiver-cl run)", name);
+            compare_outputs(what, &ex, got.tensors, got.count);
+            pcv_st_close(&got);
+        } else {
+            CHECK(false, "%s", err.msg);
+        }
+        unlink(out);
+    }
+    pcv_st_close(&in);
+    pcv_st_close(&ex);
+}
+
+/* the central directory entry of a zip member, found by scanning (test helper) */
+static unsigned char *find_cd(unsigned char *buf, size_t n, const char *suffix)
+{
+    size_t sl = strlen(suffix);
+    for (size_t i = 0; i + 46 < n; i++)
+        if (!memcmp(buf + i, "PK\1\2", 4)) {
+            size_t nl = (size_t)(buf[i + 28] | buf[i + 29] << 8);
+            if (i + 46 + nl <= n && nl >= sl && !memcmp(buf + i + 46 + nl - sl, suffix, sl))
+                return buf + i;
+        }
+    return NULL;
+}
+
+static void expect_bad(const char *what, const unsigned char *buf, size_t n, const char *want)
+{
+    pcv_torch_file f;
+    pcv_error err = {0};
+    int rc = pcv_torch_parse(&f, buf, n, what, &err);
+    CHECK(rc != 0, "%s: accepted", what);
+    CHECK(rc == 0 || !want || strstr(err.msg, want), "%s: '%s' lacks '%s'", what, err.msg, want);
+    if (!rc)
+        pcv_torch_close(&f);
+}
+
+static void test_broken(void)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/torch_mlm/pytorch_model.bin", tu_fixtures());
+    size_t n = 0;
+    unsigned char *orig = read_all(path, &n);
+    CHECK(orig && n > 1000, "%s", path);
+    if (!orig)
+        return;
+    pcv_torch_file f;
+    pcv_error err = {0};
+    CHECK(pcv_torch_parse(&f, orig, n, "ok", &err) == 0, "%s", err.msg);
+    if (!err.msg[0])
+        pcv_torch_close(&f);
+    unsigned char *b = malloc(n);
+
+    /* EOCD central directory offset out of bounds */
+    memcpy(b, orig, n);
+    size_t eocd = n - 22;
+    while (eocd > 0 && memcmp(b + eocd, "PK\5\6", 4))
+        eocd--;
+    b[eocd + 16] = 0xf0, b[eocd + 17] = 0xff, b[eocd + 18] = 0xff, b[eocd + 19] = 0x7f;
+    expect_bad("cd offset", b, n, "outside");
+    /* a local header offset out of bounds */
+    memcpy(b, orig, n);
+    unsigned char *cd = find_cd(b, n, "/data/0");
+    CHECK(cd != NULL, "data/0 entry");
+    if (cd) {
+        cd[42] = 0xff, cd[43] = 0xff, cd[44] = 0xff, cd[45] = 0x7f;
+        expect_bad("local header offset", b, n, "out of bounds");
+        /* a storage record shorter than the storage the pickle declares */
+        memcpy(b, orig, n);
+        cd = find_cd(b, n, "/data/0");
+        cd[20] -= 4, cd[24] -= 4;
+        expect_bad("storage size", b, n, "declares");
+        /* deflated entries are refused clearly */
+        memcpy(b, orig, n);
+        cd = find_cd(b, n, "/data/0");
+        cd[10] = 8;
+        expect_bad("deflate", b, n, "compressed");
+    }
+    /* data.pkl missing */
+    memcpy(b, orig, n);
+    cd = find_cd(b, n, "/data.pkl");
+    if (cd) {
+        size_t nl = (size_t)(cd[28] | cd[29] << 8);
+        cd[46 + nl - 1] = 'x';
+        expect_bad("no data.pkl", b, n, "data.pkl");
+    }
+    /* truncation at many lengths */
+    int rejected = 0, tried = 0;
+    for (size_t len = 0; len < n; len += (len < 64 ? 1 : 61)) {
+        unsigned char *t = malloc(len ? len : 1);
+        memcpy(t, orig, len);
+        pcv_torch_file g;
+        if (pcv_torch_parse(&g, t, len, "trunc", &err) != 0)
+            rejected++;
+        else
+            pcv_torch_close(&g);
+        tried++;
+        free(t);
+    }
+    CHECK(rejected == tried, "truncated archives: %d of %d rejected", rejected, tried);
+    free(b);
+    free(orig);
+
+    /* legacy file truncated */
+    snprintf(path, sizeof path, "%s/torch_mlm_legacy/pytorch_model.bin", tu_fixtures());
+    orig = read_all(path, &n);
+    CHECK(orig != NULL, "%s", path);
+    rejected = tried = 0;
+    for (size_t len = 0; orig && len < n; len += (len < 256 ? 1 : 97)) {
+        unsigned char *t = malloc(len ? len : 1);
+        memcpy(t, orig, len);
+        pcv_torch_file g;
+        if (pcv_torch_parse(&g, t, len, "trunc", &err) != 0)
+            rejected++;
+        else
+            pcv_torch_close(&g);
+        tried++;
+        free(t);
+    }
+    CHECK(rejected == tried, "truncated legacy files: %d of %d rejected", rejected, tried);
+    free(orig);
+
+    /* a torch.save zip whose data.pkl would run a shell command */
+    unlink("/tmp/perceiver-cl-pwned-by-pickle");
+    snprintf(path, sizeof path, "%s/haiku_hostile/pytorch_model.bin", tu_fixtures());
+    pcv_weights w;
+    CHECK(pcv_weights_open(&w, path, &err) != 0 && strstr(err.msg, "posix.system"), "%s", err.msg);
+    struct stat sb;
+    CHECK(stat("/tmp/perceiver-cl-pwned-by-pickle", &sb) != 0, "hostile data.pkl ran a command");
+}
+
+int main(void)
+{
+    char path[4096];
+    json_error_t je;
+    snprintf(path, sizeof path, "%s/../tolerances.json", tu_fixtures());
+    json_t *t = json_load_file(path, 0, &je);
+    json_t *p = json_object_get(json_object_get(t, "models"), "mlm-tiny");
+    atol_ = json_number_value(json_object_get(p, "atol"));
+    rtol_ = json_number_value(json_object_get(p, "rtol"));
+    CHECK(atol_ > 0, "mlm-tiny tolerance");
+    json_decref(t);
+    run_fixture("torch_mlm", "pytorch-zip");
+    run_fixture("torch_mlm_legacy", "pytorch-legacy");
+    run_fixture("torch_sharded", "safetensors, 3 shards");
+    test_broken();
+    return TEST_DONE();
+}
