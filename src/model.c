@@ -487,6 +487,14 @@ fail:
     return rc;
 }
 
+/* The numerics profile and the switches it implies (haiku-vs-hf.md section 9). */
+static void set_numerics(pcv_model *m, pcv_numerics n)
+{
+    m->numerics = n;
+    m->gelu = n == PCV_NUMERICS_HAIKU ? PCV_GELU_TANH : PCV_GELU_ERF;
+    m->attn_mode = n == PCV_NUMERICS_HAIKU ? PCV_ATTN_HAIKU : PCV_ATTN_HF;
+}
+
 static int model_new(const pcv_config *cfg, const pcv_model_options *opt, pcv_model **out,
                      pcv_error *err)
 {
@@ -511,9 +519,7 @@ static int model_new(const pcv_config *cfg, const pcv_model_options *opt, pcv_mo
         free(m);
         return err ? (int)err->code : PCV_ERR_DEVICE;
     }
-    m->numerics = opt && opt->numerics == PCV_NUMERICS_HAIKU ? PCV_NUMERICS_HAIKU : PCV_NUMERICS_HF;
-    m->gelu = m->numerics == PCV_NUMERICS_HAIKU ? PCV_GELU_TANH : PCV_GELU_ERF;
-    m->attn_mode = m->numerics == PCV_NUMERICS_HAIKU ? PCV_ATTN_HAIKU : PCV_ATTN_HF;
+    set_numerics(m, opt && opt->numerics == PCV_NUMERICS_HAIKU ? PCV_NUMERICS_HAIKU : PCV_NUMERICS_HF);
     m->profile = opt && opt->profile;
     m->capture = opt && opt->capture;
     *out = m;
@@ -578,11 +584,8 @@ int pcv_model_load(const char *dir, const pcv_model_options *opt, pcv_model **ou
     }
     if (!m->cfg.architecture[0]) /* config.json without "architectures": go by the tensor names */
         snprintf(m->cfg.architecture, sizeof m->cfg.architecture, "%s", m->weights.architecture);
-    if (!opt || opt->numerics == PCV_NUMERICS_AUTO) {
-        m->numerics = m->weights.from_haiku ? PCV_NUMERICS_HAIKU : PCV_NUMERICS_HF;
-        m->gelu = m->numerics == PCV_NUMERICS_HAIKU ? PCV_GELU_TANH : PCV_GELU_ERF;
-        m->attn_mode = m->numerics == PCV_NUMERICS_HAIKU ? PCV_ATTN_HAIKU : PCV_ATTN_HF;
-    }
+    if (!opt || opt->numerics == PCV_NUMERICS_AUTO)
+        set_numerics(m, m->weights.from_haiku ? PCV_NUMERICS_HAIKU : PCV_NUMERICS_HF);
     TRY(set_arch(m, err, path));
     TRY(build_model(m, err));
     *out = m;
