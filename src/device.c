@@ -1,12 +1,22 @@
-/* Device selection: turns a --device string into a backend. */
+/* Device selection: turns a --device string into a backend.
+ *
+ *   NULL, "" or "cpu"   the C reference path
+ *   "N"                 OpenCL device N (global index over all platforms: `perceiver-cl devices`)
+ *   anything else       the first OpenCL device whose "platform / name / vendor" contains it
+ *                       (case-insensitive), e.g. "nvidia", "pthread", "Portable"
+ */
 #include "backend.h"
+#include "opencl.h"
 
 #include <string.h>
+#include <strings.h>
 
 pcv_backend *pcv_backend_create(const char *spec, int threads, pcv_error *err)
 {
-    if (!spec || !*spec || strcmp(spec, "cpu") == 0)
+    if (!spec || !*spec || strcasecmp(spec, "cpu") == 0)
         return pcv_backend_cpu_create(threads, err);
-    pcv_set_error(err, PCV_ERR_DEVICE, "device '%s' is not available (this build has the 'cpu' device only)", spec);
-    return NULL;
+    int index = pcv_cl_find_device(spec, err);
+    if (index < 0)
+        return NULL;
+    return pcv_backend_opencl_create(index, err);
 }

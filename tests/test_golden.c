@@ -3,7 +3,9 @@
  * (inputs.safetensors) and the outputs of transformers' forward pass (expected.safetensors),
  * written by tools/make_fixtures.py. The engine must reproduce the outputs within the
  * tolerance profile named in meta.json (tests/tolerances.json), both through the library and
- * through `perceiver-cl run`. */
+ * through `perceiver-cl run`, on the CPU path and on every OpenCL device (with PCV_REQUIRE_OPENCL=1,
+ * as in CI, a machine without an OpenCL device fails). */
+#include "opencl.h"
 #include "perceiver/model.h"
 #include "testutil.h"
 
@@ -102,7 +104,8 @@ static int read_inputs(const pcv_safetensors *in, pcv_io_tensor *ios)
     return in->count;
 }
 
-static void run_fixture(const char *dir, const char *name)
+/* device: NULL for the CPU path, else an OpenCL device index ("0", ...) */
+static void run_fixture(const char *dir, const char *name, const char *device)
 {
     char path[4096];
     pcv_error err = {0};
@@ -119,8 +122,8 @@ static void run_fixture(const char *dir, const char *name)
         json_decref(meta);
         return;
     }
-    printf("%s (%s, tolerance %s: atol %g rtol %g)\n", name, json_string_value(json_object_get(meta, "class")),
-           profile, t.atol, t.rtol);
+    printf("%s (%s, tolerance %s: atol %g rtol %g) on %s\n", name, json_string_value(json_object_get(meta, "class")),
+           profile, t.atol, t.rtol, device ? device : "cpu");
 
     pcv_safetensors in = {0}, expected = {0};
     snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
@@ -130,8 +133,11 @@ static void run_fixture(const char *dir, const char *name)
 
     /* 1. through the library */
     pcv_model *m = NULL;
-    pcv_model_options opt = {0};
+    pcv_model_options opt = {.device = device};
     CHECK(pcv_model_load(dir, &opt, &m, &err) == 0, "%s: %s", name, err.msg);
+    if (m && device)
+        CHECK(strncmp(pcv_model_device(m), "OpenCL", 6) == 0, "%s: device %s gave '%s'", name, device,
+              pcv_model_device(m));
     if (m && in.count) {
         pcv_io_tensor ios[16];
         int n = read_inputs(&in, ios);
@@ -150,8 +156,8 @@ static void run_fixture(const char *dir, const char *name)
         char out[4096], cmd[12288];
         snprintf(out, sizeof out, "%s/golden-%s.safetensors", tu_tmpdir(), name);
         remove(out);
-        snprintf(cmd, sizeof cmd, "'%s' run --model '%s' --inputs '%s/inputs.safetensors' --outputs '%s' 2>/dev/null",
-                 bin, dir, dir, out);
+        snprintf(cmd, sizeof cmd, "'%s' run --model '%s' --inputs '%s/inputs.safetensors' --outputs '%s' --device '%s' 2>/dev/null",
+                 bin, dir, dir, out, device ? device : "cpu");
         CHECK(system(cmd) == 0, "%s: command failed: %s", name, cmd);
         pcv_safetensors got = {0};
         if (pcv_st_open(&got, out, &err) == 0) {
@@ -199,9 +205,36 @@ int main(void)
     CHECK(n >= 5, "expected at least 5 golden fixtures in %s, found %d", tu_fixtures(), n);
     for (int i = 0; i < n; i++) {
         snprintf(path, sizeof path, "%s/%s", tu_fixtures(), names[i]);
-        run_fixture(path, names[i]);
-        free(names[i]);
+        run_fixture(path, names[i], NULL);
     }
+
+    /* every fixture again on each OpenCL device (compiled kernels go to the test folder) */
+    char cache[4096];
+    snprintf(cache, sizeof cache, "%s/kernel-cache", tu_tmpdir());
+    setenv("PERCEIVER_CACHE_DIR", cache, 0);
+    pcv_error err = {0};
+    pcv_cl_device_info *devs = NULL;
+    int ndev = pcv_cl_list_devices(&devs, &err);
+    const char *req = getenv("PCV_REQUIRE_OPENCL");
+    bool require = req && strcmp(req, "0") != 0;
+    CHECK(ndev >= 0, "listing OpenCL devices: %s", err.msg);
+    if (ndev <= 0)
+        printf("no OpenCL device: fixtures ran on the CPU path only\n");
+    CHECK(ndev > 0 || !require, "PCV_REQUIRE_OPENCL=1 but no OpenCL device was found");
+    for (int dev = 0; dev < ndev; dev++) {
+        char spec[16];
+        snprintf(spec, sizeof spec, "%d", dev);
+        int64_t before = pcv_cl_launch_count();
+        for (int i = 0; i < n; i++) {
+            snprintf(path, sizeof path, "%s/%s", tu_fixtures(), names[i]);
+            run_fixture(path, names[i], spec);
+        }
+        CHECK(pcv_cl_launch_count() - before >= 20LL * n, "OpenCL device %d (%s): only %lld kernels ran", dev,
+              devs[dev].name, (long long)(pcv_cl_launch_count() - before));
+    }
+    free(devs);
+    for (int i = 0; i < n; i++)
+        free(names[i]);
     json_decref(tolerances);
     return TEST_DONE();
 }

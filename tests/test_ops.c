@@ -1,8 +1,15 @@
 /* Per-operation tests of a backend against float64 references computed here, over many shapes
  * (odd sizes, tile boundaries, batches, heads, masks). Every output buffer is followed by a
  * guard region of sentinel values that must survive (catches out-of-bounds writes).
- * Tolerances: tests/tolerances.json "ops". */
+ * Tolerances: tests/tolerances.json "ops".
+ *
+ * The same tests run on the CPU reference backend and on every OpenCL device (one backend per
+ * device per process: OpenCL programs and CLBlast compile once). OpenCL devices also run the
+ * attention tests through each of their code paths (fused kernel with and without key splits,
+ * CLBlast GEMMs), with head sizes up to 1280 and long key/query ranges, and a batch of random
+ * odd shapes. With PCV_REQUIRE_OPENCL=1 (CI) a machine without an OpenCL device fails. */
 #include "backend.h"
+#include "opencl.h"
 #include "testutil.h"
 
 #include <float.h>
@@ -298,6 +305,8 @@ static void test_softmax(pcv_backend *be, int64_t rows, int64_t cols, bool maske
 /* ---- fused attention ---- */
 /* mask_all_of_row0: every key of batch 0 is masked (HF: uniform weights; Haiku: output 0).
  * In Haiku mode some query rows are masked too (qmask). */
+static bool padded_keys; /* test_attention's key mask is a padding mask (long masked runs) */
+
 static void test_attention(pcv_backend *be, pcv_attn_mode mode, int64_t batch, int64_t heads, int64_t nq,
                            int64_t nk, int64_t dqk, int64_t dv, bool masked, bool mask_all_of_row0)
 {
@@ -308,6 +317,10 @@ static void test_attention(pcv_backend *be, pcv_attn_mode mode, int64_t batch, i
     bool haiku = mode == PCV_ATTN_HAIKU;
     for (int64_t i = 0; i < batch * nk; i++)
         kmask[i] = (urand() < 0.4 && i % nk != 0) ? 0.0f : 1.0f;
+    if (padded_keys) /* a padded batch: batch entry b keeps its first valid_b keys only */
+        for (int64_t b = 0; b < batch; b++)
+            for (int64_t j = 0; j < nk; j++)
+                kmask[b * nk + j] = j < 1 + (b * 37 + nk / 7) % nk ? 1.0f : 0.0f;
     for (int64_t i = 0; i < batch * nq; i++)
         qmask[i] = (haiku && urand() < 0.3) ? 0.0f : 1.0f;
     if (mask_all_of_row0)
@@ -359,7 +372,7 @@ static void test_attention(pcv_backend *be, pcv_attn_mode mode, int64_t batch, i
     char what[160];
     snprintf(what, sizeof what, "attention-%s b%lld h%lld nq%lld nk%lld dqk%lld dv%lld%s%s", haiku ? "haiku" : "hf",
              (long long)batch, (long long)heads, (long long)nq, (long long)nk, (long long)dqk, (long long)dv,
-             masked ? " masked" : "", mask_all_of_row0 ? " (batch 0 fully masked)" : "");
+             masked ? (padded_keys ? " padding-masked" : " masked") : "", mask_all_of_row0 ? " (batch 0 fully masked)" : "");
     float *got = dget(be, O, what);
     compare(what, got, want, batch * nq * old, op_tol("attention"));
     free(got), free(q), free(k), free(v), free(o), free(kmask), free(qmask), free(want), free(s), free(keep);
@@ -497,6 +510,59 @@ static void test_backend(pcv_backend *be)
     }
 }
 
+/* Random odd shapes (each op against its float64 reference). */
+static void test_random_shapes(pcv_backend *be, int count)
+{
+    for (int i = 0; i < count; i++) {
+        int64_t m = 1 + (int64_t)(urand() * 150), n = 1 + (int64_t)(urand() * 150), k = 1 + (int64_t)(urand() * 300);
+        test_gemm(be, urand() < 0.5, urand() < 0.5, m, n, k, 1 + (int64_t)(urand() * 3), urand() < 0.5 ? 0.0f : 0.5f);
+        test_layernorm(be, 1 + (int64_t)(urand() * 40), 1 + (int64_t)(urand() * 900), (float)(urand() * 50));
+        test_softmax(be, 1 + (int64_t)(urand() * 40), 1 + (int64_t)(urand() * 900), urand() < 0.5);
+        test_attention(be, urand() < 0.5 ? PCV_ATTN_HF : PCV_ATTN_HAIKU, 1 + (int64_t)(urand() * 2),
+                       1 + (int64_t)(urand() * 4), 1 + (int64_t)(urand() * 90), 1 + (int64_t)(urand() * 300),
+                       1 + (int64_t)(urand() * 70), 1 + (int64_t)(urand() * 70), urand() < 0.7, urand() < 0.2);
+    }
+}
+
+/* Attention through each code path of an OpenCL backend, including shapes the model meets:
+ * the language model's heads (dqk 32, dv 160), single-head layers with wide heads (dqk 704
+ * and 1280, dv 1280), padding masks (whole key tiles masked), a long key range with few queries
+ * (split across work-items) and a long query range. */
+static void test_opencl_attention_paths(pcv_backend *be)
+{
+    pcv_cl_switches saved, s;
+    CHECK(pcv_cl_get_switches(be, &saved), "not an OpenCL backend");
+    static const struct {
+        int attention, splits;
+        const char *what;
+    } paths[] = {{1, 0, "fused kernel"}, {1, 3, "fused kernel, 3 key splits"}, {2, 0, "CLBlast GEMMs + softmax"}};
+    for (size_t p = 0; p < sizeof paths / sizeof *paths; p++) {
+        s = saved;
+        s.attention = paths[p].attention;
+        s.splits = paths[p].splits;
+        pcv_cl_set_switches(be, &s);
+        printf("  attention path: %s\n", paths[p].what);
+        for (int mode = 0; mode < 2; mode++) {
+            test_attention(be, mode, 2, 3, 65, 47, 8, 5, true, false);
+            test_attention(be, mode, 2, 1, 3, 1000, 61, 29, true, true);
+            test_attention(be, mode, 1, 8, 37, 70, 32, 160, true, false);
+            test_attention(be, mode, 1, 1, 5, 40, 704, 1280, true, false);
+            test_attention(be, mode, 1, 1, 3, 20, 1280, 1280, true, false);
+            test_attention(be, mode, 3, 2, 200, 16, 4, 4, false, false);
+            padded_keys = true; /* whole key tiles masked (skipped by the fused kernel) */
+            test_attention(be, mode, 3, 2, 9, 300, 8, 24, true, false);
+            test_attention(be, mode, 2, 1, 5, 700, 16, 8, true, true);
+            padded_keys = false;
+        }
+    }
+    s = saved;
+    s.attention = 1;
+    pcv_cl_set_switches(be, &s);
+    test_attention(be, PCV_ATTN_HF, 1, 2, 4, 20000, 16, 24, true, false);    /* long keys */
+    test_attention(be, PCV_ATTN_HAIKU, 1, 1, 20000, 48, 8, 20, true, false); /* long queries */
+    pcv_cl_set_switches(be, &saved);
+}
+
 int main(void)
 {
     char path[4096];
@@ -506,13 +572,45 @@ int main(void)
     CHECK(tolerances != NULL, "%s: %s", path, je.text);
     if (!tolerances)
         return TEST_DONE();
+    /* compiled kernels go to the test folder, not the user's cache */
+    char cache[4096];
+    snprintf(cache, sizeof cache, "%s/kernel-cache", tu_tmpdir());
+    setenv("PERCEIVER_CACHE_DIR", cache, 0);
+
     pcv_error err = {0};
     pcv_backend *cpu = pcv_backend_cpu_create(0, &err);
     CHECK(cpu != NULL, "%s", err.msg);
     if (cpu) {
         test_backend(cpu);
+        test_random_shapes(cpu, 8);
         cpu->ops->destroy(cpu);
     }
+
+    pcv_cl_device_info *devs = NULL;
+    int ndev = pcv_cl_list_devices(&devs, &err);
+    const char *req = getenv("PCV_REQUIRE_OPENCL");
+    bool require = req && strcmp(req, "0") != 0;
+    CHECK(ndev >= 0, "listing OpenCL devices: %s", err.msg);
+    if (ndev <= 0) {
+        printf("no OpenCL device: the OpenCL tests did not run%s\n", require ? " (PCV_REQUIRE_OPENCL=1: failure)" : "");
+        CHECK(!require, "PCV_REQUIRE_OPENCL=1 but no OpenCL device was found (%s)",
+              pcv_cl_available() ? "is PoCL installed, with a writable POCL_CACHE_DIR?" : "this build has no OpenCL backend");
+    }
+    for (int i = 0; i < ndev; i++) {
+        int64_t before = pcv_cl_launch_count();
+        pcv_backend *be = pcv_backend_opencl_create(i, &err);
+        CHECK(be != NULL, "OpenCL device %d (%s): %s", i, devs[i].name, err.msg);
+        if (!be)
+            continue;
+        test_backend(be);
+        test_opencl_attention_paths(be);
+        test_random_shapes(be, 8);
+        CHECK(pcv_cl_launch_count() > before + 100, "OpenCL device %d: only %lld kernels ran", i,
+              (long long)(pcv_cl_launch_count() - before));
+        printf("OpenCL device %d: %lld kernel launches\n", i, (long long)(pcv_cl_launch_count() - before));
+        be->ops->destroy(be);
+    }
+    free(devs);
     json_decref(tolerances);
     return TEST_DONE();
 }

@@ -37,5 +37,8 @@ int cmd_bench(int argc, char **argv);
 int cmd_init_random(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_devices(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_bench_ops(int argc, char **argv);
 
 #endif

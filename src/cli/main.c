@@ -8,7 +8,7 @@
 #include <string.h>
 
 static const char usage[] =
-    "perceiver-cl %s: DeepMind's Perceiver IO models in C (CPU reference path)\n"
+    "perceiver-cl %s: DeepMind's Perceiver IO models in C (CPU reference path and OpenCL)\n"
     "\n"
     "Usage: perceiver-cl <command> [options]\n"
     "\n"
@@ -20,6 +20,9 @@ static const char usage[] =
     "  init-random  write a random-weight model folder (config.json + model.safetensors)\n"
     "  convert      DeepMind Haiku pickle (or any checkpoint) -> Hugging Face folder\n"
     "  inspect      list a checkpoint's tensors, architecture and config\n"
+    "  devices      list the compute devices (--device N picks one)\n"
+    "  verify       run a model on a device and on the CPU path; compare every stage\n"
+    "  bench-ops    GFLOP/s of single operations at the language model's shapes\n"
     "\n"
     "Run 'perceiver-cl <command> --help' for a command's options.\n"
     "Global: --help, --version.\n"
@@ -89,7 +92,8 @@ bool cli_parse_int(const char *s, long lo, long hi, long *out)
 }
 
 const char *const cli_model_opts_help =
-    "  --device NAME     compute device: cpu (default; $PERCEIVER_DEVICE sets the default)\n"
+    "  --device NAME     cpu (default), an OpenCL device index, or part of its name\n"
+    "                    (see 'perceiver-cl devices'; $PERCEIVER_DEVICE sets the default)\n"
     "  --threads N       CPU threads (default: all cores)\n"
     "  --numerics P      hf or haiku (DeepMind's original forward pass); default: haiku for\n"
     "                    DeepMind pickles, hf otherwise\n";
@@ -150,6 +154,12 @@ int main(int argc, char **argv)
         return cmd_convert(argc, argv);
     if (!strcmp(cmd, "inspect"))
         return cmd_inspect(argc, argv);
+    if (!strcmp(cmd, "devices"))
+        return cmd_devices(argc, argv);
+    if (!strcmp(cmd, "verify"))
+        return cmd_verify(argc, argv);
+    if (!strcmp(cmd, "bench-ops"))
+        return cmd_bench_ops(argc, argv);
     fprintf(stderr, "perceiver-cl: unknown command '%s'\n\n", cmd);
     fprintf(stderr, usage, pcv_version());
     return EXIT_USAGE;

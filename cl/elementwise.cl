@@ -1,0 +1,139 @@
+/* Elementwise and data-movement kernels: one output element per work-item.
+ *
+ * These are memory-bound; the simple form lets GPU drivers coalesce along dimension 0 and lets
+ * PoCL vectorize its work-item loop (dimension 0 is the innermost loop of a work-group).
+ * Offsets and leading dimensions are in elements (the backend passes buffer + element offset,
+ * never sub-buffers, whose origin has alignment rules).
+ * Formulas repeat the CPU reference path's (src/backend_cpu.c) operation for operation.
+ */
+
+/* x[r][c] += bias[c]; global (cols, rows) */
+__kernel void bias_add(__global float *x, ulong x_off, long cols, __global const float *bias, ulong b_off)
+{
+    const long c = get_global_id(0), r = get_global_id(1);
+    x[x_off + r * cols + c] += bias[b_off + c];
+}
+
+/* y[i] += a[i]; global (n) */
+__kernel void add(__global float *y, ulong y_off, __global const float *a, ulong a_off)
+{
+    const long i = get_global_id(0);
+    y[y_off + i] += a[a_off + i];
+}
+
+/* in place; kind 0: exact erf GELU (Hugging Face), 1: tanh approximation (Haiku).
+ * VW elements per work-item, so that erf/tanh run as vector functions (PoCL calls a scalar
+ * libm routine per element otherwise: 50x slower); global (ceil(n / VW)) */
+inline floatV gelu_v(floatV v, int kind)
+{
+    if (kind == 0)
+        return 0.5f * v * (1.0f + erf(v * 0.70710678118654752440f));
+    return 0.5f * v * (1.0f + tanh(0.79788456080286535588f * (v + 0.044715f * v * v * v)));
+}
+
+__kernel void gelu(__global float *x, ulong x_off, long n, int kind)
+{
+    const long i = get_global_id(0) * VW;
+    __global float *p = x + x_off + i;
+    if (i + VW <= n) {
+        vstoreV(gelu_v(vloadV(0, p), kind), 0, p);
+    } else {
+        float t[VW];
+        for (int e = 0; e < VW; e++)
+            t[e] = i + e < n ? p[e] : 0.0f;
+        const floatV g = gelu_v(vloadV(0, t), kind);
+        vstoreV(g, 0, t);
+        for (int e = 0; i + e < n; e++)
+            p[e] = t[e];
+    }
+}
+
+/* out[r][c] = table[ids[r]][c] (+ pos[r % period][c]); global (cols, rows) */
+__kernel void gather(__global const float *table, ulong t_off, __global const int *ids, ulong ids_off,
+                     __global const float *pos, ulong p_off, long period, int has_pos, __global float *out,
+                     ulong o_off, long cols)
+{
+    const long c = get_global_id(0), r = get_global_id(1);
+    float v = table[t_off + (long)ids[ids_off + r] * cols + c];
+    if (has_pos)
+        v += pos[p_off + (r % period) * cols + c];
+    out[o_off + r * cols + c] = v;
+}
+
+/* dst[i*n + j] = src[j]; global (n, times) */
+__kernel void repeat(__global const float *src, ulong s_off, long n, __global float *dst, ulong d_off)
+{
+    const long j = get_global_id(0), i = get_global_id(1);
+    dst[d_off + i * n + j] = src[s_off + j];
+}
+
+/* C = beta * C for the m x n matrices of a batch (a GEMM with k = 0); beta 0 writes zeros, as
+ * BLAS does, so that garbage (NaN) in C does not survive. global (n, m, batch) */
+__kernel void scale_matrix(__global float *c, ulong c_off, long ldc, long stride, float beta)
+{
+    const long j = get_global_id(0), i = get_global_id(1), b = get_global_id(2);
+    const ulong at = c_off + b * stride + i * ldc + j;
+    c[at] = beta == 0.0f ? 0.0f : beta * c[at];
+}
+
+/* dst[b][j][i] = src[b][i][j]; global (cols, rows, batch) */
+__kernel void transpose(__global const float *src, ulong s_off, long rows, long cols, __global float *dst,
+                        ulong d_off)
+{
+    const long j = get_global_id(0), i = get_global_id(1), b = get_global_id(2);
+    dst[d_off + (b * cols + j) * rows + i] = src[s_off + (b * rows + i) * cols + j];
+}
+
+/* dst[r*dst_ld + j] = src[(r % period)*src_ld + j]; global (cols, rows) */
+__kernel void copy2d(__global const float *src, ulong s_off, long src_ld, long period, __global float *dst,
+                     ulong d_off, long dst_ld)
+{
+    const long j = get_global_id(0), r = get_global_id(1);
+    dst[d_off + r * dst_ld + j] = src[s_off + (r % period) * src_ld + j];
+}
+
+/* src [batch][C][H][W] -> dst [batch][oh*ow][C*kh*kw]; global (C*kh*kw, oh*ow, batch) */
+__kernel void im2col(__global const float *src, ulong s_off, long C, long H, long W, long kh, long kw,
+                     long stride, long pad_top, long pad_left, long oh, long ow, __global float *dst, ulong d_off)
+{
+    const long col = get_global_id(0), p = get_global_id(1), b = get_global_id(2);
+    const long ncol = C * kh * kw;
+    const long j = col % kw, i = (col / kw) % kh, c = col / (kw * kh);
+    const long y = p / ow, x = p % ow;
+    const long sy = y * stride + i - pad_top, sx = x * stride + j - pad_left;
+    const bool in = sy >= 0 && sy < H && sx >= 0 && sx < W;
+    dst[d_off + (b * oh * ow + p) * ncol + col] = in ? src[s_off + ((b * C + c) * H + sy) * W + sx] : 0.0f;
+}
+
+/* x[r][c] = x[r][c] * scale[c] + shift[c], then max(x, 0) when relu; global (cols, rows) */
+__kernel void channel_affine(__global float *x, ulong x_off, long cols, __global const float *scale, ulong sc_off,
+                             __global const float *shift, ulong sh_off, int relu)
+{
+    const long c = get_global_id(0), r = get_global_id(1);
+    const ulong at = x_off + r * cols + c;
+    const float v = x[at] * scale[sc_off + c] + shift[sh_off + c];
+    x[at] = relu && v < 0.0f ? 0.0f : v;
+}
+
+/* channels-last max pooling: src [batch][H][W][C] -> dst [batch][oh][ow][C] (padded cells are
+ * ignored); global (C, oh*ow, batch) */
+__kernel void maxpool(__global const float *src, ulong s_off, long H, long W, long C, long k, long stride,
+                      long pad_top, long pad_left, long oh, long ow, __global float *dst, ulong d_off)
+{
+    const long c = get_global_id(0), p = get_global_id(1), b = get_global_id(2);
+    const long y = p / ow, x = p % ow;
+    float m = -INFINITY;
+    for (long i = 0; i < k; i++) {
+        const long sy = y * stride + i - pad_top;
+        if (sy < 0 || sy >= H)
+            continue;
+        for (long j = 0; j < k; j++) {
+            const long sx = x * stride + j - pad_left;
+            if (sx < 0 || sx >= W)
+                continue;
+            const float v = src[s_off + ((b * H + sy) * W + sx) * C + c];
+            m = v > m ? v : m;
+        }
+    }
+    dst[d_off + (b * oh * ow + p) * C + c] = m;
+}

@@ -1,0 +1,1054 @@
+/* The OpenCL backend: every operation of backend.h on one OpenCL 1.2+ device.
+ *
+ *  - Buffers are cl_mem objects; operands are (cl_mem, element offset) pairs passed straight to
+ *    CLBlast and to our kernels (no sub-buffers, whose origins have alignment rules).
+ *  - One in-order command queue per device: operations only enqueue, nothing waits inside an
+ *    operation; download() is a blocking read, which is the one synchronization of a forward
+ *    pass (synchronize() is called only when profiling).
+ *  - GEMMs go to CLBlast (strided-batched when batch > 1). On CPU devices (PoCL) CLBlast's
+ *    built-in parameters are 2-5x slower than a tuned set, so we install one with
+ *    CLBlastOverrideParameters, and we choose per call between the row-major call and the
+ *    equivalent column-major call with swapped operands (C^T = B^T A^T), whichever makes
+ *    CLBlast's slow dimension the small one.
+ *  - Attention: the fused streaming-softmax kernel (cl/attention.cl), which never builds the
+ *    nq x nk score matrix, for every shape by default; PERCEIVER_ATTENTION=gemm instead uses
+ *    CLBlast strided-batched GEMMs (heads batched) around a masked softmax kernel, which
+ *    materializes the scores of one batch entry.
+ *  - One context, queue and set of programs per device per process, shared by all backends on
+ *    that device (programs are built once per context; CLBlast also caches per context).
+ *    These live until the process exits. The backend is not thread-safe (like the CPU one).
+ *
+ * Environment (documented in docs/opencl.md):
+ *   PERCEIVER_ATTENTION        fused | gemm | auto (default auto)
+ *   PERCEIVER_GEMM_LAYOUT      row | swap | auto (default auto)
+ *   PERCEIVER_CLBLAST_TUNE     0 disables our CLBlast parameter overrides
+ *   PERCEIVER_CLBLAST_XGEMM    16 numbers: Xgemm parameters to install instead of ours
+ *   PERCEIVER_CLBLAST_MININD   XGEMM_MIN_INDIRECT_SIZE to install
+ *   PERCEIVER_ATTN_SPLITS      force the key-split count of the fused kernel (testing)
+ *   PERCEIVER_CL_TRACE=1       wait for and time every launch, printed to stderr (debugging)
+ *   test hooks: PERCEIVER_MAX_ALLOC (lower the per-allocation limit, bytes),
+ *               PERCEIVER_TEST_DEVICE_LOSS=N (the (N+1)-th launch fails as if the device were lost)
+ */
+#include "opencl_impl.h"
+
+#ifdef PCV_HAVE_OPENCL
+
+#include "ops.h"
+
+#include <clblast_c.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct pcv_buffer {
+    cl_mem mem;
+    size_t bytes;
+};
+
+enum {
+    K_BIAS_ADD, K_ADD, K_GELU, K_GATHER, K_REPEAT, K_SCALE, K_TRANSPOSE, K_COPY2D, K_IM2COL, K_CHANNEL_AFFINE,
+    K_MAXPOOL, K_LAYERNORM, K_SOFTMAX, K_ATTN_SOFTMAX, K_COUNT
+};
+static const struct {
+    int program; /* 0 elementwise.cl, 1 rows.cl */
+    const char *name;
+} kernel_table[K_COUNT] = {
+    [K_BIAS_ADD] = {0, "bias_add"},   [K_ADD] = {0, "add"},
+    [K_GELU] = {0, "gelu"},           [K_GATHER] = {0, "gather"},
+    [K_REPEAT] = {0, "repeat"},       [K_SCALE] = {0, "scale_matrix"},
+    [K_TRANSPOSE] = {0, "transpose"}, [K_COPY2D] = {0, "copy2d"},
+    [K_IM2COL] = {0, "im2col"},       [K_CHANNEL_AFFINE] = {0, "channel_affine"},
+    [K_MAXPOOL] = {0, "maxpool"},     [K_LAYERNORM] = {1, "layernorm"},
+    [K_SOFTMAX] = {1, "softmax"},     [K_ATTN_SOFTMAX] = {1, "attn_softmax"},
+};
+static const char *const program_files[2] = {"elementwise.cl", "rows.cl"};
+
+/* One specialization of cl/attention.cl (rows per work-item, output vectors per work-item). */
+typedef struct attn_variant {
+    int qb, nv;
+    cl_program prog;
+    cl_kernel transpose, fused, combine;
+} attn_variant;
+
+enum { MAX_DEVICES = 64, MAX_ATTN_VARIANTS = 32 };
+enum { LAYOUT_AUTO, LAYOUT_ROW, LAYOUT_SWAP };
+enum { ATTN_AUTO, ATTN_FUSED, ATTN_GEMM };
+
+/* Everything about one device, shared by the backends that use it. */
+typedef struct cl_dev {
+    pcv_cl_device_info info;
+    cl_platform_id platform;
+    cl_device_id dev;
+    cl_context ctx;
+    cl_command_queue queue;
+    cl_program progs[2];
+    cl_kernel k[K_COUNT];
+    attn_variant attn[MAX_ATTN_VARIANTS];
+    int nattn;
+    cl_mem dummy;              /* bound to absent optional arguments */
+    cl_mem scratch[2];         /* attention: [0] transposed K or scores, [1] split partials */
+    size_t scratch_bytes[2];
+    uint64_t max_alloc, in_use;
+    bool max_alloc_from_env;
+    int vw, row_ls;
+    char options[256];
+    int layout, attn_path, force_splits;
+    int64_t fail_after;        /* test hook: launches left before a simulated loss, -1 = never */
+    bool trace;                /* PERCEIVER_CL_TRACE: finish and time every launch (stderr) */
+    bool lost;
+    char lost_msg[512];
+} cl_dev;
+
+static cl_dev *g_devs[MAX_DEVICES];
+static int64_t g_launches;
+
+int64_t pcv_cl_launch_count(void) { return g_launches; }
+
+#define DEV(be) ((cl_dev *)(be)->ctx)
+
+/* An error from the OpenCL runtime during `what`. Codes that mean the device or its memory is
+ * gone make the device unusable for the rest of the process, with one clear message. */
+static int cl_fail(cl_dev *d, cl_int rc, const char *what, pcv_error *err)
+{
+    char eb[48];
+    const char *name = pcv_cl_error_name(rc, eb, sizeof eb);
+    switch (rc) {
+    case CL_OUT_OF_RESOURCES:
+    case CL_DEVICE_NOT_AVAILABLE:
+    case CL_MEM_OBJECT_ALLOCATION_FAILURE:
+    case CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST:
+    case CL_INVALID_COMMAND_QUEUE:
+    case CL_INVALID_CONTEXT:
+    case -9999:
+        if (!d->lost)
+            snprintf(d->lost_msg, sizeof d->lost_msg,
+                     "OpenCL device %d '%s' failed during %s: %s%s. The device was lost, reset or ran out of "
+                     "memory; results of this process are not valid (run again, or choose another device)",
+                     d->info.index, d->info.name, what, name,
+                     d->fail_after == 0 ? " (simulated by PERCEIVER_TEST_DEVICE_LOSS)" : "");
+        d->lost = true;
+        return pcv_set_error(err, PCV_ERR_DEVICE, "%s", d->lost_msg);
+    case CL_OUT_OF_HOST_MEMORY:
+        return pcv_set_error(err, PCV_ERR_OOM, "OpenCL device %d '%s': out of host memory during %s",
+                             d->info.index, d->info.name, what);
+    default:
+        return pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL device %d '%s': %s failed: %s", d->info.index,
+                             d->info.name, what, name);
+    }
+}
+
+static int check_lost(cl_dev *d, pcv_error *err)
+{
+    return d->lost ? pcv_set_error(err, PCV_ERR_DEVICE, "%s", d->lost_msg) : 0;
+}
+
+/* ---- kernel launches ------------------------------------------------------------------------ */
+
+typedef struct karg {
+    size_t size;
+    const void *ptr;
+} karg;
+#define A(x) {sizeof(x), &(x)}
+#define NARGS(a) ((int)(sizeof(a) / sizeof *(a)))
+
+/* Test hook: simulate a device that disappears after N launches. */
+static bool simulated_loss(cl_dev *d)
+{
+    if (d->fail_after < 0)
+        return false;
+    if (d->fail_after == 0)
+        return true;
+    d->fail_after--;
+    return false;
+}
+
+static int launch(cl_dev *d, cl_kernel k, const char *what, cl_uint dims, const size_t *gws, const size_t *lws,
+                  const karg *args, int nargs, pcv_error *err)
+{
+    int rc = check_lost(d, err);
+    if (rc)
+        return rc;
+    for (cl_uint i = 0; i < dims; i++)
+        if (gws[i] == 0)
+            return 0; /* empty operation */
+    for (int i = 0; i < nargs; i++) {
+        cl_int r = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].ptr);
+        if (r != CL_SUCCESS) {
+            char w[96];
+            snprintf(w, sizeof w, "%s (argument %d)", what, i);
+            return cl_fail(d, r, w, err);
+        }
+    }
+    double t0 = d->trace ? pcv_now() : 0;
+    cl_int r = simulated_loss(d) ? CL_DEVICE_NOT_AVAILABLE
+                                 : clEnqueueNDRangeKernel(d->queue, k, dims, NULL, gws, lws, 0, NULL, NULL);
+    if (r != CL_SUCCESS)
+        return cl_fail(d, r, what, err);
+    g_launches++;
+    if (d->trace) {
+        r = clFinish(d->queue);
+        fprintf(stderr, "perceiver-cl trace: %-28s global %zu x %zu x %zu: %.3f ms\n", what, gws[0],
+                dims > 1 ? gws[1] : 1, dims > 2 ? gws[2] : 1, (pcv_now() - t0) * 1e3);
+        if (r != CL_SUCCESS)
+            return cl_fail(d, r, what, err);
+    }
+    return 0;
+}
+
+/* The work-group size for one-work-item-per-element kernels: the driver's choice. On CPU
+ * devices with explicit-vector kernels (rows, attention) we ask for 1 work-item per group. */
+static const size_t *row_local(cl_dev *d, size_t *lws)
+{
+    lws[0] = (size_t)d->row_ls;
+    lws[1] = 1;
+    return lws;
+}
+
+/* ---- memory --------------------------------------------------------------------------------- */
+
+static const char *mib(char *buf, size_t cap, uint64_t b)
+{
+    if (b >= ((uint64_t)1 << 30))
+        snprintf(buf, cap, "%.2f GiB", (double)b / (double)((uint64_t)1 << 30));
+    else if (b >= ((uint64_t)1 << 20))
+        snprintf(buf, cap, "%.1f MiB", (double)b / 1048576.0);
+    else
+        snprintf(buf, cap, "%.1f KiB", (double)b / 1024.0);
+    return buf;
+}
+
+static pcv_buffer *ocl_alloc(pcv_backend *be, size_t bytes, pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    if (check_lost(d, err))
+        return NULL;
+    char b1[32], b2[32], b3[32];
+    if (bytes > d->max_alloc) {
+        pcv_set_error(err, PCV_ERR_OOM,
+                      "OpenCL device %d '%s': allocation of %zu bytes (%s) exceeds the device's maximum allocation "
+                      "of %llu bytes (%s, %s)",
+                      d->info.index, d->info.name, bytes, mib(b1, sizeof b1, bytes), (unsigned long long)d->max_alloc,
+                      mib(b2, sizeof b2, d->max_alloc),
+                      d->max_alloc_from_env ? "limited by PERCEIVER_MAX_ALLOC" : "CL_DEVICE_MAX_MEM_ALLOC_SIZE");
+        return NULL;
+    }
+    if (d->in_use + bytes > d->info.global_mem) {
+        pcv_set_error(err, PCV_ERR_OOM,
+                      "OpenCL device %d '%s': allocation of %zu bytes (%s) does not fit: %s are in use of the "
+                      "device's %s of global memory",
+                      d->info.index, d->info.name, bytes, mib(b1, sizeof b1, bytes), mib(b2, sizeof b2, d->in_use),
+                      mib(b3, sizeof b3, d->info.global_mem));
+        return NULL;
+    }
+    pcv_buffer *b = calloc(1, sizeof *b);
+    if (!b) {
+        pcv_set_error(err, PCV_ERR_OOM, "out of host memory");
+        return NULL;
+    }
+    cl_int rc = CL_SUCCESS;
+    /* a zero-size buffer is invalid in OpenCL; empty tensors get a small one */
+    b->mem = clCreateBuffer(d->ctx, CL_MEM_READ_WRITE, bytes ? bytes : 16, NULL, &rc);
+    if (!b->mem || rc != CL_SUCCESS) {
+        free(b);
+        char eb[48];
+        if (rc == CL_MEM_OBJECT_ALLOCATION_FAILURE || rc == CL_OUT_OF_RESOURCES || rc == CL_INVALID_BUFFER_SIZE ||
+            rc == CL_OUT_OF_HOST_MEMORY)
+            pcv_set_error(err, PCV_ERR_OOM, "OpenCL device %d '%s': cannot allocate %zu bytes (%s): %s",
+                          d->info.index, d->info.name, bytes, mib(b1, sizeof b1, bytes),
+                          pcv_cl_error_name(rc, eb, sizeof eb));
+        else
+            cl_fail(d, rc, "clCreateBuffer", err);
+        return NULL;
+    }
+    b->bytes = bytes;
+    d->in_use += bytes;
+    return b;
+}
+
+static void ocl_release(pcv_backend *be, pcv_buffer *b)
+{
+    if (!b)
+        return;
+    cl_dev *d = DEV(be);
+    /* safe with commands still queued: OpenCL frees the memory after they complete */
+    clReleaseMemObject(b->mem);
+    d->in_use -= b->bytes;
+    free(b);
+}
+
+static int ocl_upload(pcv_backend *be, pcv_buffer *dst, size_t off, const void *src, size_t n, pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    int rc = check_lost(d, err);
+    if (rc)
+        return rc;
+    if (off > dst->bytes || n > dst->bytes - off)
+        return pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL: upload of %zu bytes at %zu exceeds buffer of %zu", n, off,
+                             dst->bytes);
+    if (n == 0)
+        return 0;
+    /* blocking: the caller may free src right away; uploads happen before a forward's kernels */
+    cl_int r = clEnqueueWriteBuffer(d->queue, dst->mem, CL_TRUE, off, n, src, 0, NULL, NULL);
+    return r == CL_SUCCESS ? 0 : cl_fail(d, r, "upload (clEnqueueWriteBuffer)", err);
+}
+
+static int ocl_download(pcv_backend *be, pcv_buffer *src, size_t off, void *dst, size_t n, pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    int rc = check_lost(d, err);
+    if (rc)
+        return rc;
+    if (off > src->bytes || n > src->bytes - off)
+        return pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL: download of %zu bytes at %zu exceeds buffer of %zu", n,
+                             off, src->bytes);
+    if (n == 0)
+        return 0;
+    cl_int r = simulated_loss(d) ? CL_DEVICE_NOT_AVAILABLE
+                                 : clEnqueueReadBuffer(d->queue, src->mem, CL_TRUE, off, n, dst, 0, NULL, NULL);
+    return r == CL_SUCCESS ? 0 : cl_fail(d, r, "download (clEnqueueReadBuffer)", err);
+}
+
+static int ocl_synchronize(pcv_backend *be, pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    int rc = check_lost(d, err);
+    if (rc)
+        return rc;
+    cl_int r = clFinish(d->queue);
+    return r == CL_SUCCESS ? 0 : cl_fail(d, r, "clFinish", err);
+}
+
+/* Scratch memory for attention, grown on demand (the old buffer is released after the
+ * commands that use it, so growing never waits). */
+static cl_mem scratch(cl_dev *d, int slot, size_t bytes, pcv_error *err)
+{
+    if (d->scratch_bytes[slot] >= bytes)
+        return d->scratch[slot];
+    char b1[32], b2[32];
+    if (bytes > d->max_alloc) {
+        pcv_set_error(err, PCV_ERR_OOM,
+                      "OpenCL device %d '%s': attention needs %zu bytes (%s) of scratch memory, more than the "
+                      "maximum allocation of %llu bytes (%s)",
+                      d->info.index, d->info.name, bytes, mib(b1, sizeof b1, bytes), (unsigned long long)d->max_alloc,
+                      mib(b2, sizeof b2, d->max_alloc));
+        return NULL;
+    }
+    if (d->scratch[slot]) {
+        clReleaseMemObject(d->scratch[slot]);
+        d->in_use -= d->scratch_bytes[slot];
+    }
+    d->scratch[slot] = NULL;
+    d->scratch_bytes[slot] = 0;
+    cl_int rc = CL_SUCCESS;
+    cl_mem m = clCreateBuffer(d->ctx, CL_MEM_READ_WRITE, bytes, NULL, &rc);
+    if (!m || rc != CL_SUCCESS) {
+        if (rc == CL_MEM_OBJECT_ALLOCATION_FAILURE || rc == CL_INVALID_BUFFER_SIZE || rc == CL_OUT_OF_RESOURCES)
+            pcv_set_error(err, PCV_ERR_OOM, "OpenCL device %d '%s': cannot allocate %s of attention scratch memory",
+                          d->info.index, d->info.name, mib(b1, sizeof b1, bytes));
+        else
+            cl_fail(d, rc, "allocating attention scratch memory", err);
+        return NULL;
+    }
+    d->scratch[slot] = m;
+    d->scratch_bytes[slot] = bytes;
+    d->in_use += bytes;
+    return m;
+}
+
+/* ---- GEMM (CLBlast) --------------------------------------------------------------------------- */
+
+static const char *clblast_status(CLBlastStatusCode s, char *buf, size_t cap)
+{
+    switch (s) {
+    case CLBlastNotImplemented: return "CLBlastNotImplemented";
+    case CLBlastInvalidMatrixA: return "CLBlastInvalidMatrixA";
+    case CLBlastInvalidMatrixB: return "CLBlastInvalidMatrixB";
+    case CLBlastInvalidMatrixC: return "CLBlastInvalidMatrixC";
+    case CLBlastInvalidDimension: return "CLBlastInvalidDimension";
+    case CLBlastInvalidLeadDimA: return "CLBlastInvalidLeadDimA";
+    case CLBlastInvalidLeadDimB: return "CLBlastInvalidLeadDimB";
+    case CLBlastInvalidLeadDimC: return "CLBlastInvalidLeadDimC";
+    case CLBlastInsufficientMemoryA: return "CLBlastInsufficientMemoryA (matrix A exceeds its buffer)";
+    case CLBlastInsufficientMemoryB: return "CLBlastInsufficientMemoryB (matrix B exceeds its buffer)";
+    case CLBlastInsufficientMemoryC: return "CLBlastInsufficientMemoryC (matrix C exceeds its buffer)";
+    case CLBlastInvalidBatchCount: return "CLBlastInvalidBatchCount";
+    case CLBlastInvalidOverrideKernel: return "CLBlastInvalidOverrideKernel";
+    case CLBlastMissingOverrideParameter: return "CLBlastMissingOverrideParameter";
+    case CLBlastInvalidLocalMemUsage: return "CLBlastInvalidLocalMemUsage";
+    case CLBlastDatabaseError: return "CLBlastDatabaseError";
+    case CLBlastUnknownError: return "CLBlastUnknownError";
+    case CLBlastUnexpectedError: return "CLBlastUnexpectedError";
+    default: return pcv_cl_error_name((cl_int)s, buf, cap); /* the OpenCL codes */
+    }
+}
+
+/* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T with the operands swapped.
+ * CLBlast is slow when its m (the free dimension of its first operand) is the large one (the
+ * kernel then streams a new panel of that operand for every tile, with a huge stride), so we
+ * make the larger of m and n CLBlast's n. */
+static bool use_swap(const cl_dev *d, const pcv_gemm_args *g)
+{
+    if (d->layout == LAYOUT_ROW)
+        return false;
+    if (d->layout == LAYOUT_SWAP)
+        return true;
+    return g->n <= 2 * g->m;
+}
+
+static int ocl_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    int rc = check_lost(d, err);
+    if (rc)
+        return rc;
+    if (g->m <= 0 || g->n <= 0 || g->batch <= 0)
+        return 0;
+    if (g->k <= 0) { /* C = beta C */
+        cl_ulong off = g->c_off;
+        cl_long ldc = g->ldc, stride = g->stride_c;
+        cl_float beta = g->beta;
+        karg args[] = {A(g->c->mem), A(off), A(ldc), A(stride), A(beta)};
+        size_t gws[3] = {(size_t)g->n, (size_t)g->m, (size_t)g->batch};
+        return launch(d, d->k[K_SCALE], "gemm (k = 0)", 3, gws, NULL, args, NARGS(args), err);
+    }
+    if (simulated_loss(d))
+        return cl_fail(d, CL_DEVICE_NOT_AVAILABLE, "gemm", err);
+    double t0 = d->trace ? pcv_now() : 0;
+    const CLBlastTranspose ta = g->trans_a ? CLBlastTransposeYes : CLBlastTransposeNo;
+    const CLBlastTranspose tb = g->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo;
+    cl_event ev = NULL;
+    CLBlastStatusCode st = CLBlastSuccess;
+    bool swap = use_swap(d, g);
+    /* CLBlast 1.5.3's strided-batched GEMM gives wrong results for batch entries >= 1 when A is
+     * transposed and the batch stride of A is not exactly m*k (found by tests/test_ops.c on
+     * PoCL, with default and tuned parameters alike); those batches are a loop of single GEMMs */
+    bool batched = g->batch > 1 && !g->trans_a;
+    for (int64_t i = 0; i < (batched ? 1 : g->batch) && st == CLBlastSuccess; i++) {
+        size_t ao = g->a_off + (size_t)(i * g->stride_a), bo = g->b_off + (size_t)(i * g->stride_b),
+               co = g->c_off + (size_t)(i * g->stride_c);
+        if (ev)
+            clReleaseEvent(ev);
+        ev = NULL;
+        if (batched && swap)
+            st = CLBlastSgemmStridedBatched(CLBlastLayoutColMajor, tb, ta, (size_t)g->n, (size_t)g->m, (size_t)g->k,
+                                            g->alpha, g->b->mem, bo, (size_t)g->ldb, (size_t)g->stride_b, g->a->mem,
+                                            ao, (size_t)g->lda, (size_t)g->stride_a, g->beta, g->c->mem, co,
+                                            (size_t)g->ldc, (size_t)g->stride_c, (size_t)g->batch, &d->queue, &ev);
+        else if (batched)
+            st = CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, ta, tb, (size_t)g->m, (size_t)g->n, (size_t)g->k,
+                                            g->alpha, g->a->mem, ao, (size_t)g->lda, (size_t)g->stride_a, g->b->mem,
+                                            bo, (size_t)g->ldb, (size_t)g->stride_b, g->beta, g->c->mem, co,
+                                            (size_t)g->ldc, (size_t)g->stride_c, (size_t)g->batch, &d->queue, &ev);
+        else if (swap)
+            st = CLBlastSgemm(CLBlastLayoutColMajor, tb, ta, (size_t)g->n, (size_t)g->m, (size_t)g->k, g->alpha,
+                              g->b->mem, bo, (size_t)g->ldb, g->a->mem, ao, (size_t)g->lda, g->beta, g->c->mem, co,
+                              (size_t)g->ldc, &d->queue, &ev);
+        else
+            st = CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, (size_t)g->m, (size_t)g->n, (size_t)g->k, g->alpha,
+                              g->a->mem, ao, (size_t)g->lda, g->b->mem, bo, (size_t)g->ldb, g->beta, g->c->mem, co,
+                              (size_t)g->ldc, &d->queue, &ev);
+    }
+    if (ev)
+        clReleaseEvent(ev);
+    if (d->trace && st == CLBlastSuccess) {
+        clFinish(d->queue);
+        fprintf(stderr, "perceiver-cl trace: %-28s m %lld n %lld k %lld batch %lld%s: %.3f ms\n", "gemm (CLBlast)",
+                (long long)g->m, (long long)g->n, (long long)g->k, (long long)g->batch, swap ? " swapped" : "",
+                (pcv_now() - t0) * 1e3);
+    }
+    if (st != CLBlastSuccess) {
+        char what[160], eb[48];
+        snprintf(what, sizeof what, "CLBlast sgemm %c%c m=%lld n=%lld k=%lld batch=%lld", g->trans_a ? 'T' : 'N',
+                 g->trans_b ? 'T' : 'N', (long long)g->m, (long long)g->n, (long long)g->k, (long long)g->batch);
+        if ((int)st > -1000) /* an OpenCL error code passed through */
+            return cl_fail(d, (cl_int)st, what, err);
+        return pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL device %d '%s': %s failed: %s", d->info.index, d->info.name,
+                             what, clblast_status(st, eb, sizeof eb));
+    }
+    g_launches++;
+    return 0;
+}
+
+/* ---- small operations -------------------------------------------------------------------- */
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+static int ocl_bias_add(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols, pcv_buffer *bias,
+                        size_t b_off, pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    cl_ulong xo = x_off, bo = b_off;
+    cl_long c = cols;
+    karg args[] = {A(x->mem), A(xo), A(c), A(bias->mem), A(bo)};
+    size_t gws[2] = {(size_t)cols, (size_t)rows};
+    return launch(d, d->k[K_BIAS_ADD], "bias_add", 2, gws, NULL, args, NARGS(args), err);
+}
+
+static int ocl_layernorm(pcv_backend *be, pcv_buffer *x, size_t x_off, pcv_buffer *y, size_t y_off, int64_t rows,
+                         int64_t cols, pcv_buffer *gamma, size_t g_off, pcv_buffer *beta, size_t b_off, float eps,
+                         pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    cl_ulong xo = x_off, yo = y_off, go = g_off, bo = b_off;
+    cl_long c = cols;
+    cl_float e = eps;
+    karg args[] = {A(x->mem), A(xo), A(y->mem), A(yo), A(c), A(gamma->mem), A(go), A(beta->mem), A(bo), A(e)};
+    size_t gws[2] = {(size_t)d->row_ls, (size_t)rows}, lws[2];
+    return launch(d, d->k[K_LAYERNORM], "layernorm", 2, gws, row_local(d, lws), args, NARGS(args), err);
+}
+
+static int ocl_gelu(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t n, pcv_gelu_kind kind, pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    cl_ulong xo = x_off;
+    cl_long nn = n;
+    cl_int k = kind == PCV_GELU_TANH ? 1 : 0;
+    karg args[] = {A(x->mem), A(xo), A(nn), A(k)};
+    size_t gws[1] = {(size_t)cdiv(n, d->vw)};
+    return launch(d, d->k[K_GELU], "gelu", 1, gws, NULL, args, NARGS(args), err);
+}
+
+static int ocl_add(pcv_backend *be, pcv_buffer *y, size_t y_off, pcv_buffer *a, size_t a_off, int64_t n,
+                   pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    cl_ulong yo = y_off, ao = a_off;
+    karg args[] = {A(y->mem), A(yo), A(a->mem), A(ao)};
+    size_t gws[1] = {(size_t)n};
+    return launch(d, d->k[K_ADD], "add", 1, gws, NULL, args, NARGS(args), err);
+}
+
+static int ocl_softmax(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols, pcv_buffer *mask,
+                       size_t m_off, pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    cl_ulong xo = x_off, mo = mask ? m_off : 0;
+    cl_long c = cols;
+    cl_int has = mask != NULL;
+    cl_mem mm = mask ? mask->mem : d->dummy;
+    karg args[] = {A(x->mem), A(xo), A(c), A(mm), A(mo), A(has)};
+    size_t gws[2] = {(size_t)d->row_ls, (size_t)rows}, lws[2];
+    return launch(d, d->k[K_SOFTMAX], "softmax", 2, gws, row_local(d, lws), args, NARGS(args), err);
+}
+
+static int ocl_gather(pcv_backend *be, pcv_buffer *table, size_t t_off, pcv_buffer *ids, size_t ids_off,
+                      pcv_buffer *pos, size_t pos_off, int64_t period, pcv_buffer *out, size_t out_off, int64_t rows,
+                      int64_t cols, pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    cl_ulong to = t_off, io = ids_off, po = pos ? pos_off : 0, oo = out_off;
+    cl_long per = period > 0 ? period : 1, c = cols;
+    cl_int has = pos != NULL;
+    cl_mem pm = pos ? pos->mem : d->dummy;
+    karg args[] = {A(table->mem), A(to), A(ids->mem), A(io), A(pm), A(po), A(per), A(has), A(out->mem), A(oo), A(c)};
+    size_t gws[2] = {(size_t)cols, (size_t)rows};
+    return launch(d, d->k[K_GATHER], "gather", 2, gws, NULL, args, NARGS(args), err);
+}
+
+static int ocl_repeat(pcv_backend *be, pcv_buffer *src, size_t s_off, int64_t n, int64_t times, pcv_buffer *dst,
+                      size_t d_off, pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    cl_ulong so = s_off, dof = d_off;
+    cl_long nn = n;
+    karg args[] = {A(src->mem), A(so), A(nn), A(dst->mem), A(dof)};
+    size_t gws[2] = {(size_t)n, (size_t)times};
+    return launch(d, d->k[K_REPEAT], "repeat", 2, gws, NULL, args, NARGS(args), err);
+}
+
+static int ocl_transpose(pcv_backend *be, pcv_buffer *src, size_t s_off, int64_t batch, int64_t rows, int64_t cols,
+                         pcv_buffer *dst, size_t d_off, pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    cl_ulong so = s_off, dof = d_off;
+    cl_long r = rows, c = cols;
+    karg args[] = {A(src->mem), A(so), A(r), A(c), A(dst->mem), A(dof)};
+    size_t gws[3] = {(size_t)cols, (size_t)rows, (size_t)batch};
+    return launch(d, d->k[K_TRANSPOSE], "transpose", 3, gws, NULL, args, NARGS(args), err);
+}
+
+static int ocl_copy2d(pcv_backend *be, pcv_buffer *src, size_t s_off, int64_t src_ld, int64_t period, pcv_buffer *dst,
+                      size_t d_off, int64_t dst_ld, int64_t rows, int64_t cols, pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    cl_ulong so = s_off, dof = d_off;
+    cl_long sld = src_ld, per = period > 0 ? period : 1, dld = dst_ld;
+    karg args[] = {A(src->mem), A(so), A(sld), A(per), A(dst->mem), A(dof), A(dld)};
+    size_t gws[2] = {(size_t)cols, (size_t)rows};
+    return launch(d, d->k[K_COPY2D], "copy2d", 2, gws, NULL, args, NARGS(args), err);
+}
+
+static int ocl_im2col(pcv_backend *be, pcv_buffer *src, size_t s_off, int64_t batch, int64_t C, int64_t H, int64_t W,
+                      int64_t kh, int64_t kw, int64_t stride, int64_t pad_top, int64_t pad_left, int64_t oh,
+                      int64_t ow, pcv_buffer *dst, size_t d_off, pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    cl_ulong so = s_off, dof = d_off;
+    cl_long c = C, h = H, w = W, khh = kh, kww = kw, st = stride, pt = pad_top, pl = pad_left, ohh = oh, oww = ow;
+    karg args[] = {A(src->mem), A(so), A(c), A(h), A(w), A(khh), A(kww), A(st), A(pt), A(pl), A(ohh), A(oww),
+                   A(dst->mem), A(dof)};
+    size_t gws[3] = {(size_t)(C * kh * kw), (size_t)(oh * ow), (size_t)batch};
+    return launch(d, d->k[K_IM2COL], "im2col", 3, gws, NULL, args, NARGS(args), err);
+}
+
+static int ocl_channel_affine(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols,
+                              pcv_buffer *scale, size_t sc_off, pcv_buffer *shift, size_t sh_off, bool relu,
+                              pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    cl_ulong xo = x_off, sco = sc_off, sho = sh_off;
+    cl_long c = cols;
+    cl_int r = relu;
+    karg args[] = {A(x->mem), A(xo), A(c), A(scale->mem), A(sco), A(shift->mem), A(sho), A(r)};
+    size_t gws[2] = {(size_t)cols, (size_t)rows};
+    return launch(d, d->k[K_CHANNEL_AFFINE], "channel_affine", 2, gws, NULL, args, NARGS(args), err);
+}
+
+static int ocl_maxpool(pcv_backend *be, pcv_buffer *src, size_t s_off, int64_t batch, int64_t H, int64_t W, int64_t C,
+                       int64_t k, int64_t stride, int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow,
+                       pcv_buffer *dst, size_t d_off, pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    cl_ulong so = s_off, dof = d_off;
+    cl_long h = H, w = W, c = C, kk = k, st = stride, pt = pad_top, pl = pad_left, ohh = oh, oww = ow;
+    karg args[] = {A(src->mem), A(so), A(h), A(w), A(c), A(kk), A(st), A(pt), A(pl), A(ohh), A(oww), A(dst->mem),
+                   A(dof)};
+    size_t gws[3] = {(size_t)C, (size_t)(oh * ow), (size_t)batch};
+    return launch(d, d->k[K_MAXPOOL], "maxpool", 3, gws, NULL, args, NARGS(args), err);
+}
+
+/* ---- attention ------------------------------------------------------------------------------ */
+
+/* The fused kernel's specialization for a value head size dv: NV vectors of VW output columns
+ * per work-item (at most 8 vectors: the accumulator must stay in registers), as few dv chunks
+ * as that allows, and QB query rows per work-item so that QB x NV accumulators fill about 16
+ * vector registers on a CPU. GPUs get one row per work-item (more work-items). At most 8
+ * variants per device (NV = 1..8). */
+static attn_variant *attn_get(cl_dev *d, int64_t dv, pcv_error *err)
+{
+    int64_t nvec = cdiv(dv, d->vw);
+    int64_t chunks = cdiv(nvec, 8);
+    int nv = (int)cdiv(nvec, chunks);
+    int qb = d->info.is_cpu ? (int)(16 / nv < 1 ? 1 : 16 / nv > 4 ? 4 : 16 / nv) : 1;
+    for (int i = 0; i < d->nattn; i++)
+        if (d->attn[i].nv == nv && d->attn[i].qb == qb)
+            return &d->attn[i];
+    if (d->nattn == MAX_ATTN_VARIANTS) {
+        pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL: too many attention kernel variants");
+        return NULL;
+    }
+    char opts[400];
+    snprintf(opts, sizeof opts, "%s -D QB=%d -D NV=%d", d->options, qb, nv);
+    attn_variant *v = &d->attn[d->nattn];
+    memset(v, 0, sizeof *v);
+    if (pcv_cl_build_program(d->ctx, d->dev, &d->info, "attention.cl", opts, &v->prog, err))
+        return NULL;
+    cl_int r[3] = {CL_SUCCESS, CL_SUCCESS, CL_SUCCESS};
+    v->transpose = clCreateKernel(v->prog, "attn_kt", &r[0]);
+    v->fused = clCreateKernel(v->prog, "attn_fused", &r[1]);
+    v->combine = clCreateKernel(v->prog, "attn_combine", &r[2]);
+    if (r[0] != CL_SUCCESS || r[1] != CL_SUCCESS || r[2] != CL_SUCCESS) {
+        cl_kernel ks[3] = {v->transpose, v->fused, v->combine};
+        for (int i = 0; i < 3; i++)
+            if (ks[i])
+                clReleaseKernel(ks[i]);
+        clReleaseProgram(v->prog);
+        cl_fail(d, r[0] != CL_SUCCESS ? r[0] : r[1] != CL_SUCCESS ? r[1] : r[2], "creating the attention kernels", err);
+        return NULL;
+    }
+    v->qb = qb;
+    v->nv = nv;
+    d->nattn++;
+    return v;
+}
+
+static int attn_fused(cl_dev *d, const pcv_attention_args *a, pcv_error *err)
+{
+    attn_variant *v = attn_get(d, a->dv, err);
+    if (!v)
+        return err ? (int)err->code : PCV_ERR_DEVICE;
+    int64_t chunks = cdiv(a->dv, (int64_t)v->nv * d->vw), groups = cdiv(a->nq, v->qb);
+    int64_t items = chunks * groups * a->batch * a->heads;
+
+    /* split the keys when there are too few work-items to fill the device (few queries, many
+     * keys: the encoder's cross-attention); each split covers at least 256 keys */
+    int64_t target = (int64_t)d->info.compute_units * (d->info.is_cpu ? 4 : 256);
+    int64_t nsplit = 1;
+    if (d->force_splits > 0)
+        nsplit = d->force_splits;
+    else if (items < target && a->nk >= 512)
+        nsplit = cdiv(target, items) < a->nk / 256 ? cdiv(target, items) : a->nk / 256;
+    size_t row_bytes = (size_t)(a->dv + 2) * sizeof(float);
+    size_t cap = d->max_alloc < ((size_t)256 << 20) ? d->max_alloc : ((size_t)256 << 20);
+    while (nsplit > 1 && (size_t)(a->batch * a->heads * nsplit * a->nq) * row_bytes > cap)
+        nsplit /= 2;
+    if (nsplit > a->nk)
+        nsplit = a->nk;
+    int64_t split_len = cdiv(cdiv(a->nk, nsplit), d->vw) * d->vw; /* whole key tiles */
+    nsplit = cdiv(a->nk, split_len);
+
+    /* K transposed per head, rows padded to whole key tiles */
+    int64_t nk_pad = cdiv(a->nk, d->vw) * d->vw;
+    cl_mem kt = scratch(d, 0, (size_t)(a->batch * a->heads * a->dqk * nk_pad) * sizeof(float), err);
+    if (!kt)
+        return err ? (int)err->code : PCV_ERR_OOM;
+    cl_mem part = d->dummy;
+    if (nsplit > 1 && !(part = scratch(d, 1, (size_t)(a->batch * a->heads * nsplit * a->nq) * row_bytes, err)))
+        return err ? (int)err->code : PCV_ERR_OOM;
+
+    cl_ulong qo = a->q_off, ko = a->k_off, vo = a->v_off, oo = a->o_off;
+    cl_ulong kmo = a->kmask ? a->kmask_off : 0, qmo = a->qmask ? a->qmask_off : 0;
+    cl_long qld = a->q_ld, kld = a->k_ld, vld = a->v_ld, old = a->o_ld;
+    cl_int hk = a->kmask != NULL, hq = a->qmask != NULL;
+    cl_mem km = a->kmask ? a->kmask->mem : d->dummy, qm = a->qmask ? a->qmask->mem : d->dummy;
+    cl_int ns = (cl_int)nsplit, sl = (cl_int)split_len, heads = (cl_int)a->heads, nq = (cl_int)a->nq,
+           nk = (cl_int)a->nk, nkp = (cl_int)nk_pad, dqk = (cl_int)a->dqk, dv = (cl_int)a->dv,
+           mode = a->mode == PCV_ATTN_HAIKU;
+    cl_float scale = a->scale, inv = (float)(1.0 / (double)a->scale);
+
+    karg targs[] = {A(a->k->mem), A(ko), A(kld), A(kt), A(heads), A(nk), A(nkp), A(dqk)};
+    size_t tg[3] = {(size_t)nk_pad, (size_t)a->dqk, (size_t)(a->batch * a->heads)};
+    int rc = launch(d, v->transpose, "attention (transpose K)", 3, tg, NULL, targs, NARGS(targs), err);
+    if (rc)
+        return rc;
+    karg args[] = {A(a->q->mem), A(qo),  A(qld), A(kt),   A(nkp), A(a->v->mem), A(vo),    A(vld),
+                   A(a->o->mem), A(oo),  A(old), A(km),   A(kmo), A(hk),        A(qm),    A(qmo),
+                   A(hq),        A(part), A(ns), A(sl),   A(heads), A(nq),      A(nk),    A(dqk),
+                   A(dv),        A(mode), A(scale), A(inv)};
+    size_t gws[3] = {(size_t)chunks, (size_t)groups, (size_t)(a->batch * a->heads * nsplit)};
+    size_t one[3] = {1, 1, 1};
+    rc = launch(d, v->fused, "attention", 3, gws, d->info.is_cpu ? one : NULL, args, NARGS(args), err);
+    if (rc || nsplit == 1)
+        return rc;
+    karg cargs[] = {A(part), A(ns), A(nq), A(dv), A(heads), A(a->o->mem), A(oo), A(old)};
+    size_t cg[3] = {(size_t)a->dv, (size_t)a->nq, (size_t)(a->batch * a->heads)};
+    return launch(d, v->combine, "attention (combine splits)", 3, cg, NULL, cargs, NARGS(cargs), err);
+}
+
+/* Scores through CLBlast, per batch entry: S[h] = Q_h K_h^T (heads batched, each head a
+ * column slice of Q and K), masked softmax in place, O_h = S[h] V_h. */
+static int attn_gemm(pcv_backend *be, cl_dev *d, const pcv_attention_args *a, pcv_error *err)
+{
+    size_t sbytes = (size_t)(a->heads * a->nq * a->nk) * sizeof(float);
+    cl_mem s = scratch(d, 0, sbytes, err);
+    if (!s)
+        return err ? (int)err->code : PCV_ERR_OOM;
+    pcv_buffer sb = {s, sbytes};
+    int rc;
+    for (int64_t b = 0; b < a->batch; b++) {
+        pcv_gemm_args qk = {
+            .trans_a = false, .trans_b = true, .m = a->nq, .n = a->nk, .k = a->dqk, .batch = a->heads,
+            .alpha = 1.0f, .beta = 0.0f,
+            .a = a->q, .a_off = a->q_off + (size_t)(b * a->nq * a->q_ld), .lda = a->q_ld, .stride_a = a->dqk,
+            .b = a->k, .b_off = a->k_off + (size_t)(b * a->nk * a->k_ld), .ldb = a->k_ld, .stride_b = a->dqk,
+            .c = &sb, .c_off = 0, .ldc = a->nk, .stride_c = a->nq * a->nk,
+        };
+        if ((rc = ocl_gemm(be, &qk, err)))
+            return rc;
+        cl_ulong so = 0, kmo = a->kmask ? a->kmask_off + (size_t)(b * a->nk) : 0,
+                 qmo = a->qmask ? a->qmask_off + (size_t)(b * a->nq) : 0;
+        cl_long cols = a->nk, nq = a->nq;
+        cl_int mode = a->mode == PCV_ATTN_HAIKU, hk = a->kmask != NULL, hq = a->qmask != NULL;
+        cl_float scale = a->scale, inv = (float)(1.0 / (double)a->scale);
+        cl_mem km = a->kmask ? a->kmask->mem : d->dummy, qm = a->qmask ? a->qmask->mem : d->dummy;
+        karg args[] = {A(s), A(so), A(cols), A(nq), A(mode), A(scale), A(inv), A(km), A(kmo), A(hk), A(qm), A(qmo), A(hq)};
+        size_t gws[2] = {(size_t)d->row_ls, (size_t)(a->heads * a->nq)}, lws[2];
+        if ((rc = launch(d, d->k[K_ATTN_SOFTMAX], "attention softmax", 2, gws, row_local(d, lws), args, NARGS(args), err)))
+            return rc;
+        pcv_gemm_args pv = {
+            .trans_a = false, .trans_b = false, .m = a->nq, .n = a->dv, .k = a->nk, .batch = a->heads,
+            .alpha = 1.0f, .beta = 0.0f,
+            .a = &sb, .a_off = 0, .lda = a->nk, .stride_a = a->nq * a->nk,
+            .b = a->v, .b_off = a->v_off + (size_t)(b * a->nk * a->v_ld), .ldb = a->v_ld, .stride_b = a->dv,
+            .c = a->o, .c_off = a->o_off + (size_t)(b * a->nq * a->o_ld), .ldc = a->o_ld, .stride_c = a->dv,
+        };
+        if ((rc = ocl_gemm(be, &pv, err)))
+            return rc;
+    }
+    return 0;
+}
+
+static int ocl_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error *err)
+{
+    cl_dev *d = DEV(be);
+    int rc = check_lost(d, err);
+    if (rc)
+        return rc;
+    if (a->batch <= 0 || a->heads <= 0 || a->nq <= 0 || a->dv <= 0)
+        return 0;
+    if (a->nk <= 0 || a->dqk <= 0)
+        return pcv_set_error(err, PCV_ERR_SHAPE, "attention with %lld keys of %lld channels", (long long)a->nk,
+                             (long long)a->dqk);
+    if (a->nq > INT32_MAX / 2 || a->nk > INT32_MAX / 2 || a->batch * a->heads > INT32_MAX / 1024)
+        return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "attention: %lld queries x %lld keys is beyond the kernel's 32-bit indices",
+                             (long long)a->nq, (long long)a->nk);
+    /* the GEMM path materializes one batch entry's scores: only where they are small */
+    size_t sbytes = (size_t)(a->heads * a->nq * a->nk) * sizeof(float);
+    bool gemm = d->attn_path == ATTN_GEMM && sbytes <= d->max_alloc;
+    if (d->attn_path == ATTN_AUTO)
+        gemm = false; /* measured on PoCL: the fused kernel is faster at every model shape (docs/opencl.md) */
+    return gemm ? attn_gemm(be, d, a, err) : attn_fused(d, a, err);
+}
+
+/* ---- device set-up ---------------------------------------------------------------------------- */
+
+/* Installs CLBlast parameters for CPU devices (measured on PoCL 3.1, AVX-512: 1x1 work-groups
+ * with float16 vectors; see docs/opencl.md). PERCEIVER_CLBLAST_XGEMM replaces them. */
+static void clblast_tune(cl_dev *d)
+{
+    const char *env = getenv("PERCEIVER_CLBLAST_TUNE");
+    if (env && !strcmp(env, "0"))
+        return;
+    static const char *names[16] = {"GEMMK", "KREG", "KWG",  "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
+                                    "NDIMC", "NWG",  "SA",   "SB",  "STRM",  "STRN",  "VWM", "VWN"};
+    size_t vals[16] = {0, 1, 64, 4, 1, 1, 32, 1, 1, 8, 0, 0, 0, 0, 16, 1};
+    bool have = d->info.is_cpu;
+    const char *x = getenv("PERCEIVER_CLBLAST_XGEMM");
+    if (x && *x) {
+        size_t v[16];
+        int n = 0;
+        char *end;
+        for (const char *p = x; n < 16; n++, p = end) {
+            v[n] = strtoul(p, &end, 10);
+            if (end == p)
+                break;
+        }
+        if (n == 16) {
+            memcpy(vals, v, sizeof vals);
+            have = true;
+        } else {
+            fprintf(stderr, "perceiver-cl: PERCEIVER_CLBLAST_XGEMM needs 16 numbers (%s); ignored\n",
+                    "GEMMK KREG KWG KWI MDIMA MDIMC MWG NDIMB NDIMC NWG SA SB STRM STRN VWM VWN");
+        }
+    }
+    if (have)
+        CLBlastOverrideParameters(d->dev, "Xgemm", CLBlastPrecisionSingle, 16, names, vals);
+    /* every GEMM takes the tuned indirect kernel on CPUs (the direct kernel keeps its defaults) */
+    const char *mi = getenv("PERCEIVER_CLBLAST_MININD");
+    size_t minind = mi && *mi ? strtoul(mi, NULL, 10) : d->info.is_cpu ? 1 : 0;
+    if (minind > 0) {
+        const char *rn[1] = {"XGEMM_MIN_INDIRECT_SIZE"};
+        CLBlastOverrideParameters(d->dev, "GemmRoutine", CLBlastPrecisionSingle, 1, rn, &minind);
+    }
+}
+
+static int env_choice(const char *name, const char *const *words, int n, int def)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return def;
+    for (int i = 0; i < n; i++)
+        if (!strcasecmp(v, words[i]))
+            return i;
+    fprintf(stderr, "perceiver-cl: %s='%s' is not one of", name, v);
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, " %s", words[i]);
+    fprintf(stderr, "; using %s\n", words[def]);
+    return def;
+}
+
+static int dev_init(cl_dev *d, int index, pcv_error *err)
+{
+    char eb[48];
+    int rc = pcv_cl_get_device(index, &d->platform, &d->dev, &d->info, err);
+    if (rc)
+        return rc;
+    const pcv_cl_device_info *in = &d->info;
+    if (!in->available)
+        return pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL device %d '%s' is not available (CL_DEVICE_AVAILABLE is false)",
+                             index, in->name);
+    if (!in->compiler)
+        return pcv_set_error(err, PCV_ERR_UNSUPPORTED,
+                             "OpenCL device %d '%s' has no OpenCL C compiler (CL_DEVICE_COMPILER_AVAILABLE is false); "
+                             "perceiver-cl compiles its kernels at run time",
+                             index, in->name);
+    if (in->c_major * 10 + in->c_minor < 12)
+        return pcv_set_error(err, PCV_ERR_UNSUPPORTED,
+                             "OpenCL device %d '%s' supports %s; perceiver-cl needs OpenCL C 1.2 or later", index,
+                             in->name, in->c_version);
+    cl_int r = CL_SUCCESS;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)d->platform, 0};
+    d->ctx = clCreateContext(props, 1, &d->dev, NULL, NULL, &r);
+    if (!d->ctx || r != CL_SUCCESS)
+        return pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL device %d '%s': cannot create a context: %s", index, in->name,
+                             pcv_cl_error_name(r, eb, sizeof eb));
+    d->queue = clCreateCommandQueue(d->ctx, d->dev, 0, &r);
+    if (!d->queue || r != CL_SUCCESS)
+        return pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL device %d '%s': cannot create a command queue: %s", index,
+                             in->name, pcv_cl_error_name(r, eb, sizeof eb));
+
+    d->max_alloc = in->max_alloc;
+    const char *ma = getenv("PERCEIVER_MAX_ALLOC");
+    if (ma && *ma) {
+        unsigned long long v = strtoull(ma, NULL, 10);
+        if (v > 0 && v < d->max_alloc) {
+            d->max_alloc = v;
+            d->max_alloc_from_env = true;
+        }
+    }
+    /* CPUs: explicit float16 (one AVX-512 register; LLVM splits it on narrower CPUs) and one
+     * work-item per row; GPUs: float4 and 64 work-items per row */
+    d->vw = in->is_cpu ? 16 : 4;
+    d->row_ls = 1;
+    if (!in->is_cpu) {
+        d->row_ls = 64;
+        while ((size_t)d->row_ls > in->max_work_group && d->row_ls > 1)
+            d->row_ls /= 2;
+    }
+    snprintf(d->options, sizeof d->options, "-cl-std=CL1.2 -D VW=%d -D ROW_LS=%d -D PCV_FP64=%d", d->vw, d->row_ls,
+             in->fp64 ? 1 : 0);
+    for (int p = 0; p < 2; p++)
+        if ((rc = pcv_cl_build_program(d->ctx, d->dev, in, program_files[p], d->options, &d->progs[p], err)))
+            return rc;
+    for (int k = 0; k < K_COUNT; k++) {
+        d->k[k] = clCreateKernel(d->progs[kernel_table[k].program], kernel_table[k].name, &r);
+        if (!d->k[k] || r != CL_SUCCESS)
+            return pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL device %d '%s': kernel '%s' of cl/%s: %s", index,
+                                 in->name, kernel_table[k].name, program_files[kernel_table[k].program],
+                                 pcv_cl_error_name(r, eb, sizeof eb));
+    }
+    d->dummy = clCreateBuffer(d->ctx, CL_MEM_READ_WRITE, 64, NULL, &r);
+    if (!d->dummy || r != CL_SUCCESS)
+        return cl_fail(d, r, "clCreateBuffer", err);
+
+    static const char *const layouts[] = {"auto", "row", "swap"};
+    static const char *const paths[] = {"auto", "fused", "gemm"};
+    d->layout = env_choice("PERCEIVER_GEMM_LAYOUT", layouts, 3, LAYOUT_AUTO);
+    d->attn_path = env_choice("PERCEIVER_ATTENTION", paths, 3, ATTN_AUTO);
+    const char *fs = getenv("PERCEIVER_ATTN_SPLITS");
+    d->force_splits = fs && *fs ? atoi(fs) : 0;
+    const char *fa = getenv("PERCEIVER_TEST_DEVICE_LOSS");
+    d->fail_after = fa && *fa ? atoll(fa) : -1;
+    const char *tr = getenv("PERCEIVER_CL_TRACE");
+    d->trace = tr && *tr && strcmp(tr, "0") != 0;
+    clblast_tune(d);
+    return 0;
+}
+
+static void dev_free(cl_dev *d)
+{
+    for (int i = 0; i < d->nattn; i++) {
+        clReleaseKernel(d->attn[i].transpose);
+        clReleaseKernel(d->attn[i].fused);
+        clReleaseKernel(d->attn[i].combine);
+        clReleaseProgram(d->attn[i].prog);
+    }
+    for (int k = 0; k < K_COUNT; k++)
+        if (d->k[k])
+            clReleaseKernel(d->k[k]);
+    for (int p = 0; p < 2; p++)
+        if (d->progs[p])
+            clReleaseProgram(d->progs[p]);
+    if (d->dummy)
+        clReleaseMemObject(d->dummy);
+    for (int i = 0; i < 2; i++)
+        if (d->scratch[i])
+            clReleaseMemObject(d->scratch[i]);
+    if (d->queue)
+        clReleaseCommandQueue(d->queue);
+    if (d->ctx)
+        clReleaseContext(d->ctx);
+    free(d);
+}
+
+static void ocl_destroy(pcv_backend *be)
+{
+    if (!be)
+        return;
+    cl_dev *d = DEV(be);
+    if (d && !d->lost)
+        clFinish(d->queue); /* the device runtime stays for later backends on this device */
+    free(be);
+}
+
+static const pcv_backend_ops ocl_ops = {
+    .destroy = ocl_destroy,
+    .alloc = ocl_alloc,
+    .release = ocl_release,
+    .wrap_host = NULL, /* weights are uploaded */
+    .upload = ocl_upload,
+    .download = ocl_download,
+    .synchronize = ocl_synchronize,
+    .gemm = ocl_gemm,
+    .bias_add = ocl_bias_add,
+    .layernorm = ocl_layernorm,
+    .gelu = ocl_gelu,
+    .add = ocl_add,
+    .softmax = ocl_softmax,
+    .gather = ocl_gather,
+    .repeat = ocl_repeat,
+    .attention = ocl_attention,
+    .transpose = ocl_transpose,
+    .copy2d = ocl_copy2d,
+    .im2col = ocl_im2col,
+    .channel_affine = ocl_channel_affine,
+    .maxpool = ocl_maxpool,
+};
+
+bool pcv_cl_get_switches(const pcv_backend *be, pcv_cl_switches *s)
+{
+    if (!be || be->ops != &ocl_ops)
+        return false;
+    const cl_dev *d = be->ctx;
+    s->attention = d->attn_path;
+    s->layout = d->layout;
+    s->splits = d->force_splits;
+    return true;
+}
+
+bool pcv_cl_set_switches(pcv_backend *be, const pcv_cl_switches *s)
+{
+    if (!be || be->ops != &ocl_ops)
+        return false;
+    cl_dev *d = be->ctx;
+    d->attn_path = s->attention;
+    d->layout = s->layout;
+    d->force_splits = s->splits;
+    return true;
+}
+
+pcv_backend *pcv_backend_opencl_create(int index, pcv_error *err)
+{
+    if (index < 0 || index >= MAX_DEVICES) {
+        char list[768];
+        pcv_cl_format_device_list(list, sizeof list);
+        pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL device %d does not exist; the devices are:\n%s", index, list);
+        return NULL;
+    }
+    cl_dev *d = g_devs[index];
+    if (!d) {
+        d = calloc(1, sizeof *d);
+        if (!d) {
+            pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+            return NULL;
+        }
+        if (dev_init(d, index, err)) {
+            dev_free(d);
+            return NULL;
+        }
+        g_devs[index] = d;
+    }
+    if (d->lost) {
+        pcv_set_error(err, PCV_ERR_DEVICE, "%s", d->lost_msg);
+        return NULL;
+    }
+    pcv_backend *be = calloc(1, sizeof *be);
+    if (!be) {
+        pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+        return NULL;
+    }
+    be->ops = &ocl_ops;
+    be->ctx = d;
+    snprintf(be->name, sizeof be->name, "opencl:%d", index);
+    snprintf(be->device_name, sizeof be->device_name, "OpenCL device %d: %s (%s, %s)", index, d->info.name,
+             d->info.platform, d->info.driver);
+    return be;
+}
+
+#else
+bool pcv_cl_get_switches(const pcv_backend *be, pcv_cl_switches *s) { return false; }
+bool pcv_cl_set_switches(pcv_backend *be, const pcv_cl_switches *s) { return false; }
+#endif

@@ -1,0 +1,80 @@
+/* OpenCL devices and backend: what the rest of the library and the CLI see.
+ *
+ * Nothing here needs the OpenCL headers, so callers compile whether or not the OpenCL backend
+ * is built (-DPCV_OPENCL=OFF): pcv_cl_available() is then false and the lists are empty.
+ *
+ * Device indices are global over all platforms: platforms in the order the ICD loader reports
+ * them, each platform's devices (CL_DEVICE_TYPE_ALL) in the order the driver reports them.
+ * They are stable while the installed drivers and hardware stay the same.
+ */
+#ifndef PCV_OPENCL_H
+#define PCV_OPENCL_H
+
+#include "backend.h"
+
+typedef struct pcv_cl_device_info {
+    int index;                  /* global index, as used by --device N */
+    int platform_index;         /* position of the platform, and of the device in it */
+    int device_index;
+    char platform[128];         /* CL_PLATFORM_NAME */
+    char platform_version[128]; /* CL_PLATFORM_VERSION */
+    char name[256];             /* CL_DEVICE_NAME */
+    char vendor[128];           /* CL_DEVICE_VENDOR */
+    char driver[128];           /* CL_DRIVER_VERSION */
+    char version[128];          /* CL_DEVICE_VERSION, "OpenCL 3.0 ..." */
+    char c_version[128];        /* CL_DEVICE_OPENCL_C_VERSION */
+    char type[32];              /* "GPU", "CPU", "accelerator", "custom" */
+    unsigned compute_units;
+    unsigned clock_mhz;
+    uint64_t global_mem, max_alloc, local_mem;
+    size_t max_work_group;
+    bool available, compiler, fp64, is_cpu;
+    int c_major, c_minor;       /* OpenCL C version parsed from c_version */
+} pcv_cl_device_info;
+
+/* True when this build has the OpenCL backend. */
+bool pcv_cl_available(void);
+
+/* Every OpenCL device of every platform, in index order; *out is malloc'd (free it). Returns
+ * the count; a machine without any OpenCL platform has 0 devices (not an error). Returns -1
+ * with err set only if the OpenCL runtime itself fails. */
+int pcv_cl_list_devices(pcv_cl_device_info **out, pcv_error *err);
+
+/* One line per device ("  0  GPU  NVIDIA H200 (NVIDIA CUDA, OpenCL C 1.2)") plus the cpu
+ * path, for error messages. */
+void pcv_cl_format_device_list(char *buf, size_t cap);
+
+/* Resolves a --device string that is not "cpu": a global index ("0", "1", ...) or a
+ * case-insensitive substring of "platform name / device name / vendor" (the first matching
+ * device wins). Returns the index, or -1 with err listing the devices. */
+int pcv_cl_find_device(const char *spec, pcv_error *err);
+
+/* The OpenCL backend on the device with the given global index. */
+pcv_backend *pcv_backend_opencl_create(int index, pcv_error *err);
+
+/* Switches of an OpenCL backend for tests and benchmarks (environment variables set the
+ * defaults; docs/opencl.md): attention 0 auto, 1 fused kernel, 2 CLBlast GEMMs + softmax;
+ * layout 0 auto, 1 row-major CLBlast calls, 2 column-major calls with swapped operands;
+ * splits: key splits of the fused attention (0 automatic). They apply to every backend on the
+ * same device. Both return false when be is not an OpenCL backend. */
+typedef struct pcv_cl_switches {
+    int attention, layout, splits;
+} pcv_cl_switches;
+bool pcv_cl_get_switches(const pcv_backend *be, pcv_cl_switches *s);
+bool pcv_cl_set_switches(pcv_backend *be, const pcv_cl_switches *s);
+
+/* Kernel launches (own kernels and CLBlast GEMMs) by all OpenCL backends of this process: tests
+ * use it to prove that work ran on an OpenCL device. */
+int64_t pcv_cl_launch_count(void);
+
+/* Where compiled programs are cached (empty when caching is off): $PERCEIVER_CACHE_DIR, else
+ * $XDG_CACHE_HOME/perceiver-cl, else $HOME/.cache/perceiver-cl; PERCEIVER_KERNEL_CACHE=0 turns it
+ * off. PoCL devices do not use it unless PERCEIVER_KERNEL_CACHE=1 (PoCL caches programs itself;
+ * see src/opencl_program.c). */
+const char *pcv_cl_cache_dir(void);
+
+/* Whether compiled programs of this device go to that cache: yes unless the driver is PoCL
+ * (which caches them itself); PERCEIVER_KERNEL_CACHE=1 forces it. */
+bool pcv_cl_cache_used(const pcv_cl_device_info *info);
+
+#endif
