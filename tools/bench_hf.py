@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Time Hugging Face's float32 CPU forward of a PerceiverForMaskedLM (the baseline that
-perceiver-cl's speed is compared with).
+"""Time Hugging Face's float32 CPU forward of a PerceiverForMaskedLM or an ImageNet Perceiver
+(the baseline that perceiver-cl's speed is compared with).
 
 Loads the model from a local folder (--model DIR, config.json + model.safetensors), builds the
 same input as tools/check_fullsize.py (the HF test sentence padded to --seq, [MASK] at 52:61,
-repeated --batch times), runs one warm-up forward, then times --repeat forwards and reports the
+repeated --batch times; image classifiers get random pixel_values [batch][3][224][224], like
+`perceiver-cl bench`), runs one warm-up forward, then times --repeat forwards and reports the
 median. Output (stdout), one key=value group per line:
 
   hf_forward_s=<median seconds> threads=<T>
@@ -42,19 +43,31 @@ def main(argv=None) -> int:
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
 
+    import json
+
     import torch
-    from transformers import PerceiverForMaskedLM
+    import transformers
 
     pcl_ref.setup_torch(args.threads)
-    model = PerceiverForMaskedLM.from_pretrained(str(args.model)).eval()
-    max_pos = model.config.max_position_embeddings
-    if args.seq > max_pos:
-        ap.error(f"--seq {args.seq} > max_position_embeddings {max_pos}")
-    inputs = pcl_ref.hf_test_inputs(args.seq, args.batch)
+    arch = json.loads((args.model / "config.json").read_text())["architectures"][0]
+    model = getattr(transformers, arch).from_pretrained(str(args.model)).eval()
+    if arch.startswith("PerceiverForImageClassification"):
+        size = model.config.image_size if arch.endswith("Learned") else 224
+        gen = torch.Generator().manual_seed(0)
+        pixels = torch.rand((args.batch, 3, size, size), generator=gen) * 4 - 2
 
-    def forward():
-        with torch.no_grad():
-            return model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+        def forward():
+            with torch.no_grad():
+                return model(pixel_values=pixels).logits
+    else:
+        max_pos = model.config.max_position_embeddings
+        if args.seq > max_pos:
+            ap.error(f"--seq {args.seq} > max_position_embeddings {max_pos}")
+        inputs = pcl_ref.hf_test_inputs(args.seq, args.batch)
+
+        def forward():
+            with torch.no_grad():
+                return model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
 
     forward()  # warm-up
     times = []

@@ -104,6 +104,7 @@ int cmd_bench(int argc, char **argv)
             goto done;
     }
     double load_s = pcv_now() - t0;
+    fprintf(stderr, "perceiver-cl: %s on %s\n", pcv_arch_name(pcv_model_arch(m)), pcv_model_device(m));
     const pcv_config *c = pcv_model_config(m);
     pcv_io_tensor in[2];
     int nin;
