@@ -831,3 +831,28 @@ int pcv_config_save(const pcv_config *cfg, const char *path, pcv_error *err)
     free(b.p);
     return rc;
 }
+
+extern const char *const pcv_imagenet1k_labels[1000];
+
+const char *pcv_imagenet1k_label(int i)
+{
+    return i >= 0 && i < 1000 ? pcv_imagenet1k_labels[i] : NULL;
+}
+
+int pcv_config_default_labels(pcv_config *cfg, pcv_error *err)
+{
+    if (cfg->id2label || cfg->num_labels != 1000 || strncmp(cfg->architecture, "PerceiverForImageClassification", 31) != 0)
+        return 0;
+    char **labels = calloc(1000, sizeof *labels);
+    if (!labels)
+        return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+    for (int i = 0; i < 1000; i++)
+        if (!(labels[i] = strdup(pcv_imagenet1k_labels[i]))) {
+            while (i--)
+                free(labels[i]);
+            free(labels);
+            return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+        }
+    cfg->id2label = labels;
+    return 0;
+}

@@ -587,6 +587,7 @@ int pcv_model_load(const char *dir, const pcv_model_options *opt, pcv_model **ou
     if (!opt || opt->numerics == PCV_NUMERICS_AUTO)
         set_numerics(m, m->weights.from_haiku ? PCV_NUMERICS_HAIKU : PCV_NUMERICS_HF);
     TRY(set_arch(m, err, path));
+    TRY(pcv_config_default_labels(&m->cfg, err));
     TRY(build_model(m, err));
     *out = m;
     return 0;
@@ -1058,6 +1059,31 @@ fail:
     return rc;
 }
 
+/* Drops trailing positions that are padding in every row of the batch. Only the encoder
+ * cross-attention reads input tokens, and a masked key contributes exactly 0 to its softmax in
+ * both numerics profiles, so the result is unchanged, unless a row is masked entirely (HF then
+ * averages over all S keys): no trimming in that case. */
+static void trim_padding(int64_t B, int64_t *S, int32_t *ids, float *mask)
+{
+    int64_t s0 = *S, keep = 0;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t last = -1;
+        for (int64_t t = 0; t < s0; t++)
+            if (mask[b * s0 + t] != 0.0f)
+                last = t;
+        if (last < 0)
+            return;
+        keep = last + 1 > keep ? last + 1 : keep;
+    }
+    if (keep == s0)
+        return;
+    for (int64_t b = 0; b < B; b++) { /* compact the rows in place: [B][s0] -> [B][keep] */
+        memmove(ids + b * keep, ids + b * s0, (size_t)keep * sizeof *ids);
+        memmove(mask + b * keep, mask + b * s0, (size_t)keep * sizeof *mask);
+    }
+    *S = keep;
+}
+
 int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
                       pcv_io_tensor **outputs, int *n_outputs, pcv_error *err)
 {
@@ -1083,6 +1109,8 @@ int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
     if (text) {
         if ((rc = text_inputs(m, inputs, n_inputs, &B, &S, &ids, &mask, err)))
             return rc;
+        if (mask)
+            trim_padding(B, &S, ids, mask);
         if (mask) {
             TRY(pcv_tensor_alloc(&ex, &kmask_t, 2, (int64_t[]){B, S}));
             TRY(be->ops->upload(be, kmask_t.buf, 0, mask, (size_t)(B * S) * sizeof(float), err));

@@ -187,6 +187,11 @@ void pcv_config_init(pcv_config *cfg); /* PerceiverConfig defaults */
 int pcv_config_load(pcv_config *cfg, const char *path, pcv_error *err);
 int pcv_config_save(const pcv_config *cfg, const char *path, pcv_error *err); /* atomic */
 void pcv_config_free(pcv_config *cfg);
+/* The bundled ImageNet-1k class names (data/imagenet-1k.txt); NULL outside [0, 1000). */
+const char *pcv_imagenet1k_label(int i);
+/* Gives an ImageNet classifier config (one of the three image architectures, 1000 labels)
+ * without id2label the bundled ImageNet-1k names; other configs are left alone. */
+int pcv_config_default_labels(pcv_config *cfg, pcv_error *err);
 
 /* ---- byte-level tokenizer (PerceiverTokenizer) --------------------------------------------- */
 

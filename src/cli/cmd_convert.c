@@ -299,6 +299,8 @@ int cmd_convert(int argc, char **argv)
         cfg.id2label = labels;
         cfg.num_labels = nlabels;
         labels = NULL;
+    } else if (pcv_config_default_labels(&cfg, &err)) { /* ImageNet models: the bundled names */
+        goto done;
     }
 
     /* write everything into a temporary sibling folder, then move it into place */
