@@ -8,6 +8,7 @@
 #include "perceiver/perceiver.h"
 
 #include "fileutil.h"
+#include "jsonutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -89,7 +90,7 @@ typedef struct cfg_ctx {
     pcv_error *err;
 } cfg_ctx;
 
-static const char *json_kind(const json_t *v)
+const char *pcv_json_kind(const json_t *v)
 {
     switch (json_typeof(v)) {
     case JSON_OBJECT: return "an object";
@@ -130,7 +131,7 @@ static int int_value(const cfg_ctx *c, const char *what, const json_t *v, int lo
     }
     return pcv_set_error(c->err, PCV_ERR_FORMAT,
                          "%s: key '%s': expected an integer in [%d, %d], got %s", c->path, what,
-                         lo, hi, json_kind(v));
+                         lo, hi, pcv_json_kind(v));
 }
 
 /* Positive bounded integer; an absent key keeps the default. */
@@ -161,7 +162,7 @@ static int get_dim_array(const cfg_ctx *c, const char *key, int n, int *out)
     if (!json_is_array(v))
         return pcv_set_error(c->err, PCV_ERR_FORMAT,
                              "%s: key '%s': expected an array of %d positive integers, got %s",
-                             c->path, key, n, json_kind(v));
+                             c->path, key, n, pcv_json_kind(v));
     if (json_array_size(v) != (size_t)n)
         return pcv_set_error(c->err, PCV_ERR_FORMAT,
                              "%s: key '%s': expected %d elements, got %zu", c->path, key, n,
@@ -185,7 +186,7 @@ static int get_number(const cfg_ctx *c, const char *key, double lo, double hi, d
         return 0;
     if (!json_is_number(v))
         return pcv_set_error(c->err, PCV_ERR_FORMAT, "%s: key '%s': expected a number, got %s",
-                             c->path, key, json_kind(v));
+                             c->path, key, pcv_json_kind(v));
     double d = json_number_value(v);
     if (!(d >= lo && d <= hi))
         return pcv_set_error(c->err, PCV_ERR_FORMAT,
@@ -202,7 +203,7 @@ static int get_bool(const cfg_ctx *c, const char *key, bool *out)
         return 0;
     if (!json_is_boolean(v))
         return pcv_set_error(c->err, PCV_ERR_FORMAT, "%s: key '%s': expected true or false, got %s",
-                             c->path, key, json_kind(v));
+                             c->path, key, pcv_json_kind(v));
     *out = json_is_true(v);
     return 0;
 }
@@ -211,7 +212,7 @@ static int string_into(const cfg_ctx *c, const char *key, const json_t *v, char 
 {
     if (!json_is_string(v))
         return pcv_set_error(c->err, PCV_ERR_FORMAT, "%s: key '%s': expected a string, got %s",
-                             c->path, key, json_kind(v));
+                             c->path, key, pcv_json_kind(v));
     const char *s = json_string_value(v);
     if (json_string_length(v) >= cap || strlen(s) != json_string_length(v))
         return pcv_set_error(c->err, PCV_ERR_FORMAT,
@@ -235,7 +236,7 @@ static int load_model_type(const cfg_ctx *c)
     if (!json_is_string(v))
         return pcv_set_error(c->err, PCV_ERR_FORMAT,
                              "%s: key 'model_type': expected a string, got %s",
-                             c->path, json_kind(v));
+                             c->path, pcv_json_kind(v));
     if (strcmp(json_string_value(v), "perceiver") != 0)
         return pcv_set_error(c->err, PCV_ERR_UNSUPPORTED,
                              "%s: model_type '%s' is not supported (expected 'perceiver')",
@@ -251,7 +252,7 @@ static int load_architecture(const cfg_ctx *c, pcv_config *cfg)
     if (!json_is_array(v))
         return pcv_set_error(c->err, PCV_ERR_FORMAT,
                              "%s: key 'architectures': expected an array of strings, got %s",
-                             c->path, json_kind(v));
+                             c->path, pcv_json_kind(v));
     if (json_array_size(v) == 0)
         return 0;
     return string_into(c, "architectures[0]", json_array_get(v, 0), cfg->architecture,
@@ -311,7 +312,7 @@ static int fill_labels(const cfg_ctx *c, json_t *jl, int n, char **labels)
         if (!json_is_string(v))
             return pcv_set_error(c->err, PCV_ERR_FORMAT,
                                  "%s: key 'id2label': value for \"%s\" is %s, expected a string",
-                                 c->path, k, json_kind(v));
+                                 c->path, k, pcv_json_kind(v));
         labels[idx] = strdup(json_string_value(v));
         if (!labels[idx])
             return pcv_set_error(c->err, PCV_ERR_OOM, "%s: out of memory", c->path);
@@ -340,7 +341,7 @@ static int load_labels(const cfg_ctx *c, pcv_config *cfg)
     if (!json_is_object(jl))
         return pcv_set_error(c->err, PCV_ERR_FORMAT,
                              "%s: key 'id2label': expected an object, got %s",
-                             c->path, json_kind(jl));
+                             c->path, pcv_json_kind(jl));
     size_t n = json_object_size(jl);
     if (n == 0 || n > CFG_DIM_MAX)
         return pcv_set_error(c->err, PCV_ERR_FORMAT, "%s: key 'id2label': %zu entries (need 1..%d)",

@@ -14,6 +14,8 @@
  * GCC's behaviour in ISO C mode (-std=c11 implies -ffp-contract=off), which the build uses. */
 #include "perceiver/image.h"
 
+#include "jsonutil.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -457,20 +459,6 @@ void pcv_image_processor_init_haiku(pcv_image_processor *p)
 #define PROC_DIM_MAX 65536
 #define PROC_FILE_MAX (1u << 20)
 
-static const char *jkind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
 
 static int j_bool(const char *path, json_t *root, const char *key, bool *out, pcv_error *err)
 {
@@ -479,7 +467,7 @@ static int j_bool(const char *path, json_t *root, const char *key, bool *out, pc
         return 0;
     if (!json_is_boolean(v))
         return pcv_set_error(err, PCV_ERR_FORMAT, "%s: key '%s': expected true or false, got %s",
-                             path, key, jkind(v));
+                             path, key, pcv_json_kind(v));
     *out = json_is_true(v);
     return 0;
 }
@@ -492,7 +480,7 @@ static int j_dim(const char *path, const char *what, json_t *v, int *out, pcv_er
     if (!json_is_number(v) || d != floor(d) || d < 1 || d > PROC_DIM_MAX)
         return pcv_set_error(err, PCV_ERR_FORMAT,
                              "%s: key '%s': expected an integer in [1, %d], got %s", path, what,
-                             PROC_DIM_MAX, json_is_number(v) ? "an out-of-range number" : jkind(v));
+                             PROC_DIM_MAX, json_is_number(v) ? "an out-of-range number" : pcv_json_kind(v));
     *out = (int)d;
     return 0;
 }
@@ -514,7 +502,7 @@ static int j_size(const char *path, json_t *root, const char *key, int *h, int *
     if (!json_is_object(v))
         return pcv_set_error(err, PCV_ERR_FORMAT,
                              "%s: key '%s': expected an integer or {\"height\", \"width\"}, got %s",
-                             path, key, jkind(v));
+                             path, key, pcv_json_kind(v));
     json_t *jh = json_object_get(v, "height"), *jw = json_object_get(v, "width");
     if (!jh || !jw) {
         const char *other = json_object_get(v, "shortest_edge") ? " ('shortest_edge' sizes are "
@@ -553,7 +541,7 @@ static int j_triple(const char *path, json_t *root, const char *key, bool positi
             if (!json_is_number(e))
                 return pcv_set_error(err, PCV_ERR_FORMAT,
                                      "%s: key '%s[%d]': expected a number, got %s", path, key, i,
-                                     jkind(e));
+                                     pcv_json_kind(e));
             t[i] = json_number_value(e);
         }
     } else {
@@ -621,7 +609,7 @@ int pcv_image_processor_load(pcv_image_processor *p, const char *path, pcv_error
             rc = pcv_set_error(err, PCV_ERR_UNSUPPORTED,
                                "%s: key 'resample': %s is not a supported Pillow filter "
                                "(LANCZOS=1, BILINEAR=2, BICUBIC=3, BOX=4, HAMMING=5)",
-                               file, json_is_integer(v) ? resample_name(r) : jkind(v));
+                               file, json_is_integer(v) ? resample_name(r) : pcv_json_kind(v));
             goto out;
         }
         p->resample = r;
