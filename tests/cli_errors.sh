@@ -74,6 +74,19 @@ expect 1 'PerceiverForSequenceClassification' -- "$BIN" fill -m "$FIX/seqcls_bas
 expect 1 'nofile.txt' -- "$BIN" fill -m "$M" -f "$TMP/nofile.txt"
 expect 2 'no text given|not both' -- "$BIN" fill -m "$M" -f "$TMP/x" 'text'
 
+# ---- classify problems: a clear error, nothing printed ----
+D=${PCV_SOURCE_DIR:?}/examples/digits
+expect 1 'classify needs an image classifier' -- "$BIN" classify -m "$M" "$D/images/digit_0_1167.png"
+head -c 60 "$D/images/digit_0_1167.png" >"$TMP/cut.png"
+expect 1 'cut.png' -- "$BIN" classify -m "$D" "$D/images/digit_0_1167.png" "$TMP/cut.png"
+check '[ ! -s "$TMP/out" ]' "classify printed results although an image was bad"
+printf 'GIF89a' >"$TMP/x.gif"
+expect 1 'x.gif.*GIF' -- "$BIN" classify -m "$D" "$TMP/x.gif"
+expect 1 'nothere.png' -- "$BIN" classify -m "$D" "$TMP/nothere.png"
+printf 'a\nb\n' >"$TMP/labels.txt"
+expect 1 'labels.txt: 2 labels, but the model has 10 classes' -- "$BIN" classify -m "$D" --labels "$TMP/labels.txt" "$D/images/digit_0_1167.png"
+expect 2 'at least one image' -- "$BIN" classify -m "$D"
+
 # ---- devices ----
 expect 1 "device 'gpu0'" -- "$BIN" run -m "$M" -i "$IN" -o "$TMP/o.st" --device gpu0
 
