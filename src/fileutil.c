@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int pcv_write_all(int fd, const void *buf, size_t n)
@@ -76,4 +79,36 @@ int pcv_write_atomic(const char *path, pcv_write_fn fn, void *ctx, pcv_error *er
     }
     free(tmp);
     return rc;
+}
+
+int pcv_map_file(const char *path, const char *kind, void **map, size_t *size, pcv_error *err)
+{
+    /* O_NONBLOCK so that a FIFO does not hang the open; it has no effect on regular files. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return pcv_set_error(err, PCV_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    int rc = 0;
+    if (fstat(fd, &sb) != 0)
+        rc = pcv_set_error(err, PCV_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    else if (S_ISDIR(sb.st_mode))
+        rc = pcv_set_error(err, PCV_ERR_IO, "%s: is a directory, not %s", path, kind);
+    else if (!S_ISREG(sb.st_mode))
+        rc = pcv_set_error(err, PCV_ERR_IO, "%s: not a regular file", path);
+    else if (sb.st_size == 0)
+        rc = pcv_set_error(err, PCV_ERR_FORMAT, "%s: file is empty (not %s)", path, kind);
+    else if ((uintmax_t)sb.st_size > SIZE_MAX)
+        rc = pcv_set_error(err, PCV_ERR_IO, "%s: file too large to map", path);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd);
+    if (m == MAP_FAILED)
+        return pcv_set_error(err, PCV_ERR_IO, "%s: cannot mmap: %s", path, strerror(e));
+    *map = m;
+    *size = (size_t)sb.st_size;
+    return 0;
 }

@@ -13,4 +13,8 @@ int pcv_write_all(int fd, const void *p, size_t n);
 typedef int (*pcv_write_fn)(int fd, void *ctx);
 int pcv_write_atomic(const char *path, pcv_write_fn fn, void *ctx, pcv_error *err);
 
+/* Maps a whole regular file read-only. kind names what the file should be ("a safetensors
+ * file") in the messages for directories and empty files. Unmap with munmap(*map, *size). */
+int pcv_map_file(const char *path, const char *kind, void **map, size_t *size, pcv_error *err);
+
 #endif

@@ -105,42 +105,16 @@ typedef struct st_span {
 
 static int map_file(pcv_safetensors *st, const char *path, pcv_error *err)
 {
-    /* O_NONBLOCK so that a FIFO does not hang the open; it has no effect on regular files. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return pcv_set_error(err, PCV_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return pcv_set_error(err, PCV_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    int rc = 0;
-    if (S_ISDIR(sb.st_mode))
-        rc = pcv_set_error(err, PCV_ERR_IO, "%s: is a directory, not a safetensors file", path);
-    else if (!S_ISREG(sb.st_mode))
-        rc = pcv_set_error(err, PCV_ERR_IO, "%s: not a regular file", path);
-    else if (sb.st_size == 0)
-        rc = pcv_set_error(err, PCV_ERR_FORMAT, "%s: file is empty (not a safetensors file)",
-                           path);
-    else if (sb.st_size < 8)
+    int rc = pcv_map_file(path, "a safetensors file", &st->map, &st->map_size, err);
+    if (rc == 0 && st->map_size < 8) {
         rc = pcv_set_error(err, PCV_ERR_FORMAT,
-                           "%s: file is only %lld bytes, too short for the 8-byte safetensors "
-                           "header length", path, (long long)sb.st_size);
-    else if ((uintmax_t)sb.st_size > SIZE_MAX)
-        rc = pcv_set_error(err, PCV_ERR_IO, "%s: file too large to map", path);
-    if (rc) {
-        close(fd);
-        return rc;
+                           "%s: file is only %zu bytes, too short for the 8-byte safetensors "
+                           "header length", path, st->map_size);
+        munmap(st->map, st->map_size);
+        st->map = NULL;
+        st->map_size = 0;
     }
-    void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int e = errno;
-    close(fd);
-    if (m == MAP_FAILED)
-        return pcv_set_error(err, PCV_ERR_IO, "%s: cannot mmap: %s", path, strerror(e));
-    st->map = m;
-    st->map_size = (size_t)sb.st_size;
-    return 0;
+    return rc;
 }
 
 /* Known safetensors dtypes that this engine does not convert. */

@@ -7,6 +7,8 @@
  * transpose get a converted copy owned by the set (w->blocks). */
 #include "perceiver/perceiver.h"
 
+#include "fileutil.h"
+
 #include "haiku.h"
 #include "torchzip.h"
 
@@ -139,35 +141,6 @@ static wsource *new_source(pcv_weights *w, pcv_error *err)
     return &s[x->nsrc++];
 }
 
-static int map_file(const char *path, void **map, size_t *size, pcv_error *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return pcv_set_error(err, PCV_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    int rc = 0;
-    if (fstat(fd, &sb) != 0)
-        rc = pcv_set_error(err, PCV_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    else if (!S_ISREG(sb.st_mode))
-        rc = pcv_set_error(err, PCV_ERR_IO, "%s: not a regular file", path);
-    else if (sb.st_size == 0)
-        rc = pcv_set_error(err, PCV_ERR_FORMAT, "%s: file is empty", path);
-    else if ((uintmax_t)sb.st_size > SIZE_MAX)
-        rc = pcv_set_error(err, PCV_ERR_IO, "%s: file too large to map", path);
-    if (rc) {
-        close(fd);
-        return rc;
-    }
-    void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int e = errno;
-    close(fd);
-    if (m == MAP_FAILED)
-        return pcv_set_error(err, PCV_ERR_IO, "%s: cannot mmap: %s", path, strerror(e));
-    *map = m;
-    *size = (size_t)sb.st_size;
-    return 0;
-}
-
 /* ---- format detection ---------------------------------------------------------------------- */
 
 typedef enum wformat { WF_UNKNOWN, WF_SAFETENSORS, WF_TORCH, WF_PICKLE, WF_INDEX } wformat;
@@ -216,7 +189,7 @@ static int open_torch(pcv_weights *w, const char *path, pcv_error *err)
     wsource *s = new_source(w, err);
     if (!s)
         return PCV_ERR_OOM;
-    int rc = map_file(path, &s->map, &s->size, err);
+    int rc = pcv_map_file(path, "a checkpoint file", &s->map, &s->size, err);
     if (rc)
         return rc;
     if ((rc = pcv_torch_parse(&s->torch, s->map, s->size, path, err)))
@@ -325,7 +298,7 @@ static int open_haiku(pcv_weights *w, const char *path, const pcv_weights_option
     wsource *s = new_source(w, err);
     if (!s)
         return PCV_ERR_OOM;
-    int rc = map_file(path, &s->map, &s->size, err);
+    int rc = pcv_map_file(path, "a checkpoint file", &s->map, &s->size, err);
     if (rc)
         return rc;
     pk_options po = {.name = path};
