@@ -67,6 +67,7 @@ struct pcv_model {
     pcv_tensor img_pos;            /* learned: trainable positions [image_size^2][256] */
     pcv_linear_p pos_proj;         /* learned: positions projection 256->256 */
     pcv_tensor conv_w;             /* conv: Conv2d 7x7/2 3->64, [64][3][7][7], no bias */
+    pcv_linear_p patches;          /* flow: conv_after_patches, a per-pixel Linear 54->64 */
     pcv_tensor bn_scale, bn_shift; /* conv: eval BatchNorm folded into a channel affine (owned) */
     int64_t fourier_bands, fourier_res[2]; /* pixels / conv: Fourier position features */
     int64_t img_channels;          /* channels before the positions: 256 / 3 / 64 */
@@ -312,6 +313,7 @@ static const struct {
     {PCV_ARCH_IMAGE_LEARNED, "PerceiverForImageClassificationLearned"},
     {PCV_ARCH_IMAGE_FOURIER, "PerceiverForImageClassificationFourier"},
     {PCV_ARCH_IMAGE_CONV, "PerceiverForImageClassificationConvProcessing"},
+    {PCV_ARCH_OPTICAL_FLOW, "PerceiverForOpticalFlow"},
 };
 
 const char *pcv_arch_name(pcv_arch a)
@@ -431,6 +433,13 @@ static int build_model(pcv_model *m, pcv_error *err)
         m->img_channels = 64;
         input_channels = 64 + pcv_fourier_channels(2, 64, true, false);
         break;
+    case PCV_ARCH_OPTICAL_FLOW:
+        TRY(param(m, err, &m->patches.w, "perceiver.input_preprocessor.conv_after_patches.weight", 2, 64, 54));
+        TRY(param(m, err, &m->patches.b, "perceiver.input_preprocessor.conv_after_patches.bias", 1, 64, 0));
+        m->fourier_bands = 64, m->fourier_res[0] = c->train_size[0], m->fourier_res[1] = c->train_size[1];
+        m->img_channels = 64;
+        input_channels = 64 + pcv_fourier_channels(2, 64, true, false);
+        break;
     default:
         break;
     }
@@ -476,6 +485,15 @@ static int build_model(pcv_model *m, pcv_error *err)
                         !(m->arch == PCV_ARCH_IMAGE_LEARNED && m->numerics == PCV_NUMERICS_HAIKU)));
         TRY(param(m, err, &m->final.w, "perceiver.decoder.decoder.final_layer.weight", 2, c->num_labels, c->d_latents));
         TRY(param(m, err, &m->final.b, "perceiver.decoder.decoder.final_layer.bias", 1, c->num_labels, 0));
+        m->has_final = true;
+        break;
+    case PCV_ARCH_OPTICAL_FLOW:
+        /* PerceiverOpticalFlowDecoder: the queries are the preprocessed inputs themselves; 1 head,
+         * qk/v from the channel rules, no query residual, Linear(322->2), then / 100 */
+        TRY(build_layer(m, err, &m->dec, "perceiver.decoder.decoder.decoding_cross_attention", true, 0, 0, 1,
+                        input_channels, c->d_latents, 1, false));
+        TRY(param(m, err, &m->final.w, "perceiver.decoder.decoder.final_layer.weight", 2, 2, input_channels));
+        TRY(param(m, err, &m->final.b, "perceiver.decoder.decoder.final_layer.bias", 1, 2, 0));
         m->has_final = true;
         break;
     default:
@@ -905,19 +923,33 @@ static int image_inputs(const pcv_model *m, const pcv_io_tensor *inputs, int n_i
         if (&inputs[i] != in)
             return pcv_set_error(err, PCV_ERR_INPUT, "unexpected input '%s' for %s (expected pixel_values)",
                                  inputs[i].name, pcv_arch_name(m->arch));
-    if (in->ndim != 4 || in->shape[1] != 3 || in->shape[0] < 1 || in->shape[2] < 1 || in->shape[3] < 1)
+    if (m->arch == PCV_ARCH_OPTICAL_FLOW) {
+        const int *ts = m->cfg.train_size;
+        if (in->ndim != 5 || in->shape[0] < 1 || in->shape[1] != 2 || in->shape[2] != 27 || in->shape[3] != ts[0] ||
+            in->shape[4] != ts[1])
+            return pcv_set_error(err, PCV_ERR_SHAPE,
+                                 "input '%s' must have shape [batch][2][27][%d][%d] (two frames of 3x3 patches at the "
+                                 "model's train_size; larger frames must be tiled)",
+                                 in->name, ts[0], ts[1]);
+    } else if (in->ndim != 4 || in->shape[1] != 3 || in->shape[0] < 1 || in->shape[2] < 1 || in->shape[3] < 1) {
         return pcv_set_error(err, PCV_ERR_SHAPE, "input '%s' must have shape [batch][3][height][width]", in->name);
+    }
     pcv_dtype dt = in->dtype;
     if (dt != PCV_DT_F32 && dt != PCV_DT_F16 && dt != PCV_DT_BF16 && dt != PCV_DT_F64)
         return pcv_set_error(err, PCV_ERR_INPUT, "input '%s' must be a float tensor, not %s", in->name,
                              pcv_dtype_name(dt));
-    int64_t n = 1;
-    for (int i = 0; i < 4; i++)
-        n *= (dims[i] = in->shape[i]);
+    /* flow: [B][2][27][H][W] is [B][54][H][W] with channel = frame * 27 + patch channel, which is
+     * HF's space_to_depth(temporal 2, spatial 1) order */
+    int off = in->ndim == 5 ? 1 : 0;
+    dims[0] = in->shape[0];
+    dims[1] = off ? in->shape[1] * in->shape[2] : in->shape[1];
+    dims[2] = in->shape[2 + off];
+    dims[3] = in->shape[3 + off];
+    int64_t n = dims[0] * dims[1] * dims[2] * dims[3];
     float *x = malloc((size_t)n * sizeof *x);
     if (!x)
         return pcv_set_error(err, PCV_ERR_OOM, "out of memory for input '%s'", in->name);
-    pcv_st_tensor st = {.name = (char *)in->name, .dtype = dt, .ndim = 4, .numel = n, .data = in->data,
+    pcv_st_tensor st = {.name = (char *)in->name, .dtype = dt, .ndim = in->ndim, .numel = n, .data = in->data,
                         .nbytes = (size_t)n * pcv_dtype_size(dt)};
     int rc = pcv_st_to_f32(&st, x, err);
     if (rc) {
@@ -1025,10 +1057,17 @@ static int preprocess_image(pcv_exec *ex, pcv_model *m, const pcv_tensor *pix, c
         h = ph, w = pw;
         img = &pooled;
     } else {
-        /* channels last: [B][3][H*W] -> [B][H*W][3] */
-        TRY(pcv_tensor_alloc(ex, &t, 2, (int64_t[]){B * H * W, 3}));
-        TRY(be->ops->transpose(be, pix->buf, pix->off, B, 3, H * W, t.buf, t.off, ex->err));
+        /* channels last: [B][C][H*W] -> [B][H*W][C] */
+        int64_t C = dims[1];
+        TRY(pcv_tensor_alloc(ex, &t, 2, (int64_t[]){B * H * W, C}));
+        TRY(be->ops->transpose(be, pix->buf, pix->off, B, C, H * W, t.buf, t.off, ex->err));
         img = &t;
+        if (m->arch == PCV_ARCH_OPTICAL_FLOW) { /* conv_after_patches: per-pixel Linear 54->64 */
+            TRY(pcv_tensor_alloc(ex, &feat, 2, (int64_t[]){B * H * W, 64}));
+            TRY(op_linear(ex, &t, B * H * W, &m->patches.w, &m->patches.b, &feat));
+            pcv_tensor_free(be, &t);
+            img = &feat;
+        }
         if (m->arch == PCV_ARCH_IMAGE_LEARNED) {
             if (H * W != m->img_pos.shape[0]) {
                 rc = pcv_set_error(ex->err, PCV_ERR_SHAPE,
@@ -1099,6 +1138,7 @@ int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
     int rc;
     char name[64];
     bool text = m->arch == PCV_ARCH_MASKED_LM || m->arch == PCV_ARCH_SEQ_CLASSIFIER;
+    bool flow = m->arch == PCV_ARCH_OPTICAL_FLOW;
     *outputs = NULL;
     *n_outputs = 0;
     pcv_exec_begin(&ex, be, err, m->profile);
@@ -1155,7 +1195,8 @@ int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
     TRY(pcv_tensor_alloc(&ex, &z2, 2, (int64_t[]){B * N, D}));
     TRY(layer_forward(&ex, m, &m->enc_cross, &q, B, N, &x, S, mask ? &kmask_t : NULL, NULL, &z));
     pcv_tensor_free(be, &q);
-    pcv_tensor_free(be, &x);
+    if (!flow) /* the flow decoder queries with the preprocessed inputs */
+        pcv_tensor_free(be, &x);
     if (m->capture)
         TRY(emit(&ex, &ol, &z, "stage.encoder.cross", 3, (int64_t[]){B, N, D}));
     TRY(pcv_exec_stage(&ex, PCV_STAGE_ENC_SELF));
@@ -1174,8 +1215,14 @@ int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
 
     /* ---- decoder ---- */
     TRY(pcv_exec_stage(&ex, PCV_STAGE_DECODER));
-    TRY(pcv_tensor_alloc(&ex, &q, 2, (int64_t[]){B * nqd, qd}));
-    TRY(be->ops->repeat(be, m->dec_query.buf, m->dec_query.off, nqd * qd, B, q.buf, q.off, err));
+    if (flow) {
+        nqd = S, qd = m->input_channels;
+        q = x;
+        x = (pcv_tensor){0};
+    } else {
+        TRY(pcv_tensor_alloc(&ex, &q, 2, (int64_t[]){B * nqd, qd}));
+        TRY(be->ops->repeat(be, m->dec_query.buf, m->dec_query.off, nqd * qd, B, q.buf, q.off, err));
+    }
     TRY(pcv_tensor_alloc(&ex, &h, 2, (int64_t[]){B * nqd, qd}));
     TRY(layer_forward(&ex, m, &m->dec, &q, B, nqd, &z, N, NULL, qmaskf ? &qmask_t : NULL, &h));
     pcv_tensor_free(be, &q);
@@ -1189,6 +1236,16 @@ int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
         TRY(pcv_tensor_alloc(&ex, &logits, 2, (int64_t[]){B * nqd, c->vocab_size}));
         TRY(op_linear(&ex, &h, B * nqd, &m->embed, &m->mlm_bias, &logits));
         TRY(emit(&ex, &ol, &logits, "logits", 3, (int64_t[]){B, nqd, c->vocab_size}));
+    } else if (flow) {
+        /* Linear(322 -> 2), then / rescale_factor 100 (as x * 0.01: within 1 ulp) -> [B][H][W][2] */
+        TRY(pcv_tensor_alloc(&ex, &logits, 2, (int64_t[]){B * nqd, 2}));
+        TRY(op_linear(&ex, &h, B * nqd, &m->final.w, &m->final.b, &logits));
+        float sc[4] = {0.01f, 0.01f, 0.0f, 0.0f};
+        TRY(pcv_tensor_alloc(&ex, &x, 1, (int64_t[]){4}));
+        TRY(be->ops->upload(be, x.buf, 0, sc, sizeof sc, err));
+        TRY(be->ops->channel_affine(be, logits.buf, logits.off, B * nqd, 2, x.buf, x.off, x.buf, x.off + 2, false,
+                                    err));
+        TRY(emit(&ex, &ol, &logits, "logits", 4, (int64_t[]){B, c->train_size[0], c->train_size[1], 2}));
     } else {
         /* [B][1][labels] -> [B][labels] */
         TRY(pcv_tensor_alloc(&ex, &logits, 2, (int64_t[]){B * nqd, c->num_labels}));

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pcl_ref  # noqa: E402
 from pcl_ref import MASK_ID  # noqa: E402
 
-MAX_MODEL_BYTES = 1_500_000
+MAX_MODEL_BYTES = 2_000_000
 # A fixture's HF float32 output may use at most this fraction of its tolerance when compared
 # with a float64 forward of the same weights (so an engine as accurate as PyTorch passes easily).
 MAX_FP64_TOL_USAGE = 0.1
@@ -60,6 +60,7 @@ class Fixture:
     hf_test_input: bool = False  # use pcl_ref.hf_test_inputs(seq_len)
     init: dict = field(default_factory=dict)  # kwargs for randomize_parameters
     image: tuple | None = None  # (batch, height, width): an image classifier's pixel_values
+    flow: int | None = None  # batch of optical-flow inputs [B][2][27][train_size]
 
 
 COMMON = dict(vocab_size=262, hidden_act="gelu", attention_probs_dropout_prob=0.1)
@@ -202,12 +203,31 @@ FIXTURES = [
                      "(-> 7x6), Fourier features over 7x6 (max_resolution 56): 64+258=322 "
                      "channels; 5 labels."),
     ),
+    Fixture(
+        name="flow_small",
+        cls="PerceiverForOpticalFlow",
+        tolerance="flow-tiny",
+        seed=1201,
+        config=dict(COMMON, train_size=[6, 8], num_latents=8, d_latents=32, d_model=322, num_blocks=1,
+                    num_self_attends_per_block=2, num_self_attention_heads=2,
+                    num_cross_attention_heads=1, qk_channels=None, v_channels=None),
+        flow=2,
+        description=("PerceiverForOpticalFlow at train_size 6x8: two frames of 3x3 patches "
+                     "[2][2][27][6][8] ~ N(0,1) -> space_to_depth (frame*27 + channel) -> Linear "
+                     "54->64 -> Fourier features over 6x8 (max_resolution = train_size) -> 322 "
+                     "channels; the decoder queries are the preprocessed inputs (1 head, qk=v="
+                     "d_latents, no query residual), Linear 322->2, / 100 -> logits [2][6][8][2]."),
+    ),
 ]
 
 
 # --------------------------------------------------------------------------------------------
 
 def build_inputs(fx: Fixture) -> dict[str, torch.Tensor]:
+    if fx.flow:
+        h, w = fx.config["train_size"]
+        gen = torch.Generator().manual_seed(fx.seed + 7)
+        return {"inputs": torch.randn((fx.flow, 2, 27, h, w), generator=gen, dtype=torch.float32)}
     if fx.image:
         b, h, w = fx.image
         gen = torch.Generator().manual_seed(fx.seed + 7)
@@ -234,7 +254,10 @@ def model_class(name: str):
 def check_consistency(model, fx: Fixture, inputs, expected) -> None:
     """last_hidden_state is the encoder output the head consumed; logits recompute exactly."""
     with torch.no_grad():
-        if fx.image:
+        if fx.flow:
+            full = model(inputs=inputs["inputs"], output_hidden_states=True)
+            base = model.perceiver(inputs=inputs["inputs"])
+        elif fx.image:
             full = model(pixel_values=inputs["pixel_values"], output_hidden_states=True)
             base = model.perceiver(inputs=inputs["pixel_values"])
         else:

@@ -271,7 +271,10 @@ def hf_forward(model, inputs: dict) -> dict:
     import torch
 
     with torch.no_grad():
-        if "pixel_values" in inputs:  # image classifiers
+        if "inputs" in inputs:  # optical flow
+            out = model(inputs=inputs["inputs"])
+            base = model.perceiver(inputs=inputs["inputs"])
+        elif "pixel_values" in inputs:  # image classifiers
             out = model(pixel_values=inputs["pixel_values"])
             base = model.perceiver(inputs=inputs["pixel_values"])
         else:

@@ -16,7 +16,8 @@ typedef enum pcv_arch {
     PCV_ARCH_SEQ_CLASSIFIER, /* PerceiverForSequenceClassification */
     PCV_ARCH_IMAGE_LEARNED,  /* PerceiverForImageClassificationLearned */
     PCV_ARCH_IMAGE_FOURIER,  /* PerceiverForImageClassificationFourier */
-    PCV_ARCH_IMAGE_CONV      /* PerceiverForImageClassificationConvProcessing */
+    PCV_ARCH_IMAGE_CONV,     /* PerceiverForImageClassificationConvProcessing */
+    PCV_ARCH_OPTICAL_FLOW    /* PerceiverForOpticalFlow */
 } pcv_arch;
 
 typedef enum pcv_numerics {
@@ -66,7 +67,8 @@ pcv_numerics pcv_model_numerics(const pcv_model *m);
 
 /* Runs one forward pass. Inputs are named like the Hugging Face forward arguments: text models
  * take "input_ids" (or "inputs") and "attention_mask"; image classifiers take "pixel_values"
- * (or "inputs") [batch][3][H][W]. Outputs are "logits" and "last_hidden_state". */
+ * (or "inputs") [batch][3][H][W]; optical flow takes "inputs" [batch][2][27][H][W] (two frames
+ * of 3x3 patches, H x W = config train_size). Outputs are "logits" and "last_hidden_state". */
 int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
                       pcv_io_tensor **outputs, int *n_outputs, pcv_error *err);
 void pcv_io_free(pcv_io_tensor *t, int n);
