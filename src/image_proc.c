@@ -241,8 +241,9 @@ static void pil_vpass(const unsigned char *src, int w, int y0, const pil_coeffs 
     }
 }
 
-int pcv_image_resize_pil(const unsigned char *src, int sw, int sh, unsigned char *dst, int dw,
-                         int dh, int filter, int flags, pcv_error *err)
+/* Arguments shared by both resizers: non-empty sizes within PCV_IMAGE_MAX_PIXELS. */
+static int check_resize_args(const unsigned char *src, int sw, int sh, const unsigned char *dst, int dw,
+                             int dh, pcv_error *err)
 {
     if (!src || !dst || sw <= 0 || sh <= 0 || dw <= 0 || dh <= 0)
         return pcv_set_error(err, PCV_ERR_INPUT, "resize: bad arguments (%dx%d -> %dx%d)", sw, sh,
@@ -250,6 +251,15 @@ int pcv_image_resize_pil(const unsigned char *src, int sw, int sh, unsigned char
     if ((int64_t)dw * dh > PCV_IMAGE_MAX_PIXELS || (int64_t)sw * sh > PCV_IMAGE_MAX_PIXELS)
         return pcv_set_error(err, PCV_ERR_INPUT, "resize: image too large (%dx%d -> %dx%d)", sw,
                              sh, dw, dh);
+    return 0;
+}
+
+int pcv_image_resize_pil(const unsigned char *src, int sw, int sh, unsigned char *dst, int dw,
+                         int dh, int filter, int flags, pcv_error *err)
+{
+    int rc = check_resize_args(src, sw, sh, dst, dw, dh, err);
+    if (rc)
+        return rc;
     const pil_filter *f = pil_filter_for(filter);
     if (!f)
         return pcv_set_error(err, PCV_ERR_UNSUPPORTED,
@@ -273,7 +283,6 @@ int pcv_image_resize_pil(const unsigned char *src, int sw, int sh, unsigned char
     pil_coeffs cv = {0}, ch = {0};
     unsigned char *tmp = NULL;
     int64_t *acc = NULL;
-    int rc = 0;
     if ((need_v && pil_precompute(sh, dh, f, &cv)) || (need_h && pil_precompute(sw, dw, f, &ch)) ||
         (need_v && !(acc = malloc(sizeof(int64_t) * 3 * (size_t)(sw > dw ? sw : dw))))) {
         rc = pcv_set_error(err, PCV_ERR_OOM, "resize: out of memory");
@@ -363,12 +372,9 @@ static inline int clampi(int v, int lo, int hi)
 int pcv_image_resize_cv_cubic(const unsigned char *src, int sw, int sh, unsigned char *dst,
                               int dw, int dh, pcv_error *err)
 {
-    if (!src || !dst || sw <= 0 || sh <= 0 || dw <= 0 || dh <= 0)
-        return pcv_set_error(err, PCV_ERR_INPUT, "resize: bad arguments (%dx%d -> %dx%d)", sw, sh,
-                             dw, dh);
-    if ((int64_t)dw * dh > PCV_IMAGE_MAX_PIXELS || (int64_t)sw * sh > PCV_IMAGE_MAX_PIXELS)
-        return pcv_set_error(err, PCV_ERR_INPUT, "resize: image too large (%dx%d -> %dx%d)", sw,
-                             sh, dw, dh);
+    int rc = check_resize_args(src, sw, sh, dst, dw, dh, err);
+    if (rc)
+        return rc;
     if (sw == dw && sh == dh) { /* cv::resize copies */
         memcpy(dst, src, (size_t)sw * sh * 3);
         return 0;

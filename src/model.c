@@ -68,6 +68,7 @@ struct pcv_model {
     pcv_linear_p pos_proj;         /* learned: positions projection 256->256 */
     pcv_tensor conv_w;             /* conv: Conv2d 7x7/2 3->64, [64][3][7][7], no bias */
     pcv_linear_p patches;          /* flow: conv_after_patches, a per-pixel Linear 54->64 */
+    pcv_tensor flow_scale;         /* flow: {0.01, 0.01, 0, 0}, the output / 100 as an affine (owned) */
     pcv_tensor bn_scale, bn_shift; /* conv: eval BatchNorm folded into a channel affine (owned) */
     int64_t fourier_bands, fourier_res[2]; /* pixels / conv: Fourier position features */
     int64_t img_channels;          /* channels before the positions: 256 / 3 / 64 */
@@ -495,6 +496,13 @@ static int build_model(pcv_model *m, pcv_error *err)
         TRY(param(m, err, &m->final.w, "perceiver.decoder.decoder.final_layer.weight", 2, 2, input_channels));
         TRY(param(m, err, &m->final.b, "perceiver.decoder.decoder.final_layer.bias", 1, 2, 0));
         m->has_final = true;
+        {
+            static const float sc[4] = {0.01f, 0.01f, 0.0f, 0.0f};
+            pcv_exec ex;
+            pcv_exec_begin(&ex, m->be, err, false);
+            TRY(pcv_tensor_alloc(&ex, &m->flow_scale, 1, (int64_t[]){4}));
+            TRY(m->be->ops->upload(m->be, m->flow_scale.buf, 0, sc, sizeof sc, err));
+        }
         break;
     default:
         return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "architecture '%s' is not supported yet",
@@ -648,6 +656,7 @@ void pcv_model_free(pcv_model *m)
     pcv_tensor_free(m->be, &m->bn_scale);
     pcv_tensor_free(m->be, &m->bn_shift);
     pcv_tensor_free(m->be, &m->pos_cache);
+    pcv_tensor_free(m->be, &m->flow_scale);
     if (m->have_weights)
         pcv_weights_close(&m->weights);
     if (m->be)
@@ -785,6 +794,22 @@ const pcv_io_tensor *pcv_io_find(const pcv_io_tensor *t, int n, const char *name
         if (strcmp(t[i].name, name) == 0)
             return &t[i];
     return NULL;
+}
+
+int pcv_io_from_safetensors(const pcv_safetensors *st, pcv_io_tensor *out, pcv_error *err)
+{
+    for (int i = 0; i < st->count; i++) {
+        const pcv_st_tensor *t = &st->tensors[i];
+        if (strlen(t->name) >= sizeof out[i].name)
+            return pcv_set_error(err, PCV_ERR_INPUT, "%s: tensor name '%.40s...' is too long", st->path, t->name);
+        memset(&out[i], 0, sizeof out[i]);
+        snprintf(out[i].name, sizeof out[i].name, "%s", t->name);
+        out[i].dtype = t->dtype;
+        out[i].ndim = t->ndim;
+        memcpy(out[i].shape, t->shape, sizeof t->shape);
+        out[i].data = (void *)(uintptr_t)t->data;
+    }
+    return 0;
 }
 
 void pcv_io_free(pcv_io_tensor *t, int n)
@@ -1240,11 +1265,9 @@ int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
         /* Linear(322 -> 2), then / rescale_factor 100 (as x * 0.01: within 1 ulp) -> [B][H][W][2] */
         TRY(pcv_tensor_alloc(&ex, &logits, 2, (int64_t[]){B * nqd, 2}));
         TRY(op_linear(&ex, &h, B * nqd, &m->final.w, &m->final.b, &logits));
-        float sc[4] = {0.01f, 0.01f, 0.0f, 0.0f};
-        TRY(pcv_tensor_alloc(&ex, &x, 1, (int64_t[]){4}));
-        TRY(be->ops->upload(be, x.buf, 0, sc, sizeof sc, err));
-        TRY(be->ops->channel_affine(be, logits.buf, logits.off, B * nqd, 2, x.buf, x.off, x.buf, x.off + 2, false,
-                                    err));
+        const pcv_tensor *fs = &m->flow_scale;
+        TRY(be->ops->channel_affine(be, logits.buf, logits.off, B * nqd, 2, fs->buf, fs->off, fs->buf, fs->off + 2,
+                                    false, err));
         TRY(emit(&ex, &ol, &logits, "logits", 4, (int64_t[]){B, c->train_size[0], c->train_size[1], 2}));
     } else {
         /* [B][1][labels] -> [B][labels] */

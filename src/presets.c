@@ -24,8 +24,8 @@ static void language_perceiver(pcv_config *c)
 }
 
 /* The three ImageNet classifiers share everything but the encoder input width (and the
- * learned model's image_size). id2label (1000 ImageNet classes) is not built in: convert takes
- * --labels FILE. */
+ * learned model's image_size). Class names come from pcv_config_default_labels (the bundled
+ * ImageNet-1k list) or from convert --labels FILE. */
 static void imagenet_common(pcv_config *c, int d_model)
 {
     c->num_latents = 512;

@@ -90,20 +90,6 @@ static void check_outputs(const char *fixture, const char *how, const pcv_safete
     }
 }
 
-static int read_inputs(const pcv_safetensors *in, pcv_io_tensor *ios)
-{
-    for (int i = 0; i < in->count; i++) {
-        const pcv_st_tensor *t = &in->tensors[i];
-        memset(&ios[i], 0, sizeof ios[i]);
-        snprintf(ios[i].name, sizeof ios[i].name, "%s", t->name);
-        ios[i].dtype = t->dtype;
-        ios[i].ndim = t->ndim;
-        memcpy(ios[i].shape, t->shape, sizeof t->shape);
-        ios[i].data = (void *)(uintptr_t)t->data;
-    }
-    return in->count;
-}
-
 /* device: NULL for the CPU path, else an OpenCL device index ("0", ...) */
 static void run_fixture(const char *dir, const char *name, const char *device)
 {
@@ -140,7 +126,8 @@ static void run_fixture(const char *dir, const char *name, const char *device)
               pcv_model_device(m));
     if (m && in.count) {
         pcv_io_tensor ios[16];
-        int n = read_inputs(&in, ios);
+        CHECK(in.count <= 16 && pcv_io_from_safetensors(&in, ios, &err) == 0, "%s", err.msg);
+        int n = in.count;
         pcv_io_tensor *outs = NULL;
         int nout = 0;
         CHECK(pcv_model_forward(m, ios, n, &outs, &nout, &err) == 0, "%s: %s", name, err.msg);
@@ -162,7 +149,8 @@ static void run_fixture(const char *dir, const char *name, const char *device)
         pcv_safetensors got = {0};
         if (pcv_st_open(&got, out, &err) == 0) {
             pcv_io_tensor ios[16];
-            int n = read_inputs(&got, ios);
+            CHECK(got.count <= 16 && pcv_io_from_safetensors(&got, ios, &err) == 0, "%s", err.msg);
+            int n = got.count;
             check_outputs(name, "perceiver-cl run", &expected, ios, n, t);
             pcv_st_close(&got);
         } else {

@@ -178,15 +178,8 @@ static void run_pickle(const char *pickle, pcv_numerics num, const char *expecte
     pcv_model_options opt = {.numerics = num};
     CHECK(pcv_model_load(pickle, &opt, &m, &err) == 0, "%s: %s", pickle, err.msg);
     if (m) {
-        pcv_io_tensor ios[2];
-        for (int i = 0; i < in.count && i < 2; i++) {
-            memset(&ios[i], 0, sizeof ios[i]);
-            snprintf(ios[i].name, sizeof ios[i].name, "%s", in.tensors[i].name);
-            ios[i].dtype = in.tensors[i].dtype;
-            ios[i].ndim = in.tensors[i].ndim;
-            memcpy(ios[i].shape, in.tensors[i].shape, sizeof ios[i].shape);
-            ios[i].data = (void *)(uintptr_t)in.tensors[i].data;
-        }
+        pcv_io_tensor ios[16];
+        CHECK(in.count <= 16 && pcv_io_from_safetensors(&in, ios, &err) == 0, "%s", err.msg);
         pcv_io_tensor *outs = NULL;
         int nout = 0;
         CHECK(pcv_model_forward(m, ios, in.count, &outs, &nout, &err) == 0, "%s", err.msg);

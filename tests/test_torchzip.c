@@ -80,14 +80,7 @@ static void run_fixture(const char *name, const char *format)
     CHECK(pcv_model_load(dir, NULL, &m, &err) == 0, "%s: %s", name, err.msg);
     if (m && in.count == 2) {
         pcv_io_tensor ios[2];
-        for (int i = 0; i < 2; i++) {
-            memset(&ios[i], 0, sizeof ios[i]);
-            snprintf(ios[i].name, sizeof ios[i].name, "%s", in.tensors[i].name);
-            ios[i].dtype = in.tensors[i].dtype;
-            ios[i].ndim = in.tensors[i].ndim;
-            memcpy(ios[i].shape, in.tensors[i].shape, sizeof ios[i].shape);
-            ios[i].data = (void *)(uintptr_t)in.tensors[i].data;
-        }
+        CHECK(pcv_io_from_safetensors(&in, ios, &err) == 0, "%s", err.msg);
         pcv_io_tensor *outs = NULL;
         int nout = 0;
         CHECK(pcv_model_forward(m, ios, 2, &outs, &nout, &err) == 0, "%s", err.msg);

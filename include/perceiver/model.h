@@ -72,6 +72,9 @@ pcv_numerics pcv_model_numerics(const pcv_model *m);
 int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
                       pcv_io_tensor **outputs, int *n_outputs, pcv_error *err);
 void pcv_io_free(pcv_io_tensor *t, int n);
+/* Views every tensor of an open safetensors file as a model input (data not copied: valid while
+ * st stays open). out needs room for st->count entries; fails on names of 64 bytes or more. */
+int pcv_io_from_safetensors(const pcv_safetensors *st, pcv_io_tensor *out, pcv_error *err);
 const pcv_io_tensor *pcv_io_find(const pcv_io_tensor *t, int n, const char *name);
 
 /* Per-stage statistics of the last forward (times only when options.profile was set). */

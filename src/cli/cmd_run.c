@@ -67,18 +67,8 @@ int cmd_run(int argc, char **argv)
         pcv_set_error(&err, PCV_ERR_OOM, "out of memory");
         goto done;
     }
-    for (int i = 0; i < in.count; i++) {
-        const pcv_st_tensor *t = &in.tensors[i];
-        if (strlen(t->name) >= sizeof ins[i].name) {
-            pcv_set_error(&err, PCV_ERR_INPUT, "%s: tensor name '%.40s...' is too long", in_path, t->name);
-            goto done;
-        }
-        snprintf(ins[i].name, sizeof ins[i].name, "%s", t->name);
-        ins[i].dtype = t->dtype;
-        ins[i].ndim = t->ndim;
-        memcpy(ins[i].shape, t->shape, sizeof t->shape);
-        ins[i].data = (void *)(uintptr_t)t->data;
-    }
+    if (pcv_io_from_safetensors(&in, ins, &err))
+        goto done;
     if (pcv_model_forward(m, ins, in.count, &outs, &nout, &err)) {
         char msg[sizeof err.msg];
         snprintf(msg, sizeof msg, "%s", err.msg);

@@ -237,14 +237,8 @@ int cmd_verify(int argc, char **argv)
             pcv_set_error(&err, PCV_ERR_INPUT, "%s: %d tensors; a model takes at most 16 inputs", in_path, in.count);
             goto done;
         }
-        for (int i = 0; i < in.count; i++) {
-            const pcv_st_tensor *t = &in.tensors[i];
-            snprintf(ins[i].name, sizeof ins[i].name, "%s", t->name);
-            ins[i].dtype = t->dtype;
-            ins[i].ndim = t->ndim;
-            memcpy(ins[i].shape, t->shape, sizeof t->shape);
-            ins[i].data = (void *)(uintptr_t)t->data;
-        }
+        if (pcv_io_from_safetensors(&in, ins, &err))
+            goto done;
         nin = in.count;
         snprintf(input_desc, sizeof input_desc, "%s", in_path);
     } else if (is_image(arch)) {
