@@ -1,7 +1,7 @@
 /* libFuzzer target: the safe pickle reader, then the Haiku tree walk and renamer on whatever it
  * produced. Any crash, leak, overread or unbounded allocation is a bug. */
-#include "haiku.h"
-#include "pickle.h"
+#include "formats/haiku.h"
+#include "formats/pickle.h"
 
 #include <stdlib.h>
 

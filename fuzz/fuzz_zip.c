@@ -1,5 +1,5 @@
 /* libFuzzer target: PyTorch checkpoints (ZIP container, data.pkl, storages, legacy format). */
-#include "torchzip.h"
+#include "formats/torchzip.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 

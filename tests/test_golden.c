@@ -5,7 +5,7 @@
  * tolerance profile named in meta.json (tests/tolerances.json), both through the library and
  * through `perceiver-cl run`, on the CPU path and on every OpenCL device (with PCV_REQUIRE_OPENCL=1,
  * as in CI, a machine without an OpenCL device fails). */
-#include "opencl.h"
+#include "backend/opencl.h"
 #include "perceiver/model.h"
 #include "testutil.h"
 

@@ -6,7 +6,7 @@
  *   --numerics hf    vs transformers on the same weights (tolerance mlm-tiny)
  *   default (haiku)  vs our JAX/dm-haiku re-implementation of DeepMind's formulas
  *                    (tools/haiku_ref.py; not DeepMind's code; tolerance mlm-haiku-tiny). */
-#include "haiku.h"
+#include "formats/haiku.h"
 #include "perceiver/model.h"
 #include "testutil.h"
 

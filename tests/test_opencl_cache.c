@@ -1,10 +1,10 @@
-/* The on-disk cache of compiled OpenCL programs (src/opencl_program.c) and the kernel-source
+/* The on-disk cache of compiled OpenCL programs (src/backend/opencl_program.c) and the kernel-source
  * override: an entry is written once and reused; another set of build options or an edited
  * source never meets a stale binary; corrupt, truncated or foreign entries are rebuilt and
  * rewritten; a kernel that does not compile reports its build log and leaves no entry; nothing
  * temporary is left behind. Runs on OpenCL device 0 (with PCV_REQUIRE_OPENCL=1 a machine
  * without one fails). */
-#include "opencl_impl.h"
+#include "backend/opencl_impl.h"
 #include "testutil.h"
 
 #include <dirent.h>

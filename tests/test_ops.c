@@ -8,8 +8,8 @@
  * attention tests through each of their code paths (fused kernel with and without key splits,
  * CLBlast GEMMs), with head sizes up to 1280 and long key/query ranges, and a batch of random
  * odd shapes. With PCV_REQUIRE_OPENCL=1 (CI) a machine without an OpenCL device fails. */
-#include "backend.h"
-#include "opencl.h"
+#include "backend/backend.h"
+#include "backend/opencl.h"
 #include "testutil.h"
 
 #include <float.h>

@@ -3,8 +3,8 @@
  * input: disallowed globals (real pickles that would run a shell command under Python: the
  * command must not run), truncation at every length, unknown opcodes, absurd lengths, memo
  * indices out of range, recursive structures, unbalanced marks and the allocation budget. */
-#include "haiku.h"
-#include "pickle.h"
+#include "formats/haiku.h"
+#include "formats/pickle.h"
 #include "testutil.h"
 
 #include <jansson.h>

@@ -6,7 +6,7 @@
  * shell command) give clear errors and no crash. */
 #include "perceiver/model.h"
 #include "testutil.h"
-#include "torchzip.h"
+#include "formats/torchzip.h"
 
 #include <jansson.h>
 #include <math.h>

@@ -6,7 +6,7 @@ need them).
    from the description in shared/spec/perceiver-io.md section 10 (the substring-replacement
    chain of transformers' convert_perceiver_haiku_to_pytorch.py, applied in the same order, then
    np.transpose of every "...weight" that is not an embedding and np.squeeze of BatchNorm
-   tensors). perceiver-cl's C renamer (src/haiku.c) is a table written independently; the tests
+   tensors). perceiver-cl's C renamer (src/formats/haiku.c) is a table written independently; the tests
    compare the two.
 2. ``haiku_names``: the Haiku parameter names of each of the six DeepMind architectures, built
    from the module structure of DeepMind's perceiver.py (spec checkpoint-formats.md 2.3-2.5).

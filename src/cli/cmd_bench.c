@@ -1,7 +1,7 @@
 /* perceiver-cl bench: per-stage time and GFLOP/s of one forward pass. */
-#include "cli.h"
+#include "cli/cli.h"
 
-#include "ops.h"
+#include "model/ops.h"
 #include "perceiver/presets.h"
 
 #include <jansson.h>

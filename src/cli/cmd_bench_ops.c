@@ -1,10 +1,10 @@
 /* perceiver-cl bench-ops: GFLOP/s of single operations at the shapes of a real model, on a device
  * and on the CPU reference path. */
-#include "cli.h"
+#include "cli/cli.h"
 
-#include "backend.h"
-#include "opencl.h"
-#include "ops.h"
+#include "backend/backend.h"
+#include "backend/opencl.h"
+#include "model/ops.h"
 
 #include <jansson.h>
 #include <math.h>

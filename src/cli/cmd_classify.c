@@ -1,5 +1,5 @@
 /* perceiver-cl classify: top-k classes of images with a Perceiver image classifier. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include "perceiver/image.h"
 

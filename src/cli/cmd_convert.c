@@ -1,7 +1,7 @@
 /* perceiver-cl convert: a DeepMind Haiku pickle (or any checkpoint perceiver-cl reads) to a
  * Hugging Face folder (config.json + model.safetensors). Replaces transformers'
  * convert_perceiver_haiku_to_pytorch.py; its flags are accepted as they are. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include "perceiver/presets.h"
 

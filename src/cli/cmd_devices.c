@@ -1,8 +1,8 @@
 /* perceiver-cl devices: the compute devices and the index that selects each. */
-#include "cli.h"
+#include "cli/cli.h"
 
-#include "backend.h"
-#include "opencl.h"
+#include "backend/backend.h"
+#include "backend/opencl.h"
 
 #include <jansson.h>
 #include <stdlib.h>

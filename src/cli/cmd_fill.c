@@ -1,5 +1,5 @@
 /* perceiver-cl fill: masked-byte filling with a byte-level masked language model. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -1,6 +1,6 @@
 /* perceiver-cl init-random: a random-weight model folder, for benchmarks and reference checks
  * without Python. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include "perceiver/presets.h"
 

@@ -1,6 +1,6 @@
 /* perceiver-cl inspect: what a checkpoint holds (format, tensors, shapes, dtypes, parameter
  * count, detected architecture and the config a run would use). Reads metadata only. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include "perceiver/presets.h"
 

@@ -1,5 +1,5 @@
 /* perceiver-cl run: named tensors in, named tensors out. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <stdlib.h>
 #include <string.h>

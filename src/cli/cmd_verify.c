@@ -1,8 +1,8 @@
 /* perceiver-cl verify: one forward pass on a device and on the CPU reference path, compared
  * stage by stage. */
-#include "cli.h"
+#include "cli/cli.h"
 
-#include "ops.h"
+#include "model/ops.h"
 
 #include <float.h>
 #include <jansson.h>

@@ -1,5 +1,5 @@
 /* perceiver-cl: command-line entry point and shared option handling. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include "perceiver/presets.h"
 

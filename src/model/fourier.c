@@ -1,4 +1,4 @@
-#include "fourier.h"
+#include "model/fourier.h"
 
 #include <math.h>
 #include <stdlib.h>

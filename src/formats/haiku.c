@@ -5,7 +5,7 @@
  * transforms (shared/spec/perceiver-io.md 10.2-10.3): an exact-name table for the embeddings,
  * position tables, pre- and post-processors and decoder heads, and one table per attention
  * block kind (cross / self) for everything under an encoder or decoder attention scope. */
-#include "haiku.h"
+#include "formats/haiku.h"
 
 #include "perceiver/presets.h"
 

@@ -10,7 +10,7 @@
 #ifndef PCV_OPENCL_H
 #define PCV_OPENCL_H
 
-#include "backend.h"
+#include "backend/backend.h"
 
 typedef struct pcv_cl_device_info {
     int index;                  /* global index, as used by --device N */

@@ -29,11 +29,11 @@
  *   test hooks: PERCEIVER_MAX_ALLOC (lower the per-allocation limit, bytes),
  *               PERCEIVER_TEST_DEVICE_LOSS=N (the (N+1)-th launch fails as if the device were lost)
  */
-#include "opencl_impl.h"
+#include "backend/opencl_impl.h"
 
 #ifdef PCV_HAVE_OPENCL
 
-#include "ops.h"
+#include "model/ops.h"
 
 #include <clblast_c.h>
 #include <float.h>

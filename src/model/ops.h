@@ -3,7 +3,7 @@
 #ifndef PCV_OPS_H
 #define PCV_OPS_H
 
-#include "backend.h"
+#include "backend/backend.h"
 
 typedef struct pcv_tensor {
     pcv_buffer *buf;

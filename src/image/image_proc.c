@@ -14,7 +14,7 @@
  * GCC's behaviour in ISO C mode (-std=c11 implies -ffp-contract=off), which the build uses. */
 #include "perceiver/image.h"
 
-#include "jsonutil.h"
+#include "util/jsonutil.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -5,8 +5,8 @@
  *   anything else       the first OpenCL device whose "platform / name / vendor" contains it
  *                       (case-insensitive), e.g. "nvidia", "pthread", "Portable"
  */
-#include "backend.h"
-#include "opencl.h"
+#include "backend/backend.h"
+#include "backend/opencl.h"
 
 #include <string.h>
 #include <strings.h>

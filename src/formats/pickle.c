@@ -5,7 +5,7 @@
  * memo (memo entries are shared pointers: the NumPy dtype object is memoized before its BUILD
  * and re-fetched later, so a copy would lose its byte order). Callables are never called: the
  * few whitelisted ones are interpreted here with their documented meaning. */
-#include "pickle.h"
+#include "formats/pickle.h"
 
 #include <inttypes.h>
 #include <stdarg.h>

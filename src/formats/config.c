@@ -7,8 +7,8 @@
  * sorted, indented by 2, like transformers' save_pretrained, through a temp file + rename. */
 #include "perceiver/perceiver.h"
 
-#include "fileutil.h"
-#include "jsonutil.h"
+#include "util/fileutil.h"
+#include "util/jsonutil.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "ops.h"
+#include "model/ops.h"
 
 #include <string.h>
 #include <time.h>

@@ -11,7 +11,7 @@
 #ifndef PCV_TORCHZIP_H
 #define PCV_TORCHZIP_H
 
-#include "pickle.h"
+#include "formats/pickle.h"
 
 typedef struct pcv_zip_entry {
     const unsigned char *name;

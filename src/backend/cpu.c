@@ -6,7 +6,7 @@
  * chosen with BLIS_ARCH_TYPE, we ask BLIS for its "skx" kernels (see cpu_blis_setup), and we
  * report the kernel set in the backend name so benchmarks say what ran.
  */
-#include "backend.h"
+#include "backend/backend.h"
 
 #include <blis.h>
 #include <float.h>

@@ -1,5 +1,5 @@
 /* OpenCL device enumeration and selection, error names, and the runtime's environment. */
-#include "opencl_impl.h"
+#include "backend/opencl_impl.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -10,11 +10,11 @@
  * their key and a checksum; anything that does not match, or that the driver refuses, is
  * rebuilt from source and rewritten.
  */
-#include "opencl_impl.h"
+#include "backend/opencl_impl.h"
 
 #ifdef PCV_HAVE_OPENCL
 
-#include "ops.h"
+#include "model/ops.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -5,7 +5,7 @@
 #ifndef PCV_HAIKU_H
 #define PCV_HAIKU_H
 
-#include "pickle.h"
+#include "formats/pickle.h"
 
 typedef enum hk_arch {
     HK_ARCH_UNKNOWN = 0,

@@ -8,8 +8,8 @@
  */
 #include "perceiver/model.h"
 
-#include "fourier.h"
-#include "ops.h"
+#include "model/fourier.h"
+#include "model/ops.h"
 
 #include <errno.h>
 #include <float.h>

@@ -7,10 +7,10 @@
  * transpose get a converted copy owned by the set (w->blocks). */
 #include "perceiver/perceiver.h"
 
-#include "fileutil.h"
+#include "util/fileutil.h"
 
-#include "haiku.h"
-#include "torchzip.h"
+#include "formats/haiku.h"
+#include "formats/torchzip.h"
 
 #include <dirent.h>
 #include <errno.h>

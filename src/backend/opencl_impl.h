@@ -2,7 +2,7 @@
 #ifndef PCV_OPENCL_IMPL_H
 #define PCV_OPENCL_IMPL_H
 
-#include "opencl.h"
+#include "backend/opencl.h"
 
 #ifdef PCV_HAVE_OPENCL
 #include <CL/cl.h>

@@ -1,6 +1,6 @@
 /* PyTorch checkpoint reader: ZIP container, torch's data.pkl, storages; legacy format too.
  * See torchzip.h and shared/spec/checkpoint-formats.md section 6. */
-#include "torchzip.h"
+#include "formats/torchzip.h"
 
 #include <inttypes.h>
 #include <stdio.h>

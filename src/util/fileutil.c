@@ -1,4 +1,4 @@
-#include "fileutil.h"
+#include "util/fileutil.h"
 
 #include <errno.h>
 #include <fcntl.h>

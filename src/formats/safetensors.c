@@ -6,7 +6,7 @@
  * rejects duplicate tensor names outright. */
 #include "perceiver/perceiver.h"
 
-#include "fileutil.h"
+#include "util/fileutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
