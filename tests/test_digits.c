@@ -32,7 +32,7 @@ int main(void)
 
     pcv_error err = {0};
     pcv_model *m = NULL;
-    pcv_model_options opt = {.device = getenv("PCV_TEST_DEVICE")};
+    pcv_model_options opt = {.backend.device = getenv("PCV_TEST_DEVICE")};
     CHECK(pcv_model_load(model_dir, &opt, &m, &err) == 0, "%s", err.msg);
     pcv_image_processor proc;
     CHECK(pcv_image_processor_load(&proc, model_dir, &err) == 0, "%s", err.msg);

@@ -119,7 +119,7 @@ static void run_fixture(const char *dir, const char *name, const char *device)
 
     /* 1. through the library */
     pcv_model *m = NULL;
-    pcv_model_options opt = {.device = device};
+    pcv_model_options opt = {.backend.device = device};
     CHECK(pcv_model_load(dir, &opt, &m, &err) == 0, "%s: %s", name, err.msg);
     if (m && device)
         CHECK(strncmp(pcv_model_device(m), "OpenCL", 6) == 0, "%s: device %s gave '%s'", name, device,
@@ -197,9 +197,7 @@ int main(void)
     }
 
     /* every fixture again on each OpenCL device (compiled kernels go to the test folder) */
-    char cache[4096];
-    snprintf(cache, sizeof cache, "%s/kernel-cache", tu_tmpdir());
-    setenv("PERCEIVER_CACHE_DIR", cache, 0);
+    tu_runtime_setup();
     pcv_error err = {0};
     pcv_cl_device_info *devs = NULL;
     int ndev = pcv_cl_list_devices(&devs, &err);

@@ -101,9 +101,11 @@ static int build(cl_context ctx, cl_device_id dev, const pcv_cl_device_info *inf
 int main(void)
 {
     snprintf(dir, sizeof dir, "%s/cache-test-%ld", tu_tmpdir(), (long)getpid());
-    setenv("PERCEIVER_CACHE_DIR", dir, 1); /* read once per process: before any OpenCL call */
-    setenv("PERCEIVER_KERNEL_CACHE", "1", 1); /* also on PoCL, whose own cache makes ours off by default */
-    unsetenv("PERCEIVER_CL_DIR");
+    /* the cache folder is read once per process, before any OpenCL call; kernel_cache 1: also on
+     * PoCL, whose own cache makes ours off by default */
+    pcv_runtime_options rt = {.cache_dir = dir, .kernel_cache = 1};
+    pcv_error cerr = {0};
+    CHECK(pcv_runtime_configure(&rt, &cerr) == 0, "runtime options: %s", cerr.msg);
     CHECK(strcmp(pcv_cl_cache_dir(), dir) == 0, "cache folder is '%s', not %s", pcv_cl_cache_dir(), dir);
 
     pcv_error err = {0};
@@ -218,7 +220,8 @@ int main(void)
         CHECK(pcv_cl_stats.from_cache == s0.from_cache + 3, "entries not reused after the rewrite");
     }
 
-    /* 6. kernel sources from PERCEIVER_CL_DIR: an edited kernel is a new key, never a stale hit */
+    /* 6. kernel sources from a folder (runtime option kernel_dir): an edited kernel is a new key,
+     * never a stale hit */
     char srcdir[4200], cmd[9000];
     snprintf(srcdir, sizeof srcdir, "%s/cl-override", dir);
     mkdir(srcdir, 0755);
@@ -226,7 +229,8 @@ int main(void)
     snprintf(cmd, sizeof cmd, "cp '%s'/cl/*.cl '%s'/ && printf '\\n// edited\\n' >> '%s/elementwise.cl'",
              sdir ? sdir : ".", srcdir, srcdir);
     CHECK(system(cmd) == 0, "%s", cmd);
-    setenv("PERCEIVER_CL_DIR", srcdir, 1);
+    rt.kernel_dir = srcdir;
+    CHECK(pcv_runtime_configure(&rt, &cerr) == 0, "runtime options: %s", cerr.msg);
     s0 = pcv_cl_stats;
     if (build(ctx, dev, &info, opts_a, &p, &err) == 0) {
         check_add_kernel(ctx, dev, p, "edited source");
@@ -247,7 +251,8 @@ int main(void)
     CHECK(strstr(err.msg, "not_declared_here") != NULL && strstr(err.msg, "elementwise.cl:1") != NULL,
           "the build log (with file and line) is missing: %s", err.msg);
     CHECK(count_files("elementwise-", false) == before, "a failed build left a cache entry");
-    unsetenv("PERCEIVER_CL_DIR");
+    rt.kernel_dir = NULL;
+    CHECK(pcv_runtime_configure(&rt, &cerr) == 0, "runtime options: %s", cerr.msg);
 
     CHECK(count_files(NULL, true) == 0, "temporary files were left in %s", dir);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

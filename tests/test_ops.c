@@ -64,14 +64,14 @@ static dbuf dput(pcv_backend *be, const void *x, int64_t n, size_t esize)
     dbuf d = {NULL, n};
     pcv_error err = {0};
     size_t bytes = (size_t)(n + GUARD) * esize;
-    d.b = be->ops->alloc(be, bytes, &err);
+    d.b = pcv_backend_alloc(be, bytes, &err);
     CHECK(d.b != NULL, "alloc: %s", err.msg);
     float *guard = malloc(GUARD * sizeof(float));
     for (int i = 0; i < GUARD; i++)
         guard[i] = SENTINEL;
     if (x)
-        CHECK(be->ops->upload(be, d.b, 0, x, (size_t)n * esize, &err) == 0, "upload: %s", err.msg);
-    CHECK(be->ops->upload(be, d.b, (size_t)n * esize, guard, GUARD * esize, &err) == 0, "upload: %s", err.msg);
+        CHECK(pcv_backend_upload(be, d.b, 0, x, (size_t)n * esize, &err) == 0, "upload: %s", err.msg);
+    CHECK(pcv_backend_upload(be, d.b, (size_t)n * esize, guard, GUARD * esize, &err) == 0, "upload: %s", err.msg);
     free(guard);
     return d;
 }
@@ -81,7 +81,7 @@ static float *dget(pcv_backend *be, dbuf d, const char *what)
 {
     pcv_error err = {0};
     float *x = malloc((size_t)(d.n + GUARD) * sizeof(float));
-    CHECK(be->ops->download(be, d.b, 0, x, (size_t)(d.n + GUARD) * sizeof(float), &err) == 0, "download: %s",
+    CHECK(pcv_backend_download(be, d.b, 0, x, (size_t)(d.n + GUARD) * sizeof(float), &err) == 0, "download: %s",
           err.msg);
     int bad = 0;
     for (int i = 0; i < GUARD; i++)
@@ -90,7 +90,7 @@ static float *dget(pcv_backend *be, dbuf d, const char *what)
     return x;
 }
 
-static void dfree(pcv_backend *be, dbuf d) { be->ops->release(be, d.b); }
+static void dfree(pcv_backend *be, dbuf d) { pcv_backend_release(be, d.b); }
 
 static void compare(const char *what, const float *got, const double *want, int64_t n, tol t)
 {
@@ -145,7 +145,7 @@ static void test_gemm(pcv_backend *be, bool ta, bool tb, int64_t m, int64_t n, i
                        .beta = beta, .a = A.b, .lda = lda, .stride_a = sa, .b = B.b, .ldb = ldb, .stride_b = sb,
                        .c = C.b, .ldc = n, .stride_c = sc};
     pcv_error err = {0};
-    CHECK(be->ops->gemm(be, &g, &err) == 0, "gemm: %s", err.msg);
+    CHECK(pcv_backend_gemm(be, &g, &err) == 0, "gemm: %s", err.msg);
     char what[128];
     snprintf(what, sizeof what, "gemm %c%c m%lld n%lld k%lld batch%lld beta%g", ta ? 'T' : 'N', tb ? 'T' : 'N',
              (long long)m, (long long)n, (long long)k, (long long)batch, beta);
@@ -176,7 +176,7 @@ static void test_layernorm(pcv_backend *be, int64_t rows, int64_t cols, float of
     dbuf X = dput(be, x, rows * cols, 4), Y = dput(be, NULL, rows * cols, 4), G = dput(be, g, cols, 4),
          Bb = dput(be, b, cols, 4);
     pcv_error err = {0};
-    CHECK(be->ops->layernorm(be, X.b, 0, Y.b, 0, rows, cols, G.b, 0, Bb.b, 0, 1e-5f, &err) == 0, "%s", err.msg);
+    CHECK(pcv_backend_layernorm(be, X.b, 0, Y.b, 0, rows, cols, G.b, 0, Bb.b, 0, 1e-5f, &err) == 0, "%s", err.msg);
     char what[96];
     snprintf(what, sizeof what, "layernorm %lldx%lld offset %g", (long long)rows, (long long)cols, offset);
     float *got = dget(be, Y, what);
@@ -197,7 +197,7 @@ static void test_gelu(pcv_backend *be, int64_t n, pcv_gelu_kind kind)
     }
     dbuf X = dput(be, x, n, 4);
     pcv_error err = {0};
-    CHECK(be->ops->gelu(be, X.b, 0, n, kind, &err) == 0, "%s", err.msg);
+    CHECK(pcv_backend_gelu(be, X.b, 0, n, kind, &err) == 0, "%s", err.msg);
     char what[64];
     snprintf(what, sizeof what, "gelu-%s n%lld", kind == PCV_GELU_ERF ? "erf" : "tanh", (long long)n);
     float *got = dget(be, X, what);
@@ -231,13 +231,13 @@ static void test_exact_ops(pcv_backend *be, int64_t rows, int64_t cols)
 
     for (int64_t i = 0; i < rows * cols; i++)
         want[i] = (double)(x[i] + bias[i % cols]);
-    CHECK(be->ops->bias_add(be, X.b, 0, rows, cols, Bb.b, 0, &err) == 0, "%s", err.msg);
+    CHECK(pcv_backend_bias_add(be, X.b, 0, rows, cols, Bb.b, 0, &err) == 0, "%s", err.msg);
     float *got = dget(be, X, "bias_add");
     compare("bias_add", got, want, rows * cols, exact);
     for (int64_t i = 0; i < rows * cols; i++)
         want[i] = (double)(y[i] + got[i]);
     free(got);
-    CHECK(be->ops->add(be, Y.b, 0, X.b, 0, rows * cols, &err) == 0, "%s", err.msg);
+    CHECK(pcv_backend_add(be, Y.b, 0, X.b, 0, rows * cols, &err) == 0, "%s", err.msg);
     got = dget(be, Y, "add");
     compare("add", got, want, rows * cols, exact);
     free(got);
@@ -255,7 +255,7 @@ static void test_exact_ops(pcv_backend *be, int64_t rows, int64_t cols)
             for (int64_t c = 0; c < cols; c++)
                 want[r * cols + c] = pass ? (double)(table[ids[r] * cols + c] + pos[(r % period) * cols + c])
                                           : table[ids[r] * cols + c];
-        CHECK(be->ops->gather(be, T.b, 0, I.b, 0, pass ? P.b : NULL, 0, period, O.b, 0, rows, cols, &err) == 0, "%s",
+        CHECK(pcv_backend_gather(be, T.b, 0, I.b, 0, pass ? P.b : NULL, 0, period, O.b, 0, rows, cols, &err) == 0, "%s",
               err.msg);
         got = dget(be, O, "gather");
         compare(pass ? "gather+pos" : "gather", got, want, rows * cols, exact);
@@ -265,7 +265,7 @@ static void test_exact_ops(pcv_backend *be, int64_t rows, int64_t cols)
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c++)
             want[r * cols + c] = bias[c];
-    CHECK(be->ops->repeat(be, Bb.b, 0, cols, rows, O.b, 0, &err) == 0, "%s", err.msg);
+    CHECK(pcv_backend_repeat(be, Bb.b, 0, cols, rows, O.b, 0, &err) == 0, "%s", err.msg);
     got = dget(be, O, "repeat");
     compare("repeat", got, want, rows * cols, exact);
     free(got);
@@ -293,7 +293,7 @@ static void test_softmax(pcv_backend *be, int64_t rows, int64_t cols, bool maske
     }
     dbuf X = dput(be, x, rows * cols, 4), M = dput(be, mask, cols, 4);
     pcv_error err = {0};
-    CHECK(be->ops->softmax(be, X.b, 0, rows, cols, masked ? M.b : NULL, 0, &err) == 0, "%s", err.msg);
+    CHECK(pcv_backend_softmax(be, X.b, 0, rows, cols, masked ? M.b : NULL, 0, &err) == 0, "%s", err.msg);
     char what[64];
     snprintf(what, sizeof what, "softmax %lldx%lld%s", (long long)rows, (long long)cols, masked ? " masked" : "");
     float *got = dget(be, X, what);
@@ -368,7 +368,7 @@ static void test_attention(pcv_backend *be, pcv_attn_mode mode, int64_t batch, i
                             .v = V.b, .v_ld = vld, .o = O.b, .o_ld = old, .kmask = masked ? KM.b : NULL,
                             .qmask = masked && haiku ? QM.b : NULL};
     pcv_error err = {0};
-    CHECK(be->ops->attention(be, &a, &err) == 0, "%s", err.msg);
+    CHECK(pcv_backend_attention(be, &a, &err) == 0, "%s", err.msg);
     char what[160];
     snprintf(what, sizeof what, "attention-%s b%lld h%lld nq%lld nk%lld dqk%lld dv%lld%s%s", haiku ? "haiku" : "hf",
              (long long)batch, (long long)heads, (long long)nq, (long long)nk, (long long)dqk, (long long)dv,
@@ -395,7 +395,7 @@ static void test_image_ops(pcv_backend *be, int64_t batch, int64_t C, int64_t H,
         for (int64_t c = 0; c < C; c++)
             for (int64_t p = 0; p < H * W; p++)
                 want[(b * H * W + p) * C + c] = x[(b * C + c) * H * W + p];
-    CHECK(be->ops->transpose(be, X.b, 0, batch, C, H * W, T.b, 0, &err) == 0, "%s", err.msg);
+    CHECK(pcv_backend_transpose(be, X.b, 0, batch, C, H * W, T.b, 0, &err) == 0, "%s", err.msg);
     float *got = dget(be, T, "transpose");
     compare("transpose", got, want, n, exact);
     free(got);
@@ -411,8 +411,8 @@ static void test_image_ops(pcv_backend *be, int64_t batch, int64_t C, int64_t H,
         for (int64_t j = 0; j < 3; j++)
             want[r * ld + C + j] = pos[(r % period) * 3 + j];
     }
-    CHECK(be->ops->copy2d(be, T.b, 0, C, rows, Cc.b, 0, ld, rows, C, &err) == 0, "%s", err.msg);
-    CHECK(be->ops->copy2d(be, P.b, 0, 3, period, Cc.b, C, ld, rows, 3, &err) == 0, "%s", err.msg);
+    CHECK(pcv_backend_copy2d(be, T.b, 0, C, rows, Cc.b, 0, ld, rows, C, &err) == 0, "%s", err.msg);
+    CHECK(pcv_backend_copy2d(be, P.b, 0, 3, period, Cc.b, C, ld, rows, 3, &err) == 0, "%s", err.msg);
     got = dget(be, Cc, "copy2d");
     compare("copy2d (concat + broadcast)", got, want, rows * ld, exact);
     free(got), free(tvals), free(pos);
@@ -433,7 +433,7 @@ static void test_image_ops(pcv_backend *be, int64_t batch, int64_t C, int64_t H,
                             want[((b * oh + y) * ow + xx) * ncol + (c * kh + i) * kw + j] =
                                 in ? x[((b * C + c) * H + sy) * W + sx] : 0.0;
                         }
-    CHECK(be->ops->im2col(be, X.b, 0, batch, C, H, W, kh, kw, st, pt, pl, oh, ow, I.b, 0, &err) == 0, "%s", err.msg);
+    CHECK(pcv_backend_im2col(be, X.b, 0, batch, C, H, W, kh, kw, st, pt, pl, oh, ow, I.b, 0, &err) == 0, "%s", err.msg);
     got = dget(be, I, "im2col");
     compare("im2col", got, want, batch * oh * ow * ncol, exact);
     free(got);
@@ -446,7 +446,7 @@ static void test_image_ops(pcv_backend *be, int64_t batch, int64_t C, int64_t H,
         double v = (double)x[i] * sc[i % C] + sh[i % C];
         want[i] = v < 0 ? 0 : v;
     }
-    CHECK(be->ops->channel_affine(be, A.b, 0, n / C, C, S.b, 0, Sh.b, 0, true, &err) == 0, "%s", err.msg);
+    CHECK(pcv_backend_channel_affine(be, A.b, 0, n / C, C, S.b, 0, Sh.b, 0, true, &err) == 0, "%s", err.msg);
     got = dget(be, A, "channel_affine");
     compare("channel_affine+relu", got, want, n, op_tol("channel_affine"));
     free(got), free(sc), free(sh);
@@ -469,7 +469,7 @@ static void test_image_ops(pcv_backend *be, int64_t batch, int64_t C, int64_t H,
                             }
                         want[((b * poh + y) * pow_ + xx) * C + c] = m;
                     }
-        CHECK(be->ops->maxpool(be, X.b, 0, batch, H, W, C, 3, 2, 0, 1, poh, pow_, M.b, 0, &err) == 0, "%s", err.msg);
+        CHECK(pcv_backend_maxpool(be, X.b, 0, batch, H, W, C, 3, 2, 0, 1, poh, pow_, M.b, 0, &err) == 0, "%s", err.msg);
         got = dget(be, M, "maxpool");
         compare("maxpool", got, want, batch * poh * pow_ * C, exact);
         free(got);
@@ -481,7 +481,7 @@ static void test_image_ops(pcv_backend *be, int64_t batch, int64_t C, int64_t H,
 
 static void test_backend(pcv_backend *be)
 {
-    printf("backend: %s\n", be->device_name);
+    printf("backend: %s\n", pcv_backend_device(be));
     static const int64_t g[][4] = {{1, 1, 1, 1}, {7, 5, 3, 1}, {64, 64, 64, 1}, {33, 65, 129, 2}, {128, 17, 256, 3},
                                    {5, 300, 31, 4}};
     for (size_t i = 0; i < sizeof g / sizeof *g; i++)
@@ -572,18 +572,15 @@ int main(void)
     CHECK(tolerances != NULL, "%s: %s", path, je.text);
     if (!tolerances)
         return TEST_DONE();
-    /* compiled kernels go to the test folder, not the user's cache */
-    char cache[4096];
-    snprintf(cache, sizeof cache, "%s/kernel-cache", tu_tmpdir());
-    setenv("PERCEIVER_CACHE_DIR", cache, 0);
+    tu_runtime_setup(); /* compiled kernels go to the test folder, not the user's cache */
 
     pcv_error err = {0};
-    pcv_backend *cpu = pcv_backend_cpu_create(0, &err);
+    pcv_backend *cpu = pcv_backend_open(NULL, &err);
     CHECK(cpu != NULL, "%s", err.msg);
     if (cpu) {
         test_backend(cpu);
         test_random_shapes(cpu, 8);
-        cpu->ops->destroy(cpu);
+        pcv_backend_close(cpu);
     }
 
     pcv_cl_device_info *devs = NULL;
@@ -598,7 +595,9 @@ int main(void)
     }
     for (int i = 0; i < ndev; i++) {
         int64_t before = pcv_cl_launch_count();
-        pcv_backend *be = pcv_backend_opencl_create(i, &err);
+        char spec[16];
+        snprintf(spec, sizeof spec, "%d", i);
+        pcv_backend *be = pcv_backend_open(&(pcv_backend_options){.device = spec}, &err);
         CHECK(be != NULL, "OpenCL device %d (%s): %s", i, devs[i].name, err.msg);
         if (!be)
             continue;
@@ -608,7 +607,7 @@ int main(void)
         CHECK(pcv_cl_launch_count() > before + 100, "OpenCL device %d: only %lld kernels ran", i,
               (long long)(pcv_cl_launch_count() - before));
         printf("OpenCL device %d: %lld kernel launches\n", i, (long long)(pcv_cl_launch_count() - before));
-        be->ops->destroy(be);
+        pcv_backend_close(be);
     }
     free(devs);
     json_decref(tolerances);

@@ -2,6 +2,8 @@
  * TEST_DONE() which prints a "N passed, N failed" summary and returns the exit status. */
 #ifndef PCV_TESTUTIL_H
 #define PCV_TESTUTIL_H
+#include "perceiver/perceiver.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -33,5 +35,20 @@ static inline const char *tu_tmpdir(void)
 {
     const char *d = getenv("PCV_TEST_TMP");
     return d ? d : "/tmp";
+}
+/* The OpenCL runtime options of a test program: compiled kernels go to $PERCEIVER_CACHE_DIR when
+ * ctest's environment sets it, else to the test folder, never the user's cache. */
+static inline void tu_runtime_setup(void)
+{
+    static char cache[4096];
+    const char *env = getenv("PERCEIVER_CACHE_DIR");
+    if (env && *env)
+        snprintf(cache, sizeof cache, "%s", env);
+    else
+        snprintf(cache, sizeof cache, "%s/kernel-cache", tu_tmpdir());
+    pcv_runtime_options rt = {.cache_dir = cache, .kernel_cache = -1};
+    pcv_error err = {0};
+    if (pcv_runtime_configure(&rt, &err) != 0)
+        fprintf(stderr, "runtime options: %s\n", err.msg);
 }
 #endif

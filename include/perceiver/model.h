@@ -27,8 +27,7 @@ typedef enum pcv_numerics {
 } pcv_numerics;
 
 typedef struct pcv_model_options {
-    const char *device;   /* "cpu" (default; NULL means the same) */
-    int threads;          /* CPU threads; <= 0: all cores */
+    pcv_backend_options backend; /* the device (default: the CPU path) */
     pcv_numerics numerics;
     bool profile;         /* synchronize and time each stage (small overhead) */
     bool capture;         /* also return intermediate tensors: "stage.preprocess",

@@ -41,6 +41,36 @@ int pcv_set_error(pcv_error *err, pcv_status code, const char *fmt, ...)
 const char *pcv_status_name(pcv_status code);
 const char *pcv_version(void);
 
+/* ---- devices and the compute runtime -------------------------------------------------------- */
+
+/* Which device runs a model, and how. */
+typedef struct pcv_backend_options {
+    const char *device; /* NULL, "" or "cpu": the CPU reference path; "N": OpenCL device N (global
+                           index over all platforms, as `perceiver-cl devices` lists them);
+                           anything else: the first OpenCL device whose "platform / name / vendor"
+                           contains it, case-insensitively ("nvidia", "pthread", ...) */
+    int threads;        /* CPU path threads; <= 0: all online cores */
+    uint64_t max_alloc; /* lowers the device's limit on one allocation (bytes); 0: the device's */
+} pcv_backend_options;
+
+/* Process-wide settings of the OpenCL runtime; without pcv_runtime_configure the defaults below
+ * apply. The cache folder is fixed when the first device is opened; the other fields apply to
+ * devices opened and programs built after the call. The library reads no PERCEIVER_* environment
+ * variables: the command-line tool maps them onto these fields. */
+typedef struct pcv_runtime_options {
+    const char *cache_dir;  /* compiled-kernel cache folder; NULL: $XDG_CACHE_HOME/perceiver-cl or
+                               ~/.cache/perceiver-cl; "": no cache */
+    int kernel_cache;       /* -1: default (on, except for PoCL, which caches programs itself);
+                               0: off; 1: on for every device */
+    const char *kernel_dir; /* read the kernels' .cl sources from this folder instead of the
+                               copies embedded at build time (kernel development); NULL: embedded */
+    const char *tuning;     /* OpenCL developer overrides, "key=value,...": attention=auto|fused|gemm,
+                               layout=auto|row|swap, splits=N, clblast=0|1, xgemm=16 numbers
+                               separated by ':', minind=N (docs/opencl.md); NULL: none */
+    bool trace;             /* wait for and time every OpenCL launch, printed on stderr */
+} pcv_runtime_options;
+int pcv_runtime_configure(const pcv_runtime_options *opt, pcv_error *err);
+
 /* ---- dtypes -------------------------------------------------------------------------------- */
 
 typedef enum pcv_dtype {

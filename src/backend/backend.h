@@ -1,7 +1,9 @@
-/* The backend interface: a struct of operations that every compute backend implements.
+/* The backend module: compute devices behind one interface.
  *
- * Model code (model.c) is written once against this interface through the thin helpers of
- * ops.h; the CPU reference backend (backend_cpu.c) and the OpenCL backend implement it.
+ * Model code is written once against the pcv_backend_*() calls below; the CPU reference backend
+ * (cpu.c) and the OpenCL backend (opencl.c) implement them behind a vtable that only src/backend/
+ * sees (backend_impl.h). The registry (backend.c) enumerates the devices and opens a backend for
+ * a --device string.
  *
  * Memory is a set of opaque device buffers (pcv_buffer). Operations name their operands as a
  * buffer plus an element offset, like CLBlast's (cl_mem, offset) pairs, so views need no
@@ -62,92 +64,82 @@ typedef struct pcv_attention_args {
     pcv_buffer *qmask; size_t qmask_off;
 } pcv_attention_args;
 
-typedef struct pcv_backend_ops {
-    void (*destroy)(pcv_backend *be);
 
-    /* ---- memory ---- */
-    pcv_buffer *(*alloc)(pcv_backend *be, size_t bytes, pcv_error *err);
-    void (*release)(pcv_backend *be, pcv_buffer *buf);
-    /* Optional (may be NULL): a read-only buffer that aliases host memory which stays valid
-     * for the buffer's lifetime (used for memory-mapped weights). Returns NULL if the memory
-     * cannot be aliased (e.g. misaligned); the caller then allocates and uploads. */
-    pcv_buffer *(*wrap_host)(pcv_backend *be, const void *ptr, size_t bytes);
-    int (*upload)(pcv_backend *be, pcv_buffer *dst, size_t off_bytes, const void *src,
-                  size_t bytes, pcv_error *err);
-    int (*download)(pcv_backend *be, pcv_buffer *src, size_t off_bytes, void *dst,
-                    size_t bytes, pcv_error *err);
-    int (*synchronize)(pcv_backend *be, pcv_error *err);
+/* ---- opening a backend ---------------------------------------------------------------------- */
 
-    /* ---- operations (offsets and sizes in elements) ---- */
-    int (*gemm)(pcv_backend *be, const pcv_gemm_args *args, pcv_error *err);
-    /* x[r][c] += bias[c] */
-    int (*bias_add)(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols,
-                    pcv_buffer *bias, size_t bias_off, pcv_error *err);
-    /* y[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta over cols (biased variance) */
-    int (*layernorm)(pcv_backend *be, pcv_buffer *x, size_t x_off, pcv_buffer *y, size_t y_off,
-                     int64_t rows, int64_t cols, pcv_buffer *gamma, size_t g_off,
-                     pcv_buffer *beta, size_t b_off, float eps, pcv_error *err);
-    /* in place */
-    int (*gelu)(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t n, pcv_gelu_kind kind,
-                pcv_error *err);
-    /* y[i] += a[i] */
-    int (*add)(pcv_backend *be, pcv_buffer *y, size_t y_off, pcv_buffer *a, size_t a_off,
-               int64_t n, pcv_error *err);
-    /* in place softmax over each row of x[rows][cols], optionally after adding an additive mask
-     * mask[cols] (may be NULL) */
-    int (*softmax)(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols,
-                   pcv_buffer *mask, size_t mask_off, pcv_error *err);
-    /* out[r][:] = table[ids[r]][:] (+ pos[r % period][:] if pos != NULL), r < rows;
-     * ids are int32 and already validated to lie in [0, table_rows). */
-    int (*gather)(pcv_backend *be, pcv_buffer *table, size_t t_off, pcv_buffer *ids,
-                  size_t ids_off, pcv_buffer *pos, size_t pos_off, int64_t period,
-                  pcv_buffer *out, size_t out_off, int64_t rows, int64_t cols, pcv_error *err);
-    /* dst[i*n + j] = src[j] for i < times: broadcast one block over a batch */
-    int (*repeat)(pcv_backend *be, pcv_buffer *src, size_t src_off, int64_t n, int64_t times,
-                  pcv_buffer *dst, size_t dst_off, pcv_error *err);
-    int (*attention)(pcv_backend *be, const pcv_attention_args *args, pcv_error *err);
+/* Opens the backend for opt->device: NULL, "" or "cpu" = the CPU reference path; "N" = OpenCL
+ * device N (global index, see pcv_devices_list); anything else = the first OpenCL device whose
+ * "platform / name / vendor" contains it (case-insensitive). The error for an unknown device
+ * lists the devices. */
+pcv_backend *pcv_backend_open(const pcv_backend_options *opt, pcv_error *err);
+void pcv_backend_close(pcv_backend *be);
+const char *pcv_backend_name(const pcv_backend *be);   /* "cpu", "opencl:0" */
+const char *pcv_backend_device(const pcv_backend *be); /* human-readable description */
+bool pcv_backend_is_cpu(const pcv_backend *be);
 
-    /* ---- image preprocessing (image classifiers) ---- */
-    /* dst[b][j][i] = src[b][i][j]: src is [batch][rows][cols], dst [batch][cols][rows]
-     * (NCHW -> NHWC with rows = C, cols = H*W) */
-    int (*transpose)(pcv_backend *be, pcv_buffer *src, size_t src_off, int64_t batch, int64_t rows,
-                     int64_t cols, pcv_buffer *dst, size_t dst_off, pcv_error *err);
-    /* dst[r*dst_ld + j] = src[(r % period)*src_ld + j] for r < rows, j < cols: strided 2-D copy
-     * whose source repeats every `period` rows (concatenation along channels, broadcasts) */
-    int (*copy2d)(pcv_backend *be, pcv_buffer *src, size_t src_off, int64_t src_ld, int64_t period,
-                  pcv_buffer *dst, size_t dst_off, int64_t dst_ld, int64_t rows, int64_t cols,
-                  pcv_error *err);
-    /* im2col for a 2-D convolution: src [batch][C][H][W] -> dst [batch][oh*ow][C*kh*kw] with
-     * column (c*kh + i)*kw + j = src[c][y*stride + i - pad_top][x*stride + j - pad_left]
-     * (0 outside the image) */
-    int (*im2col)(pcv_backend *be, pcv_buffer *src, size_t src_off, int64_t batch, int64_t C,
-                  int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t stride, int64_t pad_top,
-                  int64_t pad_left, int64_t oh, int64_t ow, pcv_buffer *dst, size_t dst_off,
-                  pcv_error *err);
-    /* x[r][c] = x[r][c] * scale[c] + shift[c], then max(x, 0) when relu (eval BatchNorm) */
-    int (*channel_affine)(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols,
-                          pcv_buffer *scale, size_t scale_off, pcv_buffer *shift, size_t shift_off,
-                          bool relu, pcv_error *err);
-    /* max pooling on channels-last data: src [batch][H][W][C] -> dst [batch][oh][ow][C],
-     * window k x k, stride s, padding pad_top/pad_left (padded cells are ignored) */
-    int (*maxpool)(pcv_backend *be, pcv_buffer *src, size_t src_off, int64_t batch, int64_t H,
-                   int64_t W, int64_t C, int64_t k, int64_t stride, int64_t pad_top,
-                   int64_t pad_left, int64_t oh, int64_t ow, pcv_buffer *dst, size_t dst_off,
-                   pcv_error *err);
-} pcv_backend_ops;
+/* Buffer statistics kept by the wrappers: allocations over the backend's life and bytes. */
+typedef struct pcv_backend_stats {
+    int64_t allocs, releases;
+    size_t bytes_in_use, peak_bytes;
+} pcv_backend_stats;
+void pcv_backend_get_stats(const pcv_backend *be, pcv_backend_stats *s);
 
-struct pcv_backend {
-    const pcv_backend_ops *ops;
-    char name[128];        /* e.g. "cpu (BLIS skx, 2 threads)" */
-    char device_name[256]; /* human-readable device description */
-    void *ctx;
-};
+/* What a backend supports beyond the required operations. */
+typedef enum pcv_backend_feature {
+    PCV_FEATURE_HOST_MEMORY, /* buffers can alias host memory (mapped weights are not copied) */
+    PCV_FEATURE_FP64         /* the device computes in double precision */
+} pcv_backend_feature;
+bool pcv_backend_supports(const pcv_backend *be, pcv_backend_feature f);
 
-/* A backend for a --device string: NULL, "" or "cpu" = the CPU reference path. The error for an
- * unknown device lists the available ones. threads: CPU threads (<= 0: all cores). */
-pcv_backend *pcv_backend_create(const char *spec, int threads, pcv_error *err);
+/* ---- memory ----------------------------------------------------------------------------------- */
 
-/* The CPU reference backend. threads <= 0: all online cores. */
-pcv_backend *pcv_backend_cpu_create(int threads, pcv_error *err);
+pcv_buffer *pcv_backend_alloc(pcv_backend *be, size_t bytes, pcv_error *err);
+void pcv_backend_release(pcv_backend *be, pcv_buffer *buf);
+/* A read-only buffer aliasing host memory that outlives it (memory-mapped weights), or NULL when
+ * the backend cannot alias it (the caller then allocates and uploads). */
+pcv_buffer *pcv_backend_wrap_host(pcv_backend *be, const void *ptr, size_t bytes);
+int pcv_backend_upload(pcv_backend *be, pcv_buffer *dst, size_t off_bytes, const void *src,
+                       size_t bytes, pcv_error *err);
+int pcv_backend_download(pcv_backend *be, pcv_buffer *src, size_t off_bytes, void *dst,
+                         size_t bytes, pcv_error *err);
+int pcv_backend_synchronize(pcv_backend *be, pcv_error *err);
+
+/* ---- operations (offsets and sizes in elements; semantics in backend_impl.h) ------------------ */
+
+int pcv_backend_gemm(pcv_backend *be, const pcv_gemm_args *args, pcv_error *err);
+int pcv_backend_bias_add(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols,
+                         pcv_buffer *bias, size_t bias_off, pcv_error *err);
+int pcv_backend_layernorm(pcv_backend *be, pcv_buffer *x, size_t x_off, pcv_buffer *y, size_t y_off,
+                          int64_t rows, int64_t cols, pcv_buffer *gamma, size_t g_off,
+                          pcv_buffer *beta, size_t b_off, float eps, pcv_error *err);
+int pcv_backend_gelu(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t n, pcv_gelu_kind kind,
+                     pcv_error *err);
+int pcv_backend_add(pcv_backend *be, pcv_buffer *y, size_t y_off, pcv_buffer *a, size_t a_off,
+                    int64_t n, pcv_error *err);
+int pcv_backend_softmax(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols,
+                        pcv_buffer *mask, size_t mask_off, pcv_error *err);
+int pcv_backend_gather(pcv_backend *be, pcv_buffer *table, size_t t_off, pcv_buffer *ids,
+                       size_t ids_off, pcv_buffer *pos, size_t pos_off, int64_t period,
+                       pcv_buffer *out, size_t out_off, int64_t rows, int64_t cols, pcv_error *err);
+int pcv_backend_repeat(pcv_backend *be, pcv_buffer *src, size_t src_off, int64_t n, int64_t times,
+                       pcv_buffer *dst, size_t dst_off, pcv_error *err);
+int pcv_backend_attention(pcv_backend *be, const pcv_attention_args *args, pcv_error *err);
+int pcv_backend_transpose(pcv_backend *be, pcv_buffer *src, size_t src_off, int64_t batch,
+                          int64_t rows, int64_t cols, pcv_buffer *dst, size_t dst_off,
+                          pcv_error *err);
+int pcv_backend_copy2d(pcv_backend *be, pcv_buffer *src, size_t src_off, int64_t src_ld,
+                       int64_t period, pcv_buffer *dst, size_t dst_off, int64_t dst_ld,
+                       int64_t rows, int64_t cols, pcv_error *err);
+int pcv_backend_im2col(pcv_backend *be, pcv_buffer *src, size_t src_off, int64_t batch, int64_t C,
+                       int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t stride,
+                       int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow, pcv_buffer *dst,
+                       size_t dst_off, pcv_error *err);
+int pcv_backend_channel_affine(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows,
+                               int64_t cols, pcv_buffer *scale, size_t scale_off,
+                               pcv_buffer *shift, size_t shift_off, bool relu, pcv_error *err);
+int pcv_backend_maxpool(pcv_backend *be, pcv_buffer *src, size_t src_off, int64_t batch, int64_t H,
+                        int64_t W, int64_t C, int64_t k, int64_t stride, int64_t pad_top,
+                        int64_t pad_left, int64_t oh, int64_t ow, pcv_buffer *dst, size_t dst_off,
+                        pcv_error *err);
 
 #endif

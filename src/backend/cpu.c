@@ -6,7 +6,7 @@
  * chosen with BLIS_ARCH_TYPE, we ask BLIS for its "skx" kernels (see cpu_blis_setup), and we
  * report the kernel set in the backend name so benchmarks say what ran.
  */
-#include "backend/backend.h"
+#include "backend/backend_impl.h"
 
 #include <blis.h>
 #include <float.h>
@@ -420,7 +420,12 @@ static int cpu_maxpool(pcv_backend *be, pcv_buffer *sb, size_t s_off, int64_t ba
     return 0;
 }
 
+static size_t cpu_buffer_bytes(const pcv_buffer *b) { return b->bytes; }
+static bool cpu_has_fp64(const pcv_backend *be) { return true; }
+
 static const pcv_backend_ops cpu_ops = {
+    .buffer_bytes = cpu_buffer_bytes,
+    .has_fp64 = cpu_has_fp64,
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
     .release = cpu_release,
@@ -461,8 +466,9 @@ static void cpu_blis_setup(void)
 #endif
 }
 
-pcv_backend *pcv_backend_cpu_create(int threads, pcv_error *err)
+pcv_backend *pcv_backend_cpu_create(const pcv_backend_options *opt, pcv_error *err)
 {
+    int threads = opt ? opt->threads : 0;
     cpu_blis_setup();
     if (threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);

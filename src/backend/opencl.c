@@ -18,22 +18,21 @@
  *    that device (programs are built once per context; CLBlast also caches per context).
  *    These live until the process exits. The backend is not thread-safe (like the CPU one).
  *
- * Environment (documented in docs/opencl.md):
- *   PERCEIVER_ATTENTION        fused | gemm | auto (default auto)
- *   PERCEIVER_GEMM_LAYOUT      row | swap | auto (default auto)
- *   PERCEIVER_CLBLAST_TUNE     0 disables our CLBlast parameter overrides
- *   PERCEIVER_CLBLAST_XGEMM    16 numbers: Xgemm parameters to install instead of ours
- *   PERCEIVER_CLBLAST_MININD   XGEMM_MIN_INDIRECT_SIZE to install
- *   PERCEIVER_ATTN_SPLITS      force the key-split count of the fused kernel (testing)
- *   PERCEIVER_CL_TRACE=1       wait for and time every launch, printed to stderr (debugging)
- *   test hooks: PERCEIVER_MAX_ALLOC (lower the per-allocation limit, bytes),
- *               PERCEIVER_TEST_DEVICE_LOSS=N (the (N+1)-th launch fails as if the device were lost)
+ * Developer overrides come from the runtime options' tuning string (pcv_runtime_options.tuning,
+ * docs/opencl.md; the command-line tool maps PERCEIVER_ATTENTION, PERCEIVER_GEMM_LAYOUT,
+ * PERCEIVER_CLBLAST_* and PERCEIVER_ATTN_SPLITS onto it):
+ *   attention=fused|gemm|auto  layout=row|swap|auto  clblast=0 (no parameter overrides)
+ *   xgemm=16 numbers (Xgemm parameters instead of ours)  minind=N (XGEMM_MIN_INDIRECT_SIZE)
+ *   splits=N (key splits of the fused attention kernel)
+ * Test hooks (a simulated device loss) are in backend/testing.h.
  */
 #include "backend/opencl_impl.h"
 
 #ifdef PCV_HAVE_OPENCL
 
-#include "model/ops.h"
+#include "backend/backend_impl.h"
+#include "backend/testing.h"
+#include "util/clock.h"
 
 #include <clblast_c.h>
 #include <float.h>
@@ -91,13 +90,12 @@ typedef struct cl_dev {
     cl_mem dummy;              /* bound to absent optional arguments */
     cl_mem scratch[2];         /* attention: [0] transposed K or scores, [1] split partials */
     size_t scratch_bytes[2];
-    uint64_t max_alloc, in_use;
-    bool max_alloc_from_env;
+    uint64_t in_use;
     int vw, row_ls;
     char options[256];
     int layout, attn_path, force_splits;
     int64_t fail_after;        /* test hook: launches left before a simulated loss, -1 = never */
-    bool trace;                /* PERCEIVER_CL_TRACE: finish and time every launch (stderr) */
+    bool trace;                /* runtime option: finish and time every launch (stderr) */
     bool lost;
     char lost_msg[512];
 } cl_dev;
@@ -107,7 +105,15 @@ static int64_t g_launches;
 
 int64_t pcv_cl_launch_count(void) { return g_launches; }
 
-#define DEV(be) ((cl_dev *)(be)->ctx)
+/* One backend on a device: the device plus what the opener asked for. */
+typedef struct cl_be {
+    cl_dev *d;
+    uint64_t max_alloc;   /* the device's limit, or lower (pcv_backend_options.max_alloc) */
+    bool max_alloc_lowered;
+} cl_be;
+
+#define DEV(be) (((cl_be *)(be)->ctx)->d)
+#define MAX_ALLOC(be) (((cl_be *)(be)->ctx)->max_alloc)
 
 /* An error from the OpenCL runtime during `what`. Codes that mean the device or its memory is
  * gone make the device unusable for the rest of the process, with one clear message. */
@@ -128,7 +134,7 @@ static int cl_fail(cl_dev *d, cl_int rc, const char *what, pcv_error *err)
                      "OpenCL device %d '%s' failed during %s: %s%s. The device was lost, reset or ran out of "
                      "memory; results of this process are not valid (run again, or choose another device)",
                      d->info.index, d->info.name, what, name,
-                     d->fail_after == 0 ? " (simulated by PERCEIVER_TEST_DEVICE_LOSS)" : "");
+                     d->fail_after == 0 ? " (simulated by a test hook)" : "");
         d->lost = true;
         return pcv_set_error(err, PCV_ERR_DEVICE, "%s", d->lost_msg);
     case CL_OUT_OF_HOST_MEMORY:
@@ -226,13 +232,15 @@ static pcv_buffer *ocl_alloc(pcv_backend *be, size_t bytes, pcv_error *err)
     if (check_lost(d, err))
         return NULL;
     char b1[32], b2[32], b3[32];
-    if (bytes > d->max_alloc) {
+    uint64_t cap = MAX_ALLOC(be);
+    if (bytes > cap) {
         pcv_set_error(err, PCV_ERR_OOM,
                       "OpenCL device %d '%s': allocation of %zu bytes (%s) exceeds the device's maximum allocation "
                       "of %llu bytes (%s, %s)",
-                      d->info.index, d->info.name, bytes, mib(b1, sizeof b1, bytes), (unsigned long long)d->max_alloc,
-                      mib(b2, sizeof b2, d->max_alloc),
-                      d->max_alloc_from_env ? "limited by PERCEIVER_MAX_ALLOC" : "CL_DEVICE_MAX_MEM_ALLOC_SIZE");
+                      d->info.index, d->info.name, bytes, mib(b1, sizeof b1, bytes), (unsigned long long)cap,
+                      mib(b2, sizeof b2, cap),
+                      ((cl_be *)be->ctx)->max_alloc_lowered ? "lowered by the max_alloc option"
+                                                            : "CL_DEVICE_MAX_MEM_ALLOC_SIZE");
         return NULL;
     }
     if (d->in_use + bytes > d->info.global_mem) {
@@ -328,12 +336,12 @@ static cl_mem scratch(cl_dev *d, int slot, size_t bytes, pcv_error *err)
     if (d->scratch_bytes[slot] >= bytes)
         return d->scratch[slot];
     char b1[32], b2[32];
-    if (bytes > d->max_alloc) {
+    if (bytes > d->info.max_alloc) {
         pcv_set_error(err, PCV_ERR_OOM,
                       "OpenCL device %d '%s': attention needs %zu bytes (%s) of scratch memory, more than the "
                       "maximum allocation of %llu bytes (%s)",
-                      d->info.index, d->info.name, bytes, mib(b1, sizeof b1, bytes), (unsigned long long)d->max_alloc,
-                      mib(b2, sizeof b2, d->max_alloc));
+                      d->info.index, d->info.name, bytes, mib(b1, sizeof b1, bytes),
+                      (unsigned long long)d->info.max_alloc, mib(b2, sizeof b2, d->info.max_alloc));
         return NULL;
     }
     if (d->scratch[slot]) {
@@ -682,7 +690,7 @@ static int attn_fused(cl_dev *d, const pcv_attention_args *a, pcv_error *err)
     else if (items < target && a->nk >= 512)
         nsplit = cdiv(target, items) < a->nk / 256 ? cdiv(target, items) : a->nk / 256;
     size_t row_bytes = (size_t)(a->dv + 2) * sizeof(float);
-    size_t cap = d->max_alloc < ((size_t)256 << 20) ? d->max_alloc : ((size_t)256 << 20);
+    size_t cap = d->info.max_alloc < ((size_t)256 << 20) ? d->info.max_alloc : ((size_t)256 << 20);
     while (nsplit > 1 && (size_t)(a->batch * a->heads * nsplit * a->nq) * row_bytes > cap)
         nsplit /= 2;
     if (nsplit > a->nk)
@@ -787,7 +795,7 @@ static int ocl_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error
                              (long long)a->nq, (long long)a->nk);
     /* the GEMM path materializes one batch entry's scores: only where they are small */
     size_t sbytes = (size_t)(a->heads * a->nq * a->nk) * sizeof(float);
-    bool gemm = d->attn_path == ATTN_GEMM && sbytes <= d->max_alloc;
+    bool gemm = d->attn_path == ATTN_GEMM && sbytes <= MAX_ALLOC(be);
     if (d->attn_path == ATTN_AUTO)
         gemm = false; /* measured on PoCL: the fused kernel is faster at every model shape (docs/opencl.md) */
     return gemm ? attn_gemm(be, d, a, err) : attn_fused(d, a, err);
@@ -795,39 +803,62 @@ static int ocl_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error
 
 /* ---- device set-up ---------------------------------------------------------------------------- */
 
+/* The value of key in the runtime tuning string "key=value,key=value" (copied into buf), or NULL. */
+static const char *tuning_value(const char *key, char *buf, size_t cap)
+{
+    const char *t = pcv_runtime()->tuning;
+    size_t kl = strlen(key);
+    for (const char *p = t; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n > kl && !strncmp(p, key, kl) && p[kl] == '=') {
+            size_t vl = n - kl - 1 < cap - 1 ? n - kl - 1 : cap - 1;
+            memcpy(buf, p + kl + 1, vl);
+            buf[vl] = '\0';
+            return buf;
+        }
+        p = end ? end + 1 : p + n;
+    }
+    return NULL;
+}
+
 /* Installs CLBlast parameters for CPU devices (measured on PoCL 3.1, AVX-512: 1x1 work-groups
- * with float16 vectors; see docs/opencl.md). PERCEIVER_CLBLAST_XGEMM replaces them. */
+ * with float16 vectors; see docs/opencl.md). The tuning keys clblast=0, xgemm=... and minind=...
+ * change that. */
 static void clblast_tune(cl_dev *d)
 {
-    const char *env = getenv("PERCEIVER_CLBLAST_TUNE");
+    char v[256];
+    const char *env = tuning_value("clblast", v, sizeof v);
     if (env && !strcmp(env, "0"))
         return;
     static const char *names[16] = {"GEMMK", "KREG", "KWG",  "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
                                     "NDIMC", "NWG",  "SA",   "SB",  "STRM",  "STRN",  "VWM", "VWN"};
     size_t vals[16] = {0, 1, 64, 4, 1, 1, 32, 1, 1, 8, 0, 0, 0, 0, 16, 1};
     bool have = d->info.is_cpu;
-    const char *x = getenv("PERCEIVER_CLBLAST_XGEMM");
+    const char *x = tuning_value("xgemm", v, sizeof v);
     if (x && *x) {
-        size_t v[16];
+        size_t nv[16];
         int n = 0;
         char *end;
         for (const char *p = x; n < 16; n++, p = end) {
-            v[n] = strtoul(p, &end, 10);
+            while (*p == ':' || *p == ' ')
+                p++;
+            nv[n] = strtoul(p, &end, 10);
             if (end == p)
                 break;
         }
         if (n == 16) {
-            memcpy(vals, v, sizeof vals);
+            memcpy(vals, nv, sizeof vals);
             have = true;
         } else {
-            fprintf(stderr, "perceiver-cl: PERCEIVER_CLBLAST_XGEMM needs 16 numbers (%s); ignored\n",
+            fprintf(stderr, "perceiver-cl: tuning xgemm needs 16 numbers (%s); ignored\n",
                     "GEMMK KREG KWG KWI MDIMA MDIMC MWG NDIMB NDIMC NWG SA SB STRM STRN VWM VWN");
         }
     }
     if (have)
         CLBlastOverrideParameters(d->dev, "Xgemm", CLBlastPrecisionSingle, 16, names, vals);
     /* every GEMM takes the tuned indirect kernel on CPUs (the direct kernel keeps its defaults) */
-    const char *mi = getenv("PERCEIVER_CLBLAST_MININD");
+    const char *mi = tuning_value("minind", v, sizeof v);
     size_t minind = mi && *mi ? strtoul(mi, NULL, 10) : d->info.is_cpu ? 1 : 0;
     if (minind > 0) {
         const char *rn[1] = {"XGEMM_MIN_INDIRECT_SIZE"};
@@ -835,15 +866,15 @@ static void clblast_tune(cl_dev *d)
     }
 }
 
-static int env_choice(const char *name, const char *const *words, int n, int def)
+static int tuning_choice(const char *key, const char *const *words, int n, int def)
 {
-    const char *v = getenv(name);
-    if (!v || !*v)
+    char v[64];
+    if (!tuning_value(key, v, sizeof v) || !v[0])
         return def;
     for (int i = 0; i < n; i++)
         if (!strcasecmp(v, words[i]))
             return i;
-    fprintf(stderr, "perceiver-cl: %s='%s' is not one of", name, v);
+    fprintf(stderr, "perceiver-cl: tuning %s='%s' is not one of", key, v);
     for (int i = 0; i < n; i++)
         fprintf(stderr, " %s", words[i]);
     fprintf(stderr, "; using %s\n", words[def]);
@@ -880,15 +911,6 @@ static int dev_init(cl_dev *d, int index, pcv_error *err)
         return pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL device %d '%s': cannot create a command queue: %s", index,
                              in->name, pcv_cl_error_name(r, eb, sizeof eb));
 
-    d->max_alloc = in->max_alloc;
-    const char *ma = getenv("PERCEIVER_MAX_ALLOC");
-    if (ma && *ma) {
-        unsigned long long v = strtoull(ma, NULL, 10);
-        if (v > 0 && v < d->max_alloc) {
-            d->max_alloc = v;
-            d->max_alloc_from_env = true;
-        }
-    }
     /* CPUs: explicit float16 (one AVX-512 register; LLVM splits it on narrower CPUs) and one
      * work-item per row; GPUs: float4 and 64 work-items per row */
     d->vw = in->is_cpu ? 16 : 4;
@@ -916,14 +938,12 @@ static int dev_init(cl_dev *d, int index, pcv_error *err)
 
     static const char *const layouts[] = {"auto", "row", "swap"};
     static const char *const paths[] = {"auto", "fused", "gemm"};
-    d->layout = env_choice("PERCEIVER_GEMM_LAYOUT", layouts, 3, LAYOUT_AUTO);
-    d->attn_path = env_choice("PERCEIVER_ATTENTION", paths, 3, ATTN_AUTO);
-    const char *fs = getenv("PERCEIVER_ATTN_SPLITS");
-    d->force_splits = fs && *fs ? atoi(fs) : 0;
-    const char *fa = getenv("PERCEIVER_TEST_DEVICE_LOSS");
-    d->fail_after = fa && *fa ? atoll(fa) : -1;
-    const char *tr = getenv("PERCEIVER_CL_TRACE");
-    d->trace = tr && *tr && strcmp(tr, "0") != 0;
+    d->layout = tuning_choice("layout", layouts, 3, LAYOUT_AUTO);
+    d->attn_path = tuning_choice("attention", paths, 3, ATTN_AUTO);
+    char sv[32];
+    d->force_splits = tuning_value("splits", sv, sizeof sv) ? atoi(sv) : 0;
+    d->fail_after = -1;
+    d->trace = pcv_runtime()->trace;
     clblast_tune(d);
     return 0;
 }
@@ -961,11 +981,17 @@ static void ocl_destroy(pcv_backend *be)
     cl_dev *d = DEV(be);
     if (d && !d->lost)
         clFinish(d->queue); /* the device runtime stays for later backends on this device */
+    free(be->ctx);
     free(be);
 }
 
+static size_t ocl_buffer_bytes(const pcv_buffer *b) { return b->bytes; }
+static bool ocl_has_fp64(const pcv_backend *be) { return DEV(be)->info.fp64; }
+
 static const pcv_backend_ops ocl_ops = {
     .destroy = ocl_destroy,
+    .buffer_bytes = ocl_buffer_bytes,
+    .has_fp64 = ocl_has_fp64,
     .alloc = ocl_alloc,
     .release = ocl_release,
     .wrap_host = NULL, /* weights are uploaded */
@@ -992,7 +1018,7 @@ bool pcv_cl_get_switches(const pcv_backend *be, pcv_cl_switches *s)
 {
     if (!be || be->ops != &ocl_ops)
         return false;
-    const cl_dev *d = be->ctx;
+    const cl_dev *d = DEV(be);
     s->attention = d->attn_path;
     s->layout = d->layout;
     s->splits = d->force_splits;
@@ -1003,14 +1029,22 @@ bool pcv_cl_set_switches(pcv_backend *be, const pcv_cl_switches *s)
 {
     if (!be || be->ops != &ocl_ops)
         return false;
-    cl_dev *d = be->ctx;
+    cl_dev *d = DEV(be);
     d->attn_path = s->attention;
     d->layout = s->layout;
     d->force_splits = s->splits;
     return true;
 }
 
-pcv_backend *pcv_backend_opencl_create(int index, pcv_error *err)
+bool pcv_backend_test_fail_after(pcv_backend *be, int64_t launches)
+{
+    if (!be || be->ops != &ocl_ops)
+        return false;
+    DEV(be)->fail_after = launches;
+    return true;
+}
+
+pcv_backend *pcv_backend_opencl_create(int index, const pcv_backend_options *opt, pcv_error *err)
 {
     if (index < 0 || index >= MAX_DEVICES) {
         char list[768];
@@ -1036,12 +1070,21 @@ pcv_backend *pcv_backend_opencl_create(int index, pcv_error *err)
         return NULL;
     }
     pcv_backend *be = calloc(1, sizeof *be);
-    if (!be) {
+    cl_be *cb = calloc(1, sizeof *cb);
+    if (!be || !cb) {
+        free(be);
+        free(cb);
         pcv_set_error(err, PCV_ERR_OOM, "out of memory");
         return NULL;
     }
+    cb->d = d;
+    cb->max_alloc = d->info.max_alloc;
+    if (opt && opt->max_alloc > 0 && opt->max_alloc < cb->max_alloc) {
+        cb->max_alloc = opt->max_alloc;
+        cb->max_alloc_lowered = true;
+    }
     be->ops = &ocl_ops;
-    be->ctx = d;
+    be->ctx = cb;
     snprintf(be->name, sizeof be->name, "opencl:%d", index);
     snprintf(be->device_name, sizeof be->device_name, "OpenCL device %d: %s (%s, %s)", index, d->info.name,
              d->info.platform, d->info.driver);
@@ -1051,4 +1094,5 @@ pcv_backend *pcv_backend_opencl_create(int index, pcv_error *err)
 #else
 bool pcv_cl_get_switches(const pcv_backend *be, pcv_cl_switches *s) { return false; }
 bool pcv_cl_set_switches(pcv_backend *be, const pcv_cl_switches *s) { return false; }
+bool pcv_backend_test_fail_after(pcv_backend *be, int64_t launches) { return false; }
 #endif

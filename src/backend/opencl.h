@@ -49,10 +49,7 @@ void pcv_cl_format_device_list(char *buf, size_t cap);
  * device wins). Returns the index, or -1 with err listing the devices. */
 int pcv_cl_find_device(const char *spec, pcv_error *err);
 
-/* The OpenCL backend on the device with the given global index. */
-pcv_backend *pcv_backend_opencl_create(int index, pcv_error *err);
-
-/* Switches of an OpenCL backend for tests and benchmarks (environment variables set the
+/* Switches of an OpenCL backend for tests and benchmarks (the runtime tuning string sets the
  * defaults; docs/opencl.md): attention 0 auto, 1 fused kernel, 2 CLBlast GEMMs + softmax;
  * layout 0 auto, 1 row-major CLBlast calls, 2 column-major calls with swapped operands;
  * splits: key splits of the fused attention (0 automatic). They apply to every backend on the
@@ -67,14 +64,14 @@ bool pcv_cl_set_switches(pcv_backend *be, const pcv_cl_switches *s);
  * use it to prove that work ran on an OpenCL device. */
 int64_t pcv_cl_launch_count(void);
 
-/* Where compiled programs are cached (empty when caching is off): $PERCEIVER_CACHE_DIR, else
- * $XDG_CACHE_HOME/perceiver-cl, else $HOME/.cache/perceiver-cl; PERCEIVER_KERNEL_CACHE=0 turns it
- * off. PoCL devices do not use it unless PERCEIVER_KERNEL_CACHE=1 (PoCL caches programs itself;
- * see src/opencl_program.c). */
+/* Where compiled programs are cached (empty when caching is off): the runtime option cache_dir,
+ * else $XDG_CACHE_HOME/perceiver-cl, else $HOME/.cache/perceiver-cl; kernel_cache=0 turns it off.
+ * PoCL devices do not use it unless kernel_cache=1 (PoCL caches programs itself; see
+ * opencl_program.c). */
 const char *pcv_cl_cache_dir(void);
 
 /* Whether compiled programs of this device go to that cache: yes unless the driver is PoCL
- * (which caches them itself); PERCEIVER_KERNEL_CACHE=1 forces it. */
+ * (which caches them itself); the runtime option kernel_cache=1 forces it. */
 bool pcv_cl_cache_used(const pcv_cl_device_info *info);
 
 #endif

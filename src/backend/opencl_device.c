@@ -1,4 +1,5 @@
 /* OpenCL device enumeration and selection, error names, and the runtime's environment. */
+#include "backend/backend_impl.h"
 #include "backend/opencl_impl.h"
 
 #include <ctype.h>
@@ -31,12 +32,6 @@ static bool make_dirs(const char *path)
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) && access(path, W_OK) == 0;
 }
 
-static bool env_off(const char *name)
-{
-    const char *v = getenv(name);
-    return v && (!strcmp(v, "0") || !strcasecmp(v, "off") || !strcasecmp(v, "no") || !strcasecmp(v, "false"));
-}
-
 const char *pcv_cl_cache_dir(void)
 {
     static char dir[4096];
@@ -45,11 +40,12 @@ const char *pcv_cl_cache_dir(void)
         return dir;
     done = true;
     dir[0] = '\0';
-    if (env_off("PERCEIVER_KERNEL_CACHE"))
+    const pcv_runtime_options *rt = pcv_runtime();
+    if (rt->kernel_cache == 0 || (rt->cache_dir && !rt->cache_dir[0]))
         return dir;
     const char *e;
-    if ((e = getenv("PERCEIVER_CACHE_DIR")) && *e)
-        snprintf(dir, sizeof dir, "%s", e);
+    if (rt->cache_dir)
+        snprintf(dir, sizeof dir, "%s", rt->cache_dir);
     else if ((e = getenv("XDG_CACHE_HOME")) && *e)
         snprintf(dir, sizeof dir, "%s/perceiver-cl", e);
     else if ((e = getenv("HOME")) && *e)
@@ -318,7 +314,7 @@ int pcv_cl_list_devices(pcv_cl_device_info **out, pcv_error *err)
     return 0;
 }
 
-pcv_backend *pcv_backend_opencl_create(int index, pcv_error *err)
+pcv_backend *pcv_backend_opencl_create(int index, const pcv_backend_options *opt, pcv_error *err)
 {
     pcv_set_error(err, PCV_ERR_UNSUPPORTED, "this build has no OpenCL backend (configured with -DPCV_OPENCL=OFF)");
     return NULL;

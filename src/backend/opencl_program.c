@@ -1,4 +1,4 @@
-/* OpenCL programs: kernel sources (embedded, or from $PERCEIVER_CL_DIR) and the on-disk cache
+/* OpenCL programs: kernel sources (embedded, or from the runtime option kernel_dir) and the on-disk cache
  * of compiled program binaries.
  *
  * Why a cache of our own: compiling OpenCL C costs from a fraction of a second (GPU drivers) to
@@ -10,11 +10,12 @@
  * their key and a checksum; anything that does not match, or that the driver refuses, is
  * rebuilt from source and rewritten.
  */
+#include "backend/backend_impl.h"
 #include "backend/opencl_impl.h"
 
 #ifdef PCV_HAVE_OPENCL
 
-#include "model/ops.h"
+#include "util/clock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -44,7 +45,7 @@ static char *read_text(const char *path, pcv_error *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        pcv_set_error(err, PCV_ERR_IO, "PERCEIVER_CL_DIR: cannot read %s: %s", path, strerror(errno));
+        pcv_set_error(err, PCV_ERR_IO, "kernel source folder: cannot read %s: %s", path, strerror(errno));
         return NULL;
     }
     char *buf = NULL;
@@ -76,7 +77,7 @@ static char *read_text(const char *path, pcv_error *err)
 
 char *pcv_cl_load_source(const char *name, pcv_error *err)
 {
-    const char *dir = getenv("PERCEIVER_CL_DIR");
+    const char *dir = pcv_runtime()->kernel_dir;
     char *common = NULL, *body = NULL, *out = NULL;
     if (dir && *dir) {
         char path[4096];
@@ -197,11 +198,10 @@ static void cache_write(const char *path, const char *key, const unsigned char *
  * options, device and PoCL build), and asking it for CL_PROGRAM_BINARIES makes it compile a
  * generic work-group version of every kernel first: measured 2.5 s (elementwise.cl) to 18.6 s
  * (attention.cl) per program on a cold cache, against 0.15 s for a warm build from source.
- * So by default our cache serves the other drivers; PERCEIVER_KERNEL_CACHE=1 forces it. */
+ * So by default our cache serves the other drivers; the runtime option kernel_cache=1 forces it. */
 bool pcv_cl_cache_used(const pcv_cl_device_info *info)
 {
-    const char *v = getenv("PERCEIVER_KERNEL_CACHE");
-    if (v && (!strcmp(v, "1") || !strcasecmp(v, "on") || !strcasecmp(v, "yes") || !strcasecmp(v, "true")))
+    if (pcv_runtime()->kernel_cache == 1)
         return true;
     return strstr(info->platform, "Portable Computing Language") == NULL;
 }

@@ -26,6 +26,14 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 int cli_fail(const pcv_error *err);
 bool cli_parse_int(const char *s, long lo, long hi, long *out);
 
+/* Model options with the environment's defaults: PERCEIVER_DEVICE, PERCEIVER_MAX_ALLOC. */
+pcv_model_options cli_model_options(void);
+/* Maps the PERCEIVER_* variables of the OpenCL runtime onto pcv_runtime_configure (main calls it
+ * once before any command): PERCEIVER_CACHE_DIR, PERCEIVER_KERNEL_CACHE, PERCEIVER_CL_DIR,
+ * PERCEIVER_CL_TRACE, and the tuning overrides PERCEIVER_ATTENTION, PERCEIVER_GEMM_LAYOUT,
+ * PERCEIVER_ATTN_SPLITS, PERCEIVER_CLBLAST_TUNE, PERCEIVER_CLBLAST_XGEMM, PERCEIVER_CLBLAST_MININD. */
+int cli_runtime_setup(pcv_error *err);
+
 /* Common model options: --device, --threads, --numerics. Returns true if consumed. */
 bool cli_model_opt(cli_args *a, pcv_model_options *opt, bool *bad);
 extern const char *const cli_model_opts_help;

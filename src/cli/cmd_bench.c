@@ -39,7 +39,8 @@ static int cmp_double(const void *a, const void *b)
 int cmd_bench(int argc, char **argv)
 {
     cli_args a;
-    pcv_model_options opt = {.device = getenv("PERCEIVER_DEVICE"), .profile = true};
+    pcv_model_options opt = cli_model_options();
+    opt.profile = true;
     const char *model_dir = NULL, *preset = NULL, *config = NULL;
     long batch = 1, seq = 0, repeat = 3, image_size = 224;
     bool json = false, bad = false;

@@ -104,9 +104,9 @@ static pcv_buffer *rand_buf(pcv_backend *be, size_t n, pcv_error *err)
     }
     for (size_t i = 0; i < n; i++)
         h[i] = frand();
-    pcv_buffer *b = be->ops->alloc(be, n * sizeof(float), err);
-    if (b && be->ops->upload(be, b, 0, h, n * sizeof(float), err)) {
-        be->ops->release(be, b);
+    pcv_buffer *b = pcv_backend_alloc(be, n * sizeof(float), err);
+    if (b && pcv_backend_upload(be, b, 0, h, n * sizeof(float), err)) {
+        pcv_backend_release(be, b);
         b = NULL;
     }
     free(h);
@@ -120,7 +120,7 @@ static int run_case(pcv_backend *be, const op_case *c, const bufs *B, pcv_error 
         pcv_gemm_args g = {.trans_a = false, .trans_b = true, .m = c->m, .n = c->n, .k = c->k, .batch = 1,
                            .alpha = 1, .beta = 0, .a = B->b[0], .lda = c->k, .b = B->b[1], .ldb = c->k,
                            .c = B->b[2], .ldc = c->n};
-        return be->ops->gemm(be, &g, err);
+        return pcv_backend_gemm(be, &g, err);
     }
     case OP_ATTN: {
         int64_t ld_qk = c->heads * c->dqk, ld_v = c->heads * c->dv;
@@ -128,13 +128,13 @@ static int run_case(pcv_backend *be, const op_case *c, const bufs *B, pcv_error 
                                 .scale = sqrtf((float)c->dqk), .mode = PCV_ATTN_HF, .q = B->b[0], .q_ld = ld_qk,
                                 .k = B->b[1], .k_ld = ld_qk, .v = B->b[2], .v_ld = ld_v, .o = B->b[3],
                                 .o_ld = ld_v, .kmask = c->nk == 2048 ? B->b[4] : NULL};
-        return be->ops->attention(be, &a, err);
+        return pcv_backend_attention(be, &a, err);
     }
     case OP_LN:
-        return be->ops->layernorm(be, B->b[0], 0, B->b[1], 0, c->m, c->n, B->b[2], 0, B->b[3], 0, 1e-5f, err);
-    case OP_GELU: return be->ops->gelu(be, B->b[0], 0, c->m * c->n, PCV_GELU_ERF, err);
-    case OP_SOFTMAX: return be->ops->softmax(be, B->b[0], 0, c->m, c->n, NULL, 0, err);
-    case OP_ADD: return be->ops->add(be, B->b[0], 0, B->b[1], 0, c->m * c->n, err);
+        return pcv_backend_layernorm(be, B->b[0], 0, B->b[1], 0, c->m, c->n, B->b[2], 0, B->b[3], 0, 1e-5f, err);
+    case OP_GELU: return pcv_backend_gelu(be, B->b[0], 0, c->m * c->n, PCV_GELU_ERF, err);
+    case OP_SOFTMAX: return pcv_backend_softmax(be, B->b[0], 0, c->m, c->n, NULL, 0, err);
+    case OP_ADD: return pcv_backend_add(be, B->b[0], 0, B->b[1], 0, c->m * c->n, err);
     }
     return 0;
 }
@@ -167,7 +167,7 @@ static int alloc_case(pcv_backend *be, const op_case *c, bufs *B, pcv_error *err
             return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
         for (size_t i = 0; i < sz[4]; i++)
             ones[i] = i < 100 ? 1.0f : 0.0f; /* the bench input: a short sentence padded */
-        int rc = be->ops->upload(be, B->b[4], 0, ones, sz[4] * sizeof(float), err);
+        int rc = pcv_backend_upload(be, B->b[4], 0, ones, sz[4] * sizeof(float), err);
         free(ones);
         if (rc)
             return rc;
@@ -179,7 +179,7 @@ static void free_case(pcv_backend *be, bufs *B)
 {
     for (int i = 0; i < 6; i++)
         if (B->b[i])
-            be->ops->release(be, B->b[i]);
+            pcv_backend_release(be, B->b[i]);
 }
 
 /* best time of `repeat` synchronized runs after a warm-up; < 0 on error */
@@ -187,11 +187,11 @@ static double time_case(pcv_backend *be, const op_case *c, int repeat, pcv_error
 {
     bufs B;
     double best = -1;
-    if (alloc_case(be, c, &B, err) == 0 && run_case(be, c, &B, err) == 0 && be->ops->synchronize(be, err) == 0) {
+    if (alloc_case(be, c, &B, err) == 0 && run_case(be, c, &B, err) == 0 && pcv_backend_synchronize(be, err) == 0) {
         best = 1e300;
         for (int r = 0; r < repeat; r++) {
             double t = pcv_now();
-            if (run_case(be, c, &B, err) || be->ops->synchronize(be, err)) {
+            if (run_case(be, c, &B, err) || pcv_backend_synchronize(be, err)) {
                 best = -1;
                 break;
             }
@@ -243,24 +243,27 @@ int cmd_bench_ops(int argc, char **argv)
         free(devs);
         device = n > 0 ? "0" : "cpu";
     }
-    pcv_backend *dev = pcv_backend_create(device, (int)threads, &err);
+    pcv_backend_options bo = cli_model_options().backend;
+    bo.device = device;
+    bo.threads = (int)threads;
+    pcv_backend *dev = pcv_backend_open(&bo, &err);
     if (!dev)
         return cli_fail(&err);
-    bool dev_is_cpu = strcmp(dev->name, "cpu") == 0;
+    bool dev_is_cpu = pcv_backend_is_cpu(dev);
     pcv_backend *cpu = NULL;
-    if (!dev_is_cpu && !no_cpu && !(cpu = pcv_backend_cpu_create((int)threads, &err))) {
-        dev->ops->destroy(dev);
+    if (!dev_is_cpu && !no_cpu && !(cpu = pcv_backend_open(&(pcv_backend_options){.threads = (int)threads}, &err))) {
+        pcv_backend_close(dev);
         return cli_fail(&err);
     }
-    fprintf(stderr, "perceiver-cl: bench-ops on %s\n", dev->device_name);
+    fprintf(stderr, "perceiver-cl: bench-ops on %s\n", pcv_backend_device(dev));
 
     pcv_cl_switches sw0;
     bool is_cl = pcv_cl_get_switches(dev, &sw0);
     json_t *jrows = json_array();
     if (!json) {
-        printf("device    %s\n", dev->device_name);
+        printf("device    %s\n", pcv_backend_device(dev));
         if (cpu)
-            printf("reference %s\n", cpu->device_name);
+            printf("reference %s\n", pcv_backend_device(cpu));
         printf("shapes    full-size language model (seq 2048); best of %ld runs; GFLOP/s (GB/s for memory-bound ops)\n\n",
                repeat);
         printf("%-42s %-22s %9s %9s %9s %9s %7s\n", "operation", "shape", "dev ms", "dev rate", "cpu ms", "cpu rate",
@@ -335,8 +338,8 @@ int cmd_bench_ops(int argc, char **argv)
     }
     if (rc == EXIT_OK) {
         if (json) {
-            json_t *o = json_pack("{s:s, s:s, s:I, s:o}", "device", dev->device_name, "reference",
-                                  cpu ? cpu->device_name : "", "repeat", (json_int_t)repeat, "ops", jrows);
+            json_t *o = json_pack("{s:s, s:s, s:I, s:o}", "device", pcv_backend_device(dev), "reference",
+                                  cpu ? pcv_backend_device(cpu) : "", "repeat", (json_int_t)repeat, "ops", jrows);
             jrows = NULL;
             char *s = json_dumps(o, JSON_INDENT(2));
             printf("%s\n", s);
@@ -351,7 +354,7 @@ int cmd_bench_ops(int argc, char **argv)
     }
     json_decref(jrows);
     if (cpu)
-        cpu->ops->destroy(cpu);
-    dev->ops->destroy(dev);
+        pcv_backend_close(cpu);
+    pcv_backend_close(dev);
     return rc;
 }

@@ -72,7 +72,7 @@ static char **read_labels(const char *path, int *n, pcv_error *err)
 int cmd_classify(int argc, char **argv)
 {
     cli_args a;
-    pcv_model_options opt = {.device = getenv("PERCEIVER_DEVICE")};
+    pcv_model_options opt = cli_model_options();
     const char *model_dir = NULL, *labels_path = NULL;
     bool json = false, bad = false;
     long topk = 5, batch = 8;

@@ -62,12 +62,12 @@ int cmd_devices(int argc, char **argv)
         return EXIT_USAGE;
 
     pcv_error err = {0};
-    pcv_backend *cpu = pcv_backend_cpu_create(0, &err);
+    pcv_backend *cpu = pcv_backend_open(NULL, &err);
     if (!cpu)
         return cli_fail(&err);
     char cpu_desc[256];
-    snprintf(cpu_desc, sizeof cpu_desc, "%s", cpu->device_name);
-    cpu->ops->destroy(cpu);
+    snprintf(cpu_desc, sizeof cpu_desc, "%s", pcv_backend_device(cpu));
+    pcv_backend_close(cpu);
 
     pcv_cl_device_info *devs = NULL;
     int n = pcv_cl_list_devices(&devs, &err);

@@ -199,7 +199,7 @@ static void print_json(const fill_line *L, int lineno)
 int cmd_fill(int argc, char **argv)
 {
     cli_args a;
-    pcv_model_options opt = {.device = getenv("PERCEIVER_DEVICE")};
+    pcv_model_options opt = cli_model_options();
     const char *model_dir = NULL, *file = NULL;
     bool json = false, bad = false;
     long batch = 8;

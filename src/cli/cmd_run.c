@@ -29,7 +29,7 @@ static const char help[] =
 int cmd_run(int argc, char **argv)
 {
     cli_args a;
-    pcv_model_options opt = {.device = getenv("PERCEIVER_DEVICE")};
+    pcv_model_options opt = cli_model_options();
     const char *model_dir = NULL, *in_path = NULL, *out_path = NULL;
     bool bad = false;
     cli_init(&a, argc, argv, 2);

@@ -160,7 +160,7 @@ static bool is_image(pcv_arch a)
 int cmd_verify(int argc, char **argv)
 {
     cli_args a;
-    pcv_model_options opt = {.device = getenv("PERCEIVER_DEVICE")};
+    pcv_model_options opt = cli_model_options();
     const char *model_dir = NULL, *in_path = NULL, *text = NULL;
     long seq = 0, image_size = 0;
     double tol_nmse = VERIFY_NMSE, tol_rel = VERIFY_REL;
@@ -204,8 +204,8 @@ int cmd_verify(int argc, char **argv)
         return cli_usage_error("verify", "--model is required");
     if (in_path && text)
         return cli_usage_error("verify", "give an inputs file or --text, not both");
-    if (!opt.device || !*opt.device)
-        opt.device = "0";
+    if (!opt.backend.device || !*opt.backend.device)
+        opt.backend.device = "0";
 
     pcv_error err = {0};
     pcv_model *dev = NULL, *ref = NULL;
@@ -220,7 +220,7 @@ int cmd_verify(int argc, char **argv)
 
     opt.capture = true;
     pcv_model_options ropt = opt;
-    ropt.device = "cpu";
+    ropt.backend.device = "cpu";
     if (pcv_model_load(model_dir, &opt, &dev, &err))
         goto done;
     fprintf(stderr, "perceiver-cl: verify %s on %s\n", pcv_arch_name(pcv_model_arch(dev)), pcv_model_device(dev));

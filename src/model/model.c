@@ -184,8 +184,7 @@ static int param_nd(pcv_model *m, pcv_error *err, pcv_tensor *t, const char *nam
                                  m->weights.path, name, got, want);
         }
         if (st->dtype == PCV_DT_F32) {
-            if (be->ops->wrap_host)
-                t->buf = be->ops->wrap_host(be, st->data, st->nbytes);
+            t->buf = pcv_backend_wrap_host(be, st->data, st->nbytes);
         } else if (st->dtype != PCV_DT_F16 && st->dtype != PCV_DT_BF16 && st->dtype != PCV_DT_F64) {
             return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s; weights must be F32, F16, BF16 or F64",
                                  m->weights.path, name, pcv_dtype_name(st->dtype));
@@ -203,12 +202,12 @@ static int param_nd(pcv_model *m, pcv_error *err, pcv_tensor *t, const char *nam
         }
     }
     if (!t->buf) {
-        t->buf = be->ops->alloc(be, (size_t)n * sizeof(float), err);
-        int rc = t->buf ? be->ops->upload(be, t->buf, 0, host, (size_t)n * sizeof(float), err)
+        t->buf = pcv_backend_alloc(be, (size_t)n * sizeof(float), err);
+        int rc = t->buf ? pcv_backend_upload(be, t->buf, 0, host, (size_t)n * sizeof(float), err)
                         : (err ? (int)err->code : PCV_ERR_OOM);
         if (rc) {
             if (t->buf)
-                be->ops->release(be, t->buf);
+                pcv_backend_release(be, t->buf);
             t->buf = NULL;
             free(host);
             return rc;
@@ -366,7 +365,7 @@ static int build_batchnorm(pcv_model *m, pcv_error *err, const char *prefix, int
     for (int i = 0; i < 4; i++) {
         snprintf(name, sizeof name, "%s.%s", prefix, names[i]);
         if ((rc = param(m, err, parts[i], name, 1, C, 0)) ||
-            (rc = m->be->ops->download(m->be, parts[i]->buf, parts[i]->off * sizeof(float), host + i * C,
+            (rc = pcv_backend_download(m->be, parts[i]->buf, parts[i]->off * sizeof(float), host + i * C,
                                        (size_t)C * sizeof(float), err))) {
             free(host);
             return rc;
@@ -381,8 +380,8 @@ static int build_batchnorm(pcv_model *m, pcv_error *err, const char *prefix, int
     pcv_exec ex;
     pcv_exec_begin(&ex, m->be, err, false);
     if ((rc = pcv_tensor_alloc(&ex, &m->bn_scale, 1, &C)) || (rc = pcv_tensor_alloc(&ex, &m->bn_shift, 1, &C)) ||
-        (rc = m->be->ops->upload(m->be, m->bn_scale.buf, 0, scale, (size_t)C * sizeof(float), err)) ||
-        (rc = m->be->ops->upload(m->be, m->bn_shift.buf, 0, shift, (size_t)C * sizeof(float), err))) {
+        (rc = pcv_backend_upload(m->be, m->bn_scale.buf, 0, scale, (size_t)C * sizeof(float), err)) ||
+        (rc = pcv_backend_upload(m->be, m->bn_shift.buf, 0, shift, (size_t)C * sizeof(float), err))) {
         free(host);
         return rc;
     }
@@ -501,7 +500,7 @@ static int build_model(pcv_model *m, pcv_error *err)
             pcv_exec ex;
             pcv_exec_begin(&ex, m->be, err, false);
             TRY(pcv_tensor_alloc(&ex, &m->flow_scale, 1, (int64_t[]){4}));
-            TRY(m->be->ops->upload(m->be, m->flow_scale.buf, 0, sc, sizeof sc, err));
+            TRY(pcv_backend_upload(m->be, m->flow_scale.buf, 0, sc, sizeof sc, err));
         }
         break;
     default:
@@ -539,7 +538,7 @@ static int model_new(const pcv_config *cfg, const pcv_model_options *opt, pcv_mo
     } else {
         pcv_config_init(&m->cfg);
     }
-    m->be = pcv_backend_create(opt ? opt->device : NULL, opt ? opt->threads : 0, err);
+    m->be = pcv_backend_open(opt ? &opt->backend : NULL, err);
     if (!m->be) {
         pcv_config_free(&m->cfg);
         free(m);
@@ -648,7 +647,7 @@ void pcv_model_free(pcv_model *m)
         return;
     for (int i = 0; i < m->nparams; i++) {
         if (m->params[i].t.buf)
-            m->be->ops->release(m->be, m->params[i].t.buf);
+            pcv_backend_release(m->be, m->params[i].t.buf);
         free(m->params[i].name);
     }
     free(m->params);
@@ -660,7 +659,7 @@ void pcv_model_free(pcv_model *m)
     if (m->have_weights)
         pcv_weights_close(&m->weights);
     if (m->be)
-        m->be->ops->destroy(m->be);
+        pcv_backend_close(m->be);
     pcv_config_free(&m->cfg);
     free(m);
 }
@@ -685,7 +684,7 @@ int pcv_model_save(pcv_model *m, const char *dir, pcv_error *err)
             rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory saving '%s'", m->params[i].name);
             goto done;
         }
-        if ((rc = m->be->ops->download(m->be, t->buf, t->off * sizeof(float), host[i], bytes, err)))
+        if ((rc = pcv_backend_download(m->be, t->buf, t->off * sizeof(float), host[i], bytes, err)))
             goto done;
         e[i].name = m->params[i].name;
         e[i].dtype = PCV_DT_F32;
@@ -711,7 +710,7 @@ done:
 const pcv_config *pcv_model_config(const pcv_model *m) { return &m->cfg; }
 pcv_arch pcv_model_arch(const pcv_model *m) { return m->arch; }
 int64_t pcv_model_num_params(const pcv_model *m) { return m->total_params; }
-const char *pcv_model_device(const pcv_model *m) { return m->be->device_name; }
+const char *pcv_model_device(const pcv_model *m) { return pcv_backend_device(m->be); }
 pcv_numerics pcv_model_numerics(const pcv_model *m) { return m->numerics; }
 
 /* ---- forward --------------------------------------------------------------------------------- */
@@ -859,7 +858,7 @@ static int emit(pcv_exec *ex, out_list *ol, const pcv_tensor *t, const char *nam
     if (!o->data)
         return pcv_set_error(ex->err, PCV_ERR_OOM, "cannot allocate output '%s'", name);
     ol->n++;
-    return ex->be->ops->download(ex->be, t->buf, t->off * sizeof(float), o->data,
+    return pcv_backend_download(ex->be, t->buf, t->off * sizeof(float), o->data,
                                  (size_t)n * sizeof(float), ex->err);
 }
 
@@ -1002,7 +1001,7 @@ static int image_positions(pcv_exec *ex, pcv_model *m, int64_t h, int64_t w)
         if (!f)
             return pcv_set_error(ex->err, PCV_ERR_OOM, "out of memory");
         pcv_fourier_grid(2, (int64_t[]){h, w}, m->fourier_res, m->fourier_bands, true, false, f);
-        rc = m->be->ops->upload(m->be, m->pos_cache.buf, 0, f, (size_t)(h * w * C) * sizeof(float), ex->err);
+        rc = pcv_backend_upload(m->be, m->pos_cache.buf, 0, f, (size_t)(h * w * C) * sizeof(float), ex->err);
         free(f);
         if (rc)
             goto fail;
@@ -1061,22 +1060,22 @@ static int preprocess_image(pcv_exec *ex, pcv_model *m, const pcv_tensor *pix, c
             /* HF's converter reversed all four axes of DeepMind's HWIO kernel, which spatially
              * transposes it (haiku-vs-hf.md C2): undo that, kernel[o][c][a][b] = hf[o][c][b][a] */
             TRY(pcv_tensor_alloc(ex, &wt, 2, (int64_t[]){64, 147}));
-            TRY(be->ops->transpose(be, m->conv_w.buf, m->conv_w.off, 64 * 3, 7, 7, wt.buf, wt.off, ex->err));
+            TRY(pcv_backend_transpose(be, m->conv_w.buf, m->conv_w.off, 64 * 3, 7, 7, wt.buf, wt.off, ex->err));
             kernel = &wt;
         }
         pcv_tensor kview = *kernel;
         kview.ndim = 2, kview.shape[0] = 64, kview.shape[1] = 147;
         TRY(pcv_tensor_alloc(ex, &cols, 2, (int64_t[]){B * oh * ow, 147}));
-        TRY(be->ops->im2col(be, pix->buf, pix->off, B, 3, H, W, 7, 7, 2, pt, pl, oh, ow, cols.buf, cols.off,
+        TRY(pcv_backend_im2col(be, pix->buf, pix->off, B, 3, H, W, 7, 7, 2, pt, pl, oh, ow, cols.buf, cols.off,
                             ex->err));
         TRY(pcv_tensor_alloc(ex, &feat, 2, (int64_t[]){B * oh * ow, 64}));
         TRY(op_linear(ex, &cols, B * oh * ow, &kview, NULL, &feat));
         pcv_tensor_free(be, &cols);
         pcv_tensor_free(be, &wt);
-        TRY(be->ops->channel_affine(be, feat.buf, feat.off, B * oh * ow, 64, m->bn_scale.buf, m->bn_scale.off,
+        TRY(pcv_backend_channel_affine(be, feat.buf, feat.off, B * oh * ow, 64, m->bn_scale.buf, m->bn_scale.off,
                                     m->bn_shift.buf, m->bn_shift.off, true, ex->err));
         TRY(pcv_tensor_alloc(ex, &pooled, 2, (int64_t[]){B * ph * pw, 64}));
-        TRY(be->ops->maxpool(be, feat.buf, feat.off, B, oh, ow, 64, 3, 2, qt, ql, ph, pw, pooled.buf, pooled.off,
+        TRY(pcv_backend_maxpool(be, feat.buf, feat.off, B, oh, ow, 64, 3, 2, qt, ql, ph, pw, pooled.buf, pooled.off,
                              ex->err));
         pcv_tensor_free(be, &feat);
         h = ph, w = pw;
@@ -1085,7 +1084,7 @@ static int preprocess_image(pcv_exec *ex, pcv_model *m, const pcv_tensor *pix, c
         /* channels last: [B][C][H*W] -> [B][H*W][C] */
         int64_t C = dims[1];
         TRY(pcv_tensor_alloc(ex, &t, 2, (int64_t[]){B * H * W, C}));
-        TRY(be->ops->transpose(be, pix->buf, pix->off, B, C, H * W, t.buf, t.off, ex->err));
+        TRY(pcv_backend_transpose(be, pix->buf, pix->off, B, C, H * W, t.buf, t.off, ex->err));
         img = &t;
         if (m->arch == PCV_ARCH_OPTICAL_FLOW) { /* conv_after_patches: per-pixel Linear 54->64 */
             TRY(pcv_tensor_alloc(ex, &feat, 2, (int64_t[]){B * H * W, 64}));
@@ -1109,8 +1108,8 @@ static int preprocess_image(pcv_exec *ex, pcv_model *m, const pcv_tensor *pix, c
     TRY(image_positions(ex, m, h, w));
     int64_t n = B * h * w, ci = m->img_channels, cp = m->input_channels - ci;
     TRY(pcv_tensor_alloc(ex, x, 2, (int64_t[]){n, m->input_channels}));
-    TRY(be->ops->copy2d(be, img->buf, img->off, ci, n, x->buf, x->off, m->input_channels, n, ci, ex->err));
-    TRY(be->ops->copy2d(be, m->pos_cache.buf, m->pos_cache.off, cp, h * w, x->buf, x->off + (size_t)ci,
+    TRY(pcv_backend_copy2d(be, img->buf, img->off, ci, n, x->buf, x->off, m->input_channels, n, ci, ex->err));
+    TRY(pcv_backend_copy2d(be, m->pos_cache.buf, m->pos_cache.off, cp, h * w, x->buf, x->off + (size_t)ci,
                         m->input_channels, n, cp, ex->err));
     *tokens = h * w;
     rc = 0;
@@ -1178,7 +1177,7 @@ int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
             trim_padding(B, &S, ids, mask);
         if (mask) {
             TRY(pcv_tensor_alloc(&ex, &kmask_t, 2, (int64_t[]){B, S}));
-            TRY(be->ops->upload(be, kmask_t.buf, 0, mask, (size_t)(B * S) * sizeof(float), err));
+            TRY(pcv_backend_upload(be, kmask_t.buf, 0, mask, (size_t)(B * S) * sizeof(float), err));
             if (m->attn_mode == PCV_ATTN_HAIKU && m->arch == PCV_ARCH_MASKED_LM) {
                 /* DeepMind's MLM decoder masks padded query positions (haiku-vs-hf.md G5) */
                 qmaskf = calloc((size_t)(B * nqd), sizeof *qmaskf);
@@ -1190,14 +1189,14 @@ int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
                     for (int64_t t = 0; t < S && t < nqd; t++)
                         qmaskf[b * nqd + t] = mask[b * S + t];
                 TRY(pcv_tensor_alloc(&ex, &qmask_t, 2, (int64_t[]){B, nqd}));
-                TRY(be->ops->upload(be, qmask_t.buf, 0, qmaskf, (size_t)(B * nqd) * sizeof(float), err));
+                TRY(pcv_backend_upload(be, qmask_t.buf, 0, qmaskf, (size_t)(B * nqd) * sizeof(float), err));
             }
         }
         /* x = E[ids] + P[0..S) */
         TRY(pcv_tensor_alloc_bytes(&ex, &ids_t, (size_t)(B * S) * sizeof(int32_t)));
-        TRY(be->ops->upload(be, ids_t.buf, 0, ids, (size_t)(B * S) * sizeof(int32_t), err));
+        TRY(pcv_backend_upload(be, ids_t.buf, 0, ids, (size_t)(B * S) * sizeof(int32_t), err));
         TRY(pcv_tensor_alloc(&ex, &x, 2, (int64_t[]){B * S, c->d_model}));
-        TRY(be->ops->gather(be, m->embed.buf, m->embed.off, ids_t.buf, 0, m->pos_embed.buf, m->pos_embed.off, S,
+        TRY(pcv_backend_gather(be, m->embed.buf, m->embed.off, ids_t.buf, 0, m->pos_embed.buf, m->pos_embed.off, S,
                             x.buf, x.off, B * S, c->d_model, err));
     } else {
         int64_t dims[4];
@@ -1205,7 +1204,7 @@ int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
             return rc;
         B = dims[0];
         TRY(pcv_tensor_alloc(&ex, &pix, 4, dims));
-        TRY(be->ops->upload(be, pix.buf, 0, pixels, (size_t)pcv_numel(&pix) * sizeof(float), err));
+        TRY(pcv_backend_upload(be, pix.buf, 0, pixels, (size_t)pcv_numel(&pix) * sizeof(float), err));
         TRY(preprocess_image(&ex, m, &pix, dims, &x, &S));
         pcv_tensor_free(be, &pix);
     }
@@ -1215,7 +1214,7 @@ int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
     /* ---- encoder ---- */
     TRY(pcv_exec_stage(&ex, PCV_STAGE_ENC_CROSS));
     TRY(pcv_tensor_alloc(&ex, &q, 2, (int64_t[]){B * N, D}));
-    TRY(be->ops->repeat(be, m->latents.buf, m->latents.off, N * D, B, q.buf, q.off, err));
+    TRY(pcv_backend_repeat(be, m->latents.buf, m->latents.off, N * D, B, q.buf, q.off, err));
     TRY(pcv_tensor_alloc(&ex, &z, 2, (int64_t[]){B * N, D}));
     TRY(pcv_tensor_alloc(&ex, &z2, 2, (int64_t[]){B * N, D}));
     TRY(layer_forward(&ex, m, &m->enc_cross, &q, B, N, &x, S, mask ? &kmask_t : NULL, NULL, &z));
@@ -1246,7 +1245,7 @@ int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
         x = (pcv_tensor){0};
     } else {
         TRY(pcv_tensor_alloc(&ex, &q, 2, (int64_t[]){B * nqd, qd}));
-        TRY(be->ops->repeat(be, m->dec_query.buf, m->dec_query.off, nqd * qd, B, q.buf, q.off, err));
+        TRY(pcv_backend_repeat(be, m->dec_query.buf, m->dec_query.off, nqd * qd, B, q.buf, q.off, err));
     }
     TRY(pcv_tensor_alloc(&ex, &h, 2, (int64_t[]){B * nqd, qd}));
     TRY(layer_forward(&ex, m, &m->dec, &q, B, nqd, &z, N, NULL, qmaskf ? &qmask_t : NULL, &h));
@@ -1266,7 +1265,7 @@ int pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
         TRY(pcv_tensor_alloc(&ex, &logits, 2, (int64_t[]){B * nqd, 2}));
         TRY(op_linear(&ex, &h, B * nqd, &m->final.w, &m->final.b, &logits));
         const pcv_tensor *fs = &m->flow_scale;
-        TRY(be->ops->channel_affine(be, logits.buf, logits.off, B * nqd, 2, fs->buf, fs->off, fs->buf, fs->off + 2,
+        TRY(pcv_backend_channel_affine(be, logits.buf, logits.off, B * nqd, 2, fs->buf, fs->off, fs->buf, fs->off + 2,
                                     false, err));
         TRY(emit(&ex, &ol, &logits, "logits", 4, (int64_t[]){B, c->train_size[0], c->train_size[1], 2}));
     } else {

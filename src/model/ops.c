@@ -6,13 +6,6 @@
 const char *const pcv_stage_names[PCV_NUM_STAGES] = {"preprocess", "encoder.cross", "encoder.self",
                                                       "decoder", "postprocess"};
 
-double pcv_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int64_t pcv_numel(const pcv_tensor *t)
 {
     int64_t n = 1;
@@ -24,7 +17,7 @@ int64_t pcv_numel(const pcv_tensor *t)
 int pcv_tensor_alloc_bytes(pcv_exec *ex, pcv_tensor *t, size_t bytes)
 {
     memset(t, 0, sizeof *t);
-    t->buf = ex->be->ops->alloc(ex->be, bytes, ex->err);
+    t->buf = pcv_backend_alloc(ex->be, bytes, ex->err);
     if (!t->buf)
         return ex->err ? (int)ex->err->code : PCV_ERR_OOM;
     t->owned = true;
@@ -49,7 +42,7 @@ int pcv_tensor_alloc(pcv_exec *ex, pcv_tensor *t, int ndim, const int64_t *shape
 void pcv_tensor_free(pcv_backend *be, pcv_tensor *t)
 {
     if (t->owned && t->buf)
-        be->ops->release(be, t->buf);
+        pcv_backend_release(be, t->buf);
     memset(t, 0, sizeof *t);
 }
 
@@ -66,7 +59,7 @@ void pcv_exec_begin(pcv_exec *ex, pcv_backend *be, pcv_error *err, bool profile)
 int pcv_exec_stage(pcv_exec *ex, int stage)
 {
     if (ex->profile) {
-        int rc = ex->be->ops->synchronize(ex->be, ex->err);
+        int rc = pcv_backend_synchronize(ex->be, ex->err);
         if (rc)
             return rc;
     }
@@ -88,9 +81,9 @@ int op_linear(pcv_exec *ex, const pcv_tensor *x, int64_t rows, const pcv_tensor 
         .b = w->buf, .b_off = w->off, .ldb = in,
         .c = y->buf, .c_off = y->off, .ldc = out,
     };
-    int rc = ex->be->ops->gemm(ex->be, &g, ex->err);
+    int rc = pcv_backend_gemm(ex->be, &g, ex->err);
     if (!rc && b)
-        rc = ex->be->ops->bias_add(ex->be, y->buf, y->off, rows, out, b->buf, b->off, ex->err);
+        rc = pcv_backend_bias_add(ex->be, y->buf, y->off, rows, out, b->buf, b->off, ex->err);
     ex->flops[ex->stage] += 2.0 * (double)rows * (double)in * (double)out;
     return rc;
 }
@@ -99,23 +92,23 @@ int op_layernorm(pcv_exec *ex, const pcv_tensor *x, int64_t rows, const pcv_tens
                  const pcv_tensor *beta, pcv_tensor *y)
 {
     /* LayerNorm eps is PyTorch's default 1e-5 everywhere (config.layer_norm_eps is unused). */
-    return ex->be->ops->layernorm(ex->be, x->buf, x->off, y->buf, y->off, rows, gamma->shape[0],
+    return pcv_backend_layernorm(ex->be, x->buf, x->off, y->buf, y->off, rows, gamma->shape[0],
                                   gamma->buf, gamma->off, beta->buf, beta->off, 1e-5f, ex->err);
 }
 
 int op_gelu(pcv_exec *ex, pcv_tensor *x, pcv_gelu_kind kind)
 {
-    return ex->be->ops->gelu(ex->be, x->buf, x->off, pcv_numel(x), kind, ex->err);
+    return pcv_backend_gelu(ex->be, x->buf, x->off, pcv_numel(x), kind, ex->err);
 }
 
 int op_add(pcv_exec *ex, pcv_tensor *y, const pcv_tensor *a)
 {
-    return ex->be->ops->add(ex->be, y->buf, y->off, a->buf, a->off, pcv_numel(y), ex->err);
+    return pcv_backend_add(ex->be, y->buf, y->off, a->buf, a->off, pcv_numel(y), ex->err);
 }
 
 int op_attention(pcv_exec *ex, const pcv_attention_args *a)
 {
     ex->flops[ex->stage] += 2.0 * (double)a->batch * (double)a->heads * (double)a->nq *
                             (double)a->nk * (double)(a->dqk + a->dv);
-    return ex->be->ops->attention(ex->be, a, ex->err);
+    return pcv_backend_attention(ex->be, a, ex->err);
 }

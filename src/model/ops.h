@@ -4,6 +4,7 @@
 #define PCV_OPS_H
 
 #include "backend/backend.h"
+#include "util/clock.h"
 
 typedef struct pcv_tensor {
     pcv_buffer *buf;
@@ -27,7 +28,6 @@ typedef struct pcv_exec {
     double flops[PCV_NUM_STAGES];
 } pcv_exec;
 
-double pcv_now(void);
 int64_t pcv_numel(const pcv_tensor *t);
 
 int pcv_tensor_alloc(pcv_exec *ex, pcv_tensor *t, int ndim, const int64_t *shape);
