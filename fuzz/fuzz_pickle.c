@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         for (size_t i = 0; names && i < n; i++) {
             char out[256];
             hk_transform t;
-            hk_rename(p[i].name, HK_ARCH_MULTIMODAL, out, sizeof out, &t);
+            hk_rename(p[i].name, PCV_ARCH_MULTIMODAL, out, sizeof out, &t);
             names[i] = p[i].name;
         }
         if (names)

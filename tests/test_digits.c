@@ -60,7 +60,7 @@ int main(void)
         int64_t b = (int64_t)(n - lo < BATCH ? n - lo : BATCH);
         pcv_io_tensor in = {.name = "pixel_values", .dtype = PCV_DT_F32, .ndim = 4, .shape = {b, 3, H, W},
                             .data = pixels + lo * (size_t)(3 * H * W)};
-        pcv_io_tensor *outs = NULL;
+        const pcv_io_tensor *outs = NULL;
         int nout = 0;
         CHECK(pcv_model_forward(m, &in, 1, &outs, &nout, &err) == 0, "%s", err.msg);
         const pcv_io_tensor *lg = outs ? pcv_io_find(outs, nout, "logits") : NULL;
@@ -84,7 +84,6 @@ int main(void)
             correct_torch += tpred == label;
             same_pred += pred == tpred;
         }
-        pcv_io_free(outs, nout);
     }
     double acc_e = (double)correct_engine / (double)n, acc_t = json_number_value(json_object_get(exp, "torch_accuracy"));
     printf("held-out images: %zu; accuracy perceiver-cl %.4f, PyTorch %.4f (recorded %.4f); same prediction %d/%zu; "

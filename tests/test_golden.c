@@ -128,12 +128,11 @@ static void run_fixture(const char *dir, const char *name, const char *device)
         pcv_io_tensor ios[16];
         CHECK(in.count <= 16 && pcv_io_from_safetensors(&in, ios, &err) == 0, "%s", err.msg);
         int n = in.count;
-        pcv_io_tensor *outs = NULL;
+        const pcv_io_tensor *outs = NULL;
         int nout = 0;
         CHECK(pcv_model_forward(m, ios, n, &outs, &nout, &err) == 0, "%s: %s", name, err.msg);
         if (outs)
             check_outputs(name, "library", &expected, outs, nout, t);
-        pcv_io_free(outs, nout);
     }
     pcv_model_free(m);
 

@@ -7,6 +7,8 @@
  *   default (haiku)  vs our JAX/dm-haiku re-implementation of DeepMind's formulas
  *                    (tools/haiku_ref.py; not DeepMind's code; tolerance mlm-haiku-tiny). */
 #include "formats/haiku.h"
+#include "model/arch.h"
+#include "perceiver/presets.h"
 #include "perceiver/model.h"
 #include "testutil.h"
 
@@ -38,7 +40,7 @@ static void test_names_json(void)
     json_t *a;
     int total = 0, dropped = 0;
     json_object_foreach(root, arch, a) {
-        const hk_arch_info *ai = hk_arch_lookup(arch);
+        const pcv_arch_info *ai = pcv_arch_lookup(arch);
         CHECK(ai && !strcmp(ai->hf_class, json_string_value(json_object_get(a, "hf_class"))),
               "architecture %s", arch);
         if (!ai)
@@ -71,7 +73,8 @@ static void test_names_json(void)
             }
             total++;
         }
-        CHECK(hk_detect(list, n) == ai->arch, "%s: detected %d", arch, (int)hk_detect(list, n));
+        CHECK(pcv_arch_detect(list, n) == ai, "%s: detected %s", arch,
+              pcv_arch_detect(list, n) ? pcv_arch_detect(list, n)->hf_class : "nothing");
         free(list);
     }
     printf("renamer: %d Haiku names of 6 architectures agree with HF's rules (%d dropped)\n", total, dropped);
@@ -83,14 +86,14 @@ static void test_rename_cases(void)
 {
     char out[256];
     hk_transform t;
-    CHECK(hk_rename("perceiver_encoder/~/self_attention_25/mlp/linear_1/w", HK_ARCH_MLM, out, sizeof out, &t) == 0 &&
+    CHECK(hk_rename("perceiver_encoder/~/self_attention_25/mlp/linear_1/w", PCV_ARCH_MASKED_LM, out, sizeof out, &t) == 0 &&
               !strcmp(out, "perceiver.encoder.self_attends.25.mlp.dense2.weight") && t == HK_T_REVERSE, "%s", out);
     CHECK(hk_rename("classification_decoder/~/basic_decoder/~/trainable_position_encoding/pos_embs",
-                    HK_ARCH_MULTIMODAL, out, sizeof out, &t) == 0 &&
+                    PCV_ARCH_MULTIMODAL, out, sizeof out, &t) == 0 &&
               !strcmp(out, "perceiver.decoder.modalities.label.decoder.output_position_encodings.position_embeddings"),
           "%s", out);
     CHECK(hk_rename("classification_decoder/~/basic_decoder/~/trainable_position_encoding/pos_embs",
-                    HK_ARCH_IMAGE_FOURIER, out, sizeof out, &t) == 0 &&
+                    PCV_ARCH_IMAGE_FOURIER, out, sizeof out, &t) == 0 &&
               !strcmp(out, "perceiver.decoder.decoder.output_position_encodings.position_embeddings"), "%s", out);
     /* not in the table */
     static const char *const bad[] = {"perceiver_encoder/~/self_attention_07/layer_norm/scale",
@@ -99,11 +102,11 @@ static void test_rename_cases(void)
                                       "embed/embeddings/extra", "", "/", "multimodal_preprocessor/_padding/pos_embs",
                                       "some_module/w"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        CHECK(hk_rename(bad[i], HK_ARCH_MLM, out, sizeof out, &t) == -1, "'%s' should be unknown", bad[i]);
+        CHECK(hk_rename(bad[i], PCV_ARCH_MASKED_LM, out, sizeof out, &t) == -1, "'%s' should be unknown", bad[i]);
     /* output buffer too small is an error, not a truncation */
-    CHECK(hk_rename("embed/embeddings", HK_ARCH_MLM, out, 8, &t) == -1, "short buffer");
-    CHECK(hk_arch_lookup("mlm") && hk_arch_lookup("PerceiverForOpticalFlow") &&
-              hk_arch_lookup("vision-perceiver-conv") && !hk_arch_lookup("bogus"), "arch lookup");
+    CHECK(hk_rename("embed/embeddings", PCV_ARCH_MASKED_LM, out, 8, &t) == -1, "short buffer");
+    CHECK(pcv_arch_lookup("mlm") && pcv_arch_lookup("PerceiverForOpticalFlow") &&
+              pcv_arch_lookup("vision-perceiver-conv") && !pcv_arch_lookup("bogus"), "arch lookup");
 }
 
 /* Same model as tests/fixtures/torch_mlm: every renamed, transposed pickle tensor must equal the
@@ -135,7 +138,7 @@ static void test_against_torch(const char *pickle)
     }
     CHECK(same == t.count, "%d of %d tensors equal", same, t.count);
     pcv_config c;
-    CHECK(pcv_weights_default_config(&w, &c, &err) == 0, "%s", err.msg);
+    CHECK(pcv_config_from_weights(&w, &c, &err) == 0, "%s", err.msg);
     CHECK(c.num_latents == 8 && c.d_latents == 32 && c.d_model == 16 && c.num_self_attends_per_block == 2 &&
               c.vocab_size == 262 && c.max_position_embeddings == 24 && c.qk_channels == 0 && c.v_channels == 0 &&
               !strcmp(c.architecture, "PerceiverForMaskedLM"),
@@ -180,7 +183,7 @@ static void run_pickle(const char *pickle, pcv_numerics num, const char *expecte
     if (m) {
         pcv_io_tensor ios[16];
         CHECK(in.count <= 16 && pcv_io_from_safetensors(&in, ios, &err) == 0, "%s", err.msg);
-        pcv_io_tensor *outs = NULL;
+        const pcv_io_tensor *outs = NULL;
         int nout = 0;
         CHECK(pcv_model_forward(m, ios, in.count, &outs, &nout, &err) == 0, "%s", err.msg);
         for (int i = 0; i < ex.count; i++) {
@@ -196,7 +199,6 @@ static void run_pickle(const char *pickle, pcv_numerics num, const char *expecte
             CHECK(bad == 0, "%s (%s): %ld values of %s outside %s", pickle, expected_file, bad,
                   ex.tensors[i].name, profile);
         }
-        pcv_io_free(outs, nout);
     }
     pcv_model_free(m);
     pcv_st_close(&in);

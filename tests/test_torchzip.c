@@ -81,13 +81,13 @@ static void run_fixture(const char *name, const char *format)
     if (m && in.count == 2) {
         pcv_io_tensor ios[2];
         CHECK(pcv_io_from_safetensors(&in, ios, &err) == 0, "%s", err.msg);
-        pcv_io_tensor *outs = NULL;
+        const pcv_io_tensor *outs = NULL;
         int nout = 0;
         CHECK(pcv_model_forward(m, ios, 2, &outs, &nout, &err) == 0, "%s", err.msg);
         pcv_st_tensor gt[8];
         for (int i = 0; i < nout && i < 8; i++) {
             memset(&gt[i], 0, sizeof gt[i]);
-            gt[i].name = outs[i].name;
+            gt[i].name = (char *)outs[i].name;
             gt[i].dtype = PCV_DT_F32;
             gt[i].ndim = outs[i].ndim;
             gt[i].numel = 1;
@@ -99,7 +99,6 @@ static void run_fixture(const char *name, const char *format)
         char what[256];
         snprintf(what, sizeof what, "%s (library)", name);
         compare_outputs(what, &ex, gt, nout);
-        pcv_io_free(outs, nout);
     }
     pcv_model_free(m);
     /* perceiver-cl run */

@@ -16,6 +16,20 @@
 extern "C" {
 #endif
 
+/* ---- version and symbol export ------------------------------------------------------------ */
+
+#define PCV_VERSION_MAJOR 0
+#define PCV_VERSION_MINOR 2
+#define PCV_VERSION_PATCH 0
+#define PCV_VERSION_STRING "0.2.0"
+
+/* The library is built with -fvisibility=hidden; PCV_API marks what it exports. */
+#if defined(PCV_BUILDING_LIBRARY) && defined(__GNUC__)
+#define PCV_API __attribute__((visibility("default")))
+#else
+#define PCV_API
+#endif
+
 /* ---- errors -------------------------------------------------------------------------------- */
 
 typedef enum pcv_status {
@@ -168,12 +182,6 @@ int pcv_weights_open_ex(pcv_weights *w, const char *path, const pcv_weights_opti
                         pcv_error *err);
 /* True when path (a file, or the checkpoint a folder would load) is a DeepMind pickle. */
 bool pcv_weights_is_haiku_path(const char *path);
-/* The config a checkpoint without config.json implies: the built-in preset of its
- * architecture (w->architecture), with the sizes that the tensor shapes determine (latents,
- * widths, layer count, vocabulary, labels, ...) taken from the tensors. Heads and num_blocks
- * cannot be read from weights and come from the preset. */
-struct pcv_config;
-int pcv_weights_default_config(const pcv_weights *w, struct pcv_config *cfg, pcv_error *err);
 /* Number of values (elements) over all tensors. */
 int64_t pcv_weights_numel(const pcv_weights *w);
 

@@ -66,6 +66,11 @@ const char *pcv_backend_name(const pcv_backend *be) { return be->name; }
 const char *pcv_backend_device(const pcv_backend *be) { return be->device_name; }
 bool pcv_backend_is_cpu(const pcv_backend *be) { return strcmp(be->name, "cpu") == 0; }
 
+uint64_t pcv_backend_max_alloc(const pcv_backend *be)
+{
+    return be->ops->max_alloc ? be->ops->max_alloc(be) : UINT64_MAX / 2;
+}
+
 void pcv_backend_get_stats(const pcv_backend *be, pcv_backend_stats *s)
 {
     s->allocs = be->allocs;

@@ -76,6 +76,8 @@ void pcv_backend_close(pcv_backend *be);
 const char *pcv_backend_name(const pcv_backend *be);   /* "cpu", "opencl:0" */
 const char *pcv_backend_device(const pcv_backend *be); /* human-readable description */
 bool pcv_backend_is_cpu(const pcv_backend *be);
+/* The largest single buffer the backend can allocate (bytes). */
+uint64_t pcv_backend_max_alloc(const pcv_backend *be);
 
 /* Buffer statistics kept by the wrappers: allocations over the backend's life and bytes. */
 typedef struct pcv_backend_stats {

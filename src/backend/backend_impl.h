@@ -14,6 +14,7 @@ typedef struct pcv_backend_ops {
     void (*release)(pcv_backend *be, pcv_buffer *buf);
     size_t (*buffer_bytes)(const pcv_buffer *buf);
     bool (*has_fp64)(const pcv_backend *be); /* optional */
+    uint64_t (*max_alloc)(const pcv_backend *be); /* optional: no limit */
     /* Optional (may be NULL): a read-only buffer that aliases host memory which stays valid
      * for the buffer's lifetime (used for memory-mapped weights). Returns NULL if the memory
      * cannot be aliased (e.g. misaligned); the caller then allocates and uploads. */

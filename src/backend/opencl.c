@@ -987,11 +987,13 @@ static void ocl_destroy(pcv_backend *be)
 
 static size_t ocl_buffer_bytes(const pcv_buffer *b) { return b->bytes; }
 static bool ocl_has_fp64(const pcv_backend *be) { return DEV(be)->info.fp64; }
+static uint64_t ocl_max_alloc(const pcv_backend *be) { return MAX_ALLOC(be); }
 
 static const pcv_backend_ops ocl_ops = {
     .destroy = ocl_destroy,
     .buffer_bytes = ocl_buffer_bytes,
     .has_fp64 = ocl_has_fp64,
+    .max_alloc = ocl_max_alloc,
     .alloc = ocl_alloc,
     .release = ocl_release,
     .wrap_host = NULL, /* weights are uploaded */

@@ -1,7 +1,7 @@
 /* perceiver-cl bench: per-stage time and GFLOP/s of one forward pass. */
 #include "cli/cli.h"
 
-#include "model/ops.h"
+#include "util/clock.h"
 #include "perceiver/presets.h"
 
 #include <jansson.h>
@@ -95,10 +95,8 @@ int cmd_bench(int argc, char **argv)
         if (pcv_model_load(model_dir, &opt, &m, &err))
             goto done;
     } else {
-        if (preset && pcv_config_preset(preset, &cfg)) {
-            pcv_set_error(&err, PCV_ERR_INPUT, "unknown preset '%s' (see --list-presets)", preset);
+        if (preset && pcv_config_preset(preset, &cfg, &err))
             goto done;
-        }
         if (config && pcv_config_load(&cfg, config, &err))
             goto done;
         if (pcv_model_create_random(&cfg, 1, &opt, &m, &err))
@@ -160,13 +158,12 @@ int cmd_bench(int argc, char **argv)
     int nstages = 0;
     double best_t = 1e300;
     for (long r = -1; r < repeat; r++) {
-        pcv_io_tensor *outs = NULL;
+        const pcv_io_tensor *outs = NULL;
         int nout = 0;
         double t = pcv_now();
         if (pcv_model_forward(m, in, nin, &outs, &nout, &err))
             goto done;
         t = pcv_now() - t;
-        pcv_io_free(outs, nout);
         if (r < 0)
             continue; /* warm-up */
         times[r] = t;
@@ -175,6 +172,8 @@ int cmd_bench(int argc, char **argv)
             nstages = pcv_model_stats(m, best, 16);
         }
     }
+    pcv_memory_stats mem;
+    pcv_model_memory(m, &mem);
     qsort(times, (size_t)repeat, sizeof *times, cmp_double);
     double median = times[repeat / 2];
     double total_flops = 0;
@@ -194,6 +193,11 @@ int cmd_bench(int argc, char **argv)
                                                 best[s].seconds, "gflop", best[s].flops / 1e9, "gflops",
                                                 best[s].seconds > 0 ? best[s].flops / best[s].seconds / 1e9 : 0.0));
         json_object_set_new(o, "stages", st);
+        json_object_set_new(o, "memory", json_pack("{s:I, s:I, s:I, s:I, s:I}", "activation_bytes",
+                                                   (json_int_t)mem.activation_bytes, "device_bytes",
+                                                   (json_int_t)mem.device_bytes, "device_peak_bytes",
+                                                   (json_int_t)mem.device_peak_bytes, "plans", (json_int_t)mem.plans,
+                                                   "allocs_per_forward", (json_int_t)mem.last_forward_allocs));
         char *s = json_dumps(o, JSON_INDENT(2));
         printf("%s\n", s);
         free(s);
@@ -209,6 +213,11 @@ int cmd_bench(int argc, char **argv)
             printf("input     batch %ld x %ld tokens; load %.2f s; %ld timed runs after 1 warm-up\n", batch, seq, load_s,
                    repeat);
         printf("speed     %.2f items/s (median)\n", (double)batch / median);
+        printf("memory    activations %.1f MiB, device total %.1f MiB (peak %.1f); %lld memory plan%s for %lld "
+               "forwards, %lld allocations in the last forward\n",
+               mem.activation_bytes / 1048576.0, mem.device_bytes / 1048576.0, mem.device_peak_bytes / 1048576.0,
+               (long long)mem.plans, mem.plans == 1 ? "" : "s", (long long)mem.forwards,
+               (long long)mem.last_forward_allocs);
         printf("\n%-16s %10s %10s %10s %7s\n", "stage (best run)", "ms", "GFLOP", "GFLOP/s", "time%");
         for (int s = 0; s < nstages; s++)
             printf("%-16s %10.2f %10.3f %10.1f %6.1f%%\n", best[s].name, best[s].seconds * 1e3, best[s].flops / 1e9,

@@ -126,7 +126,7 @@ int cmd_classify(int argc, char **argv)
     int nfile_labels = 0, rc = EXIT_FAIL;
     float *pixels = NULL, *probs = NULL;
     int *idx = NULL;
-    pcv_io_tensor *outs = NULL;
+    const pcv_io_tensor *outs = NULL;
     int nout = 0;
 
     if (pcv_model_load(model_dir, &opt, &m, &err))
@@ -211,7 +211,6 @@ int cmd_classify(int argc, char **argv)
                 json_decref(o);
             }
         }
-        pcv_io_free(outs, nout);
         outs = NULL;
         nout = 0;
     }
@@ -219,7 +218,6 @@ int cmd_classify(int argc, char **argv)
 done:
     if (rc && err.msg[0])
         cli_fail(&err);
-    pcv_io_free(outs, nout);
     for (int i = 0; i < nfile_labels; i++)
         free(file_labels[i]);
     free(file_labels);

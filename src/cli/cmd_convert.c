@@ -275,7 +275,7 @@ int cmd_convert(int argc, char **argv)
             goto done;
     } else {
         pcv_config_free(&cfg);
-        if (pcv_weights_default_config(&w, &cfg, &err))
+        if (pcv_config_from_weights(&w, &cfg, &err))
             goto done;
     }
     if (!cfg.architecture[0] || (arch && w.from_haiku))

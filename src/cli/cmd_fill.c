@@ -78,7 +78,7 @@ static int fill_batch(pcv_model *m, fill_line *lines, int lo, int hi, bool speci
     if (S == 0)
         S = 1;
     int64_t *ids = calloc((size_t)(B * S), sizeof *ids), *mask = calloc((size_t)(B * S), sizeof *mask);
-    pcv_io_tensor *outs = NULL;
+    const pcv_io_tensor *outs = NULL;
     int nout = 0, rc;
     if (!ids || !mask) {
         rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
@@ -128,7 +128,6 @@ static int fill_batch(pcv_model *m, fill_line *lines, int lo, int hi, bool speci
     }
     rc = 0;
 done:
-    pcv_io_free(outs, nout);
     free(ids);
     free(mask);
     return rc;

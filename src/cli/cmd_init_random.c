@@ -56,10 +56,8 @@ int cmd_init_random(int argc, char **argv)
     pcv_model_options opt = {0};
     int rc = EXIT_FAIL;
     pcv_config_init(&cfg);
-    if (preset && pcv_config_preset(preset, &cfg)) {
-        pcv_set_error(&err, PCV_ERR_INPUT, "unknown preset '%s' (see perceiver-cl bench --list-presets)", preset);
+    if (preset && pcv_config_preset(preset, &cfg, &err))
         goto done;
-    }
     if (config && pcv_config_load(&cfg, config, &err))
         goto done;
     if (pcv_model_create_random(&cfg, (uint64_t)seed, &opt, &m, &err))

@@ -133,7 +133,7 @@ int cmd_inspect(int argc, char **argv)
         }
     } else if (w.from_haiku && !raw) {
         pcv_config_free(&cfg);
-        if (pcv_weights_default_config(&w, &cfg, &err) == 0) {
+        if (pcv_config_from_weights(&w, &cfg, &err) == 0) {
             printf("config:        built-in preset for %s, sized from the tensors\n", cfg.architecture);
             print_config(&cfg);
         } else {

@@ -55,7 +55,8 @@ int cmd_run(int argc, char **argv)
     pcv_error err = {0};
     pcv_safetensors in = {0};
     pcv_model *m = NULL;
-    pcv_io_tensor *ins = NULL, *outs = NULL;
+    pcv_io_tensor *ins = NULL;
+    const pcv_io_tensor *outs = NULL;
     int nout = 0, rc = EXIT_FAIL;
     if (pcv_st_open(&in, in_path, &err))
         goto done;
@@ -89,7 +90,6 @@ int cmd_run(int argc, char **argv)
 done:
     if (rc)
         cli_fail(&err);
-    pcv_io_free(outs, nout);
     free(ins);
     pcv_model_free(m);
     pcv_st_close(&in);

@@ -210,7 +210,8 @@ int cmd_verify(int argc, char **argv)
     pcv_error err = {0};
     pcv_model *dev = NULL, *ref = NULL;
     pcv_safetensors in = {0};
-    pcv_io_tensor ins[16], *dout = NULL, *rout = NULL;
+    pcv_io_tensor ins[16];
+    const pcv_io_tensor *dout = NULL, *rout = NULL;
     int nin = 0, ndout = 0, nrout = 0, rc = EXIT_FAIL;
     int64_t *ids = NULL, *mask = NULL;
     float *pixels = NULL;
@@ -423,8 +424,6 @@ done:
     if (rc && err.msg[0])
         cli_fail(&err);
     free(cmp);
-    pcv_io_free(rout, nrout);
-    pcv_io_free(dout, ndout);
     free(ids);
     free(mask);
     free(pixels);

@@ -2,55 +2,17 @@
  *
  * The renamer is written as tables rather than as the chain of substring replacements of
  * transformers' convert_perceiver_haiku_to_pytorch.py, but produces the same names and value
- * transforms (shared/spec/perceiver-io.md 10.2-10.3): an exact-name table for the embeddings,
+ * transforms (docs/checkpoints.md): an exact-name table for the embeddings,
  * position tables, pre- and post-processors and decoder heads, and one table per attention
  * block kind (cross / self) for everything under an encoder or decoder attention scope. */
 #include "formats/haiku.h"
 
-#include "perceiver/presets.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-/* ---- architectures ----------------------------------------------------------------------- */
-
-static const hk_arch_info archs[] = {
-    {HK_ARCH_UNKNOWN, "", "", "", NULL},
-    {HK_ARCH_MLM, "PerceiverForMaskedLM", "MLM", "language-perceiver",
-     "language_perceiver_io_bytes.pickle"},
-    {HK_ARCH_IMAGE_LEARNED, "PerceiverForImageClassificationLearned", "image_classification",
-     "vision-perceiver-learned", "imagenet_learned_position_encoding.pystate"},
-    {HK_ARCH_IMAGE_FOURIER, "PerceiverForImageClassificationFourier",
-     "image_classification_fourier", "vision-perceiver-fourier",
-     "imagenet_fourier_position_encoding.pystate"},
-    {HK_ARCH_IMAGE_CONV, "PerceiverForImageClassificationConvProcessing",
-     "image_classification_conv", "vision-perceiver-conv", "imagenet_conv_preprocessing.pystate"},
-    {HK_ARCH_FLOW, "PerceiverForOpticalFlow", "optical_flow", "optical-flow-perceiver",
-     "optical_flow_checkpoint.pystate"},
-    {HK_ARCH_MULTIMODAL, "PerceiverForMultimodalAutoencoding", "multimodal_autoencoding",
-     "multimodal-perceiver", "video_autoencoding_checkpoint.pystate"},
-    {HK_ARCH_SEQCLS, "PerceiverForSequenceClassification", "sequence_classification",
-     "language-perceiver", NULL},
-};
-
-const hk_arch_info *hk_arch_get(hk_arch a)
-{
-    return a > HK_ARCH_UNKNOWN && a < HK_ARCH_COUNT ? &archs[a] : NULL;
-}
-
-const hk_arch_info *hk_arch_lookup(const char *name)
-{
-    if (!name)
-        return NULL;
-    for (int a = 1; a < HK_ARCH_COUNT; a++)
-        if (!strcasecmp(name, archs[a].hf_class) || !strcasecmp(name, archs[a].script_name) ||
-            (a != HK_ARCH_SEQCLS && !strcasecmp(name, archs[a].preset)))
-            return &archs[a];
-    return NULL;
-}
 
 /* ---- flattening ---------------------------------------------------------------------------- */
 
@@ -169,61 +131,13 @@ void hk_params_free(hk_param *p, size_t n)
     free(p);
 }
 
-/* ---- detection ----------------------------------------------------------------------------- */
-
-static bool any_prefix(const char *const *names, size_t n, const char *prefix)
-{
-    size_t l = strlen(prefix);
-    for (size_t i = 0; i < n; i++)
-        if (!strncmp(names[i], prefix, l))
-            return true;
-    return false;
-}
-
-hk_arch hk_detect(const char *const *names, size_t n)
-{
-#define HAS(p) any_prefix(names, n, p)
-    /* Haiku spelling */
-    if (HAS("multimodal_preprocessor/") || HAS("multimodal_decoder/"))
-        return HK_ARCH_MULTIMODAL;
-    if (HAS("flow_decoder/") || HAS("image_preprocessor/patches_linear/"))
-        return HK_ARCH_FLOW;
-    if (HAS("image_preprocessor/~/conv2_d_downsample/"))
-        return HK_ARCH_IMAGE_CONV;
-    if (HAS("image_preprocessor/~/conv2_d/") || HAS("image_preprocessor/~_build_network_inputs/"))
-        return HK_ARCH_IMAGE_LEARNED;
-    if (HAS("embed/embeddings") && HAS("embedding_decoder/"))
-        return HK_ARCH_MLM;
-    if (HAS("embed/embeddings") && HAS("classification_decoder/"))
-        return HK_ARCH_SEQCLS;
-    if (HAS("classification_decoder/"))
-        return HK_ARCH_IMAGE_FOURIER;
-    /* Hugging Face spelling */
-    if (HAS("perceiver.input_preprocessor.padding.") || HAS("perceiver.decoder.padding."))
-        return HK_ARCH_MULTIMODAL;
-    if (HAS("perceiver.input_preprocessor.conv_after_patches."))
-        return HK_ARCH_FLOW;
-    if (HAS("perceiver.input_preprocessor.convnet."))
-        return HK_ARCH_IMAGE_CONV;
-    if (HAS("perceiver.input_preprocessor.convnet_1x1."))
-        return HK_ARCH_IMAGE_LEARNED;
-    if (HAS("embedding_decoder."))
-        return HK_ARCH_MLM;
-    if (HAS("perceiver.input_preprocessor.embeddings.") && HAS("perceiver.decoder.decoder."))
-        return HK_ARCH_SEQCLS;
-    if (HAS("perceiver.decoder.decoder.final_layer."))
-        return HK_ARCH_IMAGE_FOURIER;
-    return HK_ARCH_UNKNOWN;
-#undef HAS
-}
-
 /* ---- the renamer table --------------------------------------------------------------------- */
 
 typedef struct hk_rule {
     const char *haiku; /* may hold one {m}: a lower-case word (audio, image, label, mean, var) */
     const char *hf;    /* {m} is replaced by the captured word */
     hk_transform t;
-    hk_arch only;      /* HK_ARCH_UNKNOWN: every architecture */
+    pcv_arch only;     /* PCV_ARCH_UNKNOWN: every architecture */
 } hk_rule;
 
 #define T_ HK_T_NONE
@@ -248,7 +162,7 @@ static const hk_rule leaf_rules[] = {
      "perceiver.decoder.output_position_encodings.position_embeddings", T_, 0},
     {"classification_decoder/~/basic_decoder/~/trainable_position_encoding/pos_embs",
      "perceiver.decoder.modalities.label.decoder.output_position_encodings.position_embeddings",
-     T_, HK_ARCH_MULTIMODAL},
+     T_, PCV_ARCH_MULTIMODAL},
     {"classification_decoder/~/basic_decoder/~/trainable_position_encoding/pos_embs",
      "perceiver.decoder.decoder.output_position_encodings.position_embeddings", T_, 0},
     /* decoder output projections */
@@ -449,7 +363,7 @@ static bool match_block(const hk_block *b, const char *name, const char **rest, 
     return true;
 }
 
-int hk_rename(const char *haiku, hk_arch arch, char *out, size_t cap, hk_transform *t)
+int hk_rename(const char *haiku, pcv_arch arch, char *out, size_t cap, hk_transform *t)
 {
     char m[32], k[16];
     for (size_t i = 0; i < sizeof leaf_rules / sizeof *leaf_rules; i++) {
@@ -484,102 +398,4 @@ int hk_rename(const char *haiku, hk_arch arch, char *out, size_t cap, hk_transfo
         return -1;
     }
     return -1;
-}
-
-/* ---- config from a weight set -------------------------------------------------------------- */
-
-static const pcv_st_tensor *find2(const pcv_weights *w, const char *name, int ndim)
-{
-    const pcv_st_tensor *t = pcv_weights_find(w, name);
-    return t && t->ndim == ndim ? t : NULL;
-}
-
-static int dim_of(const pcv_weights *w, const char *name, int ndim, int axis)
-{
-    const pcv_st_tensor *t = find2(w, name, ndim);
-    return t && t->shape[axis] > 0 && t->shape[axis] <= (1 << 24) ? (int)t->shape[axis] : 0;
-}
-
-int pcv_weights_default_config(const pcv_weights *w, pcv_config *cfg, pcv_error *err)
-{
-    const hk_arch_info *ai = hk_arch_lookup(w->architecture);
-    if (!ai)
-        return pcv_set_error(err, PCV_ERR_MISSING, "%s: no config.json, and the architecture cannot "
-                             "be told from the tensor names", w->path);
-    if (pcv_config_preset(ai->preset, cfg) != 0)
-        return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "no built-in config for %s", ai->hf_class);
-    snprintf(cfg->architecture, sizeof cfg->architecture, "%s", ai->hf_class);
-    if (ai->arch == HK_ARCH_SEQCLS) /* no preset of its own: the MLM trunk, labels from weights */
-        cfg->num_labels = 2;
-
-    /* sizes that the weights determine (the presets already hold them for the real files) */
-    int v;
-    const char *ca = "perceiver.encoder.cross_attention.";
-    char name[160];
-#define D(nm, nd, ax) dim_of(w, nm, nd, ax)
-    if ((v = D("perceiver.embeddings.latents", 2, 0)))
-        cfg->num_latents = v;
-    if ((v = D("perceiver.embeddings.latents", 2, 1)))
-        cfg->d_latents = v;
-    snprintf(name, sizeof name, "%sattention.self.layernorm2.weight", ca);
-    if ((v = D(name, 1, 0)))
-        cfg->d_model = v;
-    if ((v = D("perceiver.input_preprocessor.embeddings.weight", 2, 0)))
-        cfg->vocab_size = v;
-    if ((v = D("perceiver.input_preprocessor.position_embeddings.weight", 2, 0)))
-        cfg->max_position_embeddings = v;
-    int nself = 0;
-    for (int k = 0; k < 4096; k++) {
-        snprintf(name, sizeof name, "perceiver.encoder.self_attends.%d.attention.self.query.weight", k);
-        if (!pcv_weights_find(w, name))
-            break;
-        nself = k + 1;
-    }
-    if (nself)
-        cfg->num_self_attends_per_block = nself;
-    /* widening factors: dense1 is [wf * width, width] */
-    int d1 = D("perceiver.encoder.self_attends.0.mlp.dense1.weight", 2, 0);
-    if (d1 && cfg->d_latents && d1 % cfg->d_latents == 0)
-        cfg->self_attention_widening_factor = d1 / cfg->d_latents;
-    snprintf(name, sizeof name, "%smlp.dense1.weight", ca);
-    d1 = D(name, 2, 0);
-    if (d1 && cfg->d_latents && d1 % cfg->d_latents == 0)
-        cfg->cross_attention_widening_factor = d1 / cfg->d_latents;
-    /* qk / v channels: null when every block uses the default derivation (perceiver-io.md 3.2) */
-    int sq = D("perceiver.encoder.self_attends.0.attention.self.query.weight", 2, 0);
-    int sv = D("perceiver.encoder.self_attends.0.attention.self.value.weight", 2, 0);
-    snprintf(name, sizeof name, "%sattention.self.query.weight", ca);
-    int cq = D(name, 2, 0);
-    snprintf(name, sizeof name, "%sattention.self.value.weight", ca);
-    int cv = D(name, 2, 0);
-    if (sq && cq) {
-        bool qk_default = sq == cfg->d_latents && cq == cfg->d_model;
-        cfg->qk_channels = qk_default ? 0 : sq;
-        bool v_default = sv == sq && cv == cq;
-        cfg->v_channels = v_default ? 0 : sv;
-    }
-    /* labels */
-    int nl = 0;
-    if (ai->arch == HK_ARCH_MULTIMODAL)
-        nl = D("perceiver.output_postprocessor.modalities.label.classifier.weight", 2, 0);
-    else if (ai->arch != HK_ARCH_FLOW && ai->arch != HK_ARCH_MLM)
-        nl = D("perceiver.decoder.decoder.final_layer.weight", 2, 0);
-    if (nl && nl != cfg->num_labels) {
-        for (int i = 0; cfg->id2label && i < cfg->num_labels; i++)
-            free(cfg->id2label[i]);
-        free(cfg->id2label);
-        cfg->id2label = NULL;
-        cfg->num_labels = nl;
-    }
-    /* the learned ImageNet model's position table covers image_size^2 pixels */
-    int np = D("perceiver.input_preprocessor.position_embeddings.position_embeddings", 2, 0);
-    if (np) {
-        int s = 1;
-        while ((int64_t)s * s < np)
-            s++;
-        if (s * s == np)
-            cfg->image_size = s;
-    }
-#undef D
-    return 0;
 }

@@ -10,6 +10,7 @@
 #include "util/fileutil.h"
 
 #include "formats/haiku.h"
+#include "model/arch.h"
 #include "formats/torchzip.h"
 
 #include <dirent.h>
@@ -249,7 +250,7 @@ static void *reverse_axes(const pk_array *a, size_t elem)
     return out;
 }
 
-static int add_haiku_param(pcv_weights *w, const char *file, const hk_param *p, hk_arch arch,
+static int add_haiku_param(pcv_weights *w, const char *file, const hk_param *p, const pcv_arch_info *arch,
                            bool raw, pcv_error *err)
 {
     const pk_array *a = p->arr;
@@ -257,10 +258,10 @@ static int add_haiku_param(pcv_weights *w, const char *file, const hk_param *p, 
         return add_tensor(w, p->name, a->dtype, a->ndim, a->shape, a->data, a->nbytes, err);
     char hf[256];
     hk_transform t;
-    if (hk_rename(p->name, arch, hf, sizeof hf, &t) != 0)
+    if (hk_rename(p->name, arch->arch, hf, sizeof hf, &t) != 0)
         return pcv_set_error(err, PCV_ERR_UNSUPPORTED,
                              "%s: Haiku parameter '%s' is not in the renamer table for %s (is "
-                             "--architecture right?)", file, p->name, hk_arch_get(arch)->hf_class);
+                             "--architecture right?)", file, p->name, arch->hf_class);
     if (t == HK_T_DROP) {
         w->ndropped++;
         return 0;
@@ -316,10 +317,10 @@ static int open_haiku(pcv_weights *w, const char *path, const pcv_weights_option
     }
     for (size_t i = 0; i < n; i++)
         names[i] = p[i].name;
-    hk_arch arch = hk_detect(names, n);
+    const pcv_arch_info *arch = pcv_arch_detect(names, n);
     free(names);
     if (opt && opt->architecture) {
-        const hk_arch_info *ai = hk_arch_lookup(opt->architecture);
+        const pcv_arch_info *ai = pcv_arch_lookup(opt->architecture);
         if (!ai) {
             hk_params_free(p, n);
             return pcv_set_error(err, PCV_ERR_INPUT, "unknown architecture '%s' (use MLM, "
@@ -328,16 +329,16 @@ static int open_haiku(pcv_weights *w, const char *path, const pcv_weights_option
                                  "multimodal_autoencoding or an HF class name)", opt->architecture);
         }
         /* an override is for names that detection cannot place, not for contradicting it */
-        if (arch != HK_ARCH_UNKNOWN && arch != ai->arch) {
-            const char *found = hk_arch_get(arch)->hf_class;
+        if (arch && arch != ai) {
+            const char *found = arch->hf_class;
             hk_params_free(p, n);
             return pcv_set_error(err, PCV_ERR_INPUT, "%s: --architecture %s does not match the "
                                  "parameter names, which are those of %s", path,
                                  opt->architecture, found);
         }
-        arch = ai->arch;
+        arch = ai;
     }
-    if (arch == HK_ARCH_UNKNOWN && !(opt && opt->haiku_names)) {
+    if (!arch && !(opt && opt->haiku_names)) {
         hk_params_free(p, n);
         return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: cannot tell which Perceiver "
                              "architecture these Haiku parameters belong to (pass --architecture)",
@@ -345,8 +346,8 @@ static int open_haiku(pcv_weights *w, const char *path, const pcv_weights_option
     }
     w->from_haiku = true;
     snprintf(w->format, sizeof w->format, "haiku-pickle");
-    if (arch != HK_ARCH_UNKNOWN)
-        snprintf(w->architecture, sizeof w->architecture, "%s", hk_arch_get(arch)->hf_class);
+    if (arch)
+        snprintf(w->architecture, sizeof w->architecture, "%s", arch->hf_class);
     bool raw = opt && opt->haiku_names;
     bool batchnorm = false;
     for (size_t i = 0; i < n && !rc; i++) {
@@ -568,7 +569,7 @@ int pcv_weights_open_ex(pcv_weights *w, const char *path, const pcv_weights_opti
         }
         for (int i = 0; i < w->count; i++)
             names[i] = w->tensors[i].name;
-        const hk_arch_info *ai = hk_arch_get(hk_detect(names, (size_t)w->count));
+        const pcv_arch_info *ai = pcv_arch_detect(names, (size_t)w->count);
         free(names);
         if (ai)
             snprintf(w->architecture, sizeof w->architecture, "%s", ai->hf_class);

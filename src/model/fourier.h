@@ -1,13 +1,18 @@
 /* Input-independent position features: linspace grids and Fourier features, computed on the
- * host in float32 exactly as torch does them (spec perceiver-io.md sections 4.3 and 4.4). */
+ * host in float32 the way torch (transformers) or JAX (DeepMind) computes them
+ * (docs/architecture.md, "Position features"). */
 #ifndef PCV_FOURIER_H
 #define PCV_FOURIER_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+typedef void (*pcv_linspace_fn)(float a, float b, int64_t n, float *out);
+
 /* torch.linspace(a, b, n) in float32: first half a + i*step, second half b - (n-1-i)*step. */
 void pcv_linspace_torch(float a, float b, int64_t n, float *out);
+/* jnp.linspace(a, b, n) in float32: t = i/(n-1), a*(1-t) + b*t without FMA, last element b. */
+void pcv_linspace_jax(float a, float b, int64_t n, float *out);
 
 /* Number of channels of generate_fourier_features for ndims dimensions and num_bands bands. */
 int64_t pcv_fourier_channels(int ndims, int64_t num_bands, bool concat_pos, bool sine_only);
@@ -16,6 +21,10 @@ int64_t pcv_fourier_channels(int ndims, int64_t num_bands, bool concat_pos, bool
  * out[prod(index_dims)][pcv_fourier_channels(...)]. max_res[d] sets band d's frequencies
  * linspace(1, max_res[d] / 2, num_bands). */
 void pcv_fourier_grid(int ndims, const int64_t *index_dims, const int64_t *max_res, int64_t num_bands,
-                      bool concat_pos, bool sine_only, float *out);
+                      bool concat_pos, bool sine_only, pcv_linspace_fn linspace, float *out);
+
+/* Features of arbitrary positions pos[npos][ndims] (e.g. subsampled decoder queries). */
+void pcv_fourier_points(int ndims, int64_t npos, const float *pos, const int64_t *max_res, int64_t num_bands,
+                        bool concat_pos, bool sine_only, pcv_linspace_fn linspace, float *out);
 
 #endif
