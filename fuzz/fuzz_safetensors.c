@@ -1,4 +1,5 @@
 /* libFuzzer target: the safetensors reader (header JSON, offsets, layout) and conversions. */
+#include "formats/formats.h"
 #include "fuzz_file.h"
 #include "perceiver/perceiver.h"
 
@@ -11,7 +12,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     const char *path = fuzz_write_file("safetensors", data, size);
     pcv_safetensors st;
     pcv_error err;
-    if (path && pcv_st_open(&st, path, &err) == 0) {
+    if (path && pcv_st_map(&st, path, &err) == 0) {
         for (int i = 0; i < st.count; i++) {
             const pcv_st_tensor *t = &st.tensors[i];
             if (t->numel > 0 && t->numel < (1 << 20)) {
@@ -21,7 +22,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
                 free(f);
             }
         }
-        pcv_st_close(&st);
+        pcv_st_unmap(&st);
     }
     if (path)
         unlink(path);

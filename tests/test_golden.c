@@ -5,6 +5,7 @@
  * tolerance profile named in meta.json (tests/tolerances.json), both through the library and
  * through `perceiver-cl run`, on the CPU path and on every OpenCL device (with PCV_REQUIRE_OPENCL=1,
  * as in CI, a machine without an OpenCL device fails). */
+#include "formats/formats.h"
 #include "backend/opencl.h"
 #include "perceiver/model.h"
 #include "testutil.h"
@@ -113,9 +114,9 @@ static void run_fixture(const char *dir, const char *name, const char *device)
 
     pcv_safetensors in = {0}, expected = {0};
     snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
-    CHECK(pcv_st_open(&in, path, &err) == 0, "%s", err.msg);
+    CHECK(pcv_st_map(&in, path, &err) == 0, "%s", err.msg);
     snprintf(path, sizeof path, "%s/expected.safetensors", dir);
-    CHECK(pcv_st_open(&expected, path, &err) == 0, "%s", err.msg);
+    CHECK(pcv_st_map(&expected, path, &err) == 0, "%s", err.msg);
 
     /* 1. through the library */
     pcv_model *m = NULL;
@@ -146,19 +147,19 @@ static void run_fixture(const char *dir, const char *name, const char *device)
                  bin, dir, dir, out, device ? device : "cpu");
         CHECK(system(cmd) == 0, "%s: command failed: %s", name, cmd);
         pcv_safetensors got = {0};
-        if (pcv_st_open(&got, out, &err) == 0) {
+        if (pcv_st_map(&got, out, &err) == 0) {
             pcv_io_tensor ios[16];
             CHECK(got.count <= 16 && pcv_io_from_safetensors(&got, ios, &err) == 0, "%s", err.msg);
             int n = got.count;
             check_outputs(name, "perceiver-cl run", &expected, ios, n, t);
-            pcv_st_close(&got);
+            pcv_st_unmap(&got);
         } else {
             CHECK(false, "%s: %s", name, err.msg);
         }
         remove(out);
     }
-    pcv_st_close(&in);
-    pcv_st_close(&expected);
+    pcv_st_unmap(&in);
+    pcv_st_unmap(&expected);
     json_decref(meta);
 }
 

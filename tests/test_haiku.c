@@ -6,6 +6,7 @@
  *   --numerics hf    vs transformers on the same weights (tolerance mlm-tiny)
  *   default (haiku)  vs our JAX/dm-haiku re-implementation of DeepMind's formulas
  *                    (tools/haiku_ref.py; not DeepMind's code; tolerance mlm-haiku-tiny). */
+#include "formats/formats.h"
 #include "formats/haiku.h"
 #include "model/arch.h"
 #include "perceiver/presets.h"
@@ -117,8 +118,8 @@ static void test_against_torch(const char *pickle)
     pcv_weights w, t;
     char tp[4096];
     snprintf(tp, sizeof tp, "%s/torch_mlm", tu_fixtures());
-    CHECK(pcv_weights_open(&w, pickle, &err) == 0, "%s", err.msg);
-    CHECK(pcv_weights_open(&t, tp, &err) == 0, "%s", err.msg);
+    CHECK(pcv_weights_load(&w, pickle, NULL, &err) == 0, "%s", err.msg);
+    CHECK(pcv_weights_load(&t, tp, NULL, &err) == 0, "%s", err.msg);
     CHECK(w.from_haiku && !t.from_haiku, "from_haiku flags");
     CHECK(!strcmp(w.format, "haiku-pickle") && !strcmp(t.format, "pytorch-zip"), "%s / %s", w.format, t.format);
     CHECK(!strcmp(w.architecture, "PerceiverForMaskedLM"), "architecture %s", w.architecture);
@@ -144,8 +145,8 @@ static void test_against_torch(const char *pickle)
               !strcmp(c.architecture, "PerceiverForMaskedLM"),
           "derived config");
     pcv_config_free(&c);
-    pcv_weights_close(&w);
-    pcv_weights_close(&t);
+    pcv_weights_release(&w);
+    pcv_weights_release(&t);
 }
 
 static long compare(const pcv_io_tensor *o, const pcv_st_tensor *e, double atol, double rtol, double *maxerr)
@@ -174,9 +175,9 @@ static void run_pickle(const char *pickle, pcv_numerics num, const char *expecte
     tol_of(profile, &atol, &rtol);
     pcv_safetensors in = {0}, ex = {0};
     snprintf(path, sizeof path, "%s/haiku_mlm/inputs.safetensors", tu_fixtures());
-    CHECK(pcv_st_open(&in, path, &err) == 0, "%s", err.msg);
+    CHECK(pcv_st_map(&in, path, &err) == 0, "%s", err.msg);
     snprintf(path, sizeof path, "%s/haiku_mlm/%s", tu_fixtures(), expected_file);
-    CHECK(pcv_st_open(&ex, path, &err) == 0, "%s", err.msg);
+    CHECK(pcv_st_map(&ex, path, &err) == 0, "%s", err.msg);
     pcv_model *m = NULL;
     pcv_model_options opt = {.numerics = num};
     CHECK(pcv_model_load(pickle, &opt, &m, &err) == 0, "%s: %s", pickle, err.msg);
@@ -201,8 +202,8 @@ static void run_pickle(const char *pickle, pcv_numerics num, const char *expecte
         }
     }
     pcv_model_free(m);
-    pcv_st_close(&in);
-    pcv_st_close(&ex);
+    pcv_st_unmap(&in);
+    pcv_st_unmap(&ex);
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }

@@ -7,6 +7,7 @@
  * pixel_values must be within the "image-preproc" profile of tests/tolerances.json (which is
  * exact). Error cases (truncated, corrupt, other formats, absurd sizes, bad configs) are built
  * here from the fixtures. */
+#include "formats/formats.h"
 #include "perceiver/image.h"
 #include "testutil.h"
 
@@ -636,7 +637,7 @@ int main(void)
 {
     snprintf(dir, sizeof dir, "%s/images", tu_fixtures());
     pcv_error err;
-    int rc = pcv_st_open(&expected, fx("expected.safetensors"), &err);
+    int rc = pcv_st_map(&expected, fx("expected.safetensors"), &err);
     CHECK(rc == 0, "%s", err.msg);
     json_error_t je;
     manifest = json_load_file(fx("manifest.json"), 0, &je);
@@ -662,6 +663,6 @@ int main(void)
 
     json_decref(tol);
     json_decref(manifest);
-    pcv_st_close(&expected);
+    pcv_st_unmap(&expected);
     return TEST_DONE();
 }

@@ -1,4 +1,5 @@
 /* safetensors reader/writer: round trips, conversions, and one test per malformed input. */
+#include "formats/formats.h"
 #include "perceiver/perceiver.h"
 #include "testutil.h"
 
@@ -71,7 +72,7 @@ static void expect_bad(const char *name, pcv_status code, const char *needle)
     const char *path = tmp_path(name);
     pcv_safetensors st;
     pcv_error err = {0};
-    int rc = pcv_st_open(&st, path, &err);
+    int rc = pcv_st_map(&st, path, &err);
     CHECK(rc == (int)code && err.code == code, "%s: expected %s, got rc=%d (%s)", name,
           pcv_status_name(code), rc, err.msg);
     CHECK(strstr(err.msg, path) != NULL, "%s: message does not name the file: %s", name, err.msg);
@@ -80,7 +81,7 @@ static void expect_bad(const char *name, pcv_status code, const char *needle)
     if (getenv("PCV_TEST_VERBOSE"))
         printf("%-28s %s\n", name, err.msg);
     if (rc == 0)
-        pcv_st_close(&st);
+        pcv_st_unmap(&st);
 }
 
 /* ---- round trip ----------------------------------------------------------------------------- */
@@ -120,7 +121,7 @@ static void test_round_trip(void)
     CHECK(count_tmp_files() == 0, "temporary file left behind");
 
     pcv_safetensors st;
-    rc = pcv_st_open(&st, path, &err);
+    rc = pcv_st_map(&st, path, &err);
     CHECK(rc == 0, "open: %s", err.msg);
     if (rc)
         return;
@@ -198,18 +199,18 @@ static void test_round_trip(void)
     /* floats are refused by the integer conversion, naming the tensor */
     t = pcv_st_find(&st, "layer.f32");
     memset(&err, 0, sizeof err);
-    rc = t ? pcv_st_to_i64(t, iv, &err) : -1;
+    rc = t ? (int)pcv_st_to_i64(t, iv, &err) : -1;
     CHECK(rc == PCV_ERR_UNSUPPORTED && strstr(err.msg, "layer.f32"), "to_i64(F32): %s", err.msg);
-    pcv_st_close(&st);
+    pcv_st_unmap(&st);
     CHECK(st.map == NULL && st.tensors == NULL && st.count == 0, "close resets");
 
     /* overwriting an existing file works */
     rc = pcv_st_write(path, e, 1, &err);
     CHECK(rc == 0, "overwrite: %s", err.msg);
-    rc = pcv_st_open(&st, path, &err);
+    rc = pcv_st_map(&st, path, &err);
     CHECK(rc == 0 && st.count == 1, "reopen after overwrite: %s", err.msg);
     if (rc == 0)
-        pcv_st_close(&st);
+        pcv_st_unmap(&st);
 }
 
 /* Data starting at an odd file offset: conversions must not rely on alignment. */
@@ -229,7 +230,7 @@ static void test_unaligned(void)
 
     pcv_safetensors st;
     pcv_error err = {0};
-    int rc = pcv_st_open(&st, path, &err);
+    int rc = pcv_st_map(&st, path, &err);
     CHECK(rc == 0, "unaligned open: %s", err.msg);
     if (rc)
         return;
@@ -238,7 +239,7 @@ static void test_unaligned(void)
     CHECK(t && ((uintptr_t)t->data & 3) != 0, "data should be unaligned");
     CHECK(t && pcv_st_to_f32(t, out, &err) == 0 && out[0] == 1.25f && out[1] == -7.0f,
           "unaligned values");
-    pcv_st_close(&st);
+    pcv_st_unmap(&st);
 }
 
 static void test_valid_edge_cases(void)
@@ -263,11 +264,11 @@ static void test_valid_edge_cases(void)
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         const char *path = tmp_path(ok[i].name);
         write_st(path, ok[i].hdr, ok[i].data);
-        int rc = pcv_st_open(&st, path, &err);
+        int rc = pcv_st_map(&st, path, &err);
         CHECK(rc == 0, "%s: %s", ok[i].name, err.msg);
         if (rc == 0) {
             CHECK(st.count == ok[i].count, "%s: count %d", ok[i].name, st.count);
-            pcv_st_close(&st);
+            pcv_st_unmap(&st);
         }
     }
 }
@@ -429,10 +430,10 @@ static void test_write_failures(void)
     rc = pcv_st_write(dup, &nodata, 1, &err);
     CHECK(rc == PCV_ERR_INPUT, "NULL data accepted");
     pcv_safetensors st;
-    rc = pcv_st_open(&st, dup, &err);
+    rc = pcv_st_map(&st, dup, &err);
     CHECK(rc == 0 && st.count == 1, "old file damaged: %s", err.msg);
     if (rc == 0)
-        pcv_st_close(&st);
+        pcv_st_unmap(&st);
 
     /* writing into a path that is a directory fails at rename time; the temp file goes away */
     mkdir(tmp_path("dir_target"), 0755);
@@ -474,6 +475,45 @@ static void remove_dir(const char *dir)
     rmdir(dir);
 }
 
+/* The public, opaque API: open by pointer, enumerate, query, close; and a weight set over a fixture. */
+static void test_public_api(void)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/mlm_q_shape/model.safetensors", tu_fixtures());
+    pcv_error err = {0};
+    pcv_safetensors *st = NULL;
+    CHECK(pcv_st_open(path, &st, &err) == PCV_OK && st, "pcv_st_open: %s", err.msg);
+    if (st) {
+        int n = pcv_st_count(st);
+        CHECK(n > 10 && !strcmp(pcv_st_path(st), path), "count %d, path %s", n, pcv_st_path(st));
+        const pcv_st_tensor *first = pcv_st_tensor_at(st, 0), *last = pcv_st_tensor_at(st, n - 1);
+        CHECK(first && last && strcmp(first->name, last->name) < 0, "tensors in name order");
+        CHECK(!pcv_st_tensor_at(st, n) && !pcv_st_tensor_at(st, -1), "out-of-range index gives NULL");
+        CHECK(pcv_st_find(st, last->name) == last, "find");
+        pcv_st_close(st);
+    }
+    pcv_st_close(NULL);
+    snprintf(path, sizeof path, "%s/does-not-exist.safetensors", tu_tmpdir());
+    st = (pcv_safetensors *)&err;
+    CHECK(pcv_st_open(path, &st, &err) == PCV_ERR_IO && st == NULL && strstr(err.msg, "does-not-exist"),
+          "missing file: %s", err.msg);
+
+    snprintf(path, sizeof path, "%s/mlm_q_shape", tu_fixtures());
+    pcv_weights *w = NULL;
+    CHECK(pcv_weights_open(path, NULL, &w, &err) == PCV_OK && w, "pcv_weights_open: %s", err.msg);
+    if (w) {
+        pcv_weights_info info;
+        pcv_weights_get_info(w, &info);
+        CHECK(!strcmp(info.format, "safetensors") && !strcmp(info.architecture, "PerceiverForMaskedLM") &&
+                  !info.from_haiku && info.files == 1,
+              "info: %s %s %d", info.format, info.architecture, info.files);
+        CHECK(pcv_weights_count(w) > 10 && pcv_weights_find(w, pcv_weights_tensor_at(w, 3)->name) ==
+                                               pcv_weights_tensor_at(w, 3),
+              "weights enumerate and find");
+        pcv_weights_close(w);
+    }
+}
+
 int main(void)
 {
     snprintf(g_dir, sizeof g_dir, "%s/test_safetensors.%ld", tu_tmpdir(), (long)getpid());
@@ -482,6 +522,7 @@ int main(void)
         return 2;
     }
     test_dtypes();
+    test_public_api();
     test_round_trip();
     test_unaligned();
     test_valid_edge_cases();

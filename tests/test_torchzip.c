@@ -4,6 +4,7 @@
  * Broken and hostile archives (central directory or local header offsets out of bounds, a
  * storage record of the wrong size, truncation at many lengths, a data.pkl that would run a
  * shell command) give clear errors and no crash. */
+#include "formats/formats.h"
 #include "perceiver/model.h"
 #include "testutil.h"
 #include "formats/torchzip.h"
@@ -64,17 +65,17 @@ static void run_fixture(const char *name, const char *format)
     pcv_error err = {0};
     snprintf(dir, sizeof dir, "%s/%s", tu_fixtures(), name);
     pcv_weights w;
-    CHECK(pcv_weights_open(&w, dir, &err) == 0, "%s: %s", name, err.msg);
+    CHECK(pcv_weights_load(&w, dir, NULL, &err) == 0, "%s: %s", name, err.msg);
     if (w.path) {
         CHECK(strstr(w.format, format) != NULL, "%s: format '%s', want '%s'", name, w.format, format);
         CHECK(!strcmp(w.architecture, "PerceiverForMaskedLM") && !w.from_haiku, "%s: architecture", name);
-        pcv_weights_close(&w);
+        pcv_weights_release(&w);
     }
     pcv_safetensors in = {0}, ex = {0}, got = {0};
     snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
-    CHECK(pcv_st_open(&in, path, &err) == 0, "%s", err.msg);
+    CHECK(pcv_st_map(&in, path, &err) == 0, "%s", err.msg);
     snprintf(path, sizeof path, "%s/expected.safetensors", dir);
-    CHECK(pcv_st_open(&ex, path, &err) == 0, "%s", err.msg);
+    CHECK(pcv_st_map(&ex, path, &err) == 0, "%s", err.msg);
     /* library */
     pcv_model *m = NULL;
     CHECK(pcv_model_load(dir, NULL, &m, &err) == 0, "%s: %s", name, err.msg);
@@ -107,18 +108,18 @@ static void run_fixture(const char *name, const char *format)
         snprintf(out, sizeof out, "%s/torchzip-%s.safetensors", tu_tmpdir(), name);
         snprintf(cmd, sizeof cmd, "'%s' run -m '%s' -i '%s/inputs.safetensors' -o '%s' 2>/dev/null", bin, dir, dir, out);
         CHECK(system(cmd) == 0, "%s", cmd);
-        if (pcv_st_open(&got, out, &err) == 0) {
+        if (pcv_st_map(&got, out, &err) == 0) {
             char what[256];
             snprintf(what, sizeof what, "%s (perceiver-cl run)", name);
             compare_outputs(what, &ex, got.tensors, got.count);
-            pcv_st_close(&got);
+            pcv_st_unmap(&got);
         } else {
             CHECK(false, "%s", err.msg);
         }
         unlink(out);
     }
-    pcv_st_close(&in);
-    pcv_st_close(&ex);
+    pcv_st_unmap(&in);
+    pcv_st_unmap(&ex);
 }
 
 /* the central directory entry of a zip member, found by scanning (test helper) */
@@ -234,7 +235,7 @@ static void test_broken(void)
     unlink("/tmp/perceiver-cl-pwned-by-pickle");
     snprintf(path, sizeof path, "%s/haiku_hostile/pytorch_model.bin", tu_fixtures());
     pcv_weights w;
-    CHECK(pcv_weights_open(&w, path, &err) != 0 && strstr(err.msg, "posix.system"), "%s", err.msg);
+    CHECK(pcv_weights_load(&w, path, NULL, &err) != 0 && strstr(err.msg, "posix.system"), "%s", err.msg);
     struct stat sb;
     CHECK(stat("/tmp/perceiver-cl-pwned-by-pickle", &sb) != 0, "hostile data.pkl ran a command");
 }

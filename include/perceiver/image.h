@@ -65,14 +65,14 @@ typedef struct pcv_image {
 /* Reads and decodes a PNG or JPEG file. On failure img is left empty and err names the file and
  * the problem (PCV_ERR_IO: cannot read; PCV_ERR_FORMAT: empty, truncated or corrupt;
  * PCV_ERR_UNSUPPORTED: another format, or too many pixels; PCV_ERR_OOM). */
-int pcv_image_load(const char *path, pcv_image *img, pcv_error *err);
+PCV_API pcv_status pcv_image_load(const char *path, pcv_image *img, pcv_error *err);
 /* The same from memory; name is used in messages only (may be NULL). */
-int pcv_image_load_memory(const void *data, size_t len, const char *name, pcv_image *img,
+PCV_API pcv_status pcv_image_load_memory(const void *data, size_t len, const char *name, pcv_image *img,
                           pcv_error *err);
-void pcv_image_free(pcv_image *img);
+PCV_API void pcv_image_free(pcv_image *img);
 /* Name of the image format recognised from the leading bytes ("PNG", "JPEG", "GIF", "BMP",
  * "WebP", "TIFF", ...), or NULL if none is recognised. Only PNG and JPEG can be decoded. */
-const char *pcv_image_format(const void *data, size_t len);
+PCV_API const char *pcv_image_format(const void *data, size_t len);
 
 /* ---- preprocessing ------------------------------------------------------------------------ */
 
@@ -103,30 +103,30 @@ typedef struct pcv_image_processor {
 } pcv_image_processor;
 
 /* PerceiverImageProcessor defaults: crop 256, size 224, BICUBIC, 1/255, ImageNet mean/std. */
-void pcv_image_processor_init(pcv_image_processor *p);
+PCV_API void pcv_image_processor_init(pcv_image_processor *p);
 /* DeepMind colab settings: the haiku pipeline with crop 256 (ratio 0.875), size 224. */
-void pcv_image_processor_init_haiku(pcv_image_processor *p);
+PCV_API void pcv_image_processor_init_haiku(pcv_image_processor *p);
 /* Starts from the defaults and applies a preprocessor_config.json (path is the file or a folder
  * holding it). A missing file is not an error: the defaults stay. Recognised keys:
  * do_center_crop, crop_size, do_resize, size (int or {"height", "width"}), resample, do_rescale,
  * rescale_factor, do_normalize, image_mean, image_std (3 numbers or one); others are ignored. */
-int pcv_image_processor_load(pcv_image_processor *p, const char *path, pcv_error *err);
+PCV_API pcv_status pcv_image_processor_load(pcv_image_processor *p, const char *path, pcv_error *err);
 
 /* Size of the preprocessed image for an input of w x h (it depends on the input only when
  * do_resize is off). Fails with PCV_ERR_INPUT when the center crop would be empty. */
-int pcv_image_output_size(const pcv_image_processor *p, int w, int h, int *out_w, int *out_h,
+PCV_API pcv_status pcv_image_output_size(const pcv_image_processor *p, int w, int h, int *out_w, int *out_h,
                           pcv_error *err);
 /* Crop and resize only: the uint8 RGB image the float stage starts from (out is allocated; free
  * it with pcv_image_free). Useful to compare with Pillow bit for bit. */
-int pcv_image_preprocess_u8(const pcv_image_processor *p, const pcv_image *img, pcv_image *out,
+PCV_API pcv_status pcv_image_preprocess_u8(const pcv_image_processor *p, const pcv_image *img, pcv_image *out,
                             pcv_error *err);
 /* The whole pipeline: out_chw receives [3][out_h][out_w] float32 (cap = number of floats
  * available; PCV_ERR_SHAPE if too small). */
-int pcv_image_preprocess(const pcv_image_processor *p, const pcv_image *img, float *out_chw,
+PCV_API pcv_status pcv_image_preprocess(const pcv_image_processor *p, const pcv_image *img, float *out_chw,
                          size_t cap, pcv_error *err);
 /* Loads and preprocesses n files into a malloc'd [n][3][H][W] array (*out, free() it). All
  * outputs must have the same size (always true with do_resize). */
-int pcv_image_load_batch(const pcv_image_processor *p, const char *const *paths, int n,
+PCV_API pcv_status pcv_image_load_batch(const pcv_image_processor *p, const char *const *paths, int n,
                          float **out, int *out_h, int *out_w, pcv_error *err);
 
 /* Pillow 13 runs the vertical pass first when the height shrinks much more than the width
@@ -139,11 +139,11 @@ int pcv_image_load_batch(const pcv_image_processor *p, const char *const *paths,
  * interleaved RGB): separable, antialiased (support scaled by the downscale factor), 22-bit
  * fixed-point coefficients, rounded and clipped to 8 bits after each pass; bit-exact with
  * Pillow. filter is LANCZOS, BILINEAR, BICUBIC, BOX or HAMMING; flags 0 or PCV_RESIZE_*. */
-int pcv_image_resize_pil(const unsigned char *src, int sw, int sh, unsigned char *dst, int dw,
+PCV_API pcv_status pcv_image_resize_pil(const unsigned char *src, int sw, int sh, unsigned char *dst, int dw,
                          int dh, int filter, int flags, pcv_error *err);
 /* OpenCV cv2.resize(src, (dw, dh), interpolation=INTER_CUBIC) on 8-bit RGB (a = -0.75, 4 taps,
  * no antialiasing, replicated borders, 11-bit fixed-point coefficients). */
-int pcv_image_resize_cv_cubic(const unsigned char *src, int sw, int sh, unsigned char *dst,
+PCV_API pcv_status pcv_image_resize_cv_cubic(const unsigned char *src, int sw, int sh, unsigned char *dst,
                               int dw, int dh, pcv_error *err);
 
 #ifdef __cplusplus

@@ -49,11 +49,8 @@ typedef struct pcv_error {
     char msg[1024];
 } pcv_error;
 
-/* Sets err (if not NULL) and returns code. printf-style. */
-int pcv_set_error(pcv_error *err, pcv_status code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-const char *pcv_status_name(pcv_status code);
-const char *pcv_version(void);
+PCV_API const char *pcv_status_name(pcv_status code);
+PCV_API const char *pcv_version(void);
 
 /* ---- devices and the compute runtime -------------------------------------------------------- */
 
@@ -83,7 +80,7 @@ typedef struct pcv_runtime_options {
                                separated by ':', minind=N (docs/opencl.md); NULL: none */
     bool trace;             /* wait for and time every OpenCL launch, printed on stderr */
 } pcv_runtime_options;
-int pcv_runtime_configure(const pcv_runtime_options *opt, pcv_error *err);
+PCV_API pcv_status pcv_runtime_configure(const pcv_runtime_options *opt, pcv_error *err);
 
 /* ---- dtypes -------------------------------------------------------------------------------- */
 
@@ -96,9 +93,9 @@ typedef enum pcv_dtype {
 
 #define PCV_MAX_DIMS 8
 
-const char *pcv_dtype_name(pcv_dtype dt);      /* safetensors spelling: "F32", "BF16", ... */
-pcv_dtype pcv_dtype_from_name(const char *s);  /* PCV_DT_INVALID if unknown */
-size_t pcv_dtype_size(pcv_dtype dt);           /* bytes per element, 0 if invalid */
+PCV_API const char *pcv_dtype_name(pcv_dtype dt);      /* safetensors spelling: "F32", "BF16", ... */
+PCV_API pcv_dtype pcv_dtype_from_name(const char *s);  /* PCV_DT_INVALID if unknown */
+PCV_API size_t pcv_dtype_size(pcv_dtype dt);           /* bytes per element, 0 if invalid */
 
 /* ---- safetensors ------------------------------------------------------------------------- */
 
@@ -112,23 +109,22 @@ typedef struct pcv_st_tensor {
     size_t nbytes;
 } pcv_st_tensor;
 
-typedef struct pcv_safetensors {
-    char *path;
-    void *map; /* mmap of the whole file (read-only) */
-    size_t map_size;
-    int count;
-    pcv_st_tensor *tensors; /* sorted by name */
-} pcv_safetensors;
+/* A mapped, validated safetensors file (opaque). */
+typedef struct pcv_safetensors pcv_safetensors;
 
 /* Maps and validates a safetensors file (header size and JSON, dtypes, shapes, offsets in
  * bounds, contiguous and non-overlapping, no trailing bytes, no duplicate names). */
-int pcv_st_open(pcv_safetensors *st, const char *path, pcv_error *err);
-void pcv_st_close(pcv_safetensors *st);
-const pcv_st_tensor *pcv_st_find(const pcv_safetensors *st, const char *name);
+PCV_API pcv_status pcv_st_open(const char *path, pcv_safetensors **out, pcv_error *err);
+PCV_API void pcv_st_close(pcv_safetensors *st);
+PCV_API const char *pcv_st_path(const pcv_safetensors *st);
+PCV_API int pcv_st_count(const pcv_safetensors *st);
+/* The i-th tensor in name order (NULL outside [0, count)); data stay valid until close. */
+PCV_API const pcv_st_tensor *pcv_st_tensor_at(const pcv_safetensors *st, int i);
+PCV_API const pcv_st_tensor *pcv_st_find(const pcv_safetensors *st, const char *name);
 /* Converts any float or integer tensor to float32 (out has t->numel elements). */
-int pcv_st_to_f32(const pcv_st_tensor *t, float *out, pcv_error *err);
+PCV_API pcv_status pcv_st_to_f32(const pcv_st_tensor *t, float *out, pcv_error *err);
 /* Converts any integer tensor to int64 (out has t->numel elements); floats are refused. */
-int pcv_st_to_i64(const pcv_st_tensor *t, int64_t *out, pcv_error *err);
+PCV_API pcv_status pcv_st_to_i64(const pcv_st_tensor *t, int64_t *out, pcv_error *err);
 
 typedef struct pcv_st_entry {
     const char *name;
@@ -139,51 +135,48 @@ typedef struct pcv_st_entry {
 } pcv_st_entry;
 
 /* Writes a safetensors file atomically (temporary file + rename); on failure nothing is left. */
-int pcv_st_write(const char *path, const pcv_st_entry *entries, int count, pcv_error *err);
+PCV_API pcv_status pcv_st_write(const char *path, const pcv_st_entry *entries, int count, pcv_error *err);
 
 /* ---- weights from any checkpoint format -------------------------------------------------- */
 
-/* A set of named tensors, whatever file format they came from. Tensor data point into mapped
- * files or into blocks owned by the set. */
-typedef struct pcv_weights {
-    char *path;        /* the file or folder opened, for messages */
-    char format[32];   /* "safetensors", ... */
-    int count;
-    pcv_st_tensor *tensors; /* sorted by name */
-    pcv_safetensors *files;
-    int nfiles;
-    void **blocks;
-    int nblocks;
-    /* Formats other than safetensors (see docs/checkpoints.md). */
-    bool from_haiku;        /* a DeepMind Haiku pickle: names are the Hugging Face names that the
-                               renamer produced (transposes and squeezes applied) */
-    char architecture[64];  /* HF class detected from the tensor names, "" if unknown */
-    char *source;           /* the file that was read (the index file for shards), for messages */
-    int ndropped;           /* Haiku entries with no HF counterpart (BatchNorm EMA counters) */
-    void *ext;              /* format-specific state (mapped files, parsed pickles) */
-} pcv_weights;
+/* A set of named tensors, whatever file format they came from (opaque). */
+typedef struct pcv_weights pcv_weights;
 
-/* Opens a checkpoint file or a model folder (model.safetensors). */
-int pcv_weights_open(pcv_weights *w, const char *path, pcv_error *err);
-const pcv_st_tensor *pcv_weights_find(const pcv_weights *w, const char *name);
-void pcv_weights_close(pcv_weights *w);
-
-/* pcv_weights_open with options. Formats, found by content (magic bytes), not by extension:
- * safetensors; PyTorch zip (pytorch_model.bin) and legacy torch.save files; DeepMind Haiku
- * pickles (*.pickle, *.pystate: renamed to HF names); sharded *.index.json of safetensors or
- * PyTorch files. A folder is searched for model.safetensors, model.safetensors.index.json,
- * pytorch_model.bin, pytorch_model.bin.index.json, then a single *.pickle / *.pystate / *.pkl. */
+/* Formats are found by content (structure), not by extension: safetensors; PyTorch zip
+ * (pytorch_model.bin) and legacy torch.save files; DeepMind Haiku pickles (*.pickle, *.pystate:
+ * renamed to HF names); sharded *.index.json of safetensors or PyTorch files. A folder is
+ * searched for model.safetensors, model.safetensors.index.json, pytorch_model.bin,
+ * pytorch_model.bin.index.json, then a single *.pickle / *.pystate / *.pkl. */
 typedef struct pcv_weights_options {
     const char *architecture; /* Haiku pickles: override the architecture detected from the
                                  names (HF class, convert-script name such as "MLM", or preset) */
     bool haiku_names;         /* Haiku pickles: keep the Haiku names and layouts (inspection) */
 } pcv_weights_options;
-int pcv_weights_open_ex(pcv_weights *w, const char *path, const pcv_weights_options *opt,
-                        pcv_error *err);
-/* True when path (a file, or the checkpoint a folder would load) is a DeepMind pickle. */
-bool pcv_weights_is_haiku_path(const char *path);
+
+/* Opens a checkpoint file or a model folder; opt may be NULL. */
+PCV_API pcv_status pcv_weights_open(const char *path, const pcv_weights_options *opt, pcv_weights **out,
+                                    pcv_error *err);
+PCV_API void pcv_weights_close(pcv_weights *w);
+PCV_API int pcv_weights_count(const pcv_weights *w);
+/* The i-th tensor in name order (NULL outside [0, count)). */
+PCV_API const pcv_st_tensor *pcv_weights_tensor_at(const pcv_weights *w, int i);
+PCV_API const pcv_st_tensor *pcv_weights_find(const pcv_weights *w, const char *name);
 /* Number of values (elements) over all tensors. */
-int64_t pcv_weights_numel(const pcv_weights *w);
+PCV_API int64_t pcv_weights_numel(const pcv_weights *w);
+
+typedef struct pcv_weights_info {
+    const char *path;         /* the file or folder opened */
+    const char *format;       /* "safetensors", "pytorch-zip", "haiku-pickle", ... */
+    const char *architecture; /* HF class detected from the tensor names, "" if unknown */
+    const char *source;       /* the file that was read (the index file for shards) */
+    bool from_haiku;          /* a DeepMind pickle: names are the renamer's Hugging Face names
+                                 (transposes and squeezes applied) */
+    int files;                /* files read (shards) */
+    int dropped;              /* Haiku entries with no HF counterpart (BatchNorm EMA counters) */
+} pcv_weights_info;
+PCV_API void pcv_weights_get_info(const pcv_weights *w, pcv_weights_info *info);
+/* True when path (a file, or the checkpoint a folder would load) is a DeepMind pickle. */
+PCV_API bool pcv_weights_is_haiku_path(const char *path);
 
 /* ---- config.json ----------------------------------------------------------------------------- */
 
@@ -221,15 +214,15 @@ typedef struct pcv_config {
     char **id2label; /* num_labels entries, or NULL */
 } pcv_config;
 
-void pcv_config_init(pcv_config *cfg); /* PerceiverConfig defaults */
-int pcv_config_load(pcv_config *cfg, const char *path, pcv_error *err);
-int pcv_config_save(const pcv_config *cfg, const char *path, pcv_error *err); /* atomic */
-void pcv_config_free(pcv_config *cfg);
+PCV_API void pcv_config_init(pcv_config *cfg); /* PerceiverConfig defaults */
+PCV_API pcv_status pcv_config_load(pcv_config *cfg, const char *path, pcv_error *err);
+PCV_API pcv_status pcv_config_save(const pcv_config *cfg, const char *path, pcv_error *err); /* atomic */
+PCV_API void pcv_config_free(pcv_config *cfg);
 /* The bundled ImageNet-1k class names (data/imagenet-1k.txt); NULL outside [0, 1000). */
-const char *pcv_imagenet1k_label(int i);
+PCV_API const char *pcv_imagenet1k_label(int i);
 /* Gives an ImageNet classifier config (one of the three image architectures, 1000 labels)
  * without id2label the bundled ImageNet-1k names; other configs are left alone. */
-int pcv_config_default_labels(pcv_config *cfg, pcv_error *err);
+PCV_API pcv_status pcv_config_default_labels(pcv_config *cfg, pcv_error *err);
 
 /* ---- byte-level tokenizer (PerceiverTokenizer) --------------------------------------------- */
 
@@ -238,13 +231,13 @@ enum { PCV_TOK_PAD = 0, PCV_TOK_BOS = 1, PCV_TOK_EOS = 2, PCV_TOK_MASK = 3, PCV_
 
 /* Encodes UTF-8 text as [CLS] bytes+6 ... [SEP] (add_special) or bytes+6 only.
  * Writes at most cap ids; returns the full length (which may exceed cap). */
-size_t pcv_tokenize(const char *text, size_t len, bool add_special, int32_t *ids, size_t cap);
+PCV_API size_t pcv_tokenize(const char *text, size_t len, bool add_special, int32_t *ids, size_t cap);
 /* Decodes ids to bytes: ids >= 6 become bytes; special ids are skipped when skip_special, else
  * written as "[PAD]", "[CLS]", .... Returns a malloc'd NUL-terminated string (bytes may be
  * invalid UTF-8; see pcv_utf8_sanitize). */
-char *pcv_detokenize(const int32_t *ids, size_t n, bool skip_special);
+PCV_API char *pcv_detokenize(const int32_t *ids, size_t n, bool skip_special);
 /* Replaces invalid UTF-8 sequences with U+FFFD; returns a malloc'd string. */
-char *pcv_utf8_sanitize(const char *s, size_t len);
+PCV_API char *pcv_utf8_sanitize(const char *s, size_t len);
 
 /* Masked-text syntax of `perceiver-cl fill` (documented in README):
  *   [MASK]      one masked byte          [MASK:N] / [MASK*N]   N masked bytes
@@ -259,8 +252,8 @@ typedef struct pcv_masked_text {
     size_t num_masked;
 } pcv_masked_text;
 
-int pcv_parse_masked(const char *text, pcv_masked_text *out, pcv_error *err);
-void pcv_masked_text_free(pcv_masked_text *m);
+PCV_API pcv_status pcv_parse_masked(const char *text, pcv_masked_text *out, pcv_error *err);
+PCV_API void pcv_masked_text_free(pcv_masked_text *m);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,7 @@
 /* The backend module's front: the device registry, the process-wide runtime options, and the
  * pcv_backend_*() wrappers through which every other module reaches a backend's vtable. */
 #include "backend/backend_impl.h"
+#include "util/error.h"
 #include "backend/opencl.h"
 
 #include <stdio.h>
@@ -13,7 +14,7 @@
 static pcv_runtime_options g_runtime = {.kernel_cache = -1};
 static char g_cache_dir[4096], g_kernel_dir[4096], g_tuning[1024];
 
-int pcv_runtime_configure(const pcv_runtime_options *opt, pcv_error *err)
+pcv_status pcv_runtime_configure(const pcv_runtime_options *opt, pcv_error *err)
 {
     pcv_runtime_options o = opt ? *opt : (pcv_runtime_options){.kernel_cache = -1};
     if (o.kernel_cache < -1 || o.kernel_cache > 1)

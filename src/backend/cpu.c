@@ -7,6 +7,7 @@
  * report the kernel set in the backend name so benchmarks say what ran.
  */
 #include "backend/backend_impl.h"
+#include "util/error.h"
 
 #include <blis.h>
 #include <float.h>

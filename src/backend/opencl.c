@@ -27,6 +27,7 @@
  * Test hooks (a simulated device loss) are in backend/testing.h.
  */
 #include "backend/opencl_impl.h"
+#include "util/error.h"
 
 #ifdef PCV_HAVE_OPENCL
 

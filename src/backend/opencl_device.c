@@ -1,5 +1,6 @@
 /* OpenCL device enumeration and selection, error names, and the runtime's environment. */
 #include "backend/backend_impl.h"
+#include "util/error.h"
 #include "backend/opencl_impl.h"
 
 #include <ctype.h>

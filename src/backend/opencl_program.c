@@ -11,6 +11,7 @@
  * rebuilt from source and rewritten.
  */
 #include "backend/backend_impl.h"
+#include "util/error.h"
 #include "backend/opencl_impl.h"
 
 #ifdef PCV_HAVE_OPENCL

@@ -1,5 +1,6 @@
 /* perceiver-cl bench: per-stage time and GFLOP/s of one forward pass. */
 #include "cli/cli.h"
+#include "util/error.h"
 
 #include "util/clock.h"
 #include "perceiver/presets.h"

@@ -1,6 +1,7 @@
 /* perceiver-cl bench-ops: GFLOP/s of single operations at the shapes of a real model, on a device
  * and on the CPU reference path. */
 #include "cli/cli.h"
+#include "util/error.h"
 
 #include "backend/backend.h"
 #include "backend/opencl.h"

@@ -1,10 +1,11 @@
 /* perceiver-cl classify: top-k classes of images with a Perceiver image classifier. */
 #include "cli/cli.h"
+#include "util/error.h"
 
 #include "perceiver/image.h"
+#include "perceiver/tasks.h"
 
 #include <jansson.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,22 +28,6 @@ static const char help[] =
     "  --json                one JSON object per image\n"
     "%s"
     "  --help                this text\n";
-
-/* Indices of the k largest probabilities, largest first (insertion into a sorted list). */
-static void top_k(const float *p, int n, int k, int *idx)
-{
-    for (int i = 0; i < k; i++)
-        idx[i] = -1;
-    for (int j = 0; j < n; j++) {
-        int pos = k;
-        while (pos > 0 && (idx[pos - 1] < 0 || p[j] > p[idx[pos - 1]]))
-            pos--;
-        if (pos < k) {
-            memmove(idx + pos + 1, idx + pos, (size_t)(k - pos - 1) * sizeof *idx);
-            idx[pos] = j;
-        }
-    }
-}
 
 static char **read_labels(const char *path, int *n, pcv_error *err)
 {
@@ -124,10 +109,8 @@ int cmd_classify(int argc, char **argv)
     pcv_image_processor proc;
     char **file_labels = NULL;
     int nfile_labels = 0, rc = EXIT_FAIL;
-    float *pixels = NULL, *probs = NULL;
-    int *idx = NULL;
-    const pcv_io_tensor *outs = NULL;
-    int nout = 0;
+    float *pixels = NULL;
+    pcv_class_score *top = NULL;
 
     if (pcv_model_load(model_dir, &opt, &m, &err))
         goto done;
@@ -137,9 +120,7 @@ int cmd_classify(int argc, char **argv)
                       pcv_arch_name(arch));
         goto done;
     }
-    if (opt.numerics == PCV_NUMERICS_HAIKU)
-        pcv_image_processor_init_haiku(&proc);
-    else if (pcv_image_processor_load(&proc, model_dir, &err))
+    if (pcv_model_image_processor(m, &proc, &err))
         goto done;
     const pcv_config *c = pcv_model_config(m);
     if (labels_path) {
@@ -153,9 +134,8 @@ int cmd_classify(int argc, char **argv)
         }
     }
     int k = (int)(topk < c->num_labels ? topk : c->num_labels);
-    probs = malloc((size_t)c->num_labels * sizeof *probs);
-    idx = malloc((size_t)k * sizeof *idx);
-    if (!probs || !idx)
+    top = malloc((size_t)batch * (size_t)k * sizeof *top);
+    if (!top)
         goto done;
     fprintf(stderr, "perceiver-cl: %s on %s, %d image%s\n", pcv_arch_name(arch), pcv_model_device(m), npaths,
             npaths == 1 ? "" : "s");
@@ -167,39 +147,27 @@ int cmd_classify(int argc, char **argv)
     size_t per = (size_t)3 * (size_t)H * (size_t)W;
     for (int lo = 0; lo < npaths; lo += (int)batch) {
         int n = npaths - lo < batch ? npaths - lo : (int)batch;
-        pcv_io_tensor in = {.name = "pixel_values", .dtype = PCV_DT_F32, .ndim = 4, .shape = {n, 3, H, W},
-                            .data = pixels + (size_t)lo * per};
-        if (pcv_model_forward(m, &in, 1, &outs, &nout, &err))
+        if (pcv_classify_pixels(m, pixels + (size_t)lo * per, n, H, W, k, top, &err))
             goto done;
-        const pcv_io_tensor *lg = pcv_io_find(outs, nout, "logits");
         for (int i = 0; i < n; i++) {
-            const float *row = (const float *)lg->data + (size_t)i * (size_t)c->num_labels;
-            float mx = -INFINITY;
-            for (int j = 0; j < c->num_labels; j++)
-                mx = row[j] > mx ? row[j] : mx;
-            double sum = 0;
-            for (int j = 0; j < c->num_labels; j++)
-                sum += exp((double)row[j] - mx);
-            for (int j = 0; j < c->num_labels; j++)
-                probs[j] = (float)(exp((double)row[j] - mx) / sum);
-            top_k(probs, c->num_labels, k, idx);
             const char *path = paths[lo + i];
             json_t *o = json ? json_object() : NULL, *arr = json ? json_array() : NULL;
             if (!json)
                 printf("%s\n", path);
             for (int r = 0; r < k; r++) {
-                int j = idx[r];
+                const pcv_class_score *t = &top[i * k + r];
+                int j = t->index;
                 char fallback[32];
-                const char *label = file_labels ? file_labels[j] : c->id2label ? c->id2label[j] : NULL;
+                const char *label = file_labels ? file_labels[j] : t->label;
                 if (!label) {
                     snprintf(fallback, sizeof fallback, "LABEL_%d", j);
                     label = fallback;
                 }
                 if (json)
                     json_array_append_new(arr, json_pack("{s:i, s:s, s:f, s:f}", "class", j, "label", label,
-                                                         "probability", (double)probs[j], "logit", (double)row[j]));
+                                                         "probability", (double)t->probability, "logit", (double)t->logit));
                 else
-                    printf("  %6.2f%%  %s (%d)\n", 100.0 * probs[j], label, j);
+                    printf("  %6.2f%%  %s (%d)\n", 100.0 * t->probability, label, j);
             }
             if (json) {
                 json_object_set_new(o, "image", json_string(path));
@@ -211,8 +179,6 @@ int cmd_classify(int argc, char **argv)
                 json_decref(o);
             }
         }
-        outs = NULL;
-        nout = 0;
     }
     rc = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
 done:
@@ -222,8 +188,7 @@ done:
         free(file_labels[i]);
     free(file_labels);
     free(pixels);
-    free(probs);
-    free(idx);
+    free(top);
     pcv_model_free(m);
     free(paths);
     return rc;

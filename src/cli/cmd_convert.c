@@ -2,6 +2,7 @@
  * Hugging Face folder (config.json + model.safetensors). Replaces transformers'
  * convert_perceiver_haiku_to_pytorch.py; its flags are accepted as they are. */
 #include "cli/cli.h"
+#include "util/error.h"
 
 #include "perceiver/presets.h"
 
@@ -177,13 +178,14 @@ static int publish(const char *tmp, const char *dir, pcv_error *err)
 
 static int write_tensors(const pcv_weights *w, const char *path, pcv_error *err)
 {
-    pcv_st_entry *e = calloc((size_t)(w->count ? w->count : 1), sizeof *e);
-    void **bufs = calloc((size_t)(w->count ? w->count : 1), sizeof *bufs);
+    int count = pcv_weights_count(w);
+    pcv_st_entry *e = calloc((size_t)(count ? count : 1), sizeof *e);
+    void **bufs = calloc((size_t)(count ? count : 1), sizeof *bufs);
     int rc = 0;
     if (!e || !bufs)
         rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-    for (int i = 0; !rc && i < w->count; i++) {
-        const pcv_st_tensor *t = &w->tensors[i];
+    for (int i = 0; !rc && i < count; i++) {
+        const pcv_st_tensor *t = pcv_weights_tensor_at(w, i);
         e[i].name = t->name;
         e[i].ndim = t->ndim;
         memcpy(e[i].shape, t->shape, sizeof e[i].shape);
@@ -206,8 +208,8 @@ static int write_tensors(const pcv_weights *w, const char *path, pcv_error *err)
         e[i].data = f;
     }
     if (!rc)
-        rc = pcv_st_write(path, e, w->count, err);
-    for (int i = 0; bufs && i < w->count; i++)
+        rc = pcv_st_write(path, e, count, err);
+    for (int i = 0; bufs && i < count; i++)
         free(bufs[i]);
     free(bufs);
     free(e);
@@ -248,7 +250,8 @@ int cmd_convert(int argc, char **argv)
         return cli_usage_error("convert", "empty output folder name");
 
     pcv_error err = {0};
-    pcv_weights w = {0};
+    pcv_weights *w = NULL;
+    pcv_weights_info wi = {0};
     pcv_config cfg;
     pcv_config_init(&cfg);
     char **labels = NULL;
@@ -256,9 +259,10 @@ int cmd_convert(int argc, char **argv)
     char tmp[4096], path[4096 + 64];
     tmp[0] = '\0';
     pcv_weights_options wo = {.architecture = arch};
-    if (pcv_weights_open_ex(&w, in, &wo, &err))
+    if (pcv_weights_open(in, &wo, &w, &err))
         goto done;
-    if (!w.architecture[0]) {
+    pcv_weights_get_info(w, &wi);
+    if (!wi.architecture[0]) {
         pcv_set_error(&err, PCV_ERR_UNSUPPORTED, "%s: cannot tell the architecture from the tensor "
                       "names; pass --architecture", in);
         goto done;
@@ -270,23 +274,23 @@ int cmd_convert(int argc, char **argv)
     if (config_path) {
         if (pcv_config_load(&cfg, config_path, &err))
             goto done;
-    } else if (!w.from_haiku && stat(in, &sb) == 0 && S_ISDIR(sb.st_mode) && stat(incfg, &sb) == 0) {
+    } else if (!wi.from_haiku && stat(in, &sb) == 0 && S_ISDIR(sb.st_mode) && stat(incfg, &sb) == 0) {
         if (pcv_config_load(&cfg, incfg, &err))
             goto done;
     } else {
         pcv_config_free(&cfg);
-        if (pcv_config_from_weights(&w, &cfg, &err))
+        if (pcv_config_from_weights(w, &cfg, &err))
             goto done;
     }
-    if (!cfg.architecture[0] || (arch && w.from_haiku))
-        snprintf(cfg.architecture, sizeof cfg.architecture, "%s", w.architecture);
+    if (!cfg.architecture[0] || (arch && wi.from_haiku))
+        snprintf(cfg.architecture, sizeof cfg.architecture, "%s", wi.architecture);
     if (labels_path) {
         if (load_labels(labels_path, &labels, &nlabels, &err))
             goto done;
-        const pcv_st_tensor *head = pcv_weights_find(&w, "perceiver.decoder.decoder.final_layer.weight");
-        if (!strcmp(w.architecture, "PerceiverForMultimodalAutoencoding"))
-            head = pcv_weights_find(&w, "perceiver.output_postprocessor.modalities.label.classifier.weight");
-        if (!strcmp(w.architecture, "PerceiverForOpticalFlow") || !strcmp(w.architecture, "PerceiverForMaskedLM"))
+        const pcv_st_tensor *head = pcv_weights_find(w, "perceiver.decoder.decoder.final_layer.weight");
+        if (!strcmp(wi.architecture, "PerceiverForMultimodalAutoencoding"))
+            head = pcv_weights_find(w, "perceiver.output_postprocessor.modalities.label.classifier.weight");
+        if (!strcmp(wi.architecture, "PerceiverForOpticalFlow") || !strcmp(wi.architecture, "PerceiverForMaskedLM"))
             head = NULL;
         if (head && head->ndim == 2 && head->shape[0] != nlabels) {
             pcv_set_error(&err, PCV_ERR_INPUT, "%s: %d labels, but the classifier has %lld classes",
@@ -316,7 +320,7 @@ int cmd_convert(int argc, char **argv)
         goto done;
     }
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
-    if (write_tensors(&w, path, &err))
+    if (write_tensors(w, path, &err))
         goto done;
     snprintf(path, sizeof path, "%s/config.json", tmp);
     if (pcv_config_save(&cfg, path, &err))
@@ -327,8 +331,8 @@ int cmd_convert(int argc, char **argv)
         goto done;
     tmp[0] = '\0';
     printf("converted %s (%s, %s): %d tensors, %lld parameters%s -> %s/model.safetensors, "
-           "%s/config.json\n", in, w.format, w.architecture, w.count, (long long)pcv_weights_numel(&w),
-           w.ndropped ? " (BatchNorm EMA counters dropped)" : "", outdir, outdir);
+           "%s/config.json\n", in, wi.format, wi.architecture, pcv_weights_count(w), (long long)pcv_weights_numel(w),
+           wi.dropped ? " (BatchNorm EMA counters dropped)" : "", outdir, outdir);
     rc = EXIT_OK;
 done:
     if (tmp[0])
@@ -339,6 +343,6 @@ done:
         free(labels[i]);
     free(labels);
     pcv_config_free(&cfg);
-    pcv_weights_close(&w);
+    pcv_weights_close(w);
     return rc;
 }

@@ -1,9 +1,10 @@
 /* perceiver-cl fill: masked-byte filling with a byte-level masked language model. */
 #include "cli/cli.h"
+#include "perceiver/tasks.h"
+#include "util/error.h"
 
 #include <errno.h>
 #include <jansson.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,9 +39,7 @@ static const char help[] =
 
 typedef struct fill_line {
     char *text; /* as given */
-    pcv_masked_text mt;
-    unsigned char *guess; /* predicted bytes at masked positions */
-    float *prob;          /* probability of each guessed byte */
+    pcv_fill_result r;
 } fill_line;
 
 static char *read_stream(FILE *f, size_t *len)
@@ -67,82 +66,9 @@ static char *read_stream(FILE *f, size_t *len)
     return buf;
 }
 
-/* Runs one batch of lines [lo, hi). */
-static int fill_batch(pcv_model *m, fill_line *lines, int lo, int hi, bool specials, pcv_error *err)
-{
-    int64_t B = hi - lo, S = 0;
-    int off = specials ? 1 : 0;
-    for (int i = lo; i < hi; i++)
-        if ((int64_t)lines[i].mt.len + 2 * off > S)
-            S = (int64_t)lines[i].mt.len + 2 * off;
-    if (S == 0)
-        S = 1;
-    int64_t *ids = calloc((size_t)(B * S), sizeof *ids), *mask = calloc((size_t)(B * S), sizeof *mask);
-    const pcv_io_tensor *outs = NULL;
-    int nout = 0, rc;
-    if (!ids || !mask) {
-        rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-        goto done;
-    }
-    for (int i = lo; i < hi; i++) {
-        int64_t *row = ids + (i - lo) * S, *mrow = mask + (i - lo) * S;
-        const pcv_masked_text *mt = &lines[i].mt;
-        int64_t n = 0;
-        if (specials)
-            row[n++] = PCV_TOK_CLS;
-        for (size_t j = 0; j < mt->len; j++)
-            row[n++] = mt->masked[j] ? PCV_TOK_MASK : (int64_t)mt->bytes[j] + PCV_TOK_BYTE_OFFSET;
-        if (specials)
-            row[n++] = PCV_TOK_SEP;
-        for (int64_t j = 0; j < n; j++)
-            mrow[j] = 1;
-    }
-    pcv_io_tensor in[2] = {
-        {.name = "input_ids", .dtype = PCV_DT_I64, .ndim = 2, .shape = {B, S}, .data = ids},
-        {.name = "attention_mask", .dtype = PCV_DT_I64, .ndim = 2, .shape = {B, S}, .data = mask},
-    };
-    if ((rc = pcv_model_forward(m, in, 2, &outs, &nout, err)))
-        goto done;
-    const pcv_io_tensor *lg = pcv_io_find(outs, nout, "logits");
-    int64_t P = lg->shape[1], V = lg->shape[2];
-    for (int i = lo; i < hi; i++) {
-        fill_line *L = &lines[i];
-        for (size_t j = 0; j < L->mt.len; j++) {
-            if (!L->mt.masked[j])
-                continue;
-            const float *row = (const float *)lg->data + ((i - lo) * P + (int64_t)j + off) * V;
-            /* argmax over byte tokens only, so every masked byte is filled with a byte */
-            int best = PCV_TOK_BYTE_OFFSET;
-            float mx = -INFINITY;
-            for (int64_t v = 0; v < V; v++)
-                mx = row[v] > mx ? row[v] : mx;
-            double sum = 0;
-            for (int64_t v = 0; v < V; v++)
-                sum += exp((double)row[v] - mx);
-            for (int v = PCV_TOK_BYTE_OFFSET; v < V && v < PCV_TOK_VOCAB; v++)
-                if (row[v] > row[best])
-                    best = v;
-            L->guess[j] = (unsigned char)(best - PCV_TOK_BYTE_OFFSET);
-            L->prob[j] = (float)(exp((double)row[best] - mx) / sum);
-        }
-    }
-    rc = 0;
-done:
-    free(ids);
-    free(mask);
-    return rc;
-}
-
 static char *filled_text(const fill_line *L)
 {
-    unsigned char *b = malloc(L->mt.len + 1);
-    if (!b)
-        return NULL;
-    for (size_t j = 0; j < L->mt.len; j++)
-        b[j] = L->mt.masked[j] ? L->guess[j] : L->mt.bytes[j];
-    char *s = pcv_utf8_sanitize((const char *)b, L->mt.len);
-    free(b);
-    return s;
+    return pcv_utf8_sanitize((const char *)L->r.filled, L->r.len);
 }
 
 static void print_json(const fill_line *L, int lineno)
@@ -153,37 +79,43 @@ static void print_json(const fill_line *L, int lineno)
     json_object_set_new(o, "line", json_integer(lineno));
     json_object_set_new(o, "input", json_string(input ? input : ""));
     json_object_set_new(o, "filled", json_string(filled ? filled : ""));
-    json_object_set_new(o, "num_masked", json_integer((json_int_t)L->mt.num_masked));
-    for (size_t j = 0; j < L->mt.len;) {
-        if (!L->mt.masked[j]) {
-            j++;
-            continue;
-        }
-        size_t k = j;
+    json_object_set_new(o, "num_masked", json_integer((json_int_t)L->r.num_masked));
+    const pcv_fill_result *r = &L->r;
+    for (size_t q = 0; q < r->num_masked;) { /* a span: consecutive masked positions */
+        size_t e = q + 1;
+        while (e < r->num_masked && r->positions[e] == r->positions[e - 1] + 1)
+            e++;
         bool known = true;
         float minp = 1.0f;
-        while (k < L->mt.len && L->mt.masked[k]) {
-            known = known && L->mt.has_original[k];
-            minp = L->prob[k] < minp ? L->prob[k] : minp;
-            k++;
+        unsigned char guess[4096], orig[4096];
+        size_t len = 0;
+        for (size_t t = q; t < e; t++) {
+            known = known && r->has_original[t];
+            float p = r->probabilities[t * (size_t)r->top_k];
+            minp = p < minp ? p : minp;
+            if (len < sizeof guess) {
+                guess[len] = r->candidates[t * (size_t)r->top_k];
+                orig[len] = r->original[t];
+                len++;
+            }
         }
         json_t *sp = json_object();
-        char *g = pcv_utf8_sanitize((const char *)L->guess + j, k - j);
-        json_object_set_new(sp, "start", json_integer((json_int_t)j));
-        json_object_set_new(sp, "length", json_integer((json_int_t)(k - j)));
+        char *g = pcv_utf8_sanitize((const char *)guess, len);
+        json_object_set_new(sp, "start", json_integer((json_int_t)r->positions[q]));
+        json_object_set_new(sp, "length", json_integer((json_int_t)(e - q)));
         json_object_set_new(sp, "guess", json_string(g ? g : ""));
         if (known) {
-            char *orig = pcv_utf8_sanitize((const char *)L->mt.bytes + j, k - j);
-            json_object_set_new(sp, "original", json_string(orig ? orig : ""));
-            json_object_set_new(sp, "correct", json_boolean(memcmp(L->guess + j, L->mt.bytes + j, k - j) == 0));
-            free(orig);
+            char *o2 = pcv_utf8_sanitize((const char *)orig, len);
+            json_object_set_new(sp, "original", json_string(o2 ? o2 : ""));
+            json_object_set_new(sp, "correct", json_boolean(memcmp(guess, orig, len) == 0));
+            free(o2);
         } else {
             json_object_set_new(sp, "original", json_null());
         }
         json_object_set_new(sp, "min_probability", json_real(minp));
         json_array_append_new(spans, sp);
         free(g);
-        j = k;
+        q = e;
     }
     json_object_set_new(o, "spans", spans);
     char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
@@ -250,6 +182,7 @@ int cmd_fill(int argc, char **argv)
     pcv_error err = {0};
     char *buf = NULL;
     fill_line *lines = NULL;
+    pcv_fill_result *res = NULL;
     int nlines = 0, rc = EXIT_FAIL;
     pcv_model *m = NULL;
 
@@ -305,41 +238,34 @@ int cmd_fill(int argc, char **argv)
                       pcv_arch_name(pcv_model_arch(m)));
         goto done;
     }
-    /* DeepMind's colab adds no [CLS]/[SEP] (haiku numerics, the default for DeepMind pickles) */
-    bool specials = pcv_model_numerics(m) != PCV_NUMERICS_HAIKU;
-    int64_t maxpos = pcv_model_config(m)->max_position_embeddings;
-
-    /* parse and check every line before running anything, so errors leave no partial output */
-    for (int i = 0; i < ntexts; i++, nlines++) {
-        fill_line *L = &lines[i];
-        L->text = texts[i];
+    /* every line is parsed and checked before anything runs, so errors leave no partial output */
+    for (int i = 0; i < ntexts; i++) {
+        lines[i].text = texts[i];
+        pcv_masked_text mt;
         pcv_error perr = {0};
-        if (pcv_parse_masked(L->text, &L->mt, &perr)) {
+        if (pcv_parse_masked(texts[i], &mt, &perr)) {
             pcv_set_error(&err, PCV_ERR_INPUT, "line %d: %s", i + 1, perr.msg);
-            nlines++;
             goto done;
         }
-        int64_t need = (int64_t)L->mt.len + (specials ? 2 : 0);
-        if (need > maxpos) {
-            pcv_set_error(&err, PCV_ERR_INPUT, "line %d: %zu bytes%s do not fit the model's %lld positions", i + 1,
-                          L->mt.len, specials ? " + [CLS] + [SEP]" : "", (long long)maxpos);
-            nlines++;
-            goto done;
-        }
-        L->guess = calloc(L->mt.len + 1, 1);
-        L->prob = calloc(L->mt.len + 1, sizeof *L->prob);
-        if (!L->guess || !L->prob) {
-            pcv_set_error(&err, PCV_ERR_OOM, "out of memory");
-            nlines++;
-            goto done;
-        }
+        pcv_masked_text_free(&mt);
     }
+    nlines = ntexts;
+    res = calloc((size_t)batch, sizeof *res);
+    if (!res)
+        goto done;
     fprintf(stderr, "perceiver-cl: %s on %s, %d line%s\n", pcv_arch_name(pcv_model_arch(m)), pcv_model_device(m),
             nlines, nlines == 1 ? "" : "s");
     for (int lo = 0; lo < nlines; lo += (int)batch) {
         int hi = lo + (int)batch < nlines ? lo + (int)batch : nlines;
-        if (fill_batch(m, lines, lo, hi, specials, &err))
+        if (pcv_fill_masked(m, (const char *const *)texts + lo, hi - lo, 1, res, &err)) {
+            char msg[sizeof err.msg];
+            snprintf(msg, sizeof msg, "%s", err.msg);
+            if (!strncmp(msg, "text ", 5)) /* "text N" of the batch -> the line number */
+                pcv_set_error(&err, err.code, "line %d%s", lo + atoi(msg + 5), strchr(msg, ':'));
             goto done;
+        }
+        for (int i = lo; i < hi; i++)
+            lines[i].r = res[i - lo];
     }
     for (int i = 0; i < nlines; i++) {
         if (json) {
@@ -354,12 +280,10 @@ int cmd_fill(int argc, char **argv)
 done:
     if (rc && err.msg[0])
         cli_fail(&err);
-    for (int i = 0; i < nlines; i++) {
-        pcv_masked_text_free(&lines[i].mt);
-        free(lines[i].guess);
-        free(lines[i].prob);
-    }
+    for (int i = 0; i < nlines; i++)
+        pcv_fill_results_free(&lines[i].r, 1);
     free(lines);
+    free(res);
     pcv_model_free(m);
     free(buf);
     free(texts);

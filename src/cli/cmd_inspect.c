@@ -85,29 +85,31 @@ int cmd_inspect(int argc, char **argv)
         return cli_usage_error("inspect", "FILE or DIR is required");
 
     pcv_error err = {0};
-    pcv_weights w = {0}, hf = {0};
+    pcv_weights *w = NULL, *hf = NULL;
+    pcv_weights_info wi = {0};
     pcv_config cfg;
     pcv_config_init(&cfg);
     int rc = EXIT_FAIL;
     pcv_weights_options wo = {.architecture = arch, .haiku_names = raw};
-    if (pcv_weights_open_ex(&w, path, &wo, &err))
+    if (pcv_weights_open(path, &wo, &w, &err))
         goto done;
-    printf("path:          %s\n", w.path);
-    if (strcmp(w.source, w.path))
-        printf("weights file:  %s\n", w.source);
-    printf("format:        %s\n", w.format);
-    printf("architecture:  %s%s\n", w.architecture[0] ? w.architecture : "unknown",
-           w.architecture[0] ? (arch ? " (--architecture)" : " (detected from the tensor names)") : "");
+    pcv_weights_get_info(w, &wi);
+    printf("path:          %s\n", wi.path);
+    if (strcmp(wi.source, wi.path))
+        printf("weights file:  %s\n", wi.source);
+    printf("format:        %s\n", wi.format);
+    printf("architecture:  %s%s\n", wi.architecture[0] ? wi.architecture : "unknown",
+           wi.architecture[0] ? (arch ? " (--architecture)" : " (detected from the tensor names)") : "");
     printf("numerics:      %s by default (--numerics hf|haiku to choose)\n",
-           w.from_haiku ? "haiku (DeepMind's original forward pass)" : "hf (Hugging Face transformers)");
+           wi.from_haiku ? "haiku (DeepMind's original forward pass)" : "hf (Hugging Face transformers)");
     int counts[PCV_DT_BOOL + 1] = {0};
-    for (int i = 0; i < w.count; i++)
-        if ((unsigned)w.tensors[i].dtype <= PCV_DT_BOOL)
-            counts[w.tensors[i].dtype]++;
-    printf("tensors:       %d", w.count);
-    if (w.ndropped)
-        printf(" (+%d Haiku entries with no HF counterpart: BatchNorm EMA counters)", w.ndropped);
-    printf("\nparameters:    %lld\ndtypes:       ", (long long)pcv_weights_numel(&w));
+    for (int i = 0; i < pcv_weights_count(w); i++)
+        if ((unsigned)pcv_weights_tensor_at(w, i)->dtype <= PCV_DT_BOOL)
+            counts[pcv_weights_tensor_at(w, i)->dtype]++;
+    printf("tensors:       %d", pcv_weights_count(w));
+    if (wi.dropped)
+        printf(" (+%d Haiku entries with no HF counterpart: BatchNorm EMA counters)", wi.dropped);
+    printf("\nparameters:    %lld\ndtypes:       ", (long long)pcv_weights_numel(w));
     for (int d = 1; d <= PCV_DT_BOOL; d++)
         if (counts[d])
             printf(" %s x %d", pcv_dtype_name((pcv_dtype)d), counts[d]);
@@ -131,40 +133,40 @@ int cmd_inspect(int argc, char **argv)
         } else {
             printf("config:        %s: %s\n", cfgpath, err.msg);
         }
-    } else if (w.from_haiku && !raw) {
+    } else if (wi.from_haiku && !raw) {
         pcv_config_free(&cfg);
-        if (pcv_config_from_weights(&w, &cfg, &err) == 0) {
+        if (pcv_config_from_weights(w, &cfg, &err) == 0) {
             printf("config:        built-in preset for %s, sized from the tensors\n", cfg.architecture);
             print_config(&cfg);
         } else {
             printf("config:        none (%s)\n", err.msg);
         }
-    } else if (!w.from_haiku) {
+    } else if (!wi.from_haiku) {
         printf("config:        none (no config.json beside the weights)\n");
     }
 
     if (!summary) {
         /* with --haiku-names, also open the renamed view to show where each entry goes */
-        bool mapping = raw && w.from_haiku && w.architecture[0];
+        bool mapping = raw && wi.from_haiku && wi.architecture[0];
         if (mapping) {
             pcv_weights_options ho = {.architecture = arch};
-            if (pcv_weights_open_ex(&hf, path, &ho, &err))
+            if (pcv_weights_open(path, &ho, &hf, &err))
                 mapping = false;
         }
         printf("\n%-4s %-70s %-6s %s\n", "#", "tensor", "dtype", "shape");
-        for (int i = 0; i < w.count; i++) {
-            const pcv_st_tensor *t = &w.tensors[i];
+        for (int i = 0; i < pcv_weights_count(w); i++) {
+            const pcv_st_tensor *t = pcv_weights_tensor_at(w, i);
             char sh[128];
             shape_str(sh, sizeof sh, t);
             printf("%-4d %-70s %-6s %s\n", i, t->name, pcv_dtype_name(t->dtype), sh);
         }
         if (mapping) {
             printf("\nHugging Face names (after renaming, transposes and squeezes):\n");
-            for (int i = 0; i < hf.count; i++) {
+            for (int i = 0; i < pcv_weights_count(hf); i++) {
                 char sh[128];
-                shape_str(sh, sizeof sh, &hf.tensors[i]);
-                printf("%-4d %-70s %-6s %s\n", i, hf.tensors[i].name,
-                       pcv_dtype_name(hf.tensors[i].dtype), sh);
+                shape_str(sh, sizeof sh, pcv_weights_tensor_at(hf, i));
+                printf("%-4d %-70s %-6s %s\n", i, pcv_weights_tensor_at(hf, i)->name,
+                       pcv_dtype_name(pcv_weights_tensor_at(hf, i)->dtype), sh);
             }
         }
     }
@@ -173,7 +175,7 @@ done:
     if (rc)
         cli_fail(&err);
     pcv_config_free(&cfg);
-    pcv_weights_close(&hf);
-    pcv_weights_close(&w);
+    pcv_weights_close(hf);
+    pcv_weights_close(w);
     return rc;
 }

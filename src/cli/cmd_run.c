@@ -1,5 +1,6 @@
 /* perceiver-cl run: named tensors in, named tensors out. */
 #include "cli/cli.h"
+#include "util/error.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -53,24 +54,24 @@ int cmd_run(int argc, char **argv)
         return cli_usage_error("run", "--model, --inputs and --outputs are required");
 
     pcv_error err = {0};
-    pcv_safetensors in = {0};
+    pcv_safetensors *in = NULL;
     pcv_model *m = NULL;
     pcv_io_tensor *ins = NULL;
     const pcv_io_tensor *outs = NULL;
     int nout = 0, rc = EXIT_FAIL;
-    if (pcv_st_open(&in, in_path, &err))
+    if (pcv_st_open(in_path, &in, &err))
         goto done;
     if (pcv_model_load(model_dir, &opt, &m, &err))
         goto done;
     fprintf(stderr, "perceiver-cl: %s on %s\n", pcv_arch_name(pcv_model_arch(m)), pcv_model_device(m));
-    ins = calloc((size_t)(in.count ? in.count : 1), sizeof *ins);
+    ins = calloc((size_t)(pcv_st_count(in) ? pcv_st_count(in) : 1), sizeof *ins);
     if (!ins) {
         pcv_set_error(&err, PCV_ERR_OOM, "out of memory");
         goto done;
     }
-    if (pcv_io_from_safetensors(&in, ins, &err))
+    if (pcv_io_from_safetensors(in, ins, &err))
         goto done;
-    if (pcv_model_forward(m, ins, in.count, &outs, &nout, &err)) {
+    if (pcv_model_forward(m, ins, pcv_st_count(in), &outs, &nout, &err)) {
         char msg[sizeof err.msg];
         snprintf(msg, sizeof msg, "%s", err.msg);
         pcv_set_error(&err, err.code, "%s: %s", in_path, msg);
@@ -92,6 +93,6 @@ done:
         cli_fail(&err);
     free(ins);
     pcv_model_free(m);
-    pcv_st_close(&in);
+    pcv_st_close(in);
     return rc;
 }

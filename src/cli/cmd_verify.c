@@ -1,6 +1,7 @@
 /* perceiver-cl verify: one forward pass on a device and on the CPU reference path, compared
  * stage by stage. */
 #include "cli/cli.h"
+#include "util/error.h"
 
 #include "model/ops.h"
 
@@ -209,7 +210,7 @@ int cmd_verify(int argc, char **argv)
 
     pcv_error err = {0};
     pcv_model *dev = NULL, *ref = NULL;
-    pcv_safetensors in = {0};
+    pcv_safetensors *in = NULL;
     pcv_io_tensor ins[16];
     const pcv_io_tensor *dout = NULL, *rout = NULL;
     int nin = 0, ndout = 0, nrout = 0, rc = EXIT_FAIL;
@@ -232,15 +233,15 @@ int cmd_verify(int argc, char **argv)
 
     /* ---- input ---- */
     if (in_path) {
-        if (pcv_st_open(&in, in_path, &err))
+        if (pcv_st_open(in_path, &in, &err))
             goto done;
-        if (in.count > 16) {
-            pcv_set_error(&err, PCV_ERR_INPUT, "%s: %d tensors; a model takes at most 16 inputs", in_path, in.count);
+        if (pcv_st_count(in) > 16) {
+            pcv_set_error(&err, PCV_ERR_INPUT, "%s: %d tensors; a model takes at most 16 inputs", in_path, pcv_st_count(in));
             goto done;
         }
-        if (pcv_io_from_safetensors(&in, ins, &err))
+        if (pcv_io_from_safetensors(in, ins, &err))
             goto done;
-        nin = in.count;
+        nin = pcv_st_count(in);
         snprintf(input_desc, sizeof input_desc, "%s", in_path);
     } else if (is_image(arch)) {
         long size = image_size ? image_size : c->image_size > 0 ? c->image_size : 224;
@@ -427,7 +428,7 @@ done:
     free(ids);
     free(mask);
     free(pixels);
-    pcv_st_close(&in);
+    pcv_st_close(in);
     pcv_model_free(dev);
     pcv_model_free(ref);
     return rc;

@@ -6,6 +6,7 @@
  * divisibility rules (heads vs channels) are the model's business. Saving writes the keys
  * sorted, indented by 2, like transformers' save_pretrained, through a temp file + rename. */
 #include "perceiver/perceiver.h"
+#include "util/error.h"
 
 #include "util/fileutil.h"
 #include "util/jsonutil.h"
@@ -475,7 +476,7 @@ static int load_root(const cfg_ctx *c, pcv_config *cfg)
     return rc;
 }
 
-int pcv_config_load(pcv_config *cfg, const char *path, pcv_error *err)
+pcv_status pcv_config_load(pcv_config *cfg, const char *path, pcv_error *err)
 {
     if (!cfg || !path)
         return pcv_set_error(err, PCV_ERR_INPUT, "pcv_config_load: NULL argument");
@@ -812,7 +813,7 @@ static int verify_loadable(const char *path, const char *text, size_t len, pcv_e
     return 0;
 }
 
-int pcv_config_save(const pcv_config *cfg, const char *path, pcv_error *err)
+pcv_status pcv_config_save(const pcv_config *cfg, const char *path, pcv_error *err)
 {
     if (!cfg || !path || !path[0])
         return pcv_set_error(err, PCV_ERR_INPUT, "pcv_config_save: invalid arguments");
@@ -840,7 +841,7 @@ const char *pcv_imagenet1k_label(int i)
     return i >= 0 && i < 1000 ? pcv_imagenet1k_labels[i] : NULL;
 }
 
-int pcv_config_default_labels(pcv_config *cfg, pcv_error *err)
+pcv_status pcv_config_default_labels(pcv_config *cfg, pcv_error *err)
 {
     if (cfg->id2label || cfg->num_labels != 1000 || strncmp(cfg->architecture, "PerceiverForImageClassification", 31) != 0)
         return 0;

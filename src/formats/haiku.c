@@ -6,6 +6,7 @@
  * position tables, pre- and post-processors and decoder heads, and one table per attention
  * block kind (cross / self) for everything under an encoder or decoder attention scope. */
 #include "formats/haiku.h"
+#include "util/error.h"
 
 
 #include <ctype.h>

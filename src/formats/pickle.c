@@ -6,6 +6,7 @@
  * and re-fetched later, so a copy would lose its byte order). Callables are never called: the
  * few whitelisted ones are interpreted here with their documented meaning. */
 #include "formats/pickle.h"
+#include "util/error.h"
 
 #include <inttypes.h>
 #include <stdarg.h>

@@ -4,7 +4,8 @@
  * per-tensor "data_offsets" index into. The reader follows the validation rules of the
  * reference implementation (see shared/spec/checkpoint-formats.md section 7.3) and additionally
  * rejects duplicate tensor names outright. */
-#include "perceiver/perceiver.h"
+#include "formats/formats.h"
+#include "util/error.h"
 
 #include "util/fileutil.h"
 
@@ -339,7 +340,7 @@ static int parse_entries(pcv_safetensors *st, json_t *root, const unsigned char 
             rc = pcv_set_error(err, PCV_ERR_OOM, "%s: out of memory", st->path);
             break;
         }
-        st->count++; /* counted as soon as it owns memory, so pcv_st_close frees it */
+        st->count++; /* counted as soon as it owns memory, so pcv_st_unmap frees it */
         rc = parse_entry(st, t, val, &spans[st->count - 1], data, data_len, err);
         if (rc)
             break;
@@ -390,10 +391,10 @@ static int parse_header(pcv_safetensors *st, pcv_error *err)
     return rc;
 }
 
-int pcv_st_open(pcv_safetensors *st, const char *path, pcv_error *err)
+int pcv_st_map(pcv_safetensors *st, const char *path, pcv_error *err)
 {
     if (!st || !path)
-        return pcv_set_error(err, PCV_ERR_INPUT, "pcv_st_open: NULL argument");
+        return pcv_set_error(err, PCV_ERR_INPUT, "pcv_st_map: NULL argument");
     memset(st, 0, sizeof *st);
     st->path = strdup(path);
     if (!st->path)
@@ -402,11 +403,11 @@ int pcv_st_open(pcv_safetensors *st, const char *path, pcv_error *err)
     if (!rc)
         rc = parse_header(st, err);
     if (rc)
-        pcv_st_close(st);
+        pcv_st_unmap(st);
     return rc;
 }
 
-void pcv_st_close(pcv_safetensors *st)
+void pcv_st_unmap(pcv_safetensors *st)
 {
     if (!st)
         return;
@@ -473,7 +474,7 @@ static int check_conv_args(const pcv_st_tensor *t, const void *out, const char *
     return 0;
 }
 
-int pcv_st_to_f32(const pcv_st_tensor *t, float *out, pcv_error *err)
+pcv_status pcv_st_to_f32(const pcv_st_tensor *t, float *out, pcv_error *err)
 {
     int rc = check_conv_args(t, out, "pcv_st_to_f32", err);
     if (rc)
@@ -518,7 +519,7 @@ int pcv_st_to_f32(const pcv_st_tensor *t, float *out, pcv_error *err)
     return 0;
 }
 
-int pcv_st_to_i64(const pcv_st_tensor *t, int64_t *out, pcv_error *err)
+pcv_status pcv_st_to_i64(const pcv_st_tensor *t, int64_t *out, pcv_error *err)
 {
     int rc = check_conv_args(t, out, "pcv_st_to_i64", err);
     if (rc)
@@ -675,7 +676,7 @@ static int write_contents_cb(int fd, void *p)
     return write_contents(fd, c->header, c->header_len, c->entries, c->nbytes, c->count);
 }
 
-int pcv_st_write(const char *path, const pcv_st_entry *entries, int count, pcv_error *err)
+pcv_status pcv_st_write(const char *path, const pcv_st_entry *entries, int count, pcv_error *err)
 {
     if (!path || !path[0] || count < 0 || (count > 0 && !entries))
         return pcv_set_error(err, PCV_ERR_INPUT, "pcv_st_write: invalid arguments");
@@ -694,4 +695,37 @@ int pcv_st_write(const char *path, const pcv_st_entry *entries, int count, pcv_e
     free(header);
     free(nbytes);
     return rc;
+}
+
+/* ---- the public, allocating API ---- */
+
+pcv_status pcv_st_open(const char *path, pcv_safetensors **out, pcv_error *err)
+{
+    *out = NULL;
+    pcv_safetensors *st = calloc(1, sizeof *st);
+    if (!st)
+        return (pcv_status)pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+    int rc = pcv_st_map(st, path, err);
+    if (rc) {
+        free(st);
+        return (pcv_status)rc;
+    }
+    *out = st;
+    return PCV_OK;
+}
+
+void pcv_st_close(pcv_safetensors *st)
+{
+    if (!st)
+        return;
+    pcv_st_unmap(st);
+    free(st);
+}
+
+const char *pcv_st_path(const pcv_safetensors *st) { return st->path; }
+int pcv_st_count(const pcv_safetensors *st) { return st->count; }
+
+const pcv_st_tensor *pcv_st_tensor_at(const pcv_safetensors *st, int i)
+{
+    return i >= 0 && i < st->count ? &st->tensors[i] : NULL;
 }

@@ -1,6 +1,7 @@
 /* PyTorch checkpoint reader: ZIP container, torch's data.pkl, storages; legacy format too.
  * See torchzip.h and shared/spec/checkpoint-formats.md section 6. */
 #include "formats/torchzip.h"
+#include "util/error.h"
 
 #include <inttypes.h>
 #include <stdio.h>

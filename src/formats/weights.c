@@ -5,7 +5,8 @@
  * Haiku pickles (any other pickle), and sharded checkpoints through their *.index.json. Tensor
  * data stay in the mapped files whenever no conversion is needed; Haiku weights that need a
  * transpose get a converted copy owned by the set (w->blocks). */
-#include "perceiver/perceiver.h"
+#include "formats/formats.h"
+#include "util/error.h"
 
 #include "util/fileutil.h"
 
@@ -100,7 +101,7 @@ static int open_safetensors(pcv_weights *w, const char *path, pcv_error *err)
         return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
     w->files = f;
     memset(&w->files[w->nfiles], 0, sizeof *f);
-    int rc = pcv_st_open(&w->files[w->nfiles], path, err);
+    int rc = pcv_st_map(&w->files[w->nfiles], path, err);
     if (rc)
         return rc;
     w->nfiles++;
@@ -530,7 +531,7 @@ bool pcv_weights_is_haiku_path(const char *path)
     return sniff(path) == WF_PICKLE;
 }
 
-int pcv_weights_open_ex(pcv_weights *w, const char *path, const pcv_weights_options *opt,
+int pcv_weights_load(pcv_weights *w, const char *path, const pcv_weights_options *opt,
                         pcv_error *err)
 {
     memset(w, 0, sizeof *w);
@@ -576,13 +577,45 @@ int pcv_weights_open_ex(pcv_weights *w, const char *path, const pcv_weights_opti
     }
     return 0;
 fail:
-    pcv_weights_close(w);
+    pcv_weights_release(w);
     return rc;
 }
 
-int pcv_weights_open(pcv_weights *w, const char *path, pcv_error *err)
+pcv_status pcv_weights_open(const char *path, const pcv_weights_options *opt, pcv_weights **out, pcv_error *err)
 {
-    return pcv_weights_open_ex(w, path, NULL, err);
+    *out = NULL;
+    pcv_weights *w = calloc(1, sizeof *w);
+    if (!w)
+        return (pcv_status)pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+    int rc = pcv_weights_load(w, path, opt, err);
+    if (rc) {
+        free(w);
+        return (pcv_status)rc;
+    }
+    *out = w;
+    return PCV_OK;
+}
+
+void pcv_weights_close(pcv_weights *w)
+{
+    if (!w)
+        return;
+    pcv_weights_release(w);
+    free(w);
+}
+
+int pcv_weights_count(const pcv_weights *w) { return w->count; }
+
+const pcv_st_tensor *pcv_weights_tensor_at(const pcv_weights *w, int i)
+{
+    return i >= 0 && i < w->count ? &w->tensors[i] : NULL;
+}
+
+void pcv_weights_get_info(const pcv_weights *w, pcv_weights_info *info)
+{
+    *info = (pcv_weights_info){.path = w->path, .format = w->format, .architecture = w->architecture,
+                               .source = w->source ? w->source : w->path, .from_haiku = w->from_haiku,
+                               .files = w->nfiles, .dropped = w->ndropped};
 }
 
 const pcv_st_tensor *pcv_weights_find(const pcv_weights *w, const char *name)
@@ -599,10 +632,10 @@ int64_t pcv_weights_numel(const pcv_weights *w)
     return n;
 }
 
-void pcv_weights_close(pcv_weights *w)
+void pcv_weights_release(pcv_weights *w)
 {
     for (int i = 0; i < w->nfiles; i++)
-        pcv_st_close(&w->files[i]);
+        pcv_st_unmap(&w->files[i]);
     wext *x = w->ext;
     if (x) {
         for (int i = 0; i < x->nsrc; i++) {

@@ -6,6 +6,7 @@
  * longjmp back to the decode function, which frees everything and returns an error; nothing
  * here ever exits the process or prints to stderr. */
 #include "perceiver/image.h"
+#include "util/error.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -438,7 +439,7 @@ void pcv_image_free(pcv_image *img)
     img->width = img->height = 0;
 }
 
-int pcv_image_load_memory(const void *data, size_t len, const char *name, pcv_image *img,
+pcv_status pcv_image_load_memory(const void *data, size_t len, const char *name, pcv_image *img,
                           pcv_error *err)
 {
     if (!img)
@@ -468,7 +469,7 @@ int pcv_image_load_memory(const void *data, size_t len, const char *name, pcv_im
                          disp(name), fmt);
 }
 
-int pcv_image_load(const char *path, pcv_image *img, pcv_error *err)
+pcv_status pcv_image_load(const char *path, pcv_image *img, pcv_error *err)
 {
     if (!img)
         return pcv_set_error(err, PCV_ERR_INPUT, "pcv_image_load: img is NULL");

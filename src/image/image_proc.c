@@ -13,6 +13,7 @@
  * Exactness relies on IEEE double/float arithmetic without contraction into FMAs; that is
  * GCC's behaviour in ISO C mode (-std=c11 implies -ffp-contract=off), which the build uses. */
 #include "perceiver/image.h"
+#include "util/error.h"
 
 #include "util/jsonutil.h"
 
@@ -254,7 +255,7 @@ static int check_resize_args(const unsigned char *src, int sw, int sh, const uns
     return 0;
 }
 
-int pcv_image_resize_pil(const unsigned char *src, int sw, int sh, unsigned char *dst, int dw,
+pcv_status pcv_image_resize_pil(const unsigned char *src, int sw, int sh, unsigned char *dst, int dw,
                          int dh, int filter, int flags, pcv_error *err)
 {
     int rc = check_resize_args(src, sw, sh, dst, dw, dh, err);
@@ -369,7 +370,7 @@ static inline int clampi(int v, int lo, int hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-int pcv_image_resize_cv_cubic(const unsigned char *src, int sw, int sh, unsigned char *dst,
+pcv_status pcv_image_resize_cv_cubic(const unsigned char *src, int sw, int sh, unsigned char *dst,
                               int dw, int dh, pcv_error *err)
 {
     int rc = check_resize_args(src, sw, sh, dst, dw, dh, err);
@@ -563,7 +564,7 @@ static int j_triple(const char *path, json_t *root, const char *key, bool positi
     return 0;
 }
 
-int pcv_image_processor_load(pcv_image_processor *p, const char *path, pcv_error *err)
+pcv_status pcv_image_processor_load(pcv_image_processor *p, const char *path, pcv_error *err)
 {
     if (!p || !path)
         return pcv_set_error(err, PCV_ERR_INPUT, "pcv_image_processor_load: NULL argument");
@@ -712,7 +713,7 @@ static int plan(const pcv_image_processor *p, int w, int h, crop_win *cw, int *o
     return 0;
 }
 
-int pcv_image_output_size(const pcv_image_processor *p, int w, int h, int *out_w, int *out_h,
+pcv_status pcv_image_output_size(const pcv_image_processor *p, int w, int h, int *out_w, int *out_h,
                           pcv_error *err)
 {
     crop_win c = {0, 0, 0, 0};
@@ -727,7 +728,7 @@ int pcv_image_output_size(const pcv_image_processor *p, int w, int h, int *out_w
     return 0;
 }
 
-int pcv_image_preprocess_u8(const pcv_image_processor *p, const pcv_image *img, pcv_image *out,
+pcv_status pcv_image_preprocess_u8(const pcv_image_processor *p, const pcv_image *img, pcv_image *out,
                             pcv_error *err)
 {
     if (!img || !img->rgb || !out)
@@ -818,7 +819,7 @@ static void value_table(const pcv_image_processor *p, float lut[3][256])
     }
 }
 
-int pcv_image_preprocess(const pcv_image_processor *p, const pcv_image *img, float *out_chw,
+pcv_status pcv_image_preprocess(const pcv_image_processor *p, const pcv_image *img, float *out_chw,
                          size_t cap, pcv_error *err)
 {
     if (!out_chw)
@@ -845,7 +846,7 @@ int pcv_image_preprocess(const pcv_image_processor *p, const pcv_image *img, flo
     return 0;
 }
 
-int pcv_image_load_batch(const pcv_image_processor *p, const char *const *paths, int n,
+pcv_status pcv_image_load_batch(const pcv_image_processor *p, const char *const *paths, int n,
                          float **out, int *out_h, int *out_w, pcv_error *err)
 {
     if (!out || !paths || n <= 0)

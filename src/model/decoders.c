@@ -1,6 +1,7 @@
 /* Pieces shared by heads (heads.h): the classification decoder of the text and image
  * classifiers, grid position features, SAME padding. */
 #include "model/heads.h"
+#include "util/error.h"
 
 #include "model/fourier.h"
 

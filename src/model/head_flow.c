@@ -11,6 +11,7 @@
  * transformed function returns. Output "logits" [batch][H][W][2], channel 0 = u (+x right),
  * channel 1 = v (+y down). */
 #include "model/heads.h"
+#include "util/error.h"
 
 #include "model/fourier.h"
 

@@ -7,6 +7,7 @@
  * 3 on every side and pools without padding (224 -> 112 -> 55); DeepMind pads SAME (2 before, 3
  * after) and pools SAME (112 -> 56), with its own kernel orientation. */
 #include "model/heads.h"
+#include "util/error.h"
 
 #include "model/fourier.h"
 

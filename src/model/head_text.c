@@ -5,6 +5,7 @@
  * Inputs: "input_ids" (or "inputs"), any integer dtype [batch][seq], and an optional
  * "attention_mask" (1 = token, 0 = padding; integer or float) of the same shape. */
 #include "model/heads.h"
+#include "util/error.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -12,7 +12,9 @@
  * Haiku code (the haiku profile); the profile's switches live in m->prof.
  */
 #include "model/model_impl.h"
+#include "util/error.h"
 
+#include "formats/formats.h"
 #include "perceiver/presets.h"
 
 #include <errno.h>
@@ -471,7 +473,11 @@ pcv_status pcv_model_load(const char *dir, const pcv_model_options *opt, pcv_mod
     bool have_cfg = stat(path, &cs) == 0 && S_ISREG(cs.st_mode);
     if ((rc = model_new(NULL, opt, &m, err)) != 0)
         return rc;
-    TRY(pcv_weights_open(&m->weights, dir, err));
+    if (!(m->path = strdup(dir))) {
+        rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+        goto fail;
+    }
+    TRY(pcv_weights_load(&m->weights, dir, NULL, err));
     m->have_weights = true;
     if (have_cfg) {
         TRY(pcv_config_load(&m->cfg, path, err));
@@ -532,9 +538,10 @@ void pcv_model_free(pcv_model *m)
     free(m->outs);
     free(m->self);
     if (m->have_weights)
-        pcv_weights_close(&m->weights);
+        pcv_weights_release(&m->weights);
     pcv_backend_close(m->be);
     pcv_config_free(&m->cfg);
+    free(m->path);
     free(m);
 }
 

@@ -11,6 +11,7 @@
 #ifndef PCV_MODEL_IMPL_H
 #define PCV_MODEL_IMPL_H
 
+#include "formats/formats.h"
 #include "model/arch.h"
 #include "model/ops.h"
 #include "perceiver/model.h"
@@ -128,6 +129,7 @@ struct pcv_head {
 /* ---- the model ---------------------------------------------------------------------------------- */
 
 struct pcv_model {
+    char *path; /* what pcv_model_load opened (NULL for random models) */
     pcv_config cfg;
     const pcv_arch_info *arch;
     pcv_backend *be;

@@ -1,4 +1,5 @@
 #include "model/ops.h"
+#include "util/error.h"
 
 #include <string.h>
 

@@ -3,6 +3,7 @@
  * kernels), and the construction of Perceiver layers with the channel rules of
  * transformers' PerceiverAttention (docs/architecture.md). */
 #include "model/model_impl.h"
+#include "util/error.h"
 
 #include "model/fourier.h"
 
@@ -372,11 +373,11 @@ const pcv_io_tensor *pcv_io_find(const pcv_io_tensor *t, int n, const char *name
 
 pcv_status pcv_io_from_safetensors(const pcv_safetensors *st, pcv_io_tensor *out, pcv_error *err)
 {
-    for (int i = 0; i < st->count; i++) {
-        const pcv_st_tensor *t = &st->tensors[i];
+    for (int i = 0; i < pcv_st_count(st); i++) {
+        const pcv_st_tensor *t = pcv_st_tensor_at(st, i);
         if (strlen(t->name) >= sizeof out[i].name)
-            return (pcv_status)pcv_set_error(err, PCV_ERR_INPUT, "%s: tensor name '%.40s...' is too long", st->path,
-                                             t->name);
+            return (pcv_status)pcv_set_error(err, PCV_ERR_INPUT, "%s: tensor name '%.40s...' is too long",
+                                             pcv_st_path(st), t->name);
         memset(&out[i], 0, sizeof out[i]);
         snprintf(out[i].name, sizeof out[i].name, "%s", t->name);
         out[i].dtype = t->dtype;

@@ -3,7 +3,9 @@
  * files. Each Hugging Face model id has a preset, and each DeepMind release file has an alias
  * under its file name. */
 #include "perceiver/presets.h"
+#include "util/error.h"
 
+#include "formats/formats.h"
 #include "model/arch.h"
 
 #include <stdlib.h>

@@ -8,6 +8,7 @@
  * into one byte string which HF then decodes with bytes.decode("utf-8", errors="replace").
  * pcv_detokenize returns the raw byte string; pcv_utf8_sanitize performs the decode step. */
 #include "perceiver/perceiver.h"
+#include "util/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -255,7 +256,7 @@ static int parse_mask_form(const char *text, size_t i, size_t *count, size_t *ne
     return 1;
 }
 
-int pcv_parse_masked(const char *text, pcv_masked_text *out, pcv_error *err)
+pcv_status pcv_parse_masked(const char *text, pcv_masked_text *out, pcv_error *err)
 {
     if (!out) return pcv_set_error(err, PCV_ERR_INPUT, "masked text: no output given");
     memset(out, 0, sizeof *out);

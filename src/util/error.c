@@ -1,5 +1,6 @@
 /* Error reporting shared by the whole library. */
-#include "perceiver/perceiver.h"
+#include "util/error.h"
+#include "util/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>

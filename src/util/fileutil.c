@@ -1,4 +1,5 @@
 #include "util/fileutil.h"
+#include "util/error.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,0 +1,40 @@
+/* The checkpoint readers' shared structures (opaque outside the library, see perceiver.h). */
+#ifndef PCV_FORMATS_H
+#define PCV_FORMATS_H
+
+#include "perceiver/perceiver.h"
+
+struct pcv_safetensors {
+    char *path;
+    void *map; /* mmap of the whole file (read-only) */
+    size_t map_size;
+    int count;
+    pcv_st_tensor *tensors; /* sorted by name */
+};
+
+/* Maps st (caller-owned storage) / releases what pcv_st_map set up. */
+int pcv_st_map(pcv_safetensors *st, const char *path, pcv_error *err);
+void pcv_st_unmap(pcv_safetensors *st);
+
+/* Tensor data point into mapped files or into blocks owned by the set. */
+struct pcv_weights {
+    char *path;        /* the file or folder opened, for messages */
+    char format[32];   /* "safetensors", ... */
+    int count;
+    pcv_st_tensor *tensors; /* sorted by name */
+    pcv_safetensors *files;
+    int nfiles;
+    void **blocks;
+    int nblocks;
+    bool from_haiku;
+    char architecture[64];
+    char *source;
+    int ndropped;
+    void *ext; /* format-specific state (mapped files, parsed pickles) */
+};
+
+/* Opens into caller-owned storage / releases it (the model embeds its weight set). */
+int pcv_weights_load(pcv_weights *w, const char *path, const pcv_weights_options *opt, pcv_error *err);
+void pcv_weights_release(pcv_weights *w);
+
+#endif
