@@ -13,6 +13,7 @@
  *                                        device index */
 #include "backend/opcases.h"
 #include "backend/opencl.h"
+#include "backend/testing.h"
 #include "testutil.h"
 
 #include <jansson.h>
@@ -181,6 +182,37 @@ static void run_opencl_attention_paths(pcv_backend *be)
     pcv_cl_set_switches(be, &saved);
 }
 
+/* A device lost in the middle of work (test hook): the failing operation and every later call
+ * and backend on that device fail with a message naming the device, nothing crashes. Run last:
+ * the device stays lost for the process. */
+static void run_device_loss(const char *spec)
+{
+    pcv_error err = {0};
+    pcv_backend *be = pcv_backend_open(&(pcv_backend_options){.device = spec}, &err);
+    CHECK(be != NULL, "%s", err.msg);
+    if (!be)
+        return;
+    CHECK(pcv_backend_test_fail_after(be, 3), "the device-loss hook needs an OpenCL backend");
+    pcv_op_case c = {.op = PCV_OP_ADD, .m = 4, .n = 8};
+    pcv_op_inst in;
+    int failed = 0;
+    for (int i = 0; i < 10 && !failed; i++)
+        if (pcv_op_setup(be, &c, 1, &in, &err) == 0) {
+            failed = pcv_op_run(be, &in, &err) != 0 || pcv_backend_synchronize(be, &err) != 0;
+            pcv_op_free(be, &in);
+        } else {
+            failed = 1;
+        }
+    CHECK(failed && strstr(err.msg, "OpenCL device") && strstr(err.msg, "lost"), "device loss: '%s'", err.msg);
+    memset(&err, 0, sizeof err);
+    CHECK(pcv_op_setup(be, &c, 2, &in, &err) != 0 && strstr(err.msg, "lost"), "a call after the loss: '%s'", err.msg);
+    pcv_backend_close(be);
+    memset(&err, 0, sizeof err);
+    pcv_backend *again = pcv_backend_open(&(pcv_backend_options){.device = spec}, &err);
+    CHECK(again == NULL && strstr(err.msg, "lost"), "a new backend on the lost device: '%s'", err.msg);
+    pcv_backend_close(again);
+}
+
 int main(int argc, char **argv)
 {
     const char *only_backend = NULL;
@@ -248,6 +280,8 @@ int main(int argc, char **argv)
         printf("OpenCL device %d: %lld kernel launches\n", i, (long long)(pcv_cl_launch_count() - before));
         pcv_backend_close(be);
     }
+    if (ndev > 0 && !filter && (!only_backend || !strcmp(only_backend, "0")))
+        run_device_loss("0");
     free(devs);
     json_decref(tolerances);
     return TEST_DONE();
