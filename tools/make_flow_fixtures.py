@@ -88,6 +88,13 @@ CASES = [
      "is valid: ys [0,2] x xs [0,16] = 4 tiles per pair"),
 ]
 FLO_CASE = "a_larger"
+# Haiku fixture: DeepMind's own model (colab construction, tiny sizes), same tile
+HAIKU_SIZES = dict(train_size=TILE, num_self_attends_per_block=2, z_index_dim=8, num_z_channels=32,
+                   num_self_attend_heads=2)
+HAIKU_SEED = 1321            # jax.random.PRNGKey for init, NumPy seed for the perturbation
+HAIKU_FRAMES = ((54, 86), 1322, (1.0, -2.0), (1.5, 1.0))  # size, seed, texture and disc motion
+HAIKU_PICKLE = "optical_flow_checkpoint.pystate"
+HAIKU_PICKLE_PROTOCOL = 4
 MAX_FP64_TOL_USAGE = 0.1
 
 
@@ -226,6 +233,107 @@ def stage_dm_blend(args) -> int:
         result["cases"][name] = res
     np.savez(work / "dm_result.npz", **arrays)
     (work / "dm_result.json").write_text(json.dumps(result))
+    return 0
+
+
+def perturb_params(params, seed: int) -> dict:
+    """Seeded noise on every parameter (sorted name order), so that no parameter keeps a
+    trivial init: biases 0.1 N, LayerNorm scale 1 + 0.1 N and offset 0.1 N, latents
+    (pos_embs, init 0.02 N) + N(0,1), weights w + 0.2 N/sqrt(fan_in) (the decoder output w,
+    zero-initialised by the colab's output_w_init=jnp.zeros, becomes N/sqrt(fan_in))."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for scope in sorted(params):
+        out[scope] = {}
+        for name in sorted(params[scope]):
+            a = np.asarray(params[scope][name])
+            n = rng.standard_normal(a.shape)
+            if name == "b" or name == "offset":
+                v = a + 0.1 * n
+            elif name == "scale":
+                v = a + 0.1 * n
+            elif name == "pos_embs":
+                v = a + n
+            elif name == "w":
+                g = 1.0 if not np.any(a) else 0.2
+                v = a + g * n / np.sqrt(a.shape[0])
+            else:
+                raise RuntimeError(f"perturb_params: no rule for {scope}/{name}")
+            out[scope][name] = v.astype(a.dtype)
+    return out
+
+
+def stage_haiku(args) -> int:
+    """DeepMind's own flow model (colab construction, tiny sizes): init, perturb, pickle,
+    colab pipeline at float32 and float64."""
+    import pickle
+
+    import haiku as hk
+    import jax
+    import jax.numpy as jnp
+
+    import deepmind_flow
+
+    work = Path(args.work)
+    req = json.loads((work / "haiku_request.json").read_text())
+    tile = tuple(req["sizes"]["train_size"])
+    ns = deepmind_flow.build_colab_model(args.deepmind_src, **{
+        k: tuple(v) if k == "train_size" else v for k, v in req["sizes"].items()})
+    assert tuple(ns["TRAIN_SIZE"]) == tile
+    frames = np.load(work / "haiku_frames.npz")
+    im1, im2 = frames["frame0"], frames["frame1"]
+    H, W = im1.shape[:2]
+
+    params0 = ns["optical_flow"].init(jax.random.PRNGKey(req["seed"]),
+                                      jnp.zeros((1, 2) + tile + (3,), jnp.float32))
+    params = perturb_params(jax.device_get(params0), req["seed"])
+    if type(params0) is not dict or any(type(v) is not dict for v in params0.values()):
+        raise RuntimeError(f"dm-haiku init returned {type(params0)}; expected plain dicts")
+    blob = pickle.dumps(params, protocol=req["protocol"])
+    (Path(req["pickle"])).write_bytes(blob)
+    back = pickle.loads(blob)
+    assert all(np.array_equal(back[s][n], params[s][n]) for s in params for n in params[s])
+
+    rng = jax.random.PRNGKey(42)  # the colab's rng (unused by the model: dropout rate 0)
+    grid = [tuple(int(v) for v in o) for o in ns["compute_grid_indices"](im1.shape)]
+    if not flow_ref.grid_is_valid(grid, H, W, tile) or grid != flow_ref.grid_origins(H, W, tile):
+        raise RuntimeError(f"haiku frames {H}x{W}: DeepMind grid {grid} is not valid")
+
+    def pipeline(p, dtype):
+        """Colab cells 'Compute optical flow' + per-tile apply + run/latents on tile 0."""
+        flow = np.asarray(ns["compute_optical_flow"](p, rng, ns["normalize"](im1), ns["normalize"](im2),
+                                                     iter(grid)))[0]
+        imgs = jnp.stack([ns["normalize"](im1), ns["normalize"](im2)], axis=0)[None]
+        assert imgs.dtype == dtype
+        tiles = []
+        for y, x in grid:
+            piece = imgs[..., y:y + tile[0], x:x + tile[1], :]
+            tiles.append(np.asarray(ns["_apply_optical_flow_model"](p, rng, piece))[0])
+        piece0 = imgs[..., 0:tile[0], 0:tile[1], :]
+        inputs = np.asarray(ns["io_processors"].patches_for_flow(piece0)).transpose(0, 1, 4, 2, 3)
+        lat_fn = deepmind_flow.encoder_latents_fn(ns, args.deepmind_src)
+        flow0, z = jax.jit(lat_fn.apply)(p, rng, piece0)
+        return flow, np.stack(tiles), inputs, np.asarray(flow0), np.asarray(z)
+
+    res = {}
+    flow, tiles, inputs, flow0, z = pipeline(params, jnp.float32)
+    res.update(flow=flow, tile_flows=tiles, inputs=inputs, logits=tiles[0][None],
+               logits_latents_fn=flow0, last_hidden_state=z)
+    jax.config.update("jax_enable_x64", True)
+    p64 = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+    flow64, tiles64, inputs64, _, z64 = pipeline(p64, jnp.float64)
+    res.update(flow_f64=flow64, tile_flows_f64=tiles64, logits_f64=tiles64[0][None],
+               last_hidden_state_f64=z64, inputs_f64=inputs64)
+    res["tiles"] = np.asarray(grid, np.int32)
+    for scope in params:
+        for name, a in params[scope].items():
+            res[f"param:{scope}/{name}"] = a
+    np.savez(work / "haiku_result.npz", **res)
+    info = {"jax": jax.__version__, "haiku": hk.__version__, "numpy": np.__version__,
+            "python": sys.version.split()[0], "n_arrays": sum(len(v) for v in params.values()),
+            "n_values": int(sum(a.size for v in params.values() for a in v.values())),
+            "pickle_bytes": len(blob)}
+    (work / "haiku_result.json").write_text(json.dumps(info))
     return 0
 
 
@@ -497,6 +605,170 @@ def make_tiles(args) -> None:
     print(f"total size of {root}: {total / 1e6:.2f} MB")
 
 
+def make_haiku(args) -> None:
+    import torch
+    from safetensors.numpy import save_file
+    from transformers import PerceiverConfig, PerceiverForOpticalFlow
+
+    import haiku_ref
+    import pcl_ref
+
+    pcl_ref.setup_torch(args.threads)
+    d = args.out / "haiku_flow"
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    (H, W), fseed, tex, disc = HAIKU_FRAMES
+    frames = make_frames(H, W, 2, fseed, tex, disc)
+    for i, f in enumerate(frames):
+        save_png(d / f"frame{i + 1}.png", f)
+    with tempfile.TemporaryDirectory() as td:
+        td = Path(td)
+        np.savez(td / "haiku_frames.npz", frame0=frames[0], frame1=frames[1])
+        (td / "haiku_request.json").write_text(json.dumps({
+            "sizes": {k: list(v) if k == "train_size" else v for k, v in HAIKU_SIZES.items()},
+            "seed": HAIKU_SEED, "pickle": str(d / HAIKU_PICKLE), "protocol": HAIKU_PICKLE_PROTOCOL}))
+        cmd = [f"{args.venv_haiku}/bin/python", str(Path(__file__).resolve()), "--stage", "haiku",
+               "--work", str(td), "--deepmind-src", str(args.deepmind_src)]
+        print("DeepMind's flow model: running the colab code in", args.venv_haiku, "...")
+        subprocess.run(cmd, check=True)
+        r = dict(np.load(td / "haiku_result.npz"))
+        info = json.loads((td / "haiku_result.json").read_text())
+    (d / HAIKU_PICKLE).chmod(0o644)
+    tiles = [tuple(int(v) for v in o) for o in r["tiles"]]
+
+    # our NumPy pipeline must agree with DeepMind's, bit for bit
+    n1, n2 = flow_ref.normalize_frame(frames[0]), flow_ref.normalize_frame(frames[1])
+    if not np.array_equal(flow_ref.tile_inputs(n1, n2, 0, 0, TILE), r["inputs"]):
+        raise RuntimeError("flow_ref.tile_inputs != DeepMind's patches_for_flow on tile (0,0)")
+    if not np.array_equal(flow_ref.blend(r["tile_flows"], tiles, H, W), r["flow"]):
+        raise RuntimeError("flow_ref.blend of DeepMind's tile outputs != DeepMind's compute_optical_flow")
+    lat_vs_apply = float(np.abs(r["logits_latents_fn"] - r["logits"]).max())
+
+    # config.json (tiny sizes; the engine cannot read heads from weights)
+    cfg = PerceiverConfig(**dict(TINY_FLOW, train_size=list(TILE),
+                                 num_latents=HAIKU_SIZES["z_index_dim"],
+                                 d_latents=HAIKU_SIZES["num_z_channels"],
+                                 num_self_attends_per_block=HAIKU_SIZES["num_self_attends_per_block"],
+                                 num_self_attention_heads=HAIKU_SIZES["num_self_attend_heads"]))
+    cfg.architectures = ["PerceiverForOpticalFlow"]
+    cfg.save_pretrained(d)
+    (d / "config.json").chmod(0o644)
+
+    # the same weights through HF's conversion rules and transformers (hf numerics)
+    flat = {k[len("param:"):]: v for k, v in r.items() if k.startswith("param:")}
+    sd = haiku_ref.haiku_to_hf(flat, "optical_flow")
+    model = PerceiverForOpticalFlow(cfg).eval()
+    ref = model.state_dict()
+    if set(sd) != set(ref) or any(tuple(sd[k].shape) != tuple(ref[k].shape) for k in sd):
+        raise RuntimeError(f"HF conversion of the DeepMind params does not fit PerceiverForOpticalFlow: "
+                           f"missing {sorted(set(ref) - set(sd))[:5]}, extra {sorted(set(sd) - set(ref))[:5]}")
+    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}, strict=True)
+    hf = pcl_ref.hf_forward(model, {"inputs": torch.from_numpy(r["inputs"])})
+    hf = {k: v.numpy() for k, v in hf.items()}
+
+    expected = {"flow": r["flow"], "inputs": r["inputs"], "logits": r["logits"],
+                "last_hidden_state": r["last_hidden_state"], "tiles": r["tiles"],
+                "tile_flows": r["tile_flows"]}
+    for k, v in expected.items():
+        assert v.dtype == (np.int32 if k == "tiles" else np.float32), (k, v.dtype)
+    save_file(expected, str(d / "expected.safetensors"), metadata={"format": "pt"})
+    save_file({"logits": hf["logits"], "last_hidden_state": hf["last_hidden_state"]},
+              str(d / "expected_hf.safetensors"), metadata={"format": "pt"})
+    for f in ("expected.safetensors", "expected_hf.safetensors"):
+        (d / f).chmod(0o644)
+
+    tol = pcl_ref.load_tolerances()["models"]
+    prof = "flow-haiku-tiny"
+    atol, rtol = float(tol[prof]["atol"]), float(tol[prof]["rtol"])
+    fp64 = {}
+    for k, k64 in (("flow", "flow_f64"), ("logits", "logits_f64"), ("last_hidden_state", "last_hidden_state_f64"),
+                   ("tile_flows", "tile_flows_f64")):
+        s = pcl_ref.compare(r[k], r[k64], atol, rtol)
+        fp64[k] = {x: s[x] for x in ("max_abs_err", "max_rel_err", "nmse", "tol_usage")}
+    worst = max(v["tol_usage"] for v in fp64.values())
+    if worst > MAX_FP64_TOL_USAGE:
+        raise RuntimeError(f"haiku_flow: JAX float32 vs float64 uses {worst:.3f} of '{prof}'")
+    inputs_f64_err = float(np.abs(r["inputs_f64"] - r["inputs"]).max())
+    gap = {"logits_x20": pcl_ref.compare(r["logits"], hf["logits"] * np.float32(20), atol, rtol),
+           "last_hidden_state": pcl_ref.compare(r["last_hidden_state"], hf["last_hidden_state"], atol, rtol)}
+    gap = {k: {x: v[x] for x in ("max_abs_err", "tol_usage", "pass")} for k, v in gap.items()}
+
+    meta = {
+        "description": ("DeepMind's own optical-flow Perceiver (perceiver.py / io_processors.py and the "
+                        "optical_flow colab's model construction, executed from --deepmind-src; sizes "
+                        "reduced textually: TRAIN_SIZE 48x64, 8 latents x 32, 2 self-attends, 2 self heads), "
+                        "hk.transform init with jax.random.PRNGKey(seed), then every parameter perturbed "
+                        "(make_flow_fixtures.perturb_params). Run with the colab's code under JAX float32 on "
+                        "CPU (the colab's jax.jit(optical_flow.apply), rng PRNGKey(42))."),
+        "checkpoint": {
+            "file": HAIKU_PICKLE,
+            "structure": ("pickle.dumps(params) of the dm-haiku init output after perturbation: a plain "
+                          "dict {module scope: {param name: numpy.ndarray float32}} (2 levels, like "
+                          "DeepMind's optical_flow_checkpoint.pystate, which the colab loads with "
+                          "pickle.loads and passes straight to apply; no 'params'/'state' wrapper), "
+                          f"protocol {HAIKU_PICKLE_PROTOCOL}, NumPy {info['numpy']} (numpy._core paths)"),
+            "arrays": info["n_arrays"], "values": info["n_values"], "bytes": info["pickle_bytes"],
+        },
+        "config": "config.json (PerceiverConfig with the tiny sizes, train_size [48, 64]); without it the "
+                  "engine's built-in full-size preset would not fit the weights",
+        "frames": ["frame1.png", "frame2.png"],
+        "frame_size": [H, W],
+        "tile": list(TILE),
+        "tiles": [list(o) for o in tiles],
+        "deepmind_grid_valid": True,
+        "tolerance_haiku": prof,
+        "tolerance_hf": "flow-tiny",
+        "seed": HAIKU_SEED,
+        "frame_seed": fseed,
+        "versions": {"jax": info["jax"], "dm-haiku": info["haiku"], "numpy": info["numpy"],
+                     "python": info["python"], **pcl_ref.versions(),
+                     "deepmind-research": "perceiver/ as in --deepmind-src (tested at f5de0ed), unpatched"},
+        "outputs": {
+            "expected.safetensors": {
+                "flow": {"dtype": "float32", "shape": list(r["flow"].shape),
+                         "units": "pixels (u, v): the colab's compute_optical_flow with its own grid, x20 included"},
+                "inputs": {"dtype": "float32", "shape": list(r["inputs"].shape),
+                           "units": "HF layout [B][2][27][h][w] of tile (0,0): DeepMind's patches_for_flow "
+                                    "[B][2][h][w][27] transposed"},
+                "logits": {"dtype": "float32", "shape": list(r["logits"].shape),
+                           "units": "DeepMind's transformed function on that tile = decoder / 100 * 20 "
+                                    "(what `perceiver-cl run --numerics haiku` must output)"},
+                "last_hidden_state": {"dtype": "float32", "shape": list(r["last_hidden_state"].shape),
+                                      "units": "encoder latents z (PerceiverEncoder output, via hk.intercept_methods)"},
+                "tiles": {"dtype": "int32", "shape": list(r["tiles"].shape), "units": "tile origins (y, x)"},
+                "tile_flows": {"dtype": "float32", "shape": list(r["tile_flows"].shape),
+                               "units": "DeepMind's transformed-function output per tile (x20 included)"},
+            },
+            "expected_hf.safetensors": {
+                "logits": {"dtype": "float32", "shape": list(hf["logits"].shape),
+                           "units": "transformers on the same weights (HF conversion rules) and the same "
+                                    "inputs: hf numerics, decoder / 100, NO x20"},
+                "last_hidden_state": {"dtype": "float32", "shape": list(hf["last_hidden_state"].shape)},
+            },
+        },
+        "diagnostics": {
+            "jax_fp32_vs_fp64": fp64,
+            "fp64_note": ("jax_enable_x64 with float64 params and frames through the same DeepMind code; "
+                          "DeepMind's build_linear_positions hard-codes float32 positions, so the float64 run "
+                          "still uses float32 position grids"),
+            "inputs_fp32_vs_fp64_max_abs": inputs_f64_err,
+            "latents_transform_vs_apply_logits_max_abs": lat_vs_apply,
+            "haiku_minus_hf": gap,
+            "flow_ref_agrees": "tools/flow_ref.py tile_inputs and blend reproduce DeepMind's patches and "
+                               "compute_optical_flow bit for bit on this fixture",
+        },
+        "generated_by": "tools/make_flow_fixtures.py --only haiku",
+    }
+    write_json(d / "fixture.json", meta)
+    print(f"haiku_flow: {H}x{W}, tiles {tiles}; pickle {info['n_arrays']} arrays, {info['pickle_bytes']} bytes")
+    print("    jax fp32-vs-fp64: " + "; ".join(f"{k} max_abs={v['max_abs_err']:.2e} tol_usage={v['tol_usage']:.4f}"
+                                              for k, v in fp64.items()))
+    print(f"    haiku - hf: {gap}; latents-fn vs apply logits {lat_vs_apply:.2e}")
+    total = sum(p.stat().st_size for p in d.iterdir())
+    print(f"total size of {d}: {total / 1e6:.2f} MB")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -506,12 +778,22 @@ def main(argv=None) -> int:
     ap.add_argument("--venv-haiku", default="/work/venv-haiku",
                     help="venv with jax, dm-haiku, einops (tools/requirements-haiku.txt)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--only", default="", help="comma-separated subset of: tiles, haiku (default both)")
     ap.add_argument("--stage", default="main", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.stage == "dm-blend":
         return stage_dm_blend(args)
-    make_tiles(args)
+    if args.stage == "haiku":
+        return stage_haiku(args)
+    only = [s for s in args.only.split(",") if s] or ["tiles", "haiku"]
+    bad = set(only) - {"tiles", "haiku"}
+    if bad:
+        ap.error(f"unknown --only item(s) {sorted(bad)}")
+    if "tiles" in only:
+        make_tiles(args)
+    if "haiku" in only:
+        make_haiku(args)
     return 0
 
 
