@@ -37,7 +37,6 @@ over 52,097 tokens dominates); transformers takes ~20-60 s on 2 cores, float64 2
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
