@@ -148,6 +148,12 @@ PCV_API pcv_status pcv_image_resize_pil(const unsigned char *src, int sw, int sh
 PCV_API pcv_status pcv_image_resize_cv_cubic(const unsigned char *src, int sw, int sh, unsigned char *dst,
                               int dw, int dh, pcv_error *err);
 
+/* OpenCV cv2.resize(src, (dw, dh)) with its default INTER_LINEAR on 8-bit RGB (centre-aligned
+ * bilinear, no antialiasing, 11-bit fixed-point weights, OpenCV's SIMD rounding of the vertical
+ * pass): the resize of DeepMind's video-autoencoding colab. */
+PCV_API pcv_status pcv_image_resize_cv_linear(const unsigned char *src, int sw, int sh, unsigned char *dst, int dw,
+                                              int dh, pcv_error *err);
+
 #ifdef __cplusplus
 }
 #endif
