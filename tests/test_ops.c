@@ -9,8 +9,10 @@
  * ranges. With PCV_REQUIRE_OPENCL=1 (CI) a machine without an OpenCL device fails.
  *
  *   test_ops [-o FILTER] [-b BACKEND]    FILTER: part of an operation's name or description
- *                                        (e.g. attention, "gemm NT"); BACKEND: cpu or an OpenCL
- *                                        device index */
+ *                                        (e.g. attention, "gemm NT"); BACKEND: cpu, opencl (every
+ *                                        OpenCL device) or an OpenCL device index
+ * PCV_TEST_TUNING adds OpenCL tuning keys (testutil.h): ctest runs it a second time with GPU-style
+ * kernels under small limits (test_ops_gpu_limits). */
 #include "backend/opcases.h"
 #include "backend/opencl.h"
 #include "backend/testing.h"
@@ -222,7 +224,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "-b") && i + 1 < argc)
             only_backend = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [-o FILTER] [-b cpu|N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-o FILTER] [-b cpu|opencl|N]\n", argv[0]);
             return 2;
         }
     }
@@ -236,7 +238,7 @@ int main(int argc, char **argv)
     tu_runtime_setup(); /* compiled kernels go to the test folder, not the user's cache */
 
     pcv_error err = {0};
-    if (!only_backend || !strcmp(only_backend, "cpu")) {
+    if (!only_backend || !strcmp(only_backend, "cpu")) { /* -b opencl: every OpenCL device, no CPU path */
         pcv_backend *cpu = pcv_backend_open(NULL, &err);
         CHECK(cpu != NULL, "%s", err.msg);
         if (cpu) {
@@ -254,17 +256,21 @@ int main(int argc, char **argv)
     pcv_cl_device_info *devs = NULL;
     int ndev = pcv_cl_list_devices(&devs, &err);
     const char *req = getenv("PCV_REQUIRE_OPENCL");
-    bool require = req && strcmp(req, "0") != 0 && !filter && !only_backend;
+    bool require = req && strcmp(req, "0") != 0 && !filter && (!only_backend || !strcmp(only_backend, "opencl"));
     CHECK(ndev >= 0, "listing OpenCL devices: %s", err.msg);
     if (ndev <= 0) {
         printf("no OpenCL device: the OpenCL tests did not run%s\n", require ? " (PCV_REQUIRE_OPENCL=1: failure)" : "");
         CHECK(!require, "PCV_REQUIRE_OPENCL=1 but no OpenCL device was found (%s)",
               pcv_cl_available() ? "is PoCL installed, with a writable POCL_CACHE_DIR?" : "this build has no OpenCL backend");
     }
+    /* PCV_REQUIRE_PLATFORMS (CI: "Portable Computing Language,rusticl"): each named OpenCL
+     * implementation must be present and run kernels */
+    const char *plats = getenv("PCV_REQUIRE_PLATFORMS");
+    bool ran_on[8] = {0};
     for (int i = 0; i < ndev; i++) {
         char spec[16];
         snprintf(spec, sizeof spec, "%d", i);
-        if (only_backend && strcmp(only_backend, spec))
+        if (only_backend && strcmp(only_backend, spec) && strcmp(only_backend, "opencl"))
             continue;
         int64_t before = pcv_cl_launch_count();
         pcv_backend *be = pcv_backend_open(&(pcv_backend_options){.device = spec}, &err);
@@ -278,9 +284,25 @@ int main(int argc, char **argv)
         CHECK(filter || pcv_cl_launch_count() > before + 100, "OpenCL device %d: only %lld kernels ran", i,
               (long long)(pcv_cl_launch_count() - before));
         printf("OpenCL device %d: %lld kernel launches\n", i, (long long)(pcv_cl_launch_count() - before));
+        if (plats && pcv_cl_launch_count() > before + 100) {
+            char list[512];
+            snprintf(list, sizeof list, "%s", plats);
+            int k = 0;
+            for (char *tok = strtok(list, ","); tok && k < 8; tok = strtok(NULL, ","), k++)
+                if (strstr(devs[i].platform, tok))
+                    ran_on[k] = true;
+        }
         pcv_backend_close(be);
     }
-    if (ndev > 0 && !filter && (!only_backend || !strcmp(only_backend, "0")))
+    if (plats && !filter) {
+        char list[512];
+        snprintf(list, sizeof list, "%s", plats);
+        int k = 0;
+        for (char *tok = strtok(list, ","); tok && k < 8; tok = strtok(NULL, ","), k++)
+            CHECK(ran_on[k], "PCV_REQUIRE_PLATFORMS: no device of the OpenCL platform '%s' ran the operations (is it "
+                  "installed and enabled? rusticl needs RUSTICL_ENABLE=llvmpipe)", tok);
+    }
+    if (ndev > 0 && !filter && !getenv("PCV_TEST_TUNING") && (!only_backend || !strcmp(only_backend, "0")))
         run_device_loss("0");
     free(devs);
     json_decref(tolerances);
