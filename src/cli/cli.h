@@ -38,6 +38,10 @@ int cli_runtime_setup(pcv_error *err);
 bool cli_model_opt(cli_args *a, pcv_model_options *opt, bool *bad);
 extern const char *const cli_model_opts_help;
 
+/* Fails with a message naming what the file is when path is recognisably not a safetensors file
+ * (an image, a pickle, ...); role says what it was given as ("the input tensors"). */
+int cli_check_safetensors(const char *path, const char *role, pcv_error *err);
+
 int cmd_fill(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_run(int argc, char **argv);

@@ -2,6 +2,9 @@
 #include "cli/cli.h"
 #include "util/error.h"
 
+#include "formats/sniff.h"
+#include "perceiver/image.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,7 +62,7 @@ int cmd_run(int argc, char **argv)
     pcv_io_tensor *ins = NULL;
     const pcv_io_tensor *outs = NULL;
     int nout = 0, rc = EXIT_FAIL;
-    if (pcv_st_open(in_path, &in, &err))
+    if (cli_check_safetensors(in_path, "the input tensors", &err) || pcv_st_open(in_path, &in, &err))
         goto done;
     if (pcv_model_load(model_dir, &opt, &m, &err))
         goto done;

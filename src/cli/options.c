@@ -2,6 +2,12 @@
  * variables onto the library's options (the library itself reads none of them). */
 #include "cli/cli.h"
 
+#include "formats/sniff.h"
+#include "perceiver/image.h"
+#include "util/error.h"
+
+#include <sys/stat.h>
+
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,4 +170,31 @@ int cli_runtime_setup(pcv_error *err)
     }
     rt.tuning = tuning[0] ? tuning : NULL;
     return pcv_runtime_configure(&rt, err);
+}
+
+int cli_check_safetensors(const char *path, const char *role, pcv_error *err)
+{
+    char what[64];
+    pcv_file_kind k = pcv_sniff_file(path, what, sizeof what);
+    struct stat sb;
+    if (k == PCV_FILE_SAFETENSORS || stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return 0; /* the reader says what is wrong with a missing or special file */
+    const char *img = NULL;
+    if (k == PCV_FILE_UNKNOWN && sb.st_size > 0) {
+        unsigned char h[32] = {0};
+        FILE *f = fopen(path, "rb");
+        size_t n = f ? fread(h, 1, sizeof h, f) : 0;
+        if (f)
+            fclose(f);
+        img = pcv_image_format(h, n);
+        size_t pl = strlen(path);
+        if (!img && pl >= 12 && !strcmp(path + pl - 12, ".safetensors"))
+            return 0; /* named like one, damaged: the reader says where */
+        if (img)
+            snprintf(what, sizeof what, "a%s %s image", strchr("AEIOU", img[0]) ? "n" : "", img);
+        else
+            snprintf(what, sizeof what, "unrecognised content");
+    }
+    return pcv_set_error(err, PCV_ERR_FORMAT, "%s: not a safetensors file (%s); %s must be a safetensors file%s",
+                         path, what, role, img ? " ('perceiver-cl classify' takes images)" : "");
 }
