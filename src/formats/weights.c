@@ -207,6 +207,16 @@ static int open_torch(pcv_weights *w, const char *path, pcv_error *err)
     return 0;
 }
 
+/* The registry row of an --architecture value (HF class, convert-script or preset name). */
+static int arch_option(const char *name, const pcv_arch_info **out, pcv_error *err)
+{
+    if ((*out = pcv_arch_lookup(name)))
+        return 0;
+    return pcv_set_error(err, PCV_ERR_INPUT, "unknown architecture '%s' (use MLM, image_classification, "
+                         "image_classification_fourier, image_classification_conv, optical_flow, "
+                         "multimodal_autoencoding or an HF class name)", name);
+}
+
 /* ---- DeepMind Haiku pickles ---------------------------------------------------------------- */
 
 /* np.transpose (all axes reversed) of a C-order array into a new buffer. */
@@ -311,13 +321,10 @@ static int open_haiku(pcv_weights *w, const char *path, const pcv_weights_option
     const pcv_arch_info *arch = pcv_arch_detect(names, n);
     free(names);
     if (opt && opt->architecture) {
-        const pcv_arch_info *ai = pcv_arch_lookup(opt->architecture);
-        if (!ai) {
+        const pcv_arch_info *ai = NULL;
+        if ((rc = arch_option(opt->architecture, &ai, err))) {
             hk_params_free(p, n);
-            return pcv_set_error(err, PCV_ERR_INPUT, "unknown architecture '%s' (use MLM, "
-                                 "image_classification, image_classification_fourier, "
-                                 "image_classification_conv, optical_flow, "
-                                 "multimodal_autoencoding or an HF class name)", opt->architecture);
+            return rc;
         }
         /* an override is for names that detection cannot place, not for contradicting it */
         if (arch && arch != ai) {
@@ -564,6 +571,19 @@ int pcv_weights_load(pcv_weights *w, const char *path, const pcv_weights_options
         free(names);
         if (ai)
             snprintf(w->architecture, sizeof w->architecture, "%s", ai->hf_class);
+    }
+    /* --architecture on Hugging Face names: a name for what detection cannot place, never a
+     * contradiction of it (the Haiku reader applies the same rule) */
+    if (opt && opt->architecture && !w->from_haiku) {
+        const pcv_arch_info *ai = NULL;
+        if ((rc = arch_option(opt->architecture, &ai, err)))
+            goto fail;
+        if (w->architecture[0] && strcmp(w->architecture, ai->hf_class)) {
+            rc = pcv_set_error(err, PCV_ERR_INPUT, "%s: --architecture %s does not match the tensor names, which "
+                               "are those of %s", path, opt->architecture, w->architecture);
+            goto fail;
+        }
+        snprintf(w->architecture, sizeof w->architecture, "%s", ai->hf_class);
     }
     return 0;
 fail:
