@@ -18,8 +18,12 @@
  *    file is truncated"); bytes after the end are ignored. Stricter than Pillow, which decodes
  *    them silently: a PNG chunk CRC mismatch and corrupt JPEG entropy-coded data ("Corrupt JPEG
  *    data: bad Huffman code" and the like) are errors.
- *  - EXIF orientation is NOT applied (neither Image.open nor convert applies it); a photo whose
- *    camera stored it rotated comes out rotated, exactly as in transformers.
+ *  - The EXIF orientation is applied by default, as transformers' load_image does (it calls
+ *    PIL.ImageOps.exif_transpose before convert("RGB"); the image-classification pipeline and
+ *    DeepMind's colab, through imageio, both turn photos upright): the Orientation tag of the
+ *    EXIF block (JPEG APP1, PNG eXIf or a "Raw profile type exif" text chunk), else the XMP
+ *    tiff:Orientation, read by Pillow's rules. pcv_image_load_options.ignore_exif_orientation
+ *    keeps the stored pixel order (Image.open(f).convert("RGB") alone).
  *  - The format is found from the leading bytes, never from the file name. GIF, BMP, WebP, TIFF
  *    and other recognised formats are refused naming the format; images with more than
  *    PCV_IMAGE_MAX_PIXELS pixels are refused before any pixel buffer is allocated.
@@ -62,13 +66,26 @@ typedef struct pcv_image {
     unsigned char *rgb;
 } pcv_image;
 
-/* Reads and decodes a PNG or JPEG file. On failure img is left empty and err names the file and
- * the problem (PCV_ERR_IO: cannot read; PCV_ERR_FORMAT: empty, truncated or corrupt;
- * PCV_ERR_UNSUPPORTED: another format, or too many pixels; PCV_ERR_OOM). */
+typedef struct pcv_image_load_options {
+    bool ignore_exif_orientation; /* keep the pixels as stored (default: turned upright) */
+} pcv_image_load_options;
+
+/* Reads and decodes a PNG or JPEG file, turned upright by its EXIF orientation. On failure img
+ * is left empty and err names the file and the problem (PCV_ERR_IO: cannot read;
+ * PCV_ERR_FORMAT: empty, truncated or corrupt; PCV_ERR_UNSUPPORTED: another format, or too many
+ * pixels; PCV_ERR_OOM). */
 PCV_API pcv_status pcv_image_load(const char *path, pcv_image *img, pcv_error *err);
+/* The same with options (NULL: the defaults). */
+PCV_API pcv_status pcv_image_load_ex(const char *path, const pcv_image_load_options *opt, pcv_image *img,
+                                     pcv_error *err);
 /* The same from memory; name is used in messages only (may be NULL). */
 PCV_API pcv_status pcv_image_load_memory(const void *data, size_t len, const char *name, pcv_image *img,
                           pcv_error *err);
+PCV_API pcv_status pcv_image_load_memory_ex(const void *data, size_t len, const char *name,
+                                            const pcv_image_load_options *opt, pcv_image *img, pcv_error *err);
+/* The EXIF orientation of a PNG or JPEG in memory, 1..8 (1: as stored; 6: the stored image must
+ * turn 90 degrees clockwise to be upright), by Pillow's rules (see above). */
+PCV_API int pcv_image_orientation(const void *data, size_t len);
 PCV_API void pcv_image_free(pcv_image *img);
 /* Name of the image format recognised from the leading bytes ("PNG", "JPEG", "GIF", "BMP",
  * "WebP", "TIFF", ...), or NULL if none is recognised. Only PNG and JPEG can be decoded. */
@@ -100,6 +117,8 @@ typedef struct pcv_image_processor {
     int resize_flags;   /* PCV_RESIZE_* for pcv_image_resize_pil (0: current Pillow) */
     double rescale_factor;
     double mean[3], std[3]; /* the HF pipeline rounds them to float32, as numpy does */
+    bool ignore_exif_orientation; /* pcv_image_load_batch: keep the pixels as stored (default:
+                                     upright, as transformers' load_image) */
 } pcv_image_processor;
 
 /* PerceiverImageProcessor defaults: crop 256, size 224, BICUBIC, 1/255, ImageNet mean/std. */

@@ -16,6 +16,8 @@ static const cli_option options[] = {
     {"labels", CLI_KEY, "FILE", "class names, one per line, line i = class i"},
     {"batch", 'b', "N", "images per forward pass (default 8)"},
     {"json", CLI_KEY + 1, NULL, "one JSON object per image (docs/json.md)"},
+    {"no-exif", CLI_KEY + 2, NULL, "keep the pixels as stored: do not turn photos upright by\n"
+                                   "their EXIF orientation (transformers' pipeline turns them)"},
     {0},
 };
 
@@ -23,7 +25,9 @@ const cli_command cli_cmd_classify = {
     "classify", "--model DIR [options] IMAGE...",
     "Prints the top classes of each PNG or JPEG image under a Perceiver image classifier\n"
     "(PerceiverForImageClassificationLearned, ...Fourier or ...ConvProcessing). Images are\n"
-    "preprocessed like transformers' PerceiverImageProcessor: center crop, Pillow-exact bicubic\n"
+    "decoded as transformers' image-classification pipeline loads them (turned upright by their\n"
+    "EXIF orientation, see --no-exif) and preprocessed like its PerceiverImageProcessor: center\n"
+    "crop, Pillow-exact bicubic\n"
     "resize, rescale and normalization, with the settings of DIR/preprocessor_config.json\n"
     "(defaults: 224/256 center crop, 224x224, ImageNet mean and std). With --numerics haiku the\n"
     "ImageNet crop and resize of DeepMind's colab are used instead (OpenCV cubic).\n"
@@ -61,7 +65,7 @@ int cmd_classify(int argc, char **argv)
     cli_parser p;
     pcv_model_options opt = cli_model_options();
     const char *model_dir = NULL, *labels_path = NULL;
-    bool json = false;
+    bool json = false, no_exif = false;
     long topk = 5, batch = 8;
     cli_parse_begin(&p, &cli_cmd_classify, argc, argv);
     p.model = &opt;
@@ -71,6 +75,7 @@ int cmd_classify(int argc, char **argv)
         case 'm': model_dir = p.arg; break;
         case CLI_KEY: labels_path = p.arg; break;
         case CLI_KEY + 1: json = true; break;
+        case CLI_KEY + 2: no_exif = true; break;
         case 'k':
             if (!cli_int(&p, 1, 100000, &topk))
                 return EXIT_USAGE;
@@ -105,6 +110,7 @@ int cmd_classify(int argc, char **argv)
     }
     if (pcv_model_image_processor(m, &proc, &err))
         goto done;
+    proc.ignore_exif_orientation = no_exif;
     const pcv_config *c = pcv_model_config(m);
     if (labels_path) {
         file_labels = read_labels(labels_path, &nfile_labels, &err);
