@@ -720,6 +720,42 @@ static void test_exif(void)
     pcv_st_unmap(&ex);
 }
 
+/* ---- the haiku resize against OpenCV's default (IPP) path: the documented difference -------- */
+
+static void test_cv_ipp(void)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/cv_ipp/expected.safetensors", tu_fixtures());
+    pcv_safetensors ex;
+    pcv_error err = {0};
+    if (pcv_st_map(&ex, path, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    const pcv_st_tensor *t = pcv_st_find(&ex, "ipp.photo_china_jpg");
+    pcv_image img, u8;
+    pcv_image_processor p;
+    pcv_image_processor_init_haiku(&p);
+    CHECK(t && load_stored(fx("photo_china.jpg"), &img, &err) == 0, "%s", err.msg);
+    if (t && pcv_image_preprocess_u8(&p, &img, &u8, &err) == 0) {
+        const unsigned char *ipp = t->data;
+        size_t n = (size_t)u8.width * u8.height * 3, differ = 0;
+        int maxd = 0;
+        for (size_t i = 0; i < n; i++) {
+            int d = abs((int)u8.rgb[i] - ipp[i]);
+            differ += d != 0;
+            maxd = d > maxd ? d : maxd;
+        }
+        /* docs: +-1 on about 2.5% of the values (IPP's float32 rounding), never more */
+        CHECK(maxd <= 1 && differ > 0 && differ * 100 <= n * 3, "haiku resize vs cv2 with IPP: %zu of %zu values differ "
+              "(max %d): the documented bound is +-1 on at most 3%%", differ, n, maxd);
+        printf("  haiku resize vs cv2's default (IPP) path: %.2f%% of the values differ by 1\n", 100.0 * differ / n);
+        pcv_image_free(&u8);
+        pcv_image_free(&img);
+    }
+    pcv_st_unmap(&ex);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "%s/images", tu_fixtures());
@@ -748,6 +784,7 @@ int main(void)
     test_config_errors();
     test_batch();
     test_exif();
+    test_cv_ipp();
 
     json_decref(tol);
     json_decref(manifest);

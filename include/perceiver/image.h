@@ -44,10 +44,17 @@
  * PCV_IMAGE_PIPELINE_HAIKU reproduces DeepMind's ImageNet colab instead (spec haiku-vs-hf I1-I3):
  * crop side int(0.875*min(H,W)) with offsets rounded up, OpenCV INTER_CUBIC (a = -0.75, no
  * antialiasing) and float32((u8 - 255*mean) / (255*std)) computed in float64. The resize is
- * OpenCV's own CV_8U code path, bit-exact with cv2.resize when Intel IPP is off
- * (cv2.ipp.setUseIPP(False), or builds without IPP). x86 pip wheels of OpenCV route this resize
- * through IPP by default, whose float32 arithmetic differs by +-1 on ~2.5% of the values of a
- * 373->224 resize; what the colab's OpenCV build did is unknown. */
+ * OpenCV's own CV_8U code path (11-bit fixed-point coefficients; its SIMD code gives the same
+ * bytes), bit-exact with cv2.resize when Intel IPP is off (cv2.ipp.setUseIPP(False) or
+ * cv2.setUseOptimized(False), or builds without IPP). The x86-64 opencv-python wheels route this
+ * resize through IPP by default, in float32: measured with opencv-python-headless 5.0.0 on 8 photo
+ * crops resized to 224x224 (tools/make_cv_ipp_fixture.py, tests/test_image.c), IPP differs by +-1
+ * on 2.4% of the 8-bit values (one pixel_values step, 0.0175), which moves the logits of a
+ * full-size (random-weight) Fourier ImageNet classifier by at most 2.0e-4 (4e-5 of their range,
+ * a tenth of the image-full tolerance) and changes no top-5. IPP's own rounding is not published
+ * and could not be reproduced exactly (a float32 two-pass model agrees on all but ~1e-5 of the
+ * values; small images skip IPP altogether), and which path the colab's OpenCV took in 2021 is
+ * not recorded: the engine keeps the path it reproduces exactly. */
 #ifndef PERCEIVER_IMAGE_H
 #define PERCEIVER_IMAGE_H
 
