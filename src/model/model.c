@@ -12,6 +12,7 @@
  * Haiku code (the haiku profile); the profile's switches live in m->prof.
  */
 #include "model/model_impl.h"
+#include "model/config_path.h"
 #include "util/error.h"
 
 #include "formats/formats.h"
@@ -451,6 +452,21 @@ static int set_arch(pcv_model *m, pcv_error *err, const char *where)
  * folder). The config comes from config.json (in the folder, or beside the file); a DeepMind
  * pickle without one gets the built-in preset of the architecture its names show, with the
  * sizes its tensors determine. Numerics AUTO means haiku for DeepMind pickles, hf otherwise. */
+bool pcv_config_path(const char *model_path, char *out, size_t cap)
+{
+    struct stat sb;
+    if (stat(model_path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(out, cap, "%s/config.json", model_path);
+    } else {
+        const char *slash = strrchr(model_path, '/');
+        if (slash)
+            snprintf(out, cap, "%.*s/config.json", (int)(slash - model_path), model_path);
+        else
+            snprintf(out, cap, "config.json");
+    }
+    return stat(out, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
 pcv_status pcv_model_load(const char *dir, const pcv_model_options *opt, pcv_model **out, pcv_error *err)
 {
     char path[4096];
@@ -460,17 +476,7 @@ pcv_status pcv_model_load(const char *dir, const pcv_model_options *opt, pcv_mod
     struct stat sb;
     if (stat(dir, &sb) != 0)
         return pcv_set_error(err, PCV_ERR_IO, "%s: %s", dir, strerror(errno));
-    if (S_ISDIR(sb.st_mode)) {
-        snprintf(path, sizeof path, "%s/config.json", dir);
-    } else {
-        const char *slash = strrchr(dir, '/');
-        if (slash)
-            snprintf(path, sizeof path, "%.*s/config.json", (int)(slash - dir), dir);
-        else
-            snprintf(path, sizeof path, "config.json");
-    }
-    struct stat cs;
-    bool have_cfg = stat(path, &cs) == 0 && S_ISREG(cs.st_mode);
+    bool have_cfg = pcv_config_path(dir, path, sizeof path);
     if ((rc = model_new(NULL, opt, &m, err)) != 0)
         return rc;
     if (!(m->path = strdup(dir))) {
