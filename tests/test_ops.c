@@ -102,6 +102,8 @@ static void compare(const char *what, const float *got, const double *want, int6
         den += want[i] * want[i];
         if (t.atol > 0 || t.rtol > 0) {
             double lim = t.atol + t.rtol * fabs(want[i]);
+            if (!(d <= lim) && getenv("PCV_TEST_VERBOSE") && nbad < 5)
+                fprintf(stderr, "  %s [%lld]: got %.9g want %.9g\n", what, (long long)i, got[i], want[i]);
             if (!(d <= lim))
                 nbad++;
             if (d / lim > worst)
@@ -185,35 +187,57 @@ static void test_layernorm(pcv_backend *be, int64_t rows, int64_t cols, float of
     dfree(be, X), dfree(be, Y), dfree(be, G), dfree(be, Bb);
 }
 
-/* ---- GELU ---- */
-static void test_gelu(pcv_backend *be, int64_t n, pcv_gelu_kind kind)
+/* ---- activations (every hidden_act formula, against float64) ---- */
+static double softplus64(double v) { return v > 20 ? v : log1p(exp(v)); }
+static double gelu64(double v) { return 0.5 * v * (1 + erf(v / sqrt(2.0))); }
+
+static double act64(pcv_activation a, double v)
+{
+    switch (a) {
+    case PCV_ACT_GELU: return gelu64(v);
+    case PCV_ACT_GELU_TANH: return 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+    case PCV_ACT_GELU_10: return fmin(fmax(gelu64(v), -10), 10);
+    case PCV_ACT_QUICK_GELU: return v / (1 + exp(-1.702 * v));
+    case PCV_ACT_RELU: return v > 0 ? v : 0;
+    case PCV_ACT_RELU2: return v > 0 ? v * v : 0;
+    case PCV_ACT_RELU6: return fmin(fmax(v, 0), 6);
+    case PCV_ACT_LEAKY_RELU: return v > 0 ? v : 0.01 * v;
+    case PCV_ACT_SILU: return v / (1 + exp(-v));
+    case PCV_ACT_MISH: return v * tanh(softplus64(v));
+    case PCV_ACT_SIGMOID: return 1 / (1 + exp(-v));
+    case PCV_ACT_TANH: return tanh(v);
+    case PCV_ACT_LAPLACE: return 0.5 * (1 + erf((v - 0.707107) / (0.282095 * sqrt(2.0))));
+    case PCV_ACT_HARDSWISH: return v * fmin(fmax(v + 3, 0), 6) / 6;
+    case PCV_ACT_SQRT_SOFTPLUS: return sqrt(softplus64(v));
+    default: return v;
+    }
+}
+
+static void test_activation(pcv_backend *be, int64_t n, pcv_activation act, float scale)
 {
     float *x = randv(n, 4);
+    for (int64_t i = 0; i < n; i++) /* scale: reach every region of the formula (+-3, +-6, +-10, 20) */
+        x[i] *= scale;
     double *want = malloc((size_t)n * sizeof *want);
-    for (int64_t i = 0; i < n; i++) {
-        double v = x[i];
-        want[i] = kind == PCV_GELU_ERF ? 0.5 * v * (1 + erf(v / sqrt(2.0)))
-                                       : 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
-    }
+    for (int64_t i = 0; i < n; i++)
+        want[i] = act64(act, x[i]);
     dbuf X = dput(be, x, n, 4);
     pcv_error err = {0};
-    CHECK(pcv_backend_gelu(be, X.b, 0, n, kind, &err) == 0, "%s", err.msg);
+    CHECK(pcv_backend_activation(be, X.b, 0, n, act, &err) == 0, "%s", err.msg);
     char what[64];
-    snprintf(what, sizeof what, "gelu-%s n%lld", kind == PCV_GELU_ERF ? "erf" : "tanh", (long long)n);
+    snprintf(what, sizeof what, "%s n%lld", pcv_activation_name(act), (long long)n);
     float *got = dget(be, X, what);
-    compare(what, got, want, n, op_tol("gelu"));
+    const char *prof = act == PCV_ACT_GELU || act == PCV_ACT_GELU_TANH ? "gelu" : "activation";
+    compare(what, got, want, n, op_tol(prof));
     /* the two GELUs must be distinguishable at this tolerance */
-    if (kind == PCV_GELU_ERF) {
-        double *other = malloc((size_t)n * sizeof *other);
+    if (act == PCV_ACT_GELU) {
         int64_t differ = 0;
         tol t = op_tol("gelu");
         for (int64_t i = 0; i < n; i++) {
-            double v = x[i];
-            other[i] = 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
-            differ += fabs(got[i] - other[i]) > t.atol + t.rtol * fabs(other[i]);
+            double o = act64(PCV_ACT_GELU_TANH, x[i]);
+            differ += fabs(got[i] - o) > t.atol + t.rtol * fabs(o);
         }
         CHECK(n < 100 || differ > 0, "gelu tolerance cannot tell erf from tanh");
-        free(other);
     }
     free(got), free(x), free(want);
     dfree(be, X);
@@ -490,9 +514,11 @@ static void test_backend(pcv_backend *be)
     test_layernorm(be, 1, 1, 0);
     test_layernorm(be, 7, 33, 0);
     test_layernorm(be, 300, 1280, 100);
-    test_gelu(be, 1, PCV_GELU_ERF);
-    test_gelu(be, 100003, PCV_GELU_ERF);
-    test_gelu(be, 1001, PCV_GELU_TANH);
+    test_activation(be, 1, PCV_ACT_GELU, 1.0f);
+    test_activation(be, 100003, PCV_ACT_GELU, 1.0f);
+    test_activation(be, 1001, PCV_ACT_GELU_TANH, 1.0f);
+    for (int a = 0; a < PCV_ACT_COUNT; a++) /* odd lengths: the OpenCL kernels' vector tails */
+        test_activation(be, 4099, (pcv_activation)a, 6.0f);
     test_exact_ops(be, 1, 1);
     test_exact_ops(be, 67, 45);
     test_softmax(be, 1, 1, false);

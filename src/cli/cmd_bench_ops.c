@@ -144,7 +144,7 @@ static int run_case(pcv_backend *be, const op_case *c, const bufs *B, pcv_error 
     }
     case OP_LN:
         return pcv_backend_layernorm(be, B->b[0], 0, B->b[1], 0, c->m, c->n, B->b[2], 0, B->b[3], 0, 1e-5f, err);
-    case OP_GELU: return pcv_backend_gelu(be, B->b[0], 0, c->m * c->n, PCV_GELU_ERF, err);
+    case OP_GELU: return pcv_backend_activation(be, B->b[0], 0, c->m * c->n, PCV_ACT_GELU, err);
     case OP_SOFTMAX: return pcv_backend_softmax(be, B->b[0], 0, c->m, c->n, NULL, 0, err);
     case OP_ADD: return pcv_backend_add(be, B->b[0], 0, B->b[1], 0, c->m * c->n, err);
     }
