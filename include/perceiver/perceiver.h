@@ -79,6 +79,11 @@ typedef struct pcv_runtime_options {
                                layout=auto|row|swap, splits=N, clblast=0|1, xgemm=16 numbers
                                separated by ':', minind=N (docs/opencl.md); NULL: none */
     bool trace;             /* wait for and time every OpenCL launch, printed on stderr */
+    /* Progress of long operations, on the calling thread: what names the work ("compiling OpenCL
+     * kernels (cl/attention.cl)", "loading weights", "forward"), done of total units (parameters
+     * for the weights, layers for a forward); done == total once it is finished. NULL: none. */
+    void (*progress)(void *user, const char *what, int64_t done, int64_t total);
+    void *progress_user;
 } pcv_runtime_options;
 PCV_API pcv_status pcv_runtime_configure(const pcv_runtime_options *opt, pcv_error *err);
 

@@ -44,6 +44,12 @@ pcv_status pcv_runtime_configure(const pcv_runtime_options *opt, pcv_error *err)
 
 const pcv_runtime_options *pcv_runtime(void) { return &g_runtime; }
 
+void pcv_progress(const char *what, int64_t done, int64_t total)
+{
+    if (g_runtime.progress)
+        g_runtime.progress(g_runtime.progress_user, what, done, total);
+}
+
 /* ---- registry ----------------------------------------------------------------------------------- */
 
 pcv_backend *pcv_backend_open(const pcv_backend_options *opt, pcv_error *err)

@@ -106,6 +106,9 @@ int pcv_backend_synchronize(pcv_backend *be, pcv_error *err);
 
 /* ---- operations (offsets and sizes in elements; semantics in backend_impl.h) ------------------ */
 
+/* Reports progress to the runtime options' callback (no-op without one). */
+void pcv_progress(const char *what, int64_t done, int64_t total);
+
 int pcv_backend_gemm(pcv_backend *be, const pcv_gemm_args *args, pcv_error *err);
 int pcv_backend_bias_add(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols,
                          pcv_buffer *bias, size_t bias_off, pcv_error *err);

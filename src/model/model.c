@@ -217,6 +217,9 @@ static int forward_pass(pcv_model *m, pcv_exec *ex, const pcv_shape *s)
     TRY(pcv_tensor_alloc(ex, &lat, 2, (int64_t[]){B * N, D}));
     TRY(op_repeat(ex, &m->latents, N * D, B, &lat, 0));
     TRY(layer(ex, m, &m->enc_cross, &lat, B, N, &f->x, S, f->kmask.buf ? &f->kmask : NULL, &z));
+    int64_t nlayers = 2 + (int64_t)c->num_blocks * m->nself, done = 1; /* cross, selfs, decoder */
+    if (!ex->dry)
+        pcv_progress("forward", done, nlayers);
     if (m->capture)
         TRY(pcv_fwd_emit(f, &z, "stage.encoder.cross", 3, (int64_t[]){B, N, D}));
     TRY(pcv_exec_stage(ex, PCV_STAGE_ENC_SELF));
@@ -230,6 +233,8 @@ static int forward_pass(pcv_model *m, pcv_exec *ex, const pcv_shape *s)
                 snprintf(name, sizeof name, "stage.encoder.self.%d", blk * m->nself + i);
                 TRY(pcv_fwd_emit(f, &z, name, 3, (int64_t[]){B, N, D}));
             }
+            if (!ex->dry)
+                pcv_progress("forward", ++done, nlayers);
         }
     f->z = z;
 
@@ -273,6 +278,8 @@ static int forward_pass(pcv_model *m, pcv_exec *ex, const pcv_shape *s)
     TRY(head->decode_end(f));
     TRY(pcv_fwd_emit(f, &z, "last_hidden_state", 3, (int64_t[]){B, N, D}));
     TRY(pcv_exec_stage(ex, PCV_STAGE_POSTPROCESS));
+    if (!ex->dry)
+        pcv_progress("forward", nlayers, nlayers);
 fail:
     return rc;
 }
@@ -397,6 +404,8 @@ static int build_model(pcv_model *m, pcv_error *err)
                             c->num_self_attention_heads, c->d_latents, c->d_latents, c->self_attention_widening_factor,
                             true));
     }
+    if (m->have_weights)
+        pcv_progress("loading weights", m->total_params, m->total_params);
 fail:
     return rc;
 }
