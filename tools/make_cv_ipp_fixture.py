@@ -43,7 +43,7 @@ def main():
         meta["images"][name] = {"crop": list(crop.shape[:2]), "values_differing": float((d != 0).mean()),
                                 "max_abs_diff": int(np.abs(d).max())}
     save_file(out, str(OUT / "expected.safetensors"))
-    (OUT / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    (OUT / "ipp.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(json.dumps(meta))
 
 

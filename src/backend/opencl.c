@@ -49,7 +49,7 @@ struct pcv_buffer {
 };
 
 enum {
-    K_BIAS_ADD, K_ADD, K_GELU, K_GATHER, K_REPEAT, K_SCALE, K_TRANSPOSE, K_COPY2D, K_IM2COL, K_CHANNEL_AFFINE,
+    K_BIAS_ADD, K_ADD, K_ACTIVATION, K_GATHER, K_REPEAT, K_SCALE, K_TRANSPOSE, K_COPY2D, K_IM2COL, K_CHANNEL_AFFINE,
     K_MAXPOOL, K_LAYERNORM, K_SOFTMAX, K_ATTN_SOFTMAX, K_COUNT
 };
 static const struct {
@@ -57,7 +57,7 @@ static const struct {
     const char *name;
 } kernel_table[K_COUNT] = {
     [K_BIAS_ADD] = {0, "bias_add"},   [K_ADD] = {0, "add"},
-    [K_GELU] = {0, "gelu"},           [K_GATHER] = {0, "gather"},
+    [K_ACTIVATION] = {0, "activation"},           [K_GATHER] = {0, "gather"},
     [K_REPEAT] = {0, "repeat"},       [K_SCALE] = {0, "scale_matrix"},
     [K_TRANSPOSE] = {0, "transpose"}, [K_COPY2D] = {0, "copy2d"},
     [K_IM2COL] = {0, "im2col"},       [K_CHANNEL_AFFINE] = {0, "channel_affine"},
@@ -510,15 +510,16 @@ static int ocl_layernorm(pcv_backend *be, pcv_buffer *x, size_t x_off, pcv_buffe
     return launch(d, d->k[K_LAYERNORM], "layernorm", 2, gws, row_local(d, lws), args, NARGS(args), err);
 }
 
-static int ocl_gelu(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t n, pcv_gelu_kind kind, pcv_error *err)
+static int ocl_activation(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t n, pcv_activation act,
+                          pcv_error *err)
 {
     cl_dev *d = DEV(be);
     cl_ulong xo = x_off;
     cl_long nn = n;
-    cl_int k = kind == PCV_GELU_TANH ? 1 : 0;
+    cl_int k = (cl_int)act; /* the kernel's kinds are pcv_activation's values */
     karg args[] = {A(x->mem), A(xo), A(nn), A(k)};
     size_t gws[1] = {(size_t)cdiv(n, d->vw)};
-    return launch(d, d->k[K_GELU], "gelu", 1, gws, NULL, args, NARGS(args), err);
+    return launch(d, d->k[K_ACTIVATION], "activation", 1, gws, NULL, args, NARGS(args), err);
 }
 
 static int ocl_add(pcv_backend *be, pcv_buffer *y, size_t y_off, pcv_buffer *a, size_t a_off, int64_t n,
@@ -1024,7 +1025,7 @@ static const pcv_backend_ops ocl_ops = {
     .gemm = ocl_gemm,
     .bias_add = ocl_bias_add,
     .layernorm = ocl_layernorm,
-    .gelu = ocl_gelu,
+    .activation = ocl_activation,
     .add = ocl_add,
     .softmax = ocl_softmax,
     .gather = ocl_gather,

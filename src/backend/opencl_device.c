@@ -73,6 +73,11 @@ void pcv_cl_prepare_runtime(void)
     if (done)
         return;
     done = true;
+    /* PoCL compiles kernels (ours and CLBlast's) with clang and lets its warnings ("8 warnings
+     * generated.") reach our stderr: -w silences them unless the user sets the variable, or is
+     * developing kernels (PERCEIVER_CL_DIR / kernel_dir, tracing), where they are wanted */
+    if (!pcv_runtime()->kernel_dir && !pcv_runtime()->trace)
+        setenv("POCL_EXTRA_BUILD_FLAGS", "-w", 0);
     if (getenv("POCL_CACHE_DIR"))
         return;
     /* PoCL's own default, which it must be able to create or it reports no device */

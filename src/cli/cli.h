@@ -75,8 +75,19 @@ extern bool cli_quiet; /* --quiet: no information or progress */
 void cli_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Erases the progress line, if one is shown (before anything else is written to stderr). */
+/* ---- progress (progress.c) -------------------------------------------------------------------
+ * One line on standard error, redrawn in place, only when standard error is a terminal and
+ * --quiet is not given: kernel compilation, weight loading, forward passes, batches. */
+
+/* The line (printf-style); redrawn at most 10 times a second unless force. */
+void cli_progress(bool force, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* What the command is doing (e.g. "classify 12/2000 images"): shown before the library's
+ * progress (loading, forward); NULL clears it. */
+void cli_progress_context(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Erases the line, if one is shown (before anything else is written to the terminal). */
 void cli_progress_clear(void);
+/* The library's callback (pcv_runtime_options.progress). */
+void cli_library_progress(void *user, const char *what, int64_t done, int64_t total);
 
 /* Fails when path cannot name an output file (empty, a folder, ends with '/'); role names the
  * option ("--outputs"). */

@@ -120,6 +120,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    cli_progress_clear();
     fprintf(stderr, "perceiver-cl %s: ", cmd);
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\nTry 'perceiver-cl %s --help'.\n", cmd);
@@ -228,6 +229,7 @@ bool cli_double(cli_parser *p, double lo, double hi, double *out)
 
 int cli_fail(const pcv_error *err)
 {
+    cli_progress_clear();
     fprintf(stderr, "perceiver-cl: error: %s\n", err->msg);
     return EXIT_FAIL;
 }
@@ -331,6 +333,7 @@ int cli_runtime_setup(pcv_error *err)
         snprintf(tuning + n, sizeof tuning - n, "%sxgemm=%s", n ? "," : "", x);
     }
     rt.tuning = tuning[0] ? tuning : NULL;
+    rt.progress = cli_library_progress;
     return pcv_runtime_configure(&rt, err);
 }
 
@@ -361,9 +364,6 @@ int cli_check_safetensors(const char *path, const char *role, pcv_error *err)
                          path, what, role, img ? " ('perceiver-cl classify' takes images)" : "");
 }
 
-/* ---- progress ---------------------------------------------------------------------------------- */
-
-void cli_progress_clear(void) {}
 
 /* ---- --version --------------------------------------------------------------------------------- */
 

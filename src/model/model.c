@@ -32,7 +32,7 @@ void pcv_profile_init(pcv_profile *p, pcv_numerics n)
     bool dm = n == PCV_NUMERICS_HAIKU;
     *p = (pcv_profile){
         .numerics = dm ? PCV_NUMERICS_HAIKU : PCV_NUMERICS_HF,
-        .gelu = dm ? PCV_GELU_TANH : PCV_GELU_ERF,         /* G1 */
+        .jax_gelu = dm,                                    /* G1 */
         .attn = dm ? PCV_ATTN_HAIKU : PCV_ATTN_HF,         /* G2-G4 */
         .linspace = dm ? PCV_LINSPACE_JAX : PCV_LINSPACE_TORCH, /* G8 */
         .dm_conv_stem = dm,                                /* C1-C4 */
@@ -100,12 +100,12 @@ static int attend(pcv_exec *ex, const pcv_model *m, const pcv_layer *L, const pc
     pcv_arena_reset(ex, mk);
     if (L->query_residual)
         TRY(op_add(ex, out, x));
-    /* MLP with residual: out += W2 gelu(W1 LN(out) + b1) + b2 */
+    /* MLP with residual: out += W2 act(W1 LN(out) + b1) + b2 */
     TRY(pcv_tensor_alloc(ex, &t, 2, (int64_t[]){rows, L->q_dim}));
     TRY(pcv_tensor_alloc(ex, &h, 2, (int64_t[]){rows, L->widening * L->q_dim}));
     TRY(op_layernorm(ex, out, rows, &L->ln_mlp.w, &L->ln_mlp.b, &t));
     TRY(op_linear(ex, &t, rows, &L->mlp1.w, &L->mlp1.b, &h));
-    TRY(op_gelu(ex, &h, m->prof.gelu));
+    TRY(op_activation(ex, &h, m->act));
     TRY(op_linear(ex, &h, rows, &L->mlp2.w, &L->mlp2.b, &t));
     TRY(op_add(ex, out, &t));
 fail:
@@ -217,6 +217,9 @@ static int forward_pass(pcv_model *m, pcv_exec *ex, const pcv_shape *s)
     TRY(pcv_tensor_alloc(ex, &lat, 2, (int64_t[]){B * N, D}));
     TRY(op_repeat(ex, &m->latents, N * D, B, &lat, 0));
     TRY(layer(ex, m, &m->enc_cross, &lat, B, N, &f->x, S, f->kmask.buf ? &f->kmask : NULL, &z));
+    int64_t nlayers = 2 + (int64_t)c->num_blocks * m->nself, done = 1; /* cross, selfs, decoder */
+    if (!ex->dry)
+        pcv_progress("forward", done, nlayers);
     if (m->capture)
         TRY(pcv_fwd_emit(f, &z, "stage.encoder.cross", 3, (int64_t[]){B, N, D}));
     TRY(pcv_exec_stage(ex, PCV_STAGE_ENC_SELF));
@@ -230,6 +233,8 @@ static int forward_pass(pcv_model *m, pcv_exec *ex, const pcv_shape *s)
                 snprintf(name, sizeof name, "stage.encoder.self.%d", blk * m->nself + i);
                 TRY(pcv_fwd_emit(f, &z, name, 3, (int64_t[]){B, N, D}));
             }
+            if (!ex->dry)
+                pcv_progress("forward", ++done, nlayers);
         }
     f->z = z;
 
@@ -273,6 +278,8 @@ static int forward_pass(pcv_model *m, pcv_exec *ex, const pcv_shape *s)
     TRY(head->decode_end(f));
     TRY(pcv_fwd_emit(f, &z, "last_hidden_state", 3, (int64_t[]){B, N, D}));
     TRY(pcv_exec_stage(ex, PCV_STAGE_POSTPROCESS));
+    if (!ex->dry)
+        pcv_progress("forward", nlayers, nlayers);
 fail:
     return rc;
 }
@@ -350,15 +357,18 @@ pcv_status pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_in
 
 /* ---- building a model ----------------------------------------------------------------------------------- */
 
-static int check_config(const pcv_config *c, pcv_error *err)
+static int check_config(pcv_model *m, const pcv_config *c, pcv_error *err)
 {
     if (c->d_latents % c->num_self_attention_heads || c->d_latents % c->num_cross_attention_heads)
         return pcv_set_error(err, PCV_ERR_FORMAT,
                              "config: d_latents (%d) must be divisible by num_self_attention_heads (%d) and num_cross_attention_heads (%d)",
                              c->d_latents, c->num_self_attention_heads, c->num_cross_attention_heads);
-    if (strcmp(c->hidden_act, "gelu") != 0)
-        return pcv_set_error(err, PCV_ERR_UNSUPPORTED,
-                             "config: hidden_act '%s' is not supported (Perceiver checkpoints use 'gelu')", c->hidden_act);
+    /* the MLP activation: config.hidden_act; DeepMind's GELU (G1) for every GELU under haiku */
+    int rc = pcv_activation_from_name(c->hidden_act, &m->act, err);
+    if (rc)
+        return rc;
+    if (m->prof.jax_gelu && m->act == PCV_ACT_GELU)
+        m->act = PCV_ACT_GELU_TANH;
     if (strcmp(c->cross_attention_shape_for_attention, "kv") != 0 &&
         strcmp(c->cross_attention_shape_for_attention, "q") != 0)
         return pcv_set_error(err, PCV_ERR_FORMAT, "config: cross_attention_shape_for_attention must be \"kv\" or \"q\", not \"%s\"",
@@ -372,7 +382,7 @@ static int build_model(pcv_model *m, pcv_error *err)
 {
     const pcv_config *c = &m->cfg;
     int rc;
-    if ((rc = check_config(c, err)))
+    if ((rc = check_config(m, c, err)))
         return rc;
     if (!m->arch->head)
         return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s models load, convert and inspect, but do not run yet",
@@ -394,6 +404,8 @@ static int build_model(pcv_model *m, pcv_error *err)
                             c->num_self_attention_heads, c->d_latents, c->d_latents, c->self_attention_widening_factor,
                             true));
     }
+    if (m->have_weights)
+        pcv_progress("loading weights", m->total_params, m->total_params);
 fail:
     return rc;
 }
