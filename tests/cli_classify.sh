@@ -55,11 +55,11 @@ expect 0 '' -- "$BIN" classify -m "$D" --threshold 0.0001 --top 1 --json "$I/dig
 check '[ "$(grep -o "\"class\"" "$TMP/out" | wc -l)" -eq 1 ]' "--top with --threshold: at most K"
 expect 2 '--threshold needs a number from 0 to 1' -- "$BIN" classify -m "$D" --threshold 2 x.png
 
-# ---- a file name that is not UTF-8: escaped in --json (as Python's surrogateescape), not dropped ----
+# ---- a file name that is not UTF-8: kept in --json (text with U+FFFD, and its bytes in hex) ----
 bad_name=$(printf 'caf\351.png')
 cp "$I/digit_5_1098.png" "$TMP/$bad_name"
 expect 0 '' -- "$BIN" classify -m "$D" --json --top 1 "$TMP/$bad_name"
-check 'grep -q "\"image\":\"[^\"]*caf\\\\udce9.png\",\"top\"" "$TMP/out"' "--json: a non-UTF-8 name is escaped"
+check 'grep -q "\"image\":\"[^\"]*caf$(printf "\357\277\275").png\",\"image_bytes\":\"[0-9a-f]*636166e92e706e67\",\"top\"" "$TMP/out"' "--json: a non-UTF-8 name with its bytes"
 
 # ---- streaming: results come before the last image is even opened (a FIFO, which then fails
 # as not a regular file) ----

@@ -337,7 +337,7 @@ int cmd_bench(int argc, char **argv)
         jw_object(&w);
         jw_key(&w, "version"), jw_str(&w, pcv_version());
         jw_key(&w, "git_commit"), jw_str(&w, pcv_cli_git_commit);
-        jw_key(&w, "model"), jw_path(&w, name);
+        jw_path(&w, "model", name);
         jw_key(&w, "architecture"), jw_str(&w, pcv_arch_name(arch));
         jw_key(&w, "parameters"), jw_int(&w, params);
         jw_key(&w, "numerics"), jw_str(&w, pcv_model_numerics(m) == PCV_NUMERICS_HAIKU ? "haiku" : "hf");

@@ -369,7 +369,7 @@ int cmd_classify(int argc, char **argv)
                 fprintf(stderr, "perceiver-cl: error: %s\n", it->error);
                 if (json) {
                     jw_object(&w);
-                    jw_key(&w, "image"), jw_path(&w, it->path);
+                    jw_path(&w, "image", it->path);
                     jw_key(&w, "error"), jw_str(&w, it->error);
                     jw_object_end(&w);
                     jw_end(&w);
@@ -381,7 +381,7 @@ int cmd_classify(int argc, char **argv)
             }
             if (json) {
                 jw_object(&w);
-                jw_key(&w, "image"), jw_path(&w, it->path);
+                jw_path(&w, "image", it->path);
                 jw_key(&w, "top");
                 jw_array(&w);
             } else {
