@@ -372,22 +372,6 @@ static void test_round_trip(void)
     CHECK(count_tmp_files() == 0, "temporary files left behind");
 }
 
-static void remove_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char p[2048];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
-}
-
 int main(void)
 {
     snprintf(g_dir, sizeof g_dir, "%s/test_config.%ld", tu_tmpdir(), (long)getpid());
@@ -400,6 +384,6 @@ int main(void)
     test_full();
     test_errors();
     test_round_trip();
-    remove_dir(g_dir);
+    tu_remove_dir(g_dir);
     return TEST_DONE();
 }

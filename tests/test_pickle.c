@@ -16,20 +16,6 @@
 
 #define PWNED "/tmp/perceiver-cl-pwned-by-pickle"
 
-static unsigned char *read_all(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(sz > 0 ? (size_t)sz : 1);
-    *n = b ? fread(b, 1, (size_t)sz, f) : 0;
-    fclose(f);
-    return b;
-}
-
 static int load(pk_doc *d, const void *buf, size_t n, pcv_error *err)
 {
     pk_options o = {.name = "test"};
@@ -212,7 +198,7 @@ static void test_recursive(void)
 static void test_truncation(const char *path)
 {
     size_t n = 0;
-    unsigned char *buf = read_all(path, &n);
+    unsigned char *buf = tu_read_file(path, &n);
     CHECK(buf != NULL && n > 100, "%s", path);
     if (!buf)
         return;
@@ -260,7 +246,7 @@ static void test_dtypes(const char *tag)
             continue;
         snprintf(path, sizeof path, "%s/haiku_dtypes/dtypes_p%d_%s.pickle", tu_fixtures(), proto, tag);
         size_t n = 0;
-        unsigned char *buf = read_all(path, &n);
+        unsigned char *buf = tu_read_file(path, &n);
         CHECK(buf != NULL, "%s", path);
         pk_doc d;
         pcv_error err = {0};
@@ -318,7 +304,7 @@ static void test_hostile_files(void)
         char path[4096];
         snprintf(path, sizeof path, "%s/haiku_hostile/%s", tu_fixtures(), files[i]);
         size_t n = 0;
-        unsigned char *buf = read_all(path, &n);
+        unsigned char *buf = tu_read_file(path, &n);
         CHECK(buf != NULL, "%s", path);
         if (buf)
             expect_fail(files[i], buf, n, strstr(files[i], "eval") ? "__builtin__.eval" : "posix.system");

@@ -459,22 +459,6 @@ static void test_dtypes(void)
     CHECK(pcv_dtype_size(PCV_DT_INVALID) == 0, "invalid size");
 }
 
-static void remove_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char p[2048];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
-}
-
 /* The public, opaque API: open by pointer, enumerate, query, close; and a weight set over a fixture. */
 static void test_public_api(void)
 {
@@ -528,6 +512,6 @@ int main(void)
     test_valid_edge_cases();
     test_bad_files();
     test_write_failures();
-    remove_dir(g_dir);
+    tu_remove_dir(g_dir);
     return TEST_DONE();
 }

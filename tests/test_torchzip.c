@@ -17,20 +17,6 @@
 
 static double atol_, rtol_;
 
-static unsigned char *read_all(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(sz > 0 ? (size_t)sz : 1);
-    *n = b ? fread(b, 1, (size_t)sz, f) : 0;
-    fclose(f);
-    return b;
-}
-
 static void compare_outputs(const char *what, const pcv_safetensors *ex, const pcv_st_tensor *got, int ngot)
 {
     for (int i = 0; i < ex->count; i++) {
@@ -151,7 +137,7 @@ static void test_broken(void)
     char path[4096];
     snprintf(path, sizeof path, "%s/torch_mlm/pytorch_model.bin", tu_fixtures());
     size_t n = 0;
-    unsigned char *orig = read_all(path, &n);
+    unsigned char *orig = tu_read_file(path, &n);
     CHECK(orig && n > 1000, "%s", path);
     if (!orig)
         return;
@@ -214,7 +200,7 @@ static void test_broken(void)
 
     /* legacy file truncated */
     snprintf(path, sizeof path, "%s/torch_mlm_legacy/pytorch_model.bin", tu_fixtures());
-    orig = read_all(path, &n);
+    orig = tu_read_file(path, &n);
     CHECK(orig != NULL, "%s", path);
     rejected = tried = 0;
     for (size_t len = 0; orig && len < n; len += (len < 256 ? 1 : 97)) {

@@ -94,6 +94,8 @@ PCV_API pcv_status pcv_image_load_memory_ex(const void *data, size_t len, const 
  * turn 90 degrees clockwise to be upright), by Pillow's rules (see above). */
 PCV_API int pcv_image_orientation(const void *data, size_t len);
 PCV_API void pcv_image_free(pcv_image *img);
+/* Writes an 8-bit RGB PNG file atomically (temporary file + rename). */
+PCV_API pcv_status pcv_image_save_png(const char *path, const pcv_image *img, pcv_error *err);
 /* Name of the image format recognised from the leading bytes ("PNG", "JPEG", "GIF", "BMP",
  * "WebP", "TIFF", ...), or NULL if none is recognised. Only PNG and JPEG can be decoded. */
 PCV_API const char *pcv_image_format(const void *data, size_t len);
@@ -171,6 +173,12 @@ PCV_API pcv_status pcv_image_resize_pil(const unsigned char *src, int sw, int sh
  * no antialiasing, replicated borders, 11-bit fixed-point coefficients). */
 PCV_API pcv_status pcv_image_resize_cv_cubic(const unsigned char *src, int sw, int sh, unsigned char *dst,
                               int dw, int dh, pcv_error *err);
+
+/* OpenCV cv2.resize(src, (dw, dh)) with its default INTER_LINEAR on 8-bit RGB (centre-aligned
+ * bilinear, no antialiasing, 11-bit fixed-point weights, OpenCV's SIMD rounding of the vertical
+ * pass): the resize of DeepMind's video-autoencoding colab. */
+PCV_API pcv_status pcv_image_resize_cv_linear(const unsigned char *src, int sw, int sh, unsigned char *dst, int dw,
+                                              int dh, pcv_error *err);
 
 #ifdef __cplusplus
 }

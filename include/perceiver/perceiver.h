@@ -255,8 +255,11 @@ PCV_API pcv_status pcv_config_save(const pcv_config *cfg, const char *path, pcv_
 PCV_API void pcv_config_free(pcv_config *cfg);
 /* The bundled ImageNet-1k class names (data/imagenet-1k.txt); NULL outside [0, 1000). */
 PCV_API const char *pcv_imagenet1k_label(int i);
-/* Gives an ImageNet classifier config (one of the three image architectures, 1000 labels)
- * without id2label the bundled ImageNet-1k names; other configs are left alone. */
+/* The bundled Kinetics-700 class names (data/kinetics-700.txt); NULL outside [0, 700). */
+PCV_API const char *pcv_kinetics700_label(int i);
+/* Gives a config without id2label the bundled names: ImageNet-1k for the three ImageNet
+ * classifiers with 1000 labels, Kinetics-700 for the multimodal autoencoder with 700 labels;
+ * other configs are left alone. */
 PCV_API pcv_status pcv_config_default_labels(pcv_config *cfg, pcv_error *err);
 
 /* ---- byte-level tokenizer (PerceiverTokenizer) --------------------------------------------- */

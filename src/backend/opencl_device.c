@@ -179,6 +179,9 @@ static void fill_info(cl_platform_id p, cl_device_id d, pcv_cl_device_info *info
     size_t wg = 0;
     clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
     info->max_work_group = wg;
+    size_t items[3] = {0, 0, 0};
+    clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof items, items, NULL);
+    info->max_item_size0 = items[0] ? items[0] : wg;
     cl_bool bv = CL_FALSE;
     clGetDeviceInfo(d, CL_DEVICE_AVAILABLE, sizeof bv, &bv, NULL);
     info->available = bv;

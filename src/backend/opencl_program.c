@@ -17,6 +17,7 @@
 #ifdef PCV_HAVE_OPENCL
 
 #include "util/clock.h"
+#include "util/fileutil.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -44,35 +45,13 @@ static const char *embedded(const char *name)
 
 static char *read_text(const char *path, pcv_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        pcv_set_error(err, PCV_ERR_IO, "kernel source folder: cannot read %s: %s", path, strerror(errno));
-        return NULL;
-    }
     char *buf = NULL;
-    size_t len = 0, cap = 0, n;
-    char chunk[8192];
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (len + n + 1 > cap) {
-            cap = 2 * (len + n + 1);
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                pcv_set_error(err, PCV_ERR_OOM, "out of memory reading %s", path);
-                return NULL;
-            }
-            buf = nb;
-        }
-        memcpy(buf + len, chunk, n);
-        len += n;
-    }
-    fclose(f);
-    if (!buf && !(buf = calloc(1, 1))) {
-        pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+    size_t len;
+    pcv_error e = {0};
+    if (pcv_read_file(path, "an OpenCL kernel source", (size_t)16 << 20, &buf, &len, &e)) {
+        pcv_set_error(err, e.code, "kernel source folder: cannot read %s", e.msg);
         return NULL;
     }
-    buf[len] = '\0';
     return buf;
 }
 

@@ -137,7 +137,7 @@ void cli_print_version(FILE *f);
 
 /* The commands: argv[0] is the command's name. */
 extern const cli_command cli_cmd_fill, cli_cmd_classify, cli_cmd_run, cli_cmd_bench, cli_cmd_init_random,
-    cli_cmd_convert, cli_cmd_inspect, cli_cmd_devices, cli_cmd_verify, cli_cmd_bench_ops;
+    cli_cmd_convert, cli_cmd_inspect, cli_cmd_devices, cli_cmd_verify, cli_cmd_bench_ops, cli_cmd_flow, cli_cmd_autoencode;
 int cmd_fill(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_run(int argc, char **argv);
@@ -148,6 +148,8 @@ int cmd_inspect(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_bench_ops(int argc, char **argv);
+int cmd_flow(int argc, char **argv);
+int cmd_autoencode(int argc, char **argv);
 
 /* the build (generated at build time from git) */
 extern const char pcv_cli_git_commit[];

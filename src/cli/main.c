@@ -16,6 +16,9 @@ typedef struct command {
 static const command commands[] = {
     {"fill", cmd_fill, &cli_cmd_fill, "fill masked bytes of text with a masked language model"},
     {"classify", cmd_classify, &cli_cmd_classify, "top classes of PNG/JPEG images with an image classifier"},
+    {"flow", cmd_flow, &cli_cmd_flow, "optical flow of frame pairs, sequences and videos (.flo, colour PNG)"},
+    {"autoencode", cmd_autoencode, &cli_cmd_autoencode,
+     "reconstruct a video clip and its audio, and name its Kinetics-700 class"},
     {"run", cmd_run, &cli_cmd_run, "run a forward pass: named input tensors in, output tensors out (safetensors)"},
     {"bench", cmd_bench, &cli_cmd_bench, "time forward passes (mean, stddev, GFLOP/s, % of peak); sweeps"},
     {"init-random", cmd_init_random, &cli_cmd_init_random,
@@ -24,7 +27,7 @@ static const command commands[] = {
     {"inspect", cmd_inspect, &cli_cmd_inspect, "list a checkpoint's tensors, architecture and config"},
     {"devices", cmd_devices, &cli_cmd_devices, "list the compute devices (--device N picks one)"},
     {"verify", cmd_verify, &cli_cmd_verify, "run a model on a device and on the CPU path; compare every stage"},
-    {"bench-ops", cmd_bench_ops, &cli_cmd_bench_ops, "GFLOP/s of single operations at the language model's shapes"},
+    {"bench-ops", cmd_bench_ops, &cli_cmd_bench_ops, "GFLOP/s of single operations at the shapes of the full-size models"},
 };
 enum { NCOMMANDS = sizeof commands / sizeof *commands };
 

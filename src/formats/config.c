@@ -417,49 +417,6 @@ static int load_scalars(const cfg_ctx *c, pcv_config *cfg)
     return rc;
 }
 
-/* Reads a whole (small) file into a malloc'd buffer. */
-static int read_small_file(const char *path, char **out, size_t *out_len, pcv_error *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return pcv_set_error(err, PCV_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    int rc = 0;
-    if (fstat(fd, &sb) != 0)
-        rc = pcv_set_error(err, PCV_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    else if (S_ISDIR(sb.st_mode))
-        rc = pcv_set_error(err, PCV_ERR_IO, "%s: is a directory, not a config file", path);
-    else if (!S_ISREG(sb.st_mode))
-        rc = pcv_set_error(err, PCV_ERR_IO, "%s: not a regular file", path);
-    else if ((unsigned long long)sb.st_size > CFG_FILE_MAX)
-        rc = pcv_set_error(err, PCV_ERR_FORMAT, "%s: %lld bytes is too large for a config file",
-                           path, (long long)sb.st_size);
-    char *buf = rc ? NULL : malloc((size_t)sb.st_size + 1);
-    if (!rc && !buf)
-        rc = pcv_set_error(err, PCV_ERR_OOM, "%s: out of memory", path);
-    size_t len = 0;
-    while (!rc && len < (size_t)sb.st_size) {
-        ssize_t r = read(fd, buf + len, (size_t)sb.st_size - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            rc = pcv_set_error(err, PCV_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-        else if (r == 0)
-            break; /* shrank while reading: parse what we have */
-        else
-            len += (size_t)r;
-    }
-    close(fd);
-    if (rc) {
-        free(buf);
-        return rc;
-    }
-    buf[len] = '\0';
-    *out = buf;
-    *out_len = len;
-    return 0;
-}
-
 static int load_root(const cfg_ctx *c, pcv_config *cfg)
 {
     if (!json_is_object(c->root))
@@ -483,7 +440,7 @@ pcv_status pcv_config_load(pcv_config *cfg, const char *path, pcv_error *err)
     pcv_config_init(cfg);
     char *text = NULL;
     size_t len = 0;
-    int rc = read_small_file(path, &text, &len, err);
+    int rc = pcv_read_file(path, "a config file", CFG_FILE_MAX, &text, &len, err);
     if (rc)
         return rc;
     json_error_t jerr;
@@ -835,21 +792,35 @@ pcv_status pcv_config_save(const pcv_config *cfg, const char *path, pcv_error *e
 }
 
 extern const char *const pcv_imagenet1k_labels[1000];
+extern const char *const pcv_kinetics700_labels[700];
 
 const char *pcv_imagenet1k_label(int i)
 {
     return i >= 0 && i < 1000 ? pcv_imagenet1k_labels[i] : NULL;
 }
 
+const char *pcv_kinetics700_label(int i)
+{
+    return i >= 0 && i < 700 ? pcv_kinetics700_labels[i] : NULL;
+}
+
+/* ImageNet classifiers with 1000 labels get the ImageNet-1k names, the multimodal autoencoder
+ * with 700 labels the Kinetics-700 names (data/README.md), when the config has no id2label. */
 pcv_status pcv_config_default_labels(pcv_config *cfg, pcv_error *err)
 {
-    if (cfg->id2label || cfg->num_labels != 1000 || strncmp(cfg->architecture, "PerceiverForImageClassification", 31) != 0)
+    const char *const *names = NULL;
+    int n = 0;
+    if (!cfg->id2label && cfg->num_labels == 1000 && !strncmp(cfg->architecture, "PerceiverForImageClassification", 31))
+        names = pcv_imagenet1k_labels, n = 1000;
+    else if (!cfg->id2label && cfg->num_labels == 700 && !strcmp(cfg->architecture, "PerceiverForMultimodalAutoencoding"))
+        names = pcv_kinetics700_labels, n = 700;
+    if (!names)
         return 0;
-    char **labels = calloc(1000, sizeof *labels);
+    char **labels = calloc((size_t)n, sizeof *labels);
     if (!labels)
         return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-    for (int i = 0; i < 1000; i++)
-        if (!(labels[i] = strdup(pcv_imagenet1k_labels[i]))) {
+    for (int i = 0; i < n; i++)
+        if (!(labels[i] = strdup(names[i]))) {
             while (i--)
                 free(labels[i]);
             free(labels);

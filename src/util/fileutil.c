@@ -113,3 +113,47 @@ int pcv_map_file(const char *path, const char *kind, void **map, size_t *size, p
     *size = (size_t)sb.st_size;
     return 0;
 }
+
+int pcv_read_file(const char *path, const char *kind, size_t max_bytes, char **out, size_t *out_len, pcv_error *err)
+{
+    *out = NULL;
+    *out_len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return pcv_set_error(err, PCV_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    int rc = 0;
+    if (fstat(fd, &sb) != 0)
+        rc = pcv_set_error(err, PCV_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    else if (S_ISDIR(sb.st_mode))
+        rc = pcv_set_error(err, PCV_ERR_IO, "%s: is a directory, not %s", path, kind);
+    else if (!S_ISREG(sb.st_mode))
+        rc = pcv_set_error(err, PCV_ERR_IO, "%s: not a regular file (%s expected)", path, kind);
+    else if ((unsigned long long)sb.st_size > max_bytes)
+        rc = pcv_set_error(err, PCV_ERR_FORMAT, "%s: %lld bytes is too large for %s (limit %zu bytes)", path,
+                           (long long)sb.st_size, kind, max_bytes);
+    char *buf = rc ? NULL : malloc((size_t)sb.st_size + 1);
+    if (!rc && !buf)
+        rc = pcv_set_error(err, PCV_ERR_OOM, "%s: out of memory", path);
+    size_t len = 0;
+    while (!rc && len < (size_t)sb.st_size) {
+        ssize_t r = read(fd, buf + len, (size_t)sb.st_size - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            rc = pcv_set_error(err, PCV_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+        else if (r == 0)
+            break; /* shrank while reading: use what was read */
+        else
+            len += (size_t)r;
+    }
+    close(fd);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *out_len = len;
+    return 0;
+}

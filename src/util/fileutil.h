@@ -17,4 +17,10 @@ int pcv_write_atomic(const char *path, pcv_write_fn fn, void *ctx, pcv_error *er
  * file") in the messages for directories and empty files. Unmap with munmap(*map, *size). */
 int pcv_map_file(const char *path, const char *kind, void **map, size_t *size, pcv_error *err);
 
+/* Reads a whole regular file of at most max_bytes into a malloc'd, NUL-terminated buffer. The
+ * file is opened without blocking and checked with fstat before anything is read, so a FIFO or
+ * device is refused rather than waited on; kind names what the file should be ("a config
+ * file") in the messages. */
+int pcv_read_file(const char *path, const char *kind, size_t max_bytes, char **out, size_t *len, pcv_error *err);
+
 #endif
