@@ -56,6 +56,9 @@ check '[ ! -e "$TMP/o.st" ]' "a failed run left an output file"
 
 # ---- input problems ----
 expect 1 'inputs.safetensors' -- "$BIN" run -m "$M" -i "$TMP/nothere/inputs.safetensors" -o "$TMP/o.st"
+# not safetensors at all: said so, with what it is (no header length read out of a JPEG)
+expect 1 'photo_china.jpg: not a safetensors file \(a JPEG image\).*classify' -- "$BIN" run -m "$M" -i "$FIX/images/photo_china.jpg" -o "$TMP/o.st"
+expect 1 'not a safetensors file \(a pickle\)' -- "$BIN" run -m "$M" -i "$FIX/haiku_mlm/p4_np2_dict.pickle" -o "$TMP/o.st"
 hdr='{"attention_mask":{"dtype":"I64","shape":[1,1],"data_offsets":[0,8]}}'
 printf "$(printf '\\x%02x' ${#hdr})\\x00\\x00\\x00\\x00\\x00\\x00\\x00%s\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00" "$hdr" >"$TMP/nomask.st"
 expect 1 "input_ids.*missing" -- "$BIN" run -m "$M" -i "$TMP/nomask.st" -o "$TMP/o.st"
