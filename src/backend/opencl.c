@@ -1259,6 +1259,8 @@ pcv_backend *pcv_backend_opencl_create(int index, const pcv_backend_options *opt
     snprintf(be->name, sizeof be->name, "opencl:%d", index);
     snprintf(be->device_name, sizeof be->device_name, "OpenCL device %d: %s (%s, %s)", index, d->info.name,
              d->info.platform, d->info.driver);
+    snprintf(be->driver, sizeof be->driver, "%s, driver %s, %s; CLBlast", d->info.platform_version, d->info.driver,
+             d->info.version);
     return be;
 }
 

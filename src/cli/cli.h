@@ -64,6 +64,11 @@ bool cli_int(cli_parser *p, long lo, long hi, long *out);
 bool cli_double(cli_parser *p, double lo, double hi, double *out);
 const cli_option *cli_find_option(const cli_parser *p, int key);
 void cli_print_help(const cli_command *c, FILE *f);
+/* A command's options in --help order (its own, the common groups, --help); returns the count. */
+int cli_all_options(const cli_command *c, const cli_option **out, int cap);
+/* manpage.c: the troff man page of the n commands, and one command's options for completions */
+void cli_print_man(FILE *f, const cli_command *const *cmds, const char *const *summaries, int n);
+void cli_print_option_list(FILE *f, const cli_command *c);
 
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int cli_fail(const pcv_error *err);

@@ -1,21 +1,35 @@
-/* perceiver-cl fill: masked-byte filling with a byte-level masked language model. */
+/* perceiver-cl fill: masked-byte filling with a byte-level masked language model.
+ *
+ * Streaming: lines are read, parsed and filled one batch at a time, so the memory of a run is
+ * bounded by --batch and --max-line-bytes whatever the input's size; a bad line is reported by
+ * its number and skipped, the others are still filled, and the exit status is 1 at the end. */
 #include "cli/cli.h"
+#include "cli/jsonw.h"
 #include "perceiver/tasks.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#define FILL_MAX_LINE_DEFAULT ((long)64 << 10)
+#define FILL_MAX_INPUT_DEFAULT ((long)1 << 30)
+
 static const cli_option options[] = {
     {"model", 'm', "DIR", "model folder (config.json + model.safetensors) or checkpoint"},
     {"file", 'f', "FILE", "read texts from FILE, one per line ('-' = standard input)"},
+    {"top", 'k', "K", "also give the K most likely bytes of each masked byte with their\n"
+                      "probabilities, like the fill-mask pipeline's top_k (1..256)"},
     {"json", CLI_KEY, NULL, "one JSON object per line (docs/json.md): input, filled text,\n"
                             "and for each masked span its position, guess, original (if\n"
                             "known) and the lowest byte probability"},
     {"batch", 'b', "N", "lines per forward pass (default 8)"},
+    {"max-line-bytes", CLI_KEY + 1, "N", "longest input line read, in bytes (default 64K; K, M, G\n"
+                                         "suffixes); a longer line is reported and skipped"},
+    {"max-input-bytes", CLI_KEY + 2, "N", "most bytes read from --file or standard input in one run\n"
+                                          "(default 1G); reading stops there with an error"},
     {0},
 };
 
@@ -23,7 +37,10 @@ const cli_command cli_cmd_fill = {
     "fill", "--model DIR [options] [TEXT ...]",
     "Fills the masked bytes of each TEXT (or of each line of --file, or of standard input when\n"
     "no TEXT is given) with the most likely bytes under a PerceiverForMaskedLM model, and prints\n"
-    "one filled text per input line.\n"
+    "one filled text per input line, in input order. Lines are read and filled one batch at a\n"
+    "time. A line that cannot be filled (bad mask syntax, too long for the model, a NUL byte,\n"
+    "longer than --max-line-bytes) is reported on standard error with its number and skipped;\n"
+    "the other lines are still filled, and the exit status is then 1.\n"
     "\n"
     "Mask syntax:\n"
     "  [MASK]           one masked byte\n"
@@ -32,99 +49,277 @@ const cli_command cli_cmd_fill = {
     "  \\[ \\] \\{ \\} \\\\   literal characters\n"
     "Any other [...] is literal text. One byte is one token: a non-ASCII character takes\n"
     "2-4 masked bytes. Each line becomes [CLS] bytes [SEP] and must fit the model's positions\n"
-    "(2048 for deepmind/language-perceiver, i.e. 2046 bytes).\n",
+    "(2048 for deepmind/language-perceiver, i.e. 2046 bytes).\n"
+    "\n"
+    "Output: the filled text, with a backslash written \\\\, a newline \\n, a tab \\t, a carriage\n"
+    "return \\r and other control bytes \\xHH, so that every input line gives exactly one output\n"
+    "line; invalid UTF-8 becomes U+FFFD (as Python's bytes.decode(errors=\"replace\")). With\n"
+    "--top K, each filled line is followed by one line per masked byte: '  @POS' and the K\n"
+    "bytes with their probabilities (softmax over the whole vocabulary).\n",
     options, CLI_MODEL | CLI_QUIET,
     "Example: perceiver-cl fill -m model 'The capital of France is {Paris}.'\n",
 };
 
-typedef struct fill_line {
-    char *text; /* as given */
-    pcv_fill_result r;
-} fill_line;
+/* ---- output ------------------------------------------------------------------------------------ */
 
-static char *read_stream(FILE *f, size_t *len)
+/* s[n] (valid UTF-8 after sanitizing) with backslashes and control bytes escaped */
+static void put_escaped(FILE *f, const unsigned char *s, size_t n)
 {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0)
-            break;
-        if (cap - n - 1 == 0) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) {
-                free(buf);
-                return NULL;
-            }
-            buf = nb;
-        }
+    for (size_t i = 0; i < n; i++) {
+        unsigned c = s[i];
+        if (c == '\\')
+            fputs("\\\\", f);
+        else if (c == '\n')
+            fputs("\\n", f);
+        else if (c == '\r')
+            fputs("\\r", f);
+        else if (c == '\t')
+            fputs("\\t", f);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(f, "\\x%02x", c);
+        else
+            fputc((int)c, f);
     }
-    if (buf)
-        buf[n] = '\0';
-    *len = n;
-    return buf;
 }
 
-static char *filled_text(const fill_line *L)
+/* one byte as a candidate: printable ASCII as itself, anything else escaped */
+static void put_byte(FILE *f, unsigned c)
 {
-    return pcv_utf8_sanitize((const char *)L->r.filled, L->r.len);
+    if (c >= 0x20 && c < 0x7f && c != '\\')
+        fputc((int)c, f);
+    else if (c == '\\')
+        fputs("\\\\", f);
+    else if (c == '\n')
+        fputs("\\n", f);
+    else if (c == '\t')
+        fputs("\\t", f);
+    else if (c == '\r')
+        fputs("\\r", f);
+    else
+        fprintf(f, "\\x%02x", c);
 }
 
-static void print_json(const fill_line *L, int lineno)
+static void print_text(const pcv_fill_result *r, bool top)
 {
-    json_t *o = json_object(), *spans = json_array();
-    char *filled = filled_text(L);
-    char *input = pcv_utf8_sanitize(L->text, strlen(L->text));
-    json_object_set_new(o, "line", json_integer(lineno));
-    json_object_set_new(o, "input", json_string(input ? input : ""));
-    json_object_set_new(o, "filled", json_string(filled ? filled : ""));
-    json_object_set_new(o, "num_masked", json_integer((json_int_t)L->r.num_masked));
-    const pcv_fill_result *r = &L->r;
+    char *s = pcv_utf8_sanitize((const char *)r->filled, r->len);
+    put_escaped(stdout, (const unsigned char *)(s ? s : ""), s ? strlen(s) : 0);
+    fputc('\n', stdout);
+    free(s);
+    for (size_t q = 0; top && q < r->num_masked; q++) {
+        printf("  @%zu", r->positions[q]);
+        for (int c = 0; c < r->top_k; c++) {
+            printf("  ");
+            put_byte(stdout, r->candidates[q * (size_t)r->top_k + (size_t)c]);
+            printf(" %.2f%%", 100.0 * r->probabilities[q * (size_t)r->top_k + (size_t)c]);
+        }
+        printf("\n");
+    }
+}
+
+static void print_json(jw *w, const char *input, long lineno, const pcv_fill_result *r, bool top)
+{
+    jw_object(w);
+    jw_key(w, "line"), jw_int(w, lineno);
+    jw_key(w, "input"), jw_str(w, input);
+    jw_key(w, "filled"), jw_text(w, (const char *)r->filled, r->len);
+    jw_key(w, "num_masked"), jw_int(w, (long long)r->num_masked);
+    jw_key(w, "spans");
+    jw_array(w);
     for (size_t q = 0; q < r->num_masked;) { /* a span: consecutive masked positions */
         size_t e = q + 1;
         while (e < r->num_masked && r->positions[e] == r->positions[e - 1] + 1)
             e++;
         bool known = true;
         float minp = 1.0f;
-        unsigned char guess[4096], orig[4096];
+        unsigned char *guess = malloc(e - q + 1), *orig = malloc(e - q + 1);
         size_t len = 0;
-        for (size_t t = q; t < e; t++) {
+        for (size_t t = q; guess && orig && t < e; t++, len++) {
             known = known && r->has_original[t];
             float p = r->probabilities[t * (size_t)r->top_k];
             minp = p < minp ? p : minp;
-            if (len < sizeof guess) {
-                guess[len] = r->candidates[t * (size_t)r->top_k];
-                orig[len] = r->original[t];
-                len++;
-            }
+            guess[len] = r->candidates[t * (size_t)r->top_k];
+            orig[len] = r->original[t];
         }
-        json_t *sp = json_object();
-        char *g = pcv_utf8_sanitize((const char *)guess, len);
-        json_object_set_new(sp, "start", json_integer((json_int_t)r->positions[q]));
-        json_object_set_new(sp, "length", json_integer((json_int_t)(e - q)));
-        json_object_set_new(sp, "guess", json_string(g ? g : ""));
-        if (known) {
-            char *o2 = pcv_utf8_sanitize((const char *)orig, len);
-            json_object_set_new(sp, "original", json_string(o2 ? o2 : ""));
-            json_object_set_new(sp, "correct", json_boolean(memcmp(guess, orig, len) == 0));
-            free(o2);
-        } else {
-            json_object_set_new(sp, "original", json_null());
-        }
-        json_object_set_new(sp, "min_probability", json_real(minp));
-        json_array_append_new(spans, sp);
-        free(g);
+        jw_object(w);
+        jw_key(w, "start"), jw_int(w, (long long)r->positions[q]);
+        jw_key(w, "length"), jw_int(w, (long long)(e - q));
+        jw_key(w, "guess"), jw_text(w, (const char *)guess, len);
+        jw_key(w, "original");
+        if (known)
+            jw_text(w, (const char *)orig, len);
+        else
+            jw_null(w);
+        if (known)
+            jw_key(w, "correct"), jw_bool(w, guess && orig && memcmp(guess, orig, len) == 0);
+        jw_key(w, "min_probability"), jw_float(w, minp);
+        jw_object_end(w);
+        free(guess);
+        free(orig);
         q = e;
     }
-    json_object_set_new(o, "spans", spans);
-    char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
-    if (s)
-        printf("%s\n", s);
-    free(s);
-    free(filled);
-    free(input);
-    json_decref(o);
+    jw_array_end(w);
+    if (top) {
+        jw_key(w, "candidates");
+        jw_array(w);
+        for (size_t q = 0; q < r->num_masked; q++) {
+            jw_object(w);
+            jw_key(w, "position"), jw_int(w, (long long)r->positions[q]);
+            jw_key(w, "top");
+            jw_array(w);
+            for (int c = 0; c < r->top_k; c++) {
+                unsigned char b = r->candidates[q * (size_t)r->top_k + (size_t)c];
+                jw_object(w);
+                jw_key(w, "byte"), jw_int(w, b);
+                jw_key(w, "text"), jw_text(w, (const char *)&b, 1);
+                jw_key(w, "probability"), jw_float(w, r->probabilities[q * (size_t)r->top_k + (size_t)c]);
+                jw_object_end(w);
+            }
+            jw_array_end(w);
+            jw_object_end(w);
+        }
+        jw_array_end(w);
+    }
+    jw_object_end(w);
+    jw_end(w);
+}
+
+/* ---- input: arguments, or lines read with bounds ------------------------------------------------ */
+
+typedef struct source {
+    char **args; /* TEXT arguments, or NULL */
+    int nargs, next;
+    FILE *f;          /* or a stream */
+    const char *name; /* "standard input" or the file */
+    size_t max_line;
+    uint64_t max_total, total;
+    long lineno;
+    bool eof, over_total, read_error;
+} source;
+
+typedef struct item {
+    long lineno;
+    char *text;   /* NULL when bad */
+    char *error;  /* why it is bad, or NULL */
+    int slot;     /* index among the good ones of its batch */
+} item;
+
+/* The next line into *it; false at the end of the input. */
+static bool next_item(source *s, item *it)
+{
+    memset(it, 0, sizeof *it);
+    if (s->args) {
+        if (s->next >= s->nargs)
+            return false;
+        it->lineno = ++s->lineno;
+        it->text = strdup(s->args[s->next++]);
+        return true;
+    }
+    if (s->eof)
+        return false;
+    size_t cap = 256, n = 0;
+    char *buf = malloc(cap);
+    bool too_long = false, nul = false;
+    int c;
+    while ((c = getc_unlocked(s->f)) != EOF) {
+        if (++s->total > s->max_total) {
+            s->over_total = true;
+            break;
+        }
+        if (c == '\n')
+            break;
+        if (c == '\0')
+            nul = true;
+        if (too_long || !buf)
+            continue;
+        if (n + 1 > s->max_line) { /* keep reading to the end of the line, storing nothing */
+            too_long = true;
+            free(buf);
+            buf = NULL;
+            continue;
+        }
+        if (n + 2 > cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                too_long = true;
+                continue;
+            }
+            buf = nb;
+        }
+        buf[n++] = (char)c;
+    }
+    if (c == EOF) {
+        s->eof = true;
+        s->read_error = ferror(s->f);
+        if (n == 0 && !too_long && !nul) { /* no last line after the final newline */
+            free(buf);
+            return false;
+        }
+    }
+    if (s->over_total) {
+        s->eof = true;
+        free(buf);
+        return false;
+    }
+    it->lineno = ++s->lineno;
+    char msg[160];
+    if (too_long) {
+        snprintf(msg, sizeof msg, "longer than %zu bytes (--max-line-bytes raises the limit)", s->max_line);
+        it->error = strdup(msg);
+        free(buf);
+        return true;
+    }
+    if (nul) {
+        it->error = strdup("contains a NUL byte; expected text");
+        free(buf);
+        return true;
+    }
+    if (n && buf[n - 1] == '\r')
+        n--;
+    buf[n] = '\0';
+    it->text = buf;
+    return true;
+}
+
+/* "line N" (or "FILE: line N") */
+static void report(const source *s, const item *it, bool json, jw *w)
+{
+    cli_progress_clear();
+    if (s->args || !strcmp(s->name, "standard input"))
+        fprintf(stderr, "perceiver-cl: error: line %ld: %s\n", it->lineno, it->error);
+    else
+        fprintf(stderr, "perceiver-cl: error: %s: line %ld: %s\n", s->name, it->lineno, it->error);
+    if (json) {
+        jw_object(w);
+        jw_key(w, "line"), jw_int(w, it->lineno);
+        jw_key(w, "error"), jw_str(w, it->error);
+        jw_object_end(w);
+        jw_end(w);
+    }
+}
+
+static bool parse_size(cli_parser *p, long lo, long *out)
+{
+    char *end;
+    errno = 0;
+    double v = p->arg && *p->arg ? strtod(p->arg, &end) : -1;
+    long mul = 1;
+    if (p->arg && *p->arg && !errno && end != p->arg) {
+        if (*end == 'K' || *end == 'k')
+            mul = 1L << 10, end++;
+        else if (*end == 'M' || *end == 'm')
+            mul = 1L << 20, end++;
+        else if (*end == 'G' || *end == 'g')
+            mul = 1L << 30, end++;
+    }
+    if (!p->arg || !*p->arg || errno || *end || !(v * mul >= lo) || v * mul > 9e18) {
+        cli_usage_error(p->cmd->name, "--%s needs a size of at least %ld bytes (e.g. 65536, 64K, 1G), not '%s'",
+                        p->cur->name, lo, p->arg ? p->arg : "");
+        return false;
+    }
+    *out = (long)(v * mul);
+    return true;
 }
 
 int cmd_fill(int argc, char **argv)
@@ -132,92 +327,74 @@ int cmd_fill(int argc, char **argv)
     cli_parser p;
     pcv_model_options opt = cli_model_options();
     const char *model_dir = NULL, *file = NULL;
-    bool json = false;
-    long batch = 8;
-    char **texts = calloc((size_t)argc + 1, sizeof *texts);
-    int ntexts = 0;
-    if (!texts)
-        return EXIT_FAIL;
+    bool json = false, top_given = false;
+    long batch = 8, topk = 1, max_line = FILL_MAX_LINE_DEFAULT, max_input = FILL_MAX_INPUT_DEFAULT;
     cli_parse_begin(&p, &cli_cmd_fill, argc, argv);
     p.model = &opt;
     for (int c; (c = cli_parse_next(&p)) != -1;) {
         switch (c) {
-        case CLI_HELP: free(texts); return EXIT_OK;
+        case CLI_HELP: return EXIT_OK;
         case 'm': model_dir = p.arg; break;
         case 'f': file = p.arg; break;
         case CLI_KEY: json = true; break;
         case 'b':
-            if (!cli_int(&p, 1, 4096, &batch)) {
-                free(texts);
+            if (!cli_int(&p, 1, 4096, &batch))
                 return EXIT_USAGE;
-            }
             break;
-        default: free(texts); return EXIT_USAGE;
+        case 'k':
+            if (!cli_int(&p, 1, 256, &topk))
+                return EXIT_USAGE;
+            top_given = true;
+            break;
+        case CLI_KEY + 1:
+            if (!parse_size(&p, 1, &max_line))
+                return EXIT_USAGE;
+            break;
+        case CLI_KEY + 2:
+            if (!parse_size(&p, 1, &max_input))
+                return EXIT_USAGE;
+            break;
+        default: return EXIT_USAGE;
         }
     }
-    for (int i = p.first_operand; i < argc; i++)
-        texts[ntexts++] = argv[i];
-    if (!model_dir) {
-        free(texts);
+    int ntexts = argc - p.first_operand;
+    if (!model_dir)
         return cli_usage_error("fill", "--model is required");
-    }
-    if (ntexts && file) {
-        free(texts);
+    if (ntexts && file)
         return cli_usage_error("fill", "give texts as arguments or with --file, not both");
+    if (!ntexts && !file && isatty(STDIN_FILENO))
+        return cli_usage_error("fill", "no text given (pass TEXT arguments, --file F, or pipe lines to standard input)");
+
+    source src = {.max_line = (size_t)max_line, .max_total = (uint64_t)max_input, .name = "standard input"};
+    if (ntexts) {
+        src.args = argv + p.first_operand;
+        src.nargs = ntexts;
+        src.name = "arguments";
+    } else if (!file || !strcmp(file, "-")) {
+        src.f = stdin;
+    } else {
+        src.f = fopen(file, "rb");
+        src.name = file;
+        if (!src.f) {
+            pcv_error e = {0};
+            pcv_set_error(&e, PCV_ERR_IO, "%s: cannot open: %s", file, strerror(errno));
+            return cli_fail(&e);
+        }
     }
 
     pcv_error err = {0};
-    char *buf = NULL;
-    fill_line *lines = NULL;
-    pcv_fill_result *res = NULL;
-    int nlines = 0, rc = EXIT_FAIL;
     pcv_model *m = NULL;
-
-    /* gather the lines */
-    if (!ntexts) {
-        if (!file && isatty(STDIN_FILENO)) {
-            free(texts);
-            return cli_usage_error("fill", "no text given (pass TEXT arguments, --file F, or pipe lines to standard input)");
-        }
-        FILE *f = (!file || !strcmp(file, "-")) ? stdin : fopen(file, "rb");
-        if (!f) {
-            pcv_set_error(&err, PCV_ERR_IO, "%s: cannot open: %s", file, strerror(errno));
-            goto done;
-        }
-        size_t len;
-        buf = read_stream(f, &len);
-        bool rerr = ferror(f);
-        if (f != stdin)
-            fclose(f);
-        if (!buf || rerr) {
-            pcv_set_error(&err, PCV_ERR_IO, "%s: read error", file ? file : "standard input");
-            goto done;
-        }
-        if (strlen(buf) != len) {
-            pcv_set_error(&err, PCV_ERR_INPUT, "%s: contains a NUL byte; expected text", file ? file : "standard input");
-            goto done;
-        }
-        char **t2 = realloc(texts, (len / 1 + 2) * sizeof *texts);
-        if (!t2)
-            goto done;
-        texts = t2;
-        for (char *q = buf; *q;) {
-            char *nl = strchr(q, '\n');
-            if (nl)
-                *nl = '\0';
-            size_t l = strlen(q);
-            if (l && q[l - 1] == '\r')
-                q[l - 1] = '\0';
-            texts[ntexts++] = q;
-            if (!nl)
-                break;
-            q = nl + 1;
-        }
-    }
-    lines = calloc((size_t)(ntexts ? ntexts : 1), sizeof *lines);
-    if (!lines)
+    item *items = calloc((size_t)batch, sizeof *items);
+    pcv_fill_result *res = calloc((size_t)batch, sizeof *res);
+    const char **texts = calloc((size_t)batch, sizeof *texts);
+    int rc = EXIT_FAIL;
+    long nbad = 0, ngood = 0;
+    jw w;
+    jw_init(&w, stdout, 0);
+    if (!items || !res || !texts) {
+        pcv_set_error(&err, PCV_ERR_OOM, "out of memory");
         goto done;
-
+    }
     if (pcv_model_load(model_dir, &opt, &m, &err))
         goto done;
     if (pcv_model_arch(m) != PCV_ARCH_MASKED_LM) {
@@ -225,54 +402,100 @@ int cmd_fill(int argc, char **argv)
                       pcv_arch_name(pcv_model_arch(m)));
         goto done;
     }
-    /* every line is parsed and checked before anything runs, so errors leave no partial output */
-    for (int i = 0; i < ntexts; i++) {
-        lines[i].text = texts[i];
-        pcv_masked_text mt;
-        pcv_error perr = {0};
-        if (pcv_parse_masked(texts[i], &mt, &perr)) {
-            pcv_set_error(&err, PCV_ERR_INPUT, "line %d: %s", i + 1, perr.msg);
-            goto done;
+    cli_info("%s on %s, %s", pcv_arch_name(pcv_model_arch(m)), pcv_model_device(m),
+             src.args ? "texts from the arguments" : src.name);
+    double t0 = pcv_now();
+    bool more = true;
+    while (more) {
+        /* one batch: up to `batch` lines, the bad ones kept in place to report them in order */
+        int n = 0, ng = 0;
+        while (n < batch && (more = next_item(&src, &items[n]))) {
+            item *it = &items[n++];
+            if (!it->error) {
+                pcv_masked_text mt;
+                pcv_error perr = {0};
+                if (pcv_parse_masked(it->text, &mt, &perr))
+                    it->error = strdup(perr.msg);
+                else
+                    pcv_masked_text_free(&mt);
+            }
+            if (it->error) {
+                free(it->text);
+                it->text = NULL;
+            }
         }
-        pcv_masked_text_free(&mt);
+        /* fill the good ones; a text the model refuses ("text K: ...") is marked and the rest rerun */
+        for (;;) {
+            ng = 0;
+            for (int i = 0; i < n; i++)
+                if (items[i].text) {
+                    items[i].slot = ng;
+                    texts[ng++] = items[i].text;
+                }
+            if (!ng)
+                break;
+            cli_progress_context("fill: %ld line%s done, %.1f lines/s", ngood, ngood == 1 ? "" : "s",
+                                 ngood / (pcv_now() - t0 + 1e-9));
+            pcv_error ferr = {0};
+            if (pcv_fill_masked(m, texts, ng, (int)topk, res, &ferr) == 0)
+                break;
+            int k = 0;
+            if (ferr.code != PCV_ERR_INPUT || sscanf(ferr.msg, "text %d:", &k) != 1 || k < 1 || k > ng) {
+                err = ferr;
+                goto done;
+            }
+            for (int i = 0; i < n; i++)
+                if (items[i].text && items[i].slot == k - 1) {
+                    const char *colon = strchr(ferr.msg, ':');
+                    items[i].error = strdup(colon ? colon + 2 : ferr.msg);
+                    free(items[i].text);
+                    items[i].text = NULL;
+                }
+        }
+        cli_progress_clear();
+        for (int i = 0; i < n; i++) {
+            item *it = &items[i];
+            if (it->error) {
+                report(&src, it, json, &w);
+                nbad++;
+            } else if (json) {
+                print_json(&w, it->text, it->lineno, &res[it->slot], top_given);
+                ngood++;
+            } else {
+                print_text(&res[it->slot], top_given);
+                ngood++;
+            }
+            free(it->text);
+            free(it->error);
+            memset(it, 0, sizeof *it);
+        }
+        pcv_fill_results_free(res, ng);
+        fflush(stdout);
     }
-    nlines = ntexts;
-    res = calloc((size_t)batch, sizeof *res);
-    if (!res)
+    if (src.over_total) {
+        pcv_set_error(&err, PCV_ERR_INPUT, "%s: more than %ld bytes read; stopped (--max-input-bytes raises the limit)",
+                      src.name, max_input);
         goto done;
-    cli_info("%s on %s, %d line%s", pcv_arch_name(pcv_model_arch(m)), pcv_model_device(m), nlines,
-             nlines == 1 ? "" : "s");
-    for (int lo = 0; lo < nlines; lo += (int)batch) {
-        int hi = lo + (int)batch < nlines ? lo + (int)batch : nlines;
-        if (pcv_fill_masked(m, (const char *const *)texts + lo, hi - lo, 1, res, &err)) {
-            char msg[sizeof err.msg];
-            snprintf(msg, sizeof msg, "%s", err.msg);
-            if (!strncmp(msg, "text ", 5)) /* "text N" of the batch -> the line number */
-                pcv_set_error(&err, err.code, "line %d%s", lo + atoi(msg + 5), strchr(msg, ':'));
-            goto done;
-        }
-        for (int i = lo; i < hi; i++)
-            lines[i].r = res[i - lo];
     }
-    for (int i = 0; i < nlines; i++) {
-        if (json) {
-            print_json(&lines[i], i + 1);
-        } else {
-            char *s = filled_text(&lines[i]);
-            printf("%s\n", s ? s : "");
-            free(s);
-        }
+    if (src.read_error) {
+        pcv_set_error(&err, PCV_ERR_IO, "%s: read error: %s", src.name, strerror(errno));
+        goto done;
     }
-    rc = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+    if (nbad)
+        cli_info("%ld line%s filled, %ld failed", ngood, ngood == 1 ? "" : "s", nbad);
+    rc = fflush(stdout) == 0 && nbad == 0 ? EXIT_OK : EXIT_FAIL;
 done:
-    if (rc && err.msg[0])
+    if (err.msg[0])
         cli_fail(&err);
-    for (int i = 0; i < nlines; i++)
-        pcv_fill_results_free(&lines[i].r, 1);
-    free(lines);
+    for (long i = 0; items && i < batch; i++) {
+        free(items[i].text);
+        free(items[i].error);
+    }
+    free(items);
     free(res);
-    pcv_model_free(m);
-    free(buf);
     free(texts);
+    pcv_model_free(m);
+    if (src.f && src.f != stdin)
+        fclose(src.f);
     return rc;
 }

@@ -69,6 +69,29 @@ int main(int argc, char **argv)
             usage(stdout);
             return EXIT_OK;
         }
+        /* for the man page and the shell completions (docs/perceiver-cl.1, contrib/completion) */
+        if (!strcmp(argv[2], "--man")) {
+            const cli_command *specs[NCOMMANDS];
+            const char *summaries[NCOMMANDS];
+            for (int i = 0; i < NCOMMANDS; i++)
+                specs[i] = commands[i].spec, summaries[i] = commands[i].summary;
+            cli_print_man(stdout, specs, summaries, NCOMMANDS);
+            return EXIT_OK;
+        }
+        if (!strcmp(argv[2], "--commands")) {
+            for (int i = 0; i < NCOMMANDS; i++)
+                printf("%s\n", commands[i].name);
+            return EXIT_OK;
+        }
+        if (!strcmp(argv[2], "--options")) {
+            const command *oc = argc > 3 ? find(argv[3]) : NULL;
+            if (!oc) {
+                fprintf(stderr, "perceiver-cl: help --options needs a command\n");
+                return EXIT_USAGE;
+            }
+            cli_print_option_list(stdout, oc->spec);
+            return EXIT_OK;
+        }
         const command *c = find(argv[2]);
         if (!c) {
             fprintf(stderr, "perceiver-cl: no command '%s'; run 'perceiver-cl --help' for the list\n", argv[2]);
