@@ -38,6 +38,7 @@
 #include <clblast_c.h>
 #include <float.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,7 +107,7 @@ typedef struct cl_dev {
 } cl_dev;
 
 static cl_dev *g_devs[MAX_DEVICES];
-static int64_t g_launches;
+static _Atomic int64_t g_launches; /* devices run from several threads (one per device) */
 
 int64_t pcv_cl_launch_count(void) { return g_launches; }
 
