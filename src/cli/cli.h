@@ -91,6 +91,8 @@ void cli_progress(bool force, const char *fmt, ...) __attribute__((format(printf
 void cli_progress_context(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Erases the line, if one is shown (before anything else is written to the terminal). */
 void cli_progress_clear(void);
+/* Reports from the calling thread are not shown (the worker threads of several devices). */
+void cli_progress_thread_silent(bool silent);
 /* The library's callback (pcv_runtime_options.progress). */
 void cli_library_progress(void *user, const char *what, int64_t done, int64_t total);
 

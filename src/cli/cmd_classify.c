@@ -4,6 +4,7 @@
  * whatever the number of images); a file that cannot be read or decoded is reported by name and
  * skipped, the others are still classified, in input order, and the exit status is 1 at the end. */
 #include "cli/cli.h"
+#include "cli/dispatch.h"
 #include "cli/jsonw.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -196,11 +197,244 @@ static int load_image(const char *path, const pcv_image_processor *proc, pcv_ima
     return rc;
 }
 
-typedef struct item {
-    const char *path;
-    char *error; /* NULL: classified, its results at slot */
-    int slot;
-} item;
+/* ---- the work: windows of --batch inputs (cli_dispatch) --------------------------------------- */
+
+typedef struct cls_ctx {
+    const inputs *in;
+    long batch;
+    int k;
+    double threshold;
+    bool json;
+    const pcv_image_processor *proc;
+    char **file_labels;
+    long nbad, ndone;
+    double t0;
+} cls_ctx;
+
+typedef struct cls_job {
+    int first, n; /* inputs [first, first + n) */
+} cls_job;
+
+static void cls_free(void *ctx, void *input)
+{
+    (void)ctx;
+    free(input);
+}
+
+static int cls_next(void *vctx, long index, void **input, pcv_error *err)
+{
+    cls_ctx *c = vctx;
+    long first = index * c->batch;
+    if (first >= c->in->n)
+        return 0;
+    cls_job *j = malloc(sizeof *j);
+    if (!j)
+        return pcv_set_error(err, PCV_ERR_OOM, "out of memory"), -1;
+    j->first = (int)first;
+    j->n = (int)(c->in->n - first < c->batch ? c->in->n - first : c->batch);
+    *input = j;
+    return 1;
+}
+
+/* one image's lines (text) or JSON object, record 'O' */
+static int put_result(const cls_ctx *c, const char *path, const pcv_class_score *top, FILE *out)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return PCV_ERR_OOM;
+    jw w;
+    jw_init(&w, f, 0);
+    if (c->json) {
+        jw_object(&w);
+        jw_path(&w, "image", path);
+        jw_key(&w, "top");
+        jw_array(&w);
+    } else {
+        fprintf(f, "%s\n", strcmp(path, "-") ? path : "(standard input)");
+    }
+    int listed = 0;
+    for (int r = 0; r < c->k; r++) {
+        const pcv_class_score *t = &top[r];
+        if (t->index < 0 || (c->threshold >= 0 && t->probability < c->threshold))
+            break; /* sorted: none after it qualifies either */
+        char fallback[32];
+        const char *label = c->file_labels ? c->file_labels[t->index] : t->label;
+        if (!label) {
+            snprintf(fallback, sizeof fallback, "LABEL_%d", t->index);
+            label = fallback;
+        }
+        if (c->json) {
+            jw_object(&w);
+            jw_key(&w, "class"), jw_int(&w, t->index);
+            jw_key(&w, "label"), jw_str(&w, label);
+            jw_key(&w, "probability"), jw_float(&w, t->probability);
+            jw_key(&w, "logit"), jw_float(&w, t->logit);
+            jw_object_end(&w);
+        } else {
+            fprintf(f, "  %6.2f%%  %s (%d)\n", 100.0 * t->probability, label, t->index);
+        }
+        listed++;
+    }
+    if (c->json) {
+        jw_array_end(&w);
+        jw_object_end(&w);
+        jw_end(&w);
+    } else if (!listed) {
+        fprintf(f, "  (no class at or above %.2f%%)\n", 100.0 * c->threshold);
+    }
+    int rc = fclose(f) == 0 ? 0 : PCV_ERR_OOM;
+    if (!rc)
+        cli_rec_put(out, 'O', buf, len);
+    free(buf);
+    return rc;
+}
+
+/* a bad image: its message ('E') and, with --json, its error object ('o') */
+static void put_error(const cls_ctx *c, const char *path, const char *msg, FILE *out)
+{
+    cli_rec_put(out, 'E', msg, strlen(msg));
+    if (!c->json)
+        return;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return;
+    jw w;
+    jw_init(&w, f, 0);
+    jw_object(&w);
+    jw_path(&w, "image", path);
+    jw_key(&w, "error"), jw_str(&w, msg);
+    jw_object_end(&w);
+    jw_end(&w);
+    if (fclose(f) == 0)
+        cli_rec_put(out, 'o', buf, len);
+    free(buf);
+}
+
+/* Decodes and preprocesses the window's images, classifies each run of consecutive images of one
+ * preprocessed size as one batch, and writes every image's result (or error) in input order. */
+static int cls_run(void *vctx, pcv_model *m, void *input, FILE *out, pcv_error *err)
+{
+    const cls_ctx *c = vctx;
+    const cls_job *j = input;
+    int n = j->n, rc = 0;
+    char **errors = calloc((size_t)n, sizeof *errors);
+    int *hw = calloc((size_t)n * 2, sizeof *hw);
+    float **px = calloc((size_t)n, sizeof *px);
+    pcv_class_score *top = malloc((size_t)n * (size_t)c->k * sizeof *top);
+    float *batch = NULL;
+    if (!errors || !hw || !px || !top) {
+        rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *path = c->in->paths[j->first + i];
+        pcv_image img = {0};
+        pcv_error ierr = {0};
+        int ow = 0, oh = 0;
+        if (load_image(path, c->proc, &img, &ierr) || pcv_image_output_size(c->proc, img.width, img.height, &ow, &oh, &ierr) ||
+            !(px[i] = malloc((size_t)3 * (size_t)oh * (size_t)ow * sizeof(float))) ||
+            pcv_image_preprocess(c->proc, &img, px[i], (size_t)3 * (size_t)oh * (size_t)ow, &ierr)) {
+            if (!ierr.msg[0])
+                pcv_set_error(&ierr, PCV_ERR_OOM, "out of memory for a %dx%d image", ow, oh);
+            if (!strstr(ierr.msg, path) && strcmp(path, "-")) { /* name the file */
+                char msg[sizeof ierr.msg];
+                snprintf(msg, sizeof msg, "%s", ierr.msg);
+                snprintf(ierr.msg, sizeof ierr.msg, "%s: %s", path, msg);
+            }
+            errors[i] = strdup(ierr.msg);
+            free(px[i]);
+            px[i] = NULL;
+        } else {
+            hw[2 * i] = oh, hw[2 * i + 1] = ow;
+        }
+        pcv_image_free(&img);
+    }
+    /* runs of one size */
+    for (int i = 0; i < n && !rc;) {
+        if (!px[i]) {
+            i++;
+            continue;
+        }
+        int e = i + 1, ng = 1;
+        while (e < n && (!px[e] || (hw[2 * e] == hw[2 * i] && hw[2 * e + 1] == hw[2 * i + 1]))) {
+            ng += px[e] != NULL;
+            e++;
+        }
+        size_t per = (size_t)3 * (size_t)hw[2 * i] * (size_t)hw[2 * i + 1];
+        float *nb = realloc(batch, per * (size_t)ng * sizeof *nb);
+        if (!nb) {
+            rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory for a batch of %d images", ng);
+            break;
+        }
+        batch = nb;
+        for (int t = i, g = 0; t < e; t++)
+            if (px[t])
+                memcpy(batch + (size_t)g++ * per, px[t], per * sizeof(float));
+        pcv_class_score *tops = top + (size_t)i * (size_t)c->k;
+        if ((rc = pcv_classify_pixels(m, batch, ng, hw[2 * i], hw[2 * i + 1], c->k, tops, err)))
+            break;
+        /* spread the results to the images' places */
+        for (int t = e - 1, g = ng - 1; t >= i; t--)
+            if (px[t]) {
+                if (t - i != g)
+                    memcpy(top + (size_t)t * (size_t)c->k, tops + (size_t)g * (size_t)c->k,
+                           (size_t)c->k * sizeof *top);
+                g--;
+            }
+        i = e;
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        const char *path = c->in->paths[j->first + i];
+        if (errors[i])
+            put_error(c, path, errors[i], out);
+        else if (put_result(c, path, top + (size_t)i * (size_t)c->k, out))
+            rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+    }
+done:
+    for (int i = 0; errors && i < n; i++)
+        free(errors[i]);
+    for (int i = 0; px && i < n; i++)
+        free(px[i]);
+    free(errors);
+    free(hw);
+    free(px);
+    free(top);
+    free(batch);
+    return rc;
+}
+
+static int cls_emit(void *vctx, long index, const char *data, size_t len, pcv_error *err)
+{
+    (void)index;
+    cls_ctx *c = vctx;
+    char tag;
+    const char *p;
+    size_t n;
+    cli_progress_clear();
+    while (cli_rec_next(&data, &len, &tag, &p, &n)) {
+        if (tag == 'E') {
+            fprintf(stderr, "perceiver-cl: error: %.*s\n", (int)n, p);
+            c->nbad++;
+        } else {
+            fwrite(p, 1, n, stdout);
+            c->ndone += tag == 'O';
+        }
+    }
+    if (fflush(stdout) != 0)
+        return pcv_set_error(err, PCV_ERR_IO, "standard output: %s", strerror(errno));
+    long seen = c->ndone + c->nbad;
+    double el = pcv_now() - c->t0, rate = c->ndone / (el > 1e-9 ? el : 1e-9);
+    if (c->ndone && rate > 0)
+        cli_progress_context("classify %ld/%d images, %.1f/s, %.0f s left", seen, c->in->n, rate,
+                             (c->in->n - seen) / rate);
+    else
+        cli_progress_context("classify %ld/%d images", seen, c->in->n);
+    return 0;
+}
 
 int cmd_classify(int argc, char **argv)
 {
@@ -245,17 +479,12 @@ int cmd_classify(int argc, char **argv)
         return cli_usage_error("classify", "'-' (standard input) can be given once");
 
     pcv_error err = {0};
-    pcv_model *m = NULL;
+    cli_models ms = {0};
     pcv_image_processor proc;
     inputs in = {0};
     char **file_labels = NULL;
     int nfile_labels = 0, rc = EXIT_FAIL;
-    float *pixels = NULL;
-    pcv_class_score *top = NULL;
-    item *items = NULL;
-    long nbad = 0, ndone = 0;
-    jw w;
-    jw_init(&w, stdout, 0);
+    cls_ctx ctx = {0};
 
     if (!expand(&in, argv + p.first_operand, argc - p.first_operand, recursive)) {
         pcv_set_error(&err, PCV_ERR_OOM, "out of memory listing the images");
@@ -266,8 +495,9 @@ int cmd_classify(int argc, char **argv)
                       recursive ? "" : " (-r looks into their subfolders)");
         goto done;
     }
-    if (pcv_model_load(model_dir, &opt, &m, &err))
+    if (cli_models_open(model_dir, &opt, &ms, &err))
         goto done;
+    pcv_model *m = ms.m[0];
     pcv_arch arch = pcv_model_arch(m);
     if (arch != PCV_ARCH_IMAGE_LEARNED && arch != PCV_ARCH_IMAGE_FOURIER && arch != PCV_ARCH_IMAGE_CONV) {
         pcv_set_error(&err, PCV_ERR_UNSUPPORTED, "%s: classify needs an image classifier, this is %s", model_dir,
@@ -289,141 +519,24 @@ int cmd_classify(int argc, char **argv)
         }
     }
     /* with --threshold and no --top: every class at or above it */
-    int k = (int)(threshold >= 0 && !top_given ? c->num_labels : topk < c->num_labels ? topk : c->num_labels);
-    items = calloc((size_t)batch, sizeof *items);
-    top = malloc((size_t)batch * (size_t)k * sizeof *top);
-    if (!items || !top) {
-        pcv_set_error(&err, PCV_ERR_OOM, "out of memory");
+    ctx = (cls_ctx){.in = &in, .batch = batch, .threshold = threshold, .json = json, .proc = &proc,
+                    .file_labels = file_labels, .t0 = pcv_now(),
+                    .k = (int)(threshold >= 0 && !top_given ? c->num_labels
+                               : topk < c->num_labels ? topk : c->num_labels)};
+    char devs[1024];
+    cli_info("%s on %s, %d image%s", pcv_arch_name(arch), cli_models_describe(&ms, devs, sizeof devs), in.n,
+             in.n == 1 ? "" : "s");
+    bool from_stdin = false;
+    for (int i = 0; i < in.n; i++)
+        from_stdin |= !strcmp(in.paths[i], "-");
+    cli_work work = {.ctx = &ctx, .next = cls_next, .run = cls_run, .free_input = cls_free, .emit = cls_emit,
+                     .reads_stdin = from_stdin};
+    if (cli_dispatch(&ms, &work, &err))
         goto done;
-    }
-    cli_info("%s on %s, %d image%s", pcv_arch_name(arch), pcv_model_device(m), in.n, in.n == 1 ? "" : "s");
-
-    double t0 = pcv_now();
-    pcv_image pending = {0}; /* decoded, waiting for the next batch (another size) */
-    size_t per = 0, room = 0;
-    int H = 0, W = 0, next = 0;
-    while (next < in.n) {
-        /* one batch: up to `batch` decoded images of one size; the failures stay in place */
-        int n = 0, ng = 0;
-        while (n < batch && next < in.n) {
-            item *it = &items[n];
-            it->path = in.paths[next];
-            it->error = NULL;
-            pcv_image img = pending;
-            pcv_error ierr = {0};
-            int ow = 0, oh = 0;
-            long seen = ndone + nbad + n;
-            double el = pcv_now() - t0, rate = ndone / (el > 1e-9 ? el : 1e-9);
-            if (ndone && rate > 0)
-                cli_progress_context("classify %ld/%d images, %.1f/s, %.0f s left", seen, in.n, rate,
-                                     (in.n - seen) / rate);
-            else
-                cli_progress_context("classify %ld/%d images", seen, in.n);
-            memset(&pending, 0, sizeof pending);
-            if ((!img.rgb && load_image(it->path, &proc, &img, &ierr)) ||
-                pcv_image_output_size(&proc, img.width, img.height, &ow, &oh, &ierr)) {
-                if (!strstr(ierr.msg, it->path) && strcmp(it->path, "-")) { /* name the file */
-                    char msg[sizeof ierr.msg];
-                    snprintf(msg, sizeof msg, "%s", ierr.msg);
-                    snprintf(ierr.msg, sizeof ierr.msg, "%s: %s", it->path, msg);
-                }
-                it->error = strdup(ierr.msg);
-                pcv_image_free(&img);
-                next++, n++;
-                continue;
-            }
-            if (ng > 0 && (oh != H || ow != W)) { /* another size: it starts the next batch */
-                pending = img;
-                break;
-            }
-            size_t need = (size_t)3 * (size_t)oh * (size_t)ow;
-            if (ng == 0) {
-                H = oh, W = ow, per = need;
-                if (room < per * (size_t)batch) {
-                    float *np = realloc(pixels, per * (size_t)batch * sizeof *np);
-                    if (!np) {
-                        pcv_image_free(&img);
-                        pcv_set_error(&err, PCV_ERR_OOM, "out of memory for a batch of %ld %dx%d images", batch,
-                                      ow, oh);
-                        goto done;
-                    }
-                    pixels = np;
-                    room = per * (size_t)batch;
-                }
-            }
-            if (pcv_image_preprocess(&proc, &img, pixels + (size_t)ng * per, per, &ierr)) {
-                it->error = strdup(ierr.msg);
-            } else {
-                it->slot = ng++;
-            }
-            pcv_image_free(&img);
-            next++, n++;
-        }
-        if (ng && pcv_classify_pixels(m, pixels, ng, H, W, k, top, &err))
-            goto done;
-        cli_progress_clear();
-        for (int i = 0; i < n; i++) {
-            item *it = &items[i];
-            const char *shown = strcmp(it->path, "-") ? it->path : "(standard input)";
-            if (it->error) {
-                fprintf(stderr, "perceiver-cl: error: %s\n", it->error);
-                if (json) {
-                    jw_object(&w);
-                    jw_path(&w, "image", it->path);
-                    jw_key(&w, "error"), jw_str(&w, it->error);
-                    jw_object_end(&w);
-                    jw_end(&w);
-                }
-                free(it->error);
-                it->error = NULL;
-                nbad++;
-                continue;
-            }
-            if (json) {
-                jw_object(&w);
-                jw_path(&w, "image", it->path);
-                jw_key(&w, "top");
-                jw_array(&w);
-            } else {
-                printf("%s\n", shown);
-            }
-            int listed = 0;
-            for (int r = 0; r < k; r++) {
-                const pcv_class_score *t = &top[it->slot * k + r];
-                if (t->index < 0 || (threshold >= 0 && t->probability < threshold))
-                    break; /* sorted: none after it qualifies either */
-                char fallback[32];
-                const char *label = file_labels ? file_labels[t->index] : t->label;
-                if (!label) {
-                    snprintf(fallback, sizeof fallback, "LABEL_%d", t->index);
-                    label = fallback;
-                }
-                if (json) {
-                    jw_object(&w);
-                    jw_key(&w, "class"), jw_int(&w, t->index);
-                    jw_key(&w, "label"), jw_str(&w, label);
-                    jw_key(&w, "probability"), jw_float(&w, t->probability);
-                    jw_key(&w, "logit"), jw_float(&w, t->logit);
-                    jw_object_end(&w);
-                } else {
-                    printf("  %6.2f%%  %s (%d)\n", 100.0 * t->probability, label, t->index);
-                }
-                listed++;
-            }
-            if (json) {
-                jw_array_end(&w);
-                jw_object_end(&w);
-                jw_end(&w);
-            } else if (!listed) {
-                printf("  (no class at or above %.2f%%)\n", 100.0 * threshold);
-            }
-            ndone++;
-        }
-        fflush(stdout);
-    }
-    if (nbad)
-        cli_info("%ld image%s classified, %ld failed", ndone, ndone == 1 ? "" : "s", nbad);
-    rc = fflush(stdout) == 0 && nbad == 0 ? EXIT_OK : EXIT_FAIL;
+    cli_progress_clear();
+    if (ctx.nbad)
+        cli_info("%ld image%s classified, %ld failed", ctx.ndone, ctx.ndone == 1 ? "" : "s", ctx.nbad);
+    rc = fflush(stdout) == 0 && ctx.nbad == 0 ? EXIT_OK : EXIT_FAIL;
 done:
     if (err.msg[0])
         cli_fail(&err);
@@ -433,9 +546,6 @@ done:
     for (int i = 0; i < in.n; i++)
         free(in.paths[i]);
     free(in.paths);
-    free(items);
-    free(pixels);
-    free(top);
-    pcv_model_free(m);
+    cli_models_free(&ms);
     return rc;
 }

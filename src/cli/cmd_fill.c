@@ -4,6 +4,7 @@
  * bounded by --batch and --max-line-bytes whatever the input's size; a bad line is reported by
  * its number and skipped, the others are still filled, and the exit status is 1 at the end. */
 #include "cli/cli.h"
+#include "cli/dispatch.h"
 #include "cli/jsonw.h"
 #include "perceiver/tasks.h"
 #include "util/clock.h"
@@ -99,20 +100,20 @@ static void put_byte(FILE *f, unsigned c)
         fprintf(f, "\\x%02x", c);
 }
 
-static void print_text(const pcv_fill_result *r, bool top)
+static void print_text(FILE *f, const pcv_fill_result *r, bool top)
 {
     char *s = pcv_utf8_sanitize((const char *)r->filled, r->len);
-    put_escaped(stdout, (const unsigned char *)(s ? s : ""), s ? strlen(s) : 0);
-    fputc('\n', stdout);
+    put_escaped(f, (const unsigned char *)(s ? s : ""), s ? strlen(s) : 0);
+    fputc('\n', f);
     free(s);
     for (size_t q = 0; top && q < r->num_masked; q++) {
-        printf("  @%zu", r->positions[q]);
+        fprintf(f, "  @%zu", r->positions[q]);
         for (int c = 0; c < r->top_k; c++) {
-            printf("  ");
-            put_byte(stdout, r->candidates[q * (size_t)r->top_k + (size_t)c]);
-            printf(" %.2f%%", 100.0 * r->probabilities[q * (size_t)r->top_k + (size_t)c]);
+            fputs("  ", f);
+            put_byte(f, r->candidates[q * (size_t)r->top_k + (size_t)c]);
+            fprintf(f, " %.2f%%", 100.0 * r->probabilities[q * (size_t)r->top_k + (size_t)c]);
         }
-        printf("\n");
+        fputc('\n', f);
     }
 }
 
@@ -282,21 +283,188 @@ static bool next_item(source *s, item *it)
     return true;
 }
 
-/* "line N" (or "FILE: line N") */
-static void report(const source *s, const item *it, bool json, jw *w)
+/* A bad line into a job's result: its message ('E': "line N: ..." or "FILE: line N: ...") and,
+ * with --json, its error object ('o'). */
+static void report(const source *s, const item *it, bool json, FILE *out)
 {
-    cli_progress_clear();
+    char msg[1200];
     if (s->args || !strcmp(s->name, "standard input"))
-        fprintf(stderr, "perceiver-cl: error: line %ld: %s\n", it->lineno, it->error);
+        snprintf(msg, sizeof msg, "line %ld: %s", it->lineno, it->error);
     else
-        fprintf(stderr, "perceiver-cl: error: %s: line %ld: %s\n", s->name, it->lineno, it->error);
+        snprintf(msg, sizeof msg, "%s: line %ld: %s", s->name, it->lineno, it->error);
+    cli_rec_put(out, 'E', msg, strlen(msg));
     if (json) {
-        jw_object(w);
-        jw_key(w, "line"), jw_int(w, it->lineno);
-        jw_key(w, "error"), jw_str(w, it->error);
-        jw_object_end(w);
-        jw_end(w);
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+            return;
+        jw w;
+        jw_init(&w, f, 0);
+        jw_object(&w);
+        jw_key(&w, "line"), jw_int(&w, it->lineno);
+        jw_key(&w, "error"), jw_str(&w, it->error);
+        jw_object_end(&w);
+        jw_end(&w);
+        if (fclose(f) == 0)
+            cli_rec_put(out, 'o', buf, len);
+        free(buf);
     }
+}
+
+/* ---- the work: jobs of --batch lines (cli_dispatch) -------------------------------------------- */
+
+typedef struct fill_ctx {
+    source src;
+    long batch, topk;
+    bool json, top;
+    long nbad, ngood;
+    double t0;
+} fill_ctx;
+
+typedef struct fill_job {
+    int n;
+    item items[];
+} fill_job;
+
+static void fill_free(void *ctx, void *input)
+{
+    (void)ctx;
+    fill_job *j = input;
+    for (int i = 0; j && i < j->n; i++) {
+        free(j->items[i].text);
+        free(j->items[i].error);
+    }
+    free(j);
+}
+
+/* the next --batch lines, the bad ones kept in place so that they are reported in order */
+static int fill_next(void *vctx, long index, void **input, pcv_error *err)
+{
+    (void)index;
+    fill_ctx *c = vctx;
+    fill_job *j = calloc(1, sizeof *j + (size_t)c->batch * sizeof(item));
+    if (!j)
+        return pcv_set_error(err, PCV_ERR_OOM, "out of memory"), -1;
+    while (j->n < c->batch && next_item(&c->src, &j->items[j->n]))
+        j->n++;
+    if (j->n == 0) {
+        free(j);
+        return 0;
+    }
+    *input = j;
+    return 1;
+}
+
+static int fill_run(void *vctx, pcv_model *m, void *input, FILE *out, pcv_error *err)
+{
+    fill_ctx *c = vctx;
+    fill_job *j = input;
+    int n = j->n, ng = 0, rc = 0;
+    pcv_fill_result *res = calloc((size_t)n, sizeof *res);
+    const char **texts = calloc((size_t)n, sizeof *texts);
+    if (!res || !texts) {
+        free(res);
+        free(texts);
+        return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        item *it = &j->items[i];
+        if (!it->error) {
+            pcv_masked_text mt;
+            pcv_error perr = {0};
+            if (pcv_parse_masked(it->text, &mt, &perr))
+                it->error = strdup(perr.msg);
+            else
+                pcv_masked_text_free(&mt);
+        }
+        if (it->error) {
+            free(it->text);
+            it->text = NULL;
+        }
+    }
+    /* fill the good ones; a text the model refuses ("text K: ...") is marked and the rest rerun */
+    for (;;) {
+        ng = 0;
+        for (int i = 0; i < n; i++)
+            if (j->items[i].text) {
+                j->items[i].slot = ng;
+                texts[ng++] = j->items[i].text;
+            }
+        if (!ng)
+            break;
+        pcv_error ferr = {0};
+        if (pcv_fill_masked(m, texts, ng, (int)c->topk, res, &ferr) == 0)
+            break;
+        int k = 0;
+        if (ferr.code != PCV_ERR_INPUT || sscanf(ferr.msg, "text %d:", &k) != 1 || k < 1 || k > ng) {
+            *err = ferr;
+            rc = (int)ferr.code;
+            ng = 0;
+            break;
+        }
+        for (int i = 0; i < n; i++)
+            if (j->items[i].text && j->items[i].slot == k - 1) {
+                const char *colon = strchr(ferr.msg, ':');
+                j->items[i].error = strdup(colon ? colon + 2 : ferr.msg);
+                free(j->items[i].text);
+                j->items[i].text = NULL;
+            }
+    }
+    for (int i = 0; !rc && i < n; i++) {
+        item *it = &j->items[i];
+        if (it->error) {
+            report(&c->src, it, c->json, out);
+            continue;
+        }
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f) {
+            rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+            break;
+        }
+        if (c->json) {
+            jw w;
+            jw_init(&w, f, 0);
+            print_json(&w, it->text, it->lineno, &res[it->slot], c->top);
+        } else {
+            print_text(f, &res[it->slot], c->top);
+        }
+        if (fclose(f) == 0)
+            cli_rec_put(out, 'O', buf, len);
+        else
+            rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+        free(buf);
+    }
+    pcv_fill_results_free(res, ng);
+    free(res);
+    free(texts);
+    return rc;
+}
+
+static int fill_emit(void *vctx, long index, const char *data, size_t len, pcv_error *err)
+{
+    (void)index;
+    fill_ctx *c = vctx;
+    char tag;
+    const char *p;
+    size_t n;
+    cli_progress_clear();
+    while (cli_rec_next(&data, &len, &tag, &p, &n)) {
+        if (tag == 'E') {
+            fprintf(stderr, "perceiver-cl: error: %.*s\n", (int)n, p);
+            c->nbad++;
+        } else {
+            fwrite(p, 1, n, stdout);
+            c->ngood += tag == 'O';
+        }
+    }
+    if (fflush(stdout) != 0)
+        return pcv_set_error(err, PCV_ERR_IO, "standard output: %s", strerror(errno));
+    cli_progress_context("fill: %ld line%s done, %.1f lines/s", c->ngood, c->ngood == 1 ? "" : "s",
+                         c->ngood / (pcv_now() - c->t0 + 1e-9));
+    return 0;
 }
 
 static bool parse_size(cli_parser *p, long lo, long *out)
@@ -383,118 +551,41 @@ int cmd_fill(int argc, char **argv)
     }
 
     pcv_error err = {0};
-    pcv_model *m = NULL;
-    item *items = calloc((size_t)batch, sizeof *items);
-    pcv_fill_result *res = calloc((size_t)batch, sizeof *res);
-    const char **texts = calloc((size_t)batch, sizeof *texts);
+    cli_models ms = {0};
+    fill_ctx ctx = {.src = src, .batch = batch, .topk = topk, .json = json, .top = top_given};
     int rc = EXIT_FAIL;
-    long nbad = 0, ngood = 0;
-    jw w;
-    jw_init(&w, stdout, 0);
-    if (!items || !res || !texts) {
-        pcv_set_error(&err, PCV_ERR_OOM, "out of memory");
+    if (cli_models_open(model_dir, &opt, &ms, &err))
         goto done;
-    }
-    if (pcv_model_load(model_dir, &opt, &m, &err))
-        goto done;
-    if (pcv_model_arch(m) != PCV_ARCH_MASKED_LM) {
+    if (pcv_model_arch(ms.m[0]) != PCV_ARCH_MASKED_LM) {
         pcv_set_error(&err, PCV_ERR_UNSUPPORTED, "%s: fill needs a PerceiverForMaskedLM model, this is %s", model_dir,
-                      pcv_arch_name(pcv_model_arch(m)));
+                      pcv_arch_name(pcv_model_arch(ms.m[0])));
         goto done;
     }
-    cli_info("%s on %s, %s", pcv_arch_name(pcv_model_arch(m)), pcv_model_device(m),
+    char devs[1024];
+    cli_info("%s on %s, %s", pcv_arch_name(pcv_model_arch(ms.m[0])), cli_models_describe(&ms, devs, sizeof devs),
              src.args ? "texts from the arguments" : src.name);
-    double t0 = pcv_now();
-    bool more = true;
-    while (more) {
-        /* one batch: up to `batch` lines, the bad ones kept in place to report them in order */
-        int n = 0, ng = 0;
-        while (n < batch && (more = next_item(&src, &items[n]))) {
-            item *it = &items[n++];
-            if (!it->error) {
-                pcv_masked_text mt;
-                pcv_error perr = {0};
-                if (pcv_parse_masked(it->text, &mt, &perr))
-                    it->error = strdup(perr.msg);
-                else
-                    pcv_masked_text_free(&mt);
-            }
-            if (it->error) {
-                free(it->text);
-                it->text = NULL;
-            }
-        }
-        /* fill the good ones; a text the model refuses ("text K: ...") is marked and the rest rerun */
-        for (;;) {
-            ng = 0;
-            for (int i = 0; i < n; i++)
-                if (items[i].text) {
-                    items[i].slot = ng;
-                    texts[ng++] = items[i].text;
-                }
-            if (!ng)
-                break;
-            cli_progress_context("fill: %ld line%s done, %.1f lines/s", ngood, ngood == 1 ? "" : "s",
-                                 ngood / (pcv_now() - t0 + 1e-9));
-            pcv_error ferr = {0};
-            if (pcv_fill_masked(m, texts, ng, (int)topk, res, &ferr) == 0)
-                break;
-            int k = 0;
-            if (ferr.code != PCV_ERR_INPUT || sscanf(ferr.msg, "text %d:", &k) != 1 || k < 1 || k > ng) {
-                err = ferr;
-                goto done;
-            }
-            for (int i = 0; i < n; i++)
-                if (items[i].text && items[i].slot == k - 1) {
-                    const char *colon = strchr(ferr.msg, ':');
-                    items[i].error = strdup(colon ? colon + 2 : ferr.msg);
-                    free(items[i].text);
-                    items[i].text = NULL;
-                }
-        }
-        cli_progress_clear();
-        for (int i = 0; i < n; i++) {
-            item *it = &items[i];
-            if (it->error) {
-                report(&src, it, json, &w);
-                nbad++;
-            } else if (json) {
-                print_json(&w, it->text, it->lineno, &res[it->slot], top_given);
-                ngood++;
-            } else {
-                print_text(&res[it->slot], top_given);
-                ngood++;
-            }
-            free(it->text);
-            free(it->error);
-            memset(it, 0, sizeof *it);
-        }
-        pcv_fill_results_free(res, ng);
-        fflush(stdout);
-    }
-    if (src.over_total) {
+    ctx.t0 = pcv_now();
+    cli_work work = {.ctx = &ctx, .next = fill_next, .run = fill_run, .free_input = fill_free, .emit = fill_emit,
+                     .reads_stdin = src.f == stdin};
+    if (cli_dispatch(&ms, &work, &err))
+        goto done;
+    cli_progress_clear();
+    if (ctx.src.over_total) {
         pcv_set_error(&err, PCV_ERR_INPUT, "%s: more than %ld bytes read; stopped (--max-input-bytes raises the limit)",
                       src.name, max_input);
         goto done;
     }
-    if (src.read_error) {
+    if (ctx.src.read_error) {
         pcv_set_error(&err, PCV_ERR_IO, "%s: read error: %s", src.name, strerror(errno));
         goto done;
     }
-    if (nbad)
-        cli_info("%ld line%s filled, %ld failed", ngood, ngood == 1 ? "" : "s", nbad);
-    rc = fflush(stdout) == 0 && nbad == 0 ? EXIT_OK : EXIT_FAIL;
+    if (ctx.nbad)
+        cli_info("%ld line%s filled, %ld failed", ctx.ngood, ctx.ngood == 1 ? "" : "s", ctx.nbad);
+    rc = fflush(stdout) == 0 && ctx.nbad == 0 ? EXIT_OK : EXIT_FAIL;
 done:
     if (err.msg[0])
         cli_fail(&err);
-    for (long i = 0; items && i < batch; i++) {
-        free(items[i].text);
-        free(items[i].error);
-    }
-    free(items);
-    free(res);
-    free(texts);
-    pcv_model_free(m);
+    cli_models_free(&ms);
     if (src.f && src.f != stdin)
         fclose(src.f);
     return rc;

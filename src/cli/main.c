@@ -1,5 +1,6 @@
 /* perceiver-cl: command-line entry point (the subcommands are cmd_*.c; shared options in options.c). */
 #include "cli/cli.h"
+#include "cli/dispatch.h"
 
 #include "perceiver/presets.h"
 
@@ -111,7 +112,20 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     pcv_error err = {0};
-    if (cli_runtime_setup(&err))
+    /* started by mpirun: classify, fill and flow share the work between the ranks (dispatch.h);
+     * other commands run whole on every rank */
+    bool sharded = !strcmp(cmd, "classify") || !strcmp(cmd, "fill") || !strcmp(cmd, "flow");
+    if (sharded && cli_mpi_init(&argc, &argv, &err))
         return cli_fail(&err);
-    return c->run(argc - 1, argv + 1);
+    if (cli_runtime_setup(&err)) {
+        cli_fail(&err);
+        cli_mpi_abort(EXIT_FAIL);
+        cli_mpi_finalize();
+        return EXIT_FAIL;
+    }
+    int rc = c->run(argc - 1, argv + 1);
+    if (cli_mpi_size() > 1 && rc != EXIT_OK && !cli_dispatch_completed())
+        cli_mpi_abort(rc); /* the other ranks may wait for this one */
+    cli_mpi_finalize();
+    return rc;
 }
