@@ -33,6 +33,10 @@ pcv_model_options cli_model_options(void);
  * PERCEIVER_CL_TRACE, and the tuning overrides PERCEIVER_ATTENTION, PERCEIVER_GEMM_LAYOUT,
  * PERCEIVER_ATTN_SPLITS, PERCEIVER_CLBLAST_TUNE, PERCEIVER_CLBLAST_XGEMM, PERCEIVER_CLBLAST_MININD. */
 int cli_runtime_setup(pcv_error *err);
+/* Signal handlers and PERCEIVER_LIMITS (process.c; main calls it once before any command). */
+int cli_process_setup(pcv_error *err);
+/* Sets one limit from an option's value ("image_pixels", "300000000"). */
+int cli_set_limit(const char *name, const char *value, pcv_error *err);
 
 /* Common model options: --device, --threads, --numerics. Returns true if consumed. */
 bool cli_model_opt(cli_args *a, pcv_model_options *opt, bool *bad);

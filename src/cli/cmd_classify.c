@@ -1,5 +1,6 @@
 /* perceiver-cl classify: top-k classes of images with a Perceiver image classifier. */
 #include "cli/cli.h"
+#include "util/fileutil.h"
 #include "util/error.h"
 
 #include "perceiver/image.h"
@@ -31,11 +32,9 @@ static const char help[] =
 
 static char **read_labels(const char *path, int *n, pcv_error *err)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        pcv_set_error(err, PCV_ERR_IO, "%s: cannot open the label file", path);
+    FILE *f = pcv_fopen_regular(path, "a label file", err); /* never blocks on a FIFO (issue 12) */
+    if (!f)
         return NULL;
-    }
     char **labels = NULL, line[4096];
     int cap = 0;
     *n = 0;

@@ -45,7 +45,7 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
     pcv_error err = {0};
-    if (cli_runtime_setup(&err))
+    if (cli_runtime_setup(&err) || cli_process_setup(&err))
         return cli_fail(&err);
     if (!strcmp(cmd, "fill"))
         return cmd_fill(argc, argv);

@@ -73,7 +73,9 @@ const char *const cli_model_opts_help =
     "                    (see 'perceiver-cl devices'; $PERCEIVER_DEVICE sets the default)\n"
     "  --threads N       CPU threads (default: all cores)\n"
     "  --numerics P      hf or haiku (DeepMind's original forward pass); default: haiku for\n"
-    "                    DeepMind pickles, hf otherwise\n";
+    "                    DeepMind pickles, hf otherwise\n"
+    "  --max-image-pixels N  refuse images of more than N pixels (default 178956970,\n"
+    "                    Pillow's decompression-bomb rule; docs/limits.md)\n";
 
 bool cli_model_opt(cli_args *a, pcv_model_options *opt, bool *bad)
 {
@@ -86,6 +88,12 @@ bool cli_model_opt(cli_args *a, pcv_model_options *opt, bool *bad)
             *bad = true;
         } else if (a->value) {
             opt->backend.threads = (int)v;
+        }
+    } else if (cli_opt(a, "--max-image-pixels", NULL, true, bad)) {
+        pcv_error e = {0};
+        if (a->value && cli_set_limit("image_pixels", a->value, &e)) {
+            fprintf(stderr, "perceiver-cl: --max-image-pixels needs a positive number, not '%s'\n", a->value);
+            *bad = true;
         }
     } else if (cli_opt(a, "--numerics", NULL, true, bad)) {
         if (a->value && strcmp(a->value, "hf") == 0) {
@@ -105,7 +113,8 @@ bool cli_model_opt(cli_args *a, pcv_model_options *opt, bool *bad)
 pcv_model_options cli_model_options(void)
 {
     pcv_model_options o = {0};
-    o.backend.device = getenv("PERCEIVER_DEVICE");
+    const char *dev = getenv("PERCEIVER_DEVICE");
+    o.backend.device = dev && *dev ? dev : NULL; /* set but empty: as if unset (--device '' is an error) */
     const char *ma = getenv("PERCEIVER_MAX_ALLOC");
     if (ma && *ma)
         o.backend.max_alloc = strtoull(ma, NULL, 10);

@@ -114,6 +114,19 @@ static bool is_file(const char *path)
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
+/* The error pcv_open_regular gives for path (which is not a regular file, or cannot be opened). */
+static int regular_error(const char *path, const char *kind, pcv_error *err)
+{
+    int fd;
+    struct stat sb;
+    int rc = pcv_open_regular(path, kind, &fd, &sb, err);
+    if (rc == 0) {
+        close(fd);
+        rc = pcv_set_error(err, PCV_ERR_IO, "%s: changed while being read", path);
+    }
+    return rc;
+}
+
 static bool ends_with(const char *s, const char *suffix)
 {
     size_t a = strlen(s), b = strlen(suffix);
@@ -145,18 +158,26 @@ static wsource *new_source(pcv_weights *w, pcv_error *err)
 
 /* ---- format detection ---------------------------------------------------------------------- */
 
+/* An index lists one line per tensor: a few hundred KB for the largest models. */
+#define INDEX_FILE_MAX ((size_t)64 << 20)
+
 typedef enum wformat { WF_UNKNOWN, WF_SAFETENSORS, WF_TORCH, WF_PICKLE, WF_INDEX } wformat;
 
 static wformat sniff(const char *path)
 {
     unsigned char h[16] = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return WF_UNKNOWN;
-    size_t n = fread(h, 1, sizeof h, f);
+    /* never blocks: a FIFO or device is not a checkpoint (the reader then says what it is) */
+    int fd;
     struct stat sb;
-    bool st_ok = fstat(fileno(f), &sb) == 0;
-    fclose(f);
+    if (pcv_open_regular(path, "a checkpoint", &fd, &sb, NULL) != 0)
+        return WF_UNKNOWN;
+    ssize_t r;
+    do
+        r = read(fd, h, sizeof h);
+    while (r < 0 && errno == EINTR);
+    size_t n = r > 0 ? (size_t)r : 0;
+    close(fd);
+    bool st_ok = true;
     if (pcv_torch_is_zip(h, n) || pcv_torch_is_legacy(h, n))
         return WF_TORCH;
     if (n >= 1 && h[0] == 0x80) /* PROTO: a protocol >= 2 pickle */
@@ -374,11 +395,16 @@ static int open_one(pcv_weights *w, const char *path, wformat f, const pcv_weigh
 static int open_index(pcv_weights *w, const char *path, pcv_error *err)
 {
     json_error_t je;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    char *text = NULL;
+    size_t tlen = 0;
+    int rc = pcv_read_file(path, "a sharded checkpoint index", INDEX_FILE_MAX, &text, &tlen, err);
+    if (rc)
+        return rc;
+    json_t *root = json_loadb(text, tlen, JSON_REJECT_DUPLICATES, &je);
+    free(text);
     if (!root)
         return pcv_set_error(err, PCV_ERR_FORMAT, "%s: not valid JSON (line %d): %s", path, je.line, je.text);
     json_t *map = json_object_get(root, "weight_map");
-    int rc = 0;
     if (!json_is_object(map)) {
         json_decref(root);
         return pcv_set_error(err, PCV_ERR_FORMAT, "%s: no \"weight_map\" object (not a sharded "
@@ -416,7 +442,11 @@ static int open_index(pcv_weights *w, const char *path, pcv_error *err)
         snprintf(file, sizeof file, "%s/%s", dir, shards[i]);
         wformat f = sniff(file);
         if (!is_file(file)) {
-            rc = pcv_set_error(err, PCV_ERR_MISSING, "%s: shard %s is missing", path, file);
+            struct stat sb;
+            if (stat(file, &sb) != 0 && errno == ENOENT)
+                rc = pcv_set_error(err, PCV_ERR_MISSING, "%s: shard %s is missing", path, file);
+            else
+                rc = regular_error(file, "a checkpoint shard", err);
             break;
         }
         if (f != WF_SAFETENSORS && f != WF_TORCH) {
@@ -467,7 +497,7 @@ static int open_one(pcv_weights *w, const char *path, wformat f, const pcv_weigh
     case WF_INDEX: return open_index(w, path, err);
     default:
         if (!is_file(path))
-            return pcv_set_error(err, PCV_ERR_IO, "%s: not a regular file", path);
+            return regular_error(path, "a checkpoint", err);
         return pcv_set_error(err, PCV_ERR_FORMAT, "%s: not a recognised checkpoint (expected "
                              "safetensors, a PyTorch .bin, a DeepMind pickle or a *.index.json)",
                              path);
@@ -483,6 +513,9 @@ static int find_in_folder(const char *dir, char *out, size_t cap, pcv_error *err
         snprintf(out, cap, "%s/%s", dir, names[i]);
         if (is_file(out))
             return 0;
+        struct stat sb;
+        if (stat(out, &sb) == 0) /* there, but a FIFO, a device or a folder: say so */
+            return regular_error(out, "a checkpoint", err);
     }
     /* a DeepMind release file */
     char found[4096] = "";
@@ -644,7 +677,7 @@ void pcv_weights_release(pcv_weights *w)
             if (x->src[i].has_pk)
                 pk_doc_free(&x->src[i].pk);
             if (x->src[i].map)
-                munmap(x->src[i].map, x->src[i].size);
+                pcv_unmap_file(x->src[i].map, x->src[i].size);
         }
         free(x->src);
         free(x);

@@ -13,6 +13,8 @@
  */
 #include "model/model_impl.h"
 #include "util/error.h"
+#include "util/fileutil.h"
+#include "util/limits.h"
 
 #include "formats/formats.h"
 #include "perceiver/presets.h"
@@ -470,7 +472,9 @@ pcv_status pcv_model_load(const char *dir, const pcv_model_options *opt, pcv_mod
             snprintf(path, sizeof path, "config.json");
     }
     struct stat cs;
-    bool have_cfg = stat(path, &cs) == 0 && S_ISREG(cs.st_mode);
+    /* anything there that is not a regular file (a FIFO, a folder) is read, and refused, by
+     * pcv_config_load: never mistaken for a missing config */
+    bool have_cfg = stat(path, &cs) == 0;
     if ((rc = model_new(NULL, opt, &m, err)) != 0)
         return rc;
     if (!(m->path = strdup(dir))) {
@@ -547,10 +551,14 @@ void pcv_model_free(pcv_model *m)
 
 pcv_status pcv_model_save(pcv_model *m, const char *dir, pcv_error *err)
 {
-    char path[4096];
+    char path[4096 + 64];
     int rc = 0;
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return pcv_set_error(err, PCV_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    /* written as a whole (util/fileutil.h): dir.partial-PID, then renamed into place; on failure
+     * (a full disk) or a signal nothing is left, not even an empty folder */
+    static const char *const files[] = {"model.safetensors", "config.json"};
+    pcv_outdir od;
+    if ((rc = pcv_outdir_begin(&od, dir, files, 2, err)))
+        return rc;
     pcv_st_entry *e = calloc((size_t)m->nparams, sizeof *e);
     float **host = calloc((size_t)m->nparams, sizeof *host);
     int n = 0;
@@ -578,12 +586,16 @@ pcv_status pcv_model_save(pcv_model *m, const char *dir, pcv_error *err)
         e[n].data = host[n];
         n++;
     }
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    pcv_outdir_path(&od, "model.safetensors", path, sizeof path);
     if ((rc = pcv_st_write(path, e, n, err)))
         goto done;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    rc = pcv_config_save(&m->cfg, path, err);
+    pcv_outdir_path(&od, "config.json", path, sizeof path);
+    if ((rc = pcv_config_save(&m->cfg, path, err)))
+        goto done;
+    rc = pcv_outdir_commit(&od, err);
+    od.tmp[0] = '\0';
 done:
+    pcv_outdir_abort(&od);
     if (host)
         for (int i = 0; i < n; i++)
             free(host[i]);

@@ -1,0 +1,118 @@
+# Hostile and faulty files, streams and signals (issue 12): each case must end with a clear
+# message naming the file or limit, exit status 1, no hang, no crash and nothing half-written.
+# Every command runs under `timeout`, so a hang is a failure (exit 124), not a stuck test.
+. "$(dirname "$0")/clilib.sh"
+M=$FIX/mlm_heads_default
+IN=$M/inputs.safetensors
+D=${PCV_SOURCE_DIR:?}/examples/digits
+IMG=$D/images/digit_0_1167.png
+P=$FIX/haiku_mlm/p2_np2_flatmapping.pickle
+T="timeout 60"
+
+# ---- special files are refused before anything is read (a FIFO would block forever) ----
+mkfifo "$TMP/fifo"
+expect 1 'fifo: not a regular file \(a FIFO' -- $T "$BIN" classify -m "$D" "$TMP/fifo"
+expect 1 'fifo: not a regular file \(a FIFO' -- $T "$BIN" run -m "$TMP/fifo" -i "$IN" -o "$TMP/o.st"
+expect 1 'fifo: not a regular file \(a FIFO' -- $T "$BIN" run -m "$M" -i "$TMP/fifo" -o "$TMP/o.st"
+expect 1 'fifo: not a regular file \(a FIFO' -- $T "$BIN" inspect "$TMP/fifo"
+expect 1 'fifo: not a regular file \(a FIFO' -- $T "$BIN" convert -i "$TMP/fifo" -o "$TMP/conv"
+expect 1 'fifo: not a regular file \(a FIFO' -- $T "$BIN" convert -i "$P" -o "$TMP/conv" --labels "$TMP/fifo"
+expect 1 'fifo: not a regular file \(a FIFO' -- $T "$BIN" convert -i "$P" -o "$TMP/conv" --config "$TMP/fifo"
+check '[ ! -e "$TMP/conv" ] && [ -z "$(ls "$TMP" | grep partial)" ]' "a refused convert left a folder"
+expect 1 'fifo: not a regular file \(a FIFO' -- $T "$BIN" classify -m "$D" --labels "$TMP/fifo" "$IMG"
+# a model folder whose files are FIFOs
+mkdir -p "$TMP/fifomodel" && cp "$M/config.json" "$TMP/fifomodel/" && mkfifo "$TMP/fifomodel/model.safetensors"
+expect 1 'model.safetensors: not a regular file \(a FIFO' -- $T "$BIN" run -m "$TMP/fifomodel" -i "$IN" -o "$TMP/o.st"
+mkdir -p "$TMP/fifocfg" && cp "$M/model.safetensors" "$TMP/fifocfg/" && mkfifo "$TMP/fifocfg/config.json"
+expect 1 'config.json: not a regular file \(a FIFO' -- $T "$BIN" run -m "$TMP/fifocfg" -i "$IN" -o "$TMP/o.st"
+mkdir -p "$TMP/fifoproc" && cp "$D"/config.json "$D"/model.safetensors "$TMP/fifoproc/" && mkfifo "$TMP/fifoproc/preprocessor_config.json"
+expect 1 'preprocessor_config.json: not a regular file \(a FIFO' -- $T "$BIN" classify -m "$TMP/fifoproc" "$IMG"
+# a shard named in an index that is a FIFO
+S=$FIX/torch_sharded
+mkdir -p "$TMP/fifoshard" && cp "$S"/config.json "$S"/model.safetensors.index.json "$S"/model-00001-of-00003.safetensors "$S"/model-00003-of-00003.safetensors "$TMP/fifoshard/"
+mkfifo "$TMP/fifoshard/model-00002-of-00003.safetensors"
+expect 1 'model-00002-of-00003.safetensors: not a regular file \(a FIFO' -- $T "$BIN" inspect "$TMP/fifoshard"
+# a character device (a copy of /dev/zero) is not a model or an image either
+if mknod "$TMP/zero" c 1 5 2>/dev/null; then
+  expect 1 'zero: not a regular file \(a character device' -- $T "$BIN" classify -m "$D" "$TMP/zero"
+  expect 1 'zero: not a regular file \(a character device' -- $T "$BIN" run -m "$TMP/zero" -i "$IN" -o "$TMP/o.st"
+fi
+
+# ---- outputs onto special files are refused; the special file stays ----
+mkfifo "$TMP/outfifo"
+expect 1 'outfifo: is a FIFO; refusing to replace it' -- $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/outfifo"
+check '[ -p "$TMP/outfifo" ]' "run -o replaced a FIFO with a regular file"
+if mknod "$TMP/null" c 1 3 2>/dev/null; then
+  expect 1 'null: is a character device; refusing to replace it' -- $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/null"
+  check '[ -c "$TMP/null" ]' "run -o replaced a character device with a regular file"
+fi
+mkdir -p "$TMP/outdir"
+expect 1 'outdir: is a directory' -- $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/outdir"
+check '[ -z "$(ls "$TMP" | grep "\.tmp\.")" ]' "a temporary file was left behind"
+
+# ---- convert onto a folder whose config.json is a directory: nothing changes ----
+mkdir -p "$TMP/dest/config.json"
+echo keep >"$TMP/dest/model.safetensors"
+expect 1 'dest/config.json: is a directory, not a regular file: refusing to replace it' -- $T "$BIN" convert -i "$P" -o "$TMP/dest"
+check '[ "$(cat "$TMP/dest/model.safetensors")" = keep ] && [ -d "$TMP/dest/config.json" ]' "convert changed a folder it then refused"
+check '[ -z "$(ls "$TMP" | grep partial)" ]' "convert left a partial folder"
+# the same for init-random
+expect 1 'dest/config.json: is a directory' -- $T "$BIN" init-random --config "$M/config.json" --out "$TMP/dest"
+check '[ "$(cat "$TMP/dest/model.safetensors")" = keep ]' "init-random changed a folder it then refused"
+echo notafolder >"$TMP/plainfile"
+expect 1 'plainfile: exists and is not a folder' -- $T "$BIN" convert -i "$P" -o "$TMP/plainfile"
+
+# ---- a full disk leaves nothing: file size limit (EFBIG), and a real full tmpfs when possible ----
+( trap '' XFSZ; ulimit -f 64; exec $T "$BIN" init-random --config "$M/config.json" --out "$TMP/full" ) >"$TMP/out" 2>"$TMP/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "full.*cannot write" "$TMP/err"' "init-random onto a full disk: exit $rc, $(head -c 300 "$TMP/err")"
+check '[ ! -e "$TMP/full" ] && [ -z "$(ls "$TMP" | grep partial)" ]' "init-random onto a full disk left a folder"
+mkdir -p "$TMP/small"
+if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=96k tmpfs "$TMP/small" 2>/dev/null; then
+  expect 1 'No space left on device' -- $T "$BIN" init-random --config "$M/config.json" --out "$TMP/small/m"
+  check '[ -z "$(ls -A "$TMP/small")" ]' "init-random onto a full tmpfs left $(ls -A "$TMP/small")"
+  expect 1 'No space left on device' -- $T "$BIN" convert -i "$P" -o "$TMP/small/c"
+  check '[ -z "$(ls -A "$TMP/small")" ]' "convert onto a full tmpfs left $(ls -A "$TMP/small")"
+  umount "$TMP/small"
+fi
+
+# ---- leftovers of killed processes are removed by the next run ----
+sleep 0 & dead=$!
+wait $dead
+mkdir -p "$TMP/stale.partial-$dead" && echo x >"$TMP/stale.partial-$dead/model.safetensors"
+echo x >"$TMP/o.st.tmp.$dead"
+expect 0 '' -- $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/o.st"
+check '[ ! -e "$TMP/o.st.tmp.$dead" ]' "a dead process's temporary output was not removed"
+expect 0 '' -- $T "$BIN" init-random --config "$M/config.json" --out "$TMP/stale"
+check '[ ! -e "$TMP/stale.partial-$dead" ] && [ -f "$TMP/stale/model.safetensors" ]' "a dead process's partial folder was not removed"
+# a live process's temporaries are left alone
+echo x >"$TMP/o.st.tmp.$$"
+expect 0 '' -- $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/o.st"
+check '[ -e "$TMP/o.st.tmp.$$" ]' "a running process's temporary file was removed"
+
+# ---- SIGTERM / SIGINT while writing: the temporaries go ----
+# a large enough model that saving takes a moment; the process is stopped as soon as its partial
+# folder appears, then terminated
+sed -e 's/"d_latents": *[0-9]*/"d_latents": 1024/' -e 's/"d_model": *[0-9]*/"d_model": 1024/' \
+    -e 's/"num_self_attends_per_block": *[0-9]*/"num_self_attends_per_block": 12/' "$M/config.json" >"$TMP/big.json"
+set -m # job control: background jobs get SIGINT (a non-interactive shell makes them ignore it)
+for sig in TERM INT HUP; do
+  rm -rf "$TMP/sig"
+  "$BIN" init-random --config "$TMP/big.json" --out "$TMP/sig" 2>"$TMP/sigerr" &
+  pid=$!
+  for _ in $(seq 1 6000); do
+    if ls -d "$TMP"/sig.partial-* >/dev/null 2>&1; then break; fi
+    sleep 0.01
+  done
+  kill -$sig $pid 2>/dev/null
+  wait $pid
+  rc=$?
+  check '[ $rc -ne 0 ]' "SIG$sig: init-random exited 0 (too fast to interrupt?)"
+  check '[ ! -e "$TMP/sig" ] && [ -z "$(ls "$TMP" | grep sig.partial)" ]' "SIG$sig left $(ls "$TMP" | grep sig)"
+done
+set +m
+
+# ---- --device '' is an error, never silently the CPU ----
+expect 1 'empty device name' -- $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/o.st" --device ''
+expect 1 'empty device name' -- env PERCEIVER_DEVICE=0 $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/o.st" --device=
+finish
