@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     pk_resolve_tensors(&d, &err); /* storages have no data: must fail cleanly */
     hk_param *p = NULL;
     size_t n = 0;
-    if (hk_flatten(d.root, "fuzz", &p, &n, &err) == 0) {
+    if (hk_flatten(&d, "fuzz", &p, &n, &err) == 0) {
         const char **names = malloc((n ? n : 1) * sizeof *names);
         for (size_t i = 0; names && i < n; i++) {
             char out[256];

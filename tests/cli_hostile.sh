@@ -112,6 +112,21 @@ for sig in TERM INT HUP; do
 done
 set +m
 
+# ---- pickles: shared sub-trees and arrays are bounded; _reconstruct without BUILD is refused ----
+GEN=${PCV_GEN:?}
+"$GEN" dag-pickle "$TMP/dag.pickle"
+check '[ "$(stat -c %s "$TMP/dag.pickle")" -lt 2048 ]' "the DAG pickle should be about 1 KB"
+expect 1 'dag.pickle: the parameter tree has more than 65536 entries.*pickle_nodes = 65536.*PERCEIVER_LIMITS' -- $T "$BIN" inspect "$TMP/dag.pickle"
+expect 1 'pickle_nodes' -- $T env PERCEIVER_LIMITS=pickle_nodes=100000 "$BIN" inspect "$TMP/dag.pickle"
+"$GEN" shared-pickle "$TMP/shared.pickle"
+# 300 references to one 4 MB kernel: one transposed copy, not 1.2 GB (the address space is capped
+# at 1 GB to prove it: the old tree failed here)
+( ulimit -v 1000000; exec $T "$BIN" inspect "$TMP/shared.pickle" --architecture MLM ) >"$TMP/out" 2>"$TMP/err"
+rc=$?
+check '[ $rc -eq 0 ] && grep -q "attends.74.attention.output.dense.weight" "$TMP/out"' "shared-array pickle: exit $rc, $(head -c 300 "$TMP/err")"
+"$GEN" unbuilt-pickle "$TMP/unbuilt.pickle"
+expect 1 'unbuilt.pickle: pickle byte [0-9]+.*_reconstruct at byte [0-9]+ was never filled by BUILD' -- $T "$BIN" inspect "$TMP/unbuilt.pickle"
+
 # ---- --device '' is an error, never silently the CPU ----
 expect 1 'empty device name' -- $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/o.st" --device ''
 expect 1 'empty device name' -- env PERCEIVER_DEVICE=0 $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/o.st" --device=

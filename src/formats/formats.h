@@ -20,12 +20,12 @@ void pcv_st_unmap(pcv_safetensors *st);
 struct pcv_weights {
     char *path;        /* the file or folder opened, for messages */
     char format[32];   /* "safetensors", ... */
-    int count;
+    int count, cap;
     pcv_st_tensor *tensors; /* sorted by name */
     pcv_safetensors *files;
     int nfiles;
     void **blocks;
-    int nblocks;
+    int nblocks, capblocks;
     bool from_haiku;
     char architecture[64];
     char *source;

@@ -15,6 +15,7 @@
 #include "formats/torchzip.h"
 
 #include <dirent.h>
+#include <stdint.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -45,14 +46,30 @@ static int cmp_tensor(const void *a, const void *b)
     return strcmp(((const pcv_st_tensor *)a)->name, ((const pcv_st_tensor *)b)->name);
 }
 
+/* Grows *p (of *cap elements) to hold need, doubling: tables of many entries cost linear time. */
+static int grow_table(void **p, int *cap, int need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    if (need > INT32_MAX / 2)
+        return -1;
+    int nc = *cap ? *cap : 16;
+    while (nc < need)
+        nc *= 2;
+    void *q = realloc(*p, (size_t)nc * elem);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = nc;
+    return 0;
+}
+
 static int keep_block(pcv_weights *w, void *p, pcv_error *err)
 {
-    void **b = realloc(w->blocks, (size_t)(w->nblocks + 1) * sizeof *b);
-    if (!b) {
+    if (grow_table((void **)&w->blocks, &w->capblocks, w->nblocks + 1, sizeof *w->blocks)) {
         free(p);
         return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
     }
-    w->blocks = b;
     w->blocks[w->nblocks++] = p;
     return 0;
 }
@@ -63,10 +80,8 @@ static int add_tensor(pcv_weights *w, const char *name, pcv_dtype dt, int ndim,
     char *nm = strdup(name);
     if (!nm || keep_block(w, nm, err))
         return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-    pcv_st_tensor *t = realloc(w->tensors, (size_t)(w->count + 1) * sizeof *t);
-    if (!t)
+    if (grow_table((void **)&w->tensors, &w->cap, w->count + 1, sizeof *w->tensors))
         return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-    w->tensors = t;
     pcv_st_tensor *x = &w->tensors[w->count++];
     memset(x, 0, sizeof *x);
     x->name = nm;
@@ -85,11 +100,9 @@ static int add_tensor(pcv_weights *w, const char *name, pcv_dtype dt, int ndim,
 /* Adds every tensor of an opened safetensors file to the set (names are shared, not copied). */
 static int add_file_tensors(pcv_weights *w, const pcv_safetensors *st, pcv_error *err)
 {
-    pcv_st_tensor *t = realloc(w->tensors, (size_t)(w->count + st->count + 1) * sizeof *t);
-    if (!t)
+    if (grow_table((void **)&w->tensors, &w->cap, w->count + st->count + 1, sizeof *w->tensors))
         return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-    w->tensors = t;
-    memcpy(w->tensors + w->count, st->tensors, (size_t)st->count * sizeof *t);
+    memcpy(w->tensors + w->count, st->tensors, (size_t)st->count * sizeof *w->tensors);
     w->count += st->count;
     return 0;
 }
@@ -272,8 +285,80 @@ static void *reverse_axes(const pk_array *a, size_t elem)
     return out;
 }
 
+/* Transposed copies, one per distinct source: an array referenced under many names (memo
+ * references), or arrays sharing one data buffer with the same shape, are transposed once. */
+typedef struct derived {
+    const void *data; /* source data */
+    pcv_dtype dtype;
+    int ndim;
+    int64_t shape[PCV_MAX_DIMS];
+    void *copy;
+} derived;
+
+typedef struct derived_set {
+    derived *d;       /* open addressing on the data pointer; cap is a power of two */
+    size_t n, cap;
+    pk_doc *doc;      /* whose memory budget pays for the copies */
+} derived_set;
+
+static size_t derived_slot(const derived_set *ds, const pk_array *a)
+{
+    size_t h = (size_t)(((uintptr_t)a->data >> 3) * 0x9E3779B97F4A7C15ull) & (ds->cap - 1);
+    for (;; h = (h + 1) & (ds->cap - 1)) {
+        const derived *x = &ds->d[h];
+        if (!x->copy || (x->data == a->data && x->dtype == a->dtype && x->ndim == a->ndim &&
+                         !memcmp(x->shape, a->shape, (size_t)a->ndim * sizeof *a->shape)))
+            return h;
+    }
+}
+
+/* The transposed copy of a, made once (NULL with err set on failure). */
+static void *derived_get(pcv_weights *w, derived_set *ds, const pk_array *a, const char *name, pcv_error *err)
+{
+    if (ds->n + 1 > ds->cap / 2) { /* keep the table at most half full */
+        size_t nc = ds->cap ? 2 * ds->cap : 64;
+        char what[320];
+        snprintf(what, sizeof what, "transposing '%.256s'", name);
+        if (pk_budget_take(ds->doc, nc * sizeof(derived), what, err))
+            return NULL;
+        derived_set bigger = {.d = calloc(nc, sizeof(derived)), .cap = nc, .doc = ds->doc};
+        if (!bigger.d) {
+            pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+            return NULL;
+        }
+        for (size_t i = 0; i < ds->cap; i++)
+            if (ds->d[i].copy) {
+                pk_array k = {.data = ds->d[i].data, .dtype = ds->d[i].dtype, .ndim = ds->d[i].ndim};
+                memcpy(k.shape, ds->d[i].shape, sizeof k.shape);
+                bigger.d[derived_slot(&bigger, &k)] = ds->d[i];
+            }
+        bigger.n = ds->n;
+        free(ds->d);
+        *ds = bigger;
+    }
+    derived *x = &ds->d[derived_slot(ds, a)];
+    if (x->copy)
+        return x->copy;
+    char what[320];
+    snprintf(what, sizeof what, "transposing '%.256s'", name);
+    if (pk_budget_take(ds->doc, a->nbytes, what, err))
+        return NULL;
+    void *q = reverse_axes(a, pcv_dtype_size(a->dtype));
+    if (!q || keep_block(w, q, err)) {
+        pcv_set_error(err, PCV_ERR_OOM, "out of memory transposing '%s'", name);
+        return NULL;
+    }
+    x->data = a->data;
+    x->dtype = a->dtype;
+    x->ndim = a->ndim;
+    memcpy(x->shape, a->shape, sizeof x->shape);
+    x->copy = q;
+    ds->n++;
+    return q;
+}
+
 static int add_haiku_param(pcv_weights *w, const char *file, const hk_param *p, const pcv_arch_info *arch,
-                           bool raw, pcv_error *err)
+                           bool raw, derived_set *ds, pcv_error *err)
 {
     const pk_array *a = p->arr;
     if (raw)
@@ -299,9 +384,9 @@ static int add_haiku_param(pcv_weights *w, const char *file, const hk_param *p, 
             big += shape[i] > 1;
         }
         if (big > 1) { /* a real transpose moves data; otherwise only the shape changes */
-            void *q = reverse_axes(a, pcv_dtype_size(a->dtype));
-            if (!q || keep_block(w, q, err))
-                return pcv_set_error(err, PCV_ERR_OOM, "out of memory transposing '%s'", p->name);
+            void *q = derived_get(w, ds, a, p->name, err);
+            if (!q)
+                return err ? (int)err->code : PCV_ERR_OOM;
             data = q;
         }
         if (t == HK_T_SQUEEZE) {
@@ -330,7 +415,7 @@ static int open_haiku(pcv_weights *w, const char *path, const pcv_weights_option
     s->has_pk = true;
     hk_param *p = NULL;
     size_t n = 0;
-    if ((rc = hk_flatten(s->pk.root, path, &p, &n, err)))
+    if ((rc = hk_flatten(&s->pk, path, &p, &n, err)))
         return rc;
     const char **names = malloc(n * sizeof *names);
     if (!names) {
@@ -372,10 +457,12 @@ static int open_haiku(pcv_weights *w, const char *path, const pcv_weights_option
         snprintf(w->architecture, sizeof w->architecture, "%s", arch->hf_class);
     bool raw = opt && opt->haiku_names;
     bool batchnorm = false;
+    derived_set ds = {.doc = &s->pk};
     for (size_t i = 0; i < n && !rc; i++) {
-        rc = add_haiku_param(w, path, &p[i], arch, raw, err);
+        rc = add_haiku_param(w, path, &p[i], arch, raw, &ds, err);
         batchnorm |= strstr(p[i].name, "/batchnorm/") != NULL;
     }
+    free(ds.d);
     hk_params_free(p, n);
     if (!rc && batchnorm && !raw) {
         /* torch's BatchNorm2d has a step counter that Haiku does not store; HF checkpoints

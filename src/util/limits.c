@@ -17,7 +17,7 @@
     X(layers, 1024)                                                                                  \
     X(parameters, (int64_t)1 << 32)                                                                  \
     X(pickle_bytes, (int64_t)128 << 20)                                                              \
-    X(pickle_nodes, (int64_t)1 << 20)                                                                \
+    X(pickle_nodes, 65536)                                                                           \
     X(archive_entries, (int64_t)1 << 20)                                                             \
     X(text_bytes, (int64_t)1 << 20)
 
