@@ -127,6 +127,12 @@ check '[ $rc -eq 0 ] && grep -q "attends.74.attention.output.dense.weight" "$TMP
 "$GEN" unbuilt-pickle "$TMP/unbuilt.pickle"
 expect 1 'unbuilt.pickle: pickle byte [0-9]+.*_reconstruct at byte [0-9]+ was never filled by BUILD' -- $T "$BIN" inspect "$TMP/unbuilt.pickle"
 
+# ---- PyTorch zip: CRC-32 of every stored entry, local and central names agree ----
+mkdir -p "$TMP/crc" && cp "$FIX/torch_mlm/config.json" "$FIX/torch_mlm/pytorch_model.bin" "$TMP/crc/"
+printf 'ABCD' | dd of="$TMP/crc/pytorch_model.bin" bs=1 seek=20000 conv=notrunc status=none
+expect 1 "crc/pytorch_model.bin: ZIP entry 'pytorch_model/data/0': CRC-32 mismatch" -- $T "$BIN" run -m "$TMP/crc" -i "$FIX/torch_mlm/inputs.safetensors" -o "$TMP/o2.st"
+check '[ ! -e "$TMP/o2.st" ]' "a corrupt checkpoint produced an output"
+
 # ---- --device '' is an error, never silently the CPU ----
 expect 1 'empty device name' -- $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/o.st" --device ''
 expect 1 'empty device name' -- env PERCEIVER_DEVICE=0 $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/o.st" --device=

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(build-essential cmake pkg-config libjansson-dev libblis-dev libpng-dev libjpeg-dev)
+PACKAGES=(build-essential cmake pkg-config libjansson-dev libblis-dev libpng-dev libjpeg-dev zlib1g-dev)
 # the OpenCL backend: ICD loader and headers, CLBlast, and PoCL (OpenCL on the CPU: what CI runs on)
 PACKAGES+=(ocl-icd-opencl-dev opencl-c-headers libclblast-dev pocl-opencl-icd clinfo)
 
