@@ -133,6 +133,38 @@ printf 'ABCD' | dd of="$TMP/crc/pytorch_model.bin" bs=1 seek=20000 conv=notrunc 
 expect 1 "crc/pytorch_model.bin: ZIP entry 'pytorch_model/data/0': CRC-32 mismatch" -- $T "$BIN" run -m "$TMP/crc" -i "$FIX/torch_mlm/inputs.safetensors" -o "$TMP/o2.st"
 check '[ ! -e "$TMP/o2.st" ]' "a corrupt checkpoint produced an output"
 
+# ---- limits on input sizes (docs/limits.md): refused before the memory is allocated ----
+# a 16384x16384 PNG (a few hundred KB; 1.59 GB decoded): Pillow's decompression-bomb rule
+"$GEN" png-bomb "$TMP/bomb.png"
+expect 1 'bomb.png: PNG image is 16384x16384 = 268435456 pixels, more than the limit image_pixels = 178956970.*--max-image-pixels' -- $T "$BIN" classify -m "$D" "$TMP/bomb.png"
+"$GEN" jpeg-bomb:"$FIX/images/jpg_444.jpg" "$TMP/bomb.jpg"
+expect 1 'bomb.jpg: JPEG image is 20000x20000 = 400000000 pixels, more than the limit image_pixels' -- $T "$BIN" classify -m "$D" "$TMP/bomb.jpg"
+# the flag and the variable move the limit (both ways)
+expect 1 'digit_0_1167.png: PNG image is 8x8 = 64 pixels, more than the limit image_pixels = 63' -- $T "$BIN" classify -m "$D" --max-image-pixels 63 "$IMG"
+expect 1 'image_pixels = 10' -- $T env PERCEIVER_LIMITS=image_pixels=10 "$BIN" classify -m "$D" "$IMG"
+expect 1 'processed image of 32x32 pixels .* over the limit image_pixels = 64' -- $T "$BIN" classify -m "$D" --max-image-pixels 64 "$IMG"
+expect 0 '' -- $T "$BIN" classify -m "$D" --max-image-pixels 1024 "$IMG"
+expect 1 'PERCEIVER_LIMITS: limits:.*known name' -- $T env PERCEIVER_LIMITS=pixels=10 "$BIN" classify -m "$D" "$IMG"
+# input_ids [20000,1] (20 KB on disk, 1.2 GB of logits): the batch limit, then the forward's memory
+"$GEN" ids-20000 "$TMP/ids.st"
+expect 1 "ids.st: input 'input_ids' \[20000,1\] has a batch of 20000, over the limit batch = 4096" -- $T "$BIN" run -m "$M" -i "$TMP/ids.st" -o "$TMP/o3.st"
+expect 1 'needs 1.2 GiB of activations and outputs, over the limit forward_bytes = 104857600' -- $T env PERCEIVER_LIMITS=batch=30000,forward_bytes=100M "$BIN" run -m "$M" -i "$TMP/ids.st" -o "$TMP/o3.st"
+check '[ ! -e "$TMP/o3.st" ]' "a refused run left an output"
+# num_blocks of a million (hours of compute): the config is refused at once
+mkdir -p "$TMP/blocks" && cp "$M/model.safetensors" "$TMP/blocks/"
+sed 's/"num_blocks": *[0-9]*/"num_blocks": 1000000/' "$M/config.json" >"$TMP/blocks/config.json"
+expect 1 'blocks/config.json: num_blocks = 1000000 is over the limit num_blocks = 64 \(raise it with PERCEIVER_LIMITS=num_blocks=N' -- $T "$BIN" run -m "$TMP/blocks" -i "$IN" -o "$TMP/o3.st"
+expect 1 'self-attention layers per forward pass, over the limit layers = 1024' -- $T env PERCEIVER_LIMITS=num_blocks=2000000 "$BIN" run -m "$TMP/blocks" -i "$IN" -o "$TMP/o3.st"
+sed 's/"num_blocks": *[0-9]*/"num_blocks": 100/' "$M/config.json" >"$TMP/blocks/config.json"
+expect 1 'num_blocks = 100 is over' -- $T "$BIN" run -m "$TMP/blocks" -i "$IN" -o "$TMP/o3.st"
+expect 0 '' -- $T env PERCEIVER_LIMITS=num_blocks=100 "$BIN" run -m "$TMP/blocks" -i "$IN" -o "$TMP/o3.st"
+# a config alone that would make 2^48 parameters
+sed -e 's/"vocab_size": *[0-9]*/"vocab_size": 16777216/' -e 's/"d_model": *[0-9]*/"d_model": 16777216/' "$M/config.json" >"$TMP/huge.json"
+expect 1 'would bring the model to more than 4294967296 parameters, over the limit parameters' -- $T "$BIN" init-random --config "$TMP/huge.json" --out "$TMP/huge"
+check '[ ! -e "$TMP/huge" ]' "a refused init-random left a folder"
+# masks that expand a short line to megabytes
+expect 1 'masked text: the masks expand the text past 1048576 bytes.*text_bytes' -- $T "$BIN" fill -m "$M" "$(printf '[MASK:65536]%.0s' $(seq 1 20))"
+
 # ---- --device '' is an error, never silently the CPU ----
 expect 1 'empty device name' -- $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/o.st" --device ''
 expect 1 'empty device name' -- env PERCEIVER_DEVICE=0 $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/o.st" --device=

@@ -12,6 +12,10 @@ struct pcv_safetensors {
     pcv_st_tensor *tensors; /* sorted by name */
 };
 
+/* The limits on a config's layer counts (num_blocks, num_blocks x num_self_attends_per_block):
+ * checked when a config.json is read and when a model is built from any config. */
+int pcv_config_check_limits(const pcv_config *cfg, const char *what, pcv_error *err);
+
 /* Maps st (caller-owned storage) / releases what pcv_st_map set up. */
 int pcv_st_map(pcv_safetensors *st, const char *path, pcv_error *err);
 void pcv_st_unmap(pcv_safetensors *st);

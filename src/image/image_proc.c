@@ -252,8 +252,8 @@ static int check_resize_args(const unsigned char *src, int sw, int sh, const uns
         return pcv_set_error(err, PCV_ERR_INPUT, "resize: bad arguments (%dx%d -> %dx%d)", sw, sh,
                              dw, dh);
     if ((int64_t)dw * dh > pcv_limits_now()->image_pixels || (int64_t)sw * sh > pcv_limits_now()->image_pixels)
-        return pcv_set_error(err, PCV_ERR_INPUT, "resize: image too large (%dx%d -> %dx%d)", sw,
-                             sh, dw, dh);
+        return pcv_set_error(err, PCV_ERR_INPUT, "resize: image too large (%dx%d -> %dx%d), over %s", sw, sh, dw,
+                             dh, PCV_LIMIT_TEXT("image_pixels"));
     return 0;
 }
 
@@ -700,8 +700,8 @@ static int plan(const pcv_image_processor *p, int w, int h, crop_win *cw, int *o
                                  "side) would be empty",
                                  w, h, (double)p->size_h / p->crop_h);
         if ((int64_t)c.h * c.w > pcv_limits_now()->image_pixels)
-            return pcv_set_error(err, PCV_ERR_INPUT, "center crop of %dx%d pixels is too large",
-                                 c.w, c.h);
+            return pcv_set_error(err, PCV_ERR_INPUT, "center crop of %dx%d pixels is over %s", c.w, c.h,
+                                 PCV_LIMIT_TEXT("image_pixels"));
         bool up = p->pipeline == PCV_IMAGE_PIPELINE_HAIKU;
         c.top = crop_offset(h, c.h, up);
         c.left = crop_offset(w, c.w, up);
@@ -710,7 +710,8 @@ static int plan(const pcv_image_processor *p, int w, int h, crop_win *cw, int *o
     *ow = p->do_resize ? p->size_w : c.w;
     *oh = p->do_resize ? p->size_h : c.h;
     if ((int64_t)*ow * *oh > pcv_limits_now()->image_pixels)
-        return pcv_set_error(err, PCV_ERR_INPUT, "output of %dx%d pixels is too large", *ow, *oh);
+        return pcv_set_error(err, PCV_ERR_INPUT, "the processed image of %dx%d pixels (preprocessor size) is over %s",
+                             *ow, *oh, PCV_LIMIT_TEXT("image_pixels"));
     return 0;
 }
 

@@ -300,6 +300,17 @@ static int plan(pcv_model *m, const pcv_shape *s, pcv_error *err)
     pcv_exec_begin(&ex, m->be, &m->arena, err, false, true);
     if ((rc = forward_pass(m, &ex, s)))
         return rc;
+    /* what the plan needs, before it is allocated */
+    double need = 0;
+    for (int i = 0; i < PCV_ARENA_MAX_CHUNKS; i++)
+        need += (double)m->arena.peak[i] * sizeof(float);
+    for (int i = 0; i < m->nouts; i++)
+        need += (double)m->outs[i].bytes;
+    if (need > (double)pcv_limits_now()->forward_bytes)
+        return pcv_set_error(err, PCV_ERR_INPUT, "one forward pass of batch %lld (%lld tokens, %lld queries each) "
+                             "needs %.1f GiB of activations and outputs, over %s", (long long)s->batch,
+                             (long long)s->tokens, (long long)s->queries, need / (1 << 30),
+                             PCV_LIMIT_TEXT("forward_bytes"));
     if ((rc = pcv_arena_commit(&m->arena, m->be, err)))
         return rc;
     m->out_view = calloc((size_t)(m->nouts ? m->nouts : 1), sizeof *m->out_view);
@@ -353,6 +364,9 @@ pcv_status pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_in
 
 static int check_config(const pcv_config *c, pcv_error *err)
 {
+    int rc = pcv_config_check_limits(c, "config", err);
+    if (rc)
+        return rc;
     if (c->d_latents % c->num_self_attention_heads || c->d_latents % c->num_cross_attention_heads)
         return pcv_set_error(err, PCV_ERR_FORMAT,
                              "config: d_latents (%d) must be divisible by num_self_attention_heads (%d) and num_cross_attention_heads (%d)",
