@@ -100,5 +100,8 @@ check '[ ! -e "$TMP/o.st" ]' "a failed run left an output file"
 expect 0 '' -- env PERCEIVER_KERNEL_CACHE=0 "$BIN" run -m "$M" -i "$IN" -o "$TMP/o.st" -d 0
 expect 0 '' -- "$BIN" bench-ops -d 0 --only layernorm --repeat 1 --no-cpu
 check 'grep -q "layernorm 2048x768" "$TMP/out"' "bench-ops prints its operations"
+expect 0 '' -- "$BIN" bench-ops -d 0 --model image --only "self attention" --repeat 1 --no-cpu --check
+check 'grep -q "attention-hf b1 h8 nq512 nk512 d128/128" "$TMP/out" && grep -Eq "[0-9]\.[0-9]e-[0-9]+" "$TMP/out"' "bench-ops --model image --check"
+expect 2 'no operation of model .lm. matches --only .nothing.' -- "$BIN" bench-ops -d 0 --only nothing
 
 finish

@@ -61,6 +61,8 @@ static void check_outputs(const char *fixture, const char *how, const pcv_safete
 {
     for (int i = 0; i < expected->count; i++) {
         const pcv_st_tensor *e = &expected->tensors[i];
+        if (!strncmp(e->name, "stage.", 6))
+            continue;
         const pcv_io_tensor *o = pcv_io_find(outs, nout, e->name);
         CHECK(o != NULL, "%s (%s): output '%s' missing", fixture, how, e->name);
         if (!o)
@@ -91,6 +93,58 @@ static void check_outputs(const char *fixture, const char *how, const pcv_safete
     }
 }
 
+/* The intermediate states (stages.safetensors, from transformers) against the engine's capture,
+ * in the order of the forward pass, so that a failure names the first stage that diverges.
+ * stage.preprocess may be shorter on the engine's side: it drops batch-wide trailing padding. */
+static void check_stages(const char *fixture, const char *how, const pcv_safetensors *stages,
+                         const pcv_io_tensor *outs, int nout, tol t)
+{
+    char names[260][64];
+    int n = 0;
+    snprintf(names[n++], 64, "stage.preprocess");
+    snprintf(names[n++], 64, "stage.encoder.cross");
+    for (int k = 0; k < 256; k++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "stage.encoder.self.%d", k);
+        if (!pcv_st_find(stages, nm))
+            break;
+        snprintf(names[n++], 64, "%s", nm);
+    }
+    snprintf(names[n++], 64, "stage.decoder");
+    const char *first_bad = NULL;
+    int compared = 0;
+    for (int i = 0; i < n; i++) {
+        const pcv_st_tensor *e = pcv_st_find(stages, names[i]);
+        const pcv_io_tensor *o = pcv_io_find(outs, nout, names[i]);
+        CHECK(e && o, "%s (%s): stage '%s' missing (%s)", fixture, how, names[i], e ? "engine" : "fixture");
+        if (!e || !o)
+            continue;
+        bool ok = e->ndim == 3 && o->ndim == 3 && o->shape[0] == e->shape[0] && o->shape[2] == e->shape[2] &&
+                  o->shape[1] <= e->shape[1] && (o->shape[1] == e->shape[1] || i == 0);
+        CHECK(ok, "%s (%s): stage '%s' has shape [%lld][%lld][%lld], the fixture [%lld][%lld][%lld]", fixture, how,
+              names[i], (long long)o->shape[0], (long long)o->shape[1], (long long)o->shape[2], (long long)e->shape[0],
+              (long long)e->shape[1], (long long)e->shape[2]);
+        if (!ok)
+            continue;
+        float *want = malloc((size_t)e->numel * sizeof(float));
+        pcv_error err = {0};
+        CHECK(pcv_st_to_f32(e, want, &err) == 0, "%s", err.msg);
+        long bad = 0;
+        int64_t rows = o->shape[1], C = o->shape[2];
+        for (int64_t b = 0; b < o->shape[0]; b++) /* the engine's rows are a prefix of the fixture's */
+            bad += compare(names[i], (const float *)o->data + b * rows * C, want + b * e->shape[1] * C, rows * C, t,
+                           true);
+        if (bad && !first_bad)
+            first_bad = names[i];
+        compared++;
+        free(want);
+    }
+    CHECK(!first_bad, "%s (%s): the first stage that diverges from transformers is '%s'", fixture, how,
+          first_bad ? first_bad : "");
+    printf("  %d intermediate stages within tolerance%s\n", compared - (first_bad ? 1 : 0),
+           first_bad ? " before the failure" : "");
+}
+
 /* device: NULL for the CPU path, else an OpenCL device index ("0", ...) */
 static void run_fixture(const char *dir, const char *name, const char *device)
 {
@@ -112,15 +166,20 @@ static void run_fixture(const char *dir, const char *name, const char *device)
     printf("%s (%s, tolerance %s: atol %g rtol %g) on %s\n", name, json_string_value(json_object_get(meta, "class")),
            profile, t.atol, t.rtol, device ? device : "cpu");
 
-    pcv_safetensors in = {0}, expected = {0};
+    pcv_safetensors in = {0}, expected = {0}, stages = {0};
     snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
     CHECK(pcv_st_map(&in, path, &err) == 0, "%s", err.msg);
     snprintf(path, sizeof path, "%s/expected.safetensors", dir);
     CHECK(pcv_st_map(&expected, path, &err) == 0, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/stages.safetensors", dir);
+    struct stat sb;
+    bool have_stages = stat(path, &sb) == 0;
+    if (have_stages)
+        CHECK(pcv_st_map(&stages, path, &err) == 0, "%s", err.msg);
 
-    /* 1. through the library */
+    /* 1. through the library, capturing the intermediate states */
     pcv_model *m = NULL;
-    pcv_model_options opt = {.backend.device = device};
+    pcv_model_options opt = {.backend.device = device, .capture = have_stages};
     CHECK(pcv_model_load(dir, &opt, &m, &err) == 0, "%s: %s", name, err.msg);
     if (m && device)
         CHECK(strncmp(pcv_model_device(m), "OpenCL", 6) == 0, "%s: device %s gave '%s'", name, device,
@@ -134,6 +193,8 @@ static void run_fixture(const char *dir, const char *name, const char *device)
         CHECK(pcv_model_forward(m, ios, n, &outs, &nout, &err) == 0, "%s: %s", name, err.msg);
         if (outs)
             check_outputs(name, "library", &expected, outs, nout, t);
+        if (outs && have_stages)
+            check_stages(name, "library", &stages, outs, nout, t);
     }
     pcv_model_free(m);
 
@@ -160,6 +221,7 @@ static void run_fixture(const char *dir, const char *name, const char *device)
     }
     pcv_st_unmap(&in);
     pcv_st_unmap(&expected);
+    pcv_st_unmap(&stages);
     json_decref(meta);
 }
 

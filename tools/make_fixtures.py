@@ -9,6 +9,9 @@ For every model fixture NAME this writes tests/fixtures/NAME/ (or --out DIR/NAME
   expected.safetensors             float32 HF CPU outputs: logits, last_hidden_state
                                    (last_hidden_state = encoder latents [B][num_latents][d_latents],
                                    taken from model.perceiver(...) because the head outputs lack it)
+  stages.safetensors               the intermediate states of the same forward under the engine's
+                                   capture names (stage.preprocess, stage.encoder.cross,
+                                   stage.encoder.self.<k>, stage.decoder): a failure names its stage
   meta.json                        class, tolerance profile (tests/tolerances.json), seed, versions,
                                    description, shapes and float64/mutation diagnostics
 
@@ -276,6 +279,48 @@ def check_consistency(model, fx: Fixture, inputs, expected) -> None:
         raise RuntimeError(f"{fx.name}: logits are not a function of model.perceiver's output")
 
 
+def stage_states(model, inputs) -> dict[str, torch.Tensor]:
+    """The intermediate states of one forward, under the names the engine's capture mode uses
+    (perceiver-cl verify, pcv_model_options.capture), so a failing fixture names the first stage
+    that diverges: stage.preprocess (the encoder's input array), stage.encoder.cross (latents after
+    the cross-attention), stage.encoder.self.<k> (after the k-th self-attention application, in
+    order: the num_self_attends_per_block layers applied num_blocks times) and stage.decoder (the
+    decoder cross-attention's output, before the final layer / embedding decoder). Taken with
+    forward hooks: transformers' hidden_states repeat the state at every block boundary."""
+    grabbed = {"self": []}
+    enc = model.perceiver.encoder
+    dec = model.perceiver.decoder
+    dec_layer = dec.decoding_cross_attention if hasattr(dec, "decoding_cross_attention") \
+        else dec.decoder.decoding_cross_attention
+    hooks = [
+        model.perceiver.input_preprocessor.register_forward_hook(
+            lambda mod, args, out: grabbed.__setitem__("stage.preprocess", out[0])),
+        enc.cross_attention.register_forward_hook(
+            lambda mod, args, out: grabbed.__setitem__("stage.encoder.cross", out[0])),
+        dec_layer.register_forward_hook(lambda mod, args, out: grabbed.__setitem__("stage.decoder", out[0])),
+    ]
+    for layer in enc.self_attends:
+        hooks.append(layer.register_forward_hook(lambda mod, args, out: grabbed["self"].append(out[0])))
+    try:
+        with torch.no_grad():
+            if "inputs" in inputs:
+                out = model.perceiver(inputs=inputs["inputs"])
+            elif "pixel_values" in inputs:
+                out = model.perceiver(inputs=inputs["pixel_values"])
+            else:
+                out = model.perceiver(inputs=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    finally:
+        for h in hooks:
+            h.remove()
+    states = {"stage.preprocess": grabbed["stage.preprocess"], "stage.encoder.cross": grabbed["stage.encoder.cross"]}
+    for k, h in enumerate(grabbed["self"]):
+        states[f"stage.encoder.self.{k}"] = h
+    states["stage.decoder"] = grabbed["stage.decoder"]
+    if not torch.equal(grabbed["self"][-1], out.last_hidden_state):
+        raise RuntimeError("the last self-attention output != last_hidden_state")
+    return {k: v.detach().to(torch.float32).clone() for k, v in states.items()}
+
+
 def fp64_diagnostics(model, inputs, expected, atol, rtol) -> dict:
     m64 = copy.deepcopy(model).double()
     inputs64 = {k: v.double() if v.is_floating_point() else v for k, v in inputs.items()}
@@ -342,6 +387,8 @@ def make_model_fixture(fx: Fixture, out_root: Path, tol_path: Path) -> dict:
         assert v.dtype == torch.float32 and torch.isfinite(v).all()
     check_consistency(model, fx, inputs, expected)
     save_file(expected, str(out / "expected.safetensors"), metadata={"format": "pt"})
+    stages = stage_states(model, inputs)
+    save_file(stages, str(out / "stages.safetensors"), metadata={"format": "pt"})
 
     # reload from the folder alone: weights and outputs must round-trip bit for bit
     reloaded = model_class(fx.cls).from_pretrained(str(out)).eval()
@@ -372,6 +419,7 @@ def make_model_fixture(fx: Fixture, out_root: Path, tol_path: Path) -> dict:
         "inputs": {k: {"dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape)}
                    for k, v in inputs.items()},
         "outputs": {k: {"dtype": "float32", "shape": list(v.shape)} for k, v in expected.items()},
+        "stages": {k: list(v.shape) for k, v in stages.items()},
         "init": dict({"embed_std": 0.5, "latent_std": 1.0, "ln_weight_std": 0.1,
                       "ln_bias_std": 0.1, "bias_std": 0.1, "weight_gain": 1.0}, **fx.init),
         "diagnostics": {

@@ -73,6 +73,8 @@ PCV_API pcv_status pcv_image_load(const char *path, pcv_image *img, pcv_error *e
 PCV_API pcv_status pcv_image_load_memory(const void *data, size_t len, const char *name, pcv_image *img,
                           pcv_error *err);
 PCV_API void pcv_image_free(pcv_image *img);
+/* Writes an 8-bit RGB PNG file atomically (temporary file + rename). */
+PCV_API pcv_status pcv_image_save_png(const char *path, const pcv_image *img, pcv_error *err);
 /* Name of the image format recognised from the leading bytes ("PNG", "JPEG", "GIF", "BMP",
  * "WebP", "TIFF", ...), or NULL if none is recognised. Only PNG and JPEG can be decoded. */
 PCV_API const char *pcv_image_format(const void *data, size_t len);

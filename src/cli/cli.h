@@ -52,5 +52,6 @@ int cmd_inspect(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_bench_ops(int argc, char **argv);
+int cmd_flow(int argc, char **argv);
 
 #endif

@@ -3,9 +3,9 @@
 #include "cli/cli.h"
 #include "util/error.h"
 
-#include "backend/backend.h"
 #include "backend/opencl.h"
-#include "model/ops.h"
+#include "backend/opcases.h"
+#include "util/clock.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -15,184 +15,44 @@
 static const char help[] =
     "Usage: perceiver-cl bench-ops [--device D] [options]\n"
     "\n"
-    "Times single operations at the shapes of the full-size language model\n"
-    "(deepmind/language-perceiver: 2048 bytes, 256 latents of 1280 channels, d_model 768,\n"
-    "8 heads) on a device and on the CPU reference path, and prints GFLOP/s and the ratio.\n"
-    "Every time is the best of --repeat runs after one warm-up, each run synchronized.\n"
-    "Inputs are random; nothing is checked (tests do that).\n"
+    "Times single operations at the shapes of a full-size model (the operation table that\n"
+    "tests/test_ops checks against float64 references) on a device and on the CPU reference\n"
+    "path, and prints GFLOP/s (GB/s for memory-bound operations) and the ratio. Every time is\n"
+    "the best of --repeat runs after one warm-up, each run synchronized. Inputs are random.\n"
     "\n"
     "Options:\n"
     "  --device D, -d D   device to measure (default $PERCEIVER_DEVICE, else 0 when an OpenCL\n"
     "                     device exists); cpu measures the CPU path alone\n"
+    "  --model M          lm (default: deepmind/language-perceiver, 2048 bytes), image (the\n"
+    "                     Fourier ImageNet classifier), flow (one 368x496 optical-flow tile), all\n"
     "  --threads N        CPU threads of the reference path (default: all cores)\n"
     "  --repeat N         timed runs per operation (default 5)\n"
-    "  --only WORD        only operations whose name contains WORD (e.g. gemm, attention)\n"
+    "  --only WORD        only operations whose name, shape or label contains WORD\n"
+    "                     (e.g. gemm, attention, \"self\")\n"
+    "  --check            also compare each device result with a float64 reference (slow for\n"
+    "                     the large shapes) and print the NMSE\n"
     "  --variants         also time each GEMM in both CLBlast layouts (row-major, swapped) and\n"
     "                     attention on both paths (fused kernel, CLBlast GEMMs), OpenCL only\n"
     "  --no-cpu           skip the CPU reference path\n"
     "  --json             machine-readable output\n"
     "  --help             this text\n";
 
-typedef enum { OP_GEMM, OP_ATTN, OP_LN, OP_GELU, OP_SOFTMAX, OP_ADD } op_kind;
-
-typedef struct op_case {
-    const char *name; /* what the model does with it */
-    op_kind kind;
-    int64_t m, n, k;            /* GEMM: rows, out, in (y = x W^T); rows x cols for others */
-    int64_t heads, nq, nk, dqk, dv; /* attention */
-    int count;                  /* applications per forward pass */
-} op_case;
-
-/* The full-size MLM (HF deepmind/language-perceiver, seq 2048). */
-static const op_case cases[] = {
-    {"enc.cross K/V proj (in 768 -> 256+1280)", OP_GEMM, 2048, 1536, 768, 0, 0, 0, 0, 0, 1},
-    {"enc.cross Q proj", OP_GEMM, 256, 256, 1280, 0, 0, 0, 0, 0, 1},
-    {"self Q/K/V proj (x26)", OP_GEMM, 256, 1792, 1280, 0, 0, 0, 0, 0, 26},
-    {"self out proj / MLP (x26 x3)", OP_GEMM, 256, 1280, 1280, 0, 0, 0, 0, 0, 78},
-    {"dec Q proj", OP_GEMM, 2048, 256, 768, 0, 0, 0, 0, 0, 1},
-    {"dec out proj / MLP (x3)", OP_GEMM, 2048, 768, 768, 0, 0, 0, 0, 0, 3},
-    {"logits (vocab 262)", OP_GEMM, 2048, 262, 768, 0, 0, 0, 0, 0, 1},
-    {"enc.cross attention", OP_ATTN, 0, 0, 0, 8, 256, 2048, 32, 160, 1},
-    {"self attention (x26)", OP_ATTN, 0, 0, 0, 8, 256, 256, 32, 160, 26},
-    {"dec attention", OP_ATTN, 0, 0, 0, 8, 2048, 256, 32, 96, 1},
-    {"layernorm 2048x768", OP_LN, 2048, 768, 0, 0, 0, 0, 0, 0, 2},
-    {"layernorm 256x1280 (x~80)", OP_LN, 256, 1280, 0, 0, 0, 0, 0, 0, 80},
-    {"gelu 256x1280 (x27)", OP_GELU, 256, 1280, 0, 0, 0, 0, 0, 0, 27},
-    {"softmax 2048x262", OP_SOFTMAX, 2048, 262, 0, 0, 0, 0, 0, 0, 0},
-    {"add 256x1280 (x54)", OP_ADD, 256, 1280, 0, 0, 0, 0, 0, 0, 54},
-};
-
-static double case_flops(const op_case *c)
+/* best time of `repeat` synchronized runs after a warm-up; < 0 on error. With nmse != NULL the
+ * warm-up result is checked against the float64 reference. */
+static double time_case(pcv_backend *be, const pcv_op_case *c, int repeat, double *nmse, pcv_error *err)
 {
-    switch (c->kind) {
-    case OP_GEMM: return 2.0 * (double)c->m * (double)c->n * (double)c->k;
-    case OP_ATTN: return 2.0 * (double)c->heads * (double)c->nq * (double)c->nk * (double)(c->dqk + c->dv);
-    default: return 0; /* memory-bound: reported as GB/s */
-    }
-}
-
-static double case_bytes(const op_case *c)
-{
-    double n = (double)c->m * (double)c->n * sizeof(float);
-    switch (c->kind) {
-    case OP_LN: return 2 * n;
-    case OP_GELU: return 2 * n;
-    case OP_SOFTMAX: return 2 * n;
-    case OP_ADD: return 3 * n;
-    default: return 0;
-    }
-}
-
-typedef struct bufs {
-    pcv_buffer *b[6];
-} bufs;
-
-static uint64_t rng = 0x2545F4914F6CDD1Dull;
-static float frand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((double)(rng >> 11) / 9007199254740992.0 - 0.5);
-}
-
-static pcv_buffer *rand_buf(pcv_backend *be, size_t n, pcv_error *err)
-{
-    float *h = malloc(n * sizeof *h);
-    if (!h) {
-        pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++)
-        h[i] = frand();
-    pcv_buffer *b = pcv_backend_alloc(be, n * sizeof(float), err);
-    if (b && pcv_backend_upload(be, b, 0, h, n * sizeof(float), err)) {
-        pcv_backend_release(be, b);
-        b = NULL;
-    }
-    free(h);
-    return b;
-}
-
-static int run_case(pcv_backend *be, const op_case *c, const bufs *B, pcv_error *err)
-{
-    switch (c->kind) {
-    case OP_GEMM: {
-        pcv_gemm_args g = {.trans_a = false, .trans_b = true, .m = c->m, .n = c->n, .k = c->k, .batch = 1,
-                           .alpha = 1, .beta = 0, .a = B->b[0], .lda = c->k, .b = B->b[1], .ldb = c->k,
-                           .c = B->b[2], .ldc = c->n};
-        return pcv_backend_gemm(be, &g, err);
-    }
-    case OP_ATTN: {
-        int64_t ld_qk = c->heads * c->dqk, ld_v = c->heads * c->dv;
-        pcv_attention_args a = {.batch = 1, .heads = c->heads, .nq = c->nq, .nk = c->nk, .dqk = c->dqk, .dv = c->dv,
-                                .scale = sqrtf((float)c->dqk), .mode = PCV_ATTN_HF, .q = B->b[0], .q_ld = ld_qk,
-                                .k = B->b[1], .k_ld = ld_qk, .v = B->b[2], .v_ld = ld_v, .o = B->b[3],
-                                .o_ld = ld_v, .kmask = c->nk == 2048 ? B->b[4] : NULL};
-        return pcv_backend_attention(be, &a, err);
-    }
-    case OP_LN:
-        return pcv_backend_layernorm(be, B->b[0], 0, B->b[1], 0, c->m, c->n, B->b[2], 0, B->b[3], 0, 1e-5f, err);
-    case OP_GELU: return pcv_backend_gelu(be, B->b[0], 0, c->m * c->n, PCV_GELU_ERF, err);
-    case OP_SOFTMAX: return pcv_backend_softmax(be, B->b[0], 0, c->m, c->n, NULL, 0, err);
-    case OP_ADD: return pcv_backend_add(be, B->b[0], 0, B->b[1], 0, c->m * c->n, err);
-    }
-    return 0;
-}
-
-static int alloc_case(pcv_backend *be, const op_case *c, bufs *B, pcv_error *err)
-{
-    size_t sz[6] = {0};
-    switch (c->kind) {
-    case OP_GEMM:
-        sz[0] = (size_t)(c->m * c->k), sz[1] = (size_t)(c->n * c->k), sz[2] = (size_t)(c->m * c->n);
-        break;
-    case OP_ATTN:
-        sz[0] = (size_t)(c->nq * c->heads * c->dqk), sz[1] = (size_t)(c->nk * c->heads * c->dqk);
-        sz[2] = (size_t)(c->nk * c->heads * c->dv), sz[3] = (size_t)(c->nq * c->heads * c->dv);
-        sz[4] = (size_t)c->nk;
-        break;
-    case OP_LN:
-        sz[0] = sz[1] = (size_t)(c->m * c->n), sz[2] = sz[3] = (size_t)c->n;
-        break;
-    default:
-        sz[0] = sz[1] = (size_t)(c->m * c->n);
-    }
-    memset(B, 0, sizeof *B);
-    for (int i = 0; i < 6; i++)
-        if (sz[i] && !(B->b[i] = rand_buf(be, sz[i], err)))
-            return err->code ? (int)err->code : PCV_ERR_OOM;
-    if (c->kind == OP_ATTN) { /* key mask of the encoder's cross-attention: a short input, padded */
-        float *ones = malloc(sz[4] * sizeof *ones);
-        if (!ones)
-            return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-        for (size_t i = 0; i < sz[4]; i++)
-            ones[i] = i < 100 ? 1.0f : 0.0f; /* the bench input: a short sentence padded */
-        int rc = pcv_backend_upload(be, B->b[4], 0, ones, sz[4] * sizeof(float), err);
-        free(ones);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-static void free_case(pcv_backend *be, bufs *B)
-{
-    for (int i = 0; i < 6; i++)
-        if (B->b[i])
-            pcv_backend_release(be, B->b[i]);
-}
-
-/* best time of `repeat` synchronized runs after a warm-up; < 0 on error */
-static double time_case(pcv_backend *be, const op_case *c, int repeat, pcv_error *err)
-{
-    bufs B;
+    pcv_op_inst in;
     double best = -1;
-    if (alloc_case(be, c, &B, err) == 0 && run_case(be, c, &B, err) == 0 && pcv_backend_synchronize(be, err) == 0) {
+    if (pcv_op_setup(be, c, 1, &in, err))
+        return -1;
+    if (pcv_op_run(be, &in, err) == 0 && pcv_backend_synchronize(be, err) == 0) {
+        pcv_op_result r;
+        if (nmse)
+            *nmse = pcv_op_check(be, &in, -1, 0, &r, err) == 0 ? r.nmse : NAN;
         best = 1e300;
-        for (int r = 0; r < repeat; r++) {
+        for (int i = 0; i < repeat; i++) {
             double t = pcv_now();
-            if (run_case(be, c, &B, err) || pcv_backend_synchronize(be, err)) {
+            if (pcv_op_run(be, &in, err) || pcv_backend_synchronize(be, err)) {
                 best = -1;
                 break;
             }
@@ -200,16 +60,16 @@ static double time_case(pcv_backend *be, const op_case *c, int repeat, pcv_error
             best = t < best ? t : best;
         }
     }
-    free_case(be, &B);
+    pcv_op_free(be, &in);
     return best;
 }
 
 int cmd_bench_ops(int argc, char **argv)
 {
     cli_args a;
-    const char *device = getenv("PERCEIVER_DEVICE"), *only = NULL;
+    const char *device = getenv("PERCEIVER_DEVICE"), *only = NULL, *model = "lm";
     long repeat = 5, threads = 0;
-    bool json = false, bad = false, variants = false, no_cpu = false;
+    bool json = false, bad = false, variants = false, no_cpu = false, check = false;
     cli_init(&a, argc, argv, 2);
     while (a.i < a.argc && !bad) {
         if (cli_opt(&a, "--help", "-h", false, &bad)) {
@@ -225,6 +85,12 @@ int cmd_bench_ops(int argc, char **argv)
                 return cli_usage_error("bench-ops", "--repeat needs a number from 1 to 10000");
         } else if (cli_opt(&a, "--only", NULL, true, &bad)) {
             only = a.value;
+        } else if (cli_opt(&a, "--model", NULL, true, &bad)) {
+            model = a.value;
+            if (model && strcmp(model, "lm") && strcmp(model, "image") && strcmp(model, "flow") && strcmp(model, "all"))
+                return cli_usage_error("bench-ops", "--model must be lm, image, flow or all, not '%s'", model);
+        } else if (cli_opt(&a, "--check", NULL, false, &bad)) {
+            check = true;
         } else if (cli_opt(&a, "--variants", NULL, false, &bad)) {
             variants = true;
         } else if (cli_opt(&a, "--no-cpu", NULL, false, &bad)) {
@@ -256,6 +122,17 @@ int cmd_bench_ops(int argc, char **argv)
         pcv_backend_close(dev);
         return cli_fail(&err);
     }
+    int ncases, selected = 0;
+    const pcv_op_case *cases = pcv_op_cases(&ncases);
+    for (int i = 0; i < ncases; i++)
+        selected += cases[i].model && (!strcmp(model, "all") || !strcmp(cases[i].model, model)) &&
+                    pcv_op_matches(&cases[i], only);
+    if (!selected) {
+        if (cpu)
+            pcv_backend_close(cpu);
+        pcv_backend_close(dev);
+        return cli_usage_error("bench-ops", "no operation of model '%s' matches --only '%s'", model, only ? only : "");
+    }
     fprintf(stderr, "perceiver-cl: bench-ops on %s\n", pcv_backend_device(dev));
 
     pcv_cl_switches sw0;
@@ -265,70 +142,72 @@ int cmd_bench_ops(int argc, char **argv)
         printf("device    %s\n", pcv_backend_device(dev));
         if (cpu)
             printf("reference %s\n", pcv_backend_device(cpu));
-        printf("shapes    full-size language model (seq 2048); best of %ld runs; GFLOP/s (GB/s for memory-bound ops)\n\n",
+        printf("shapes    full-size model '%s'; best of %ld runs; GFLOP/s (GB/s for memory-bound ops)\n\n", model,
                repeat);
-        printf("%-42s %-22s %9s %9s %9s %9s %7s\n", "operation", "shape", "dev ms", "dev rate", "cpu ms", "cpu rate",
-               "dev/cpu");
+        printf("%-42s %-40s %9s %9s %9s %9s %7s%s\n", "operation", "shape", "dev ms", "dev rate", "cpu ms", "cpu rate",
+               "dev/cpu", check ? "  dev nmse" : "");
     }
     int rc = EXIT_OK;
     double fwd_dev = 0, fwd_cpu = 0;
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        const op_case *c = &cases[i];
-        if (only && !strstr(c->name, only) &&
-            !strstr((const char *[]){"gemm", "attention", "layernorm", "gelu", "softmax", "add"}[c->kind], only))
+    for (int i = 0; i < ncases; i++) {
+        const pcv_op_case *c = &cases[i];
+        if (!c->model || (strcmp(model, "all") && strcmp(c->model, model)) || !pcv_op_matches(c, only))
             continue;
-        char shape[64];
-        if (c->kind == OP_GEMM)
-            snprintf(shape, sizeof shape, "m%lld n%lld k%lld", (long long)c->m, (long long)c->n, (long long)c->k);
-        else if (c->kind == OP_ATTN)
-            snprintf(shape, sizeof shape, "h%lld %lldx%lld d%lld/%lld", (long long)c->heads, (long long)c->nq,
-                     (long long)c->nk, (long long)c->dqk, (long long)c->dv);
-        else
-            snprintf(shape, sizeof shape, "%lldx%lld", (long long)c->m, (long long)c->n);
+        char shape[160];
+        pcv_op_describe(c, shape, sizeof shape);
         /* variants of the device run: [0] the automatic choice, then the alternatives */
         const char *vname[3] = {"auto", NULL, NULL};
         pcv_cl_switches vs[3] = {sw0, sw0, sw0};
         int nv = 1;
-        if (variants && is_cl && c->kind == OP_GEMM) {
+        if (variants && is_cl && c->op == PCV_OP_GEMM) {
             vname[1] = "row-major", vname[2] = "swapped";
             vs[1].layout = 1, vs[2].layout = 2;
             nv = 3;
-        } else if (variants && is_cl && c->kind == OP_ATTN) {
+        } else if (variants && is_cl && c->op == PCV_OP_ATTENTION) {
             vname[1] = "fused", vname[2] = "CLBlast GEMMs";
             vs[1].attention = 1, vs[2].attention = 2;
             nv = 3;
         }
-        double tc = cpu ? time_case(cpu, c, (int)repeat, &err) : 0;
+        double tc = cpu ? time_case(cpu, c, (int)repeat, NULL, &err) : 0;
         if (cpu && tc < 0) {
             rc = cli_fail(&err);
             break;
         }
+        bool flops = pcv_op_flops(c) > 0;
+        double work = flops ? pcv_op_flops(c) : pcv_op_bytes(c);
         for (int v = 0; v < nv; v++) {
             if (is_cl)
                 pcv_cl_set_switches(dev, &vs[v]);
-            double td = time_case(dev, c, (int)repeat, &err);
+            double nmse = NAN;
+            double td = time_case(dev, c, (int)repeat, check ? &nmse : NULL, &err);
             if (td < 0) {
                 rc = cli_fail(&err);
                 break;
             }
-            double work = c->kind == OP_GEMM || c->kind == OP_ATTN ? case_flops(c) : case_bytes(c);
             if (v == 0) {
                 fwd_dev += td * c->count;
                 fwd_cpu += tc * c->count;
             }
+            const char *name = c->label ? c->label : pcv_op_name(c->op);
             char label[80];
-            snprintf(label, sizeof label, "%s%s%s", v ? "  " : "", v ? vname[v] : c->name, "");
+            snprintf(label, sizeof label, "%s%s", v ? "  " : "", v ? vname[v] : name);
             if (json) {
-                json_array_append_new(jrows, json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:s}", "op", c->name,
-                                                       "variant", vname[v], "kind",
-                                                       c->kind <= OP_ATTN ? "flops" : "bytes", "shape", shape,
-                                                       "device_ms", td * 1e3, "device_rate", work / td / 1e9,
-                                                       "cpu_ms", tc * 1e3, "cpu_rate", tc > 0 ? work / tc / 1e9 : 0.0,
-                                                       "unit", c->kind <= OP_ATTN ? "GFLOP/s" : "GB/s"));
+                json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:s, s:i}", "op", name, "model",
+                                        c->model, "variant", vname[v], "kind", flops ? "flops" : "bytes", "shape",
+                                        shape, "device_ms", td * 1e3, "device_rate", work / td / 1e9, "cpu_ms",
+                                        tc * 1e3, "cpu_rate", tc > 0 ? work / tc / 1e9 : 0.0, "unit",
+                                        flops ? "GFLOP/s" : "GB/s", "count", c->count);
+                if (check)
+                    json_object_set_new(row, "device_nmse", json_real(nmse));
+                json_array_append_new(jrows, row);
             } else {
-                printf("%-42s %-22s %9.3f %9.1f", label, v ? "" : shape, td * 1e3, work / td / 1e9);
+                printf("%-42s %-40s %9.3f %9.1f", label, v ? "" : shape, td * 1e3, work / td / 1e9);
                 if (cpu && v == 0)
                     printf(" %9.3f %9.1f %6.2fx", tc * 1e3, work / tc / 1e9, tc / td);
+                else if (check)
+                    printf(" %9s %9s %7s", "", "", "");
+                if (check)
+                    printf("  %8.1e", nmse);
                 printf("\n");
             }
         }
@@ -346,7 +225,7 @@ int cmd_bench_ops(int argc, char **argv)
             printf("%s\n", s);
             free(s);
             json_decref(o);
-        } else if (!only) {
+        } else if (!only && strcmp(model, "all")) {
             printf("\nsum over one forward pass (counts above): device %.1f ms", fwd_dev * 1e3);
             if (cpu)
                 printf(", CPU path %.1f ms", fwd_cpu * 1e3);

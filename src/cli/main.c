@@ -14,6 +14,7 @@ static const char usage[] =
     "Commands:\n"
     "  fill         fill masked bytes of text with a masked language model\n"
     "  classify     top classes of PNG/JPEG images with an image classifier\n"
+    "  flow         optical flow of frame pairs, sequences and videos (.flo, colour PNG)\n"
     "  run          run a forward pass: named input tensors in, output tensors out (safetensors)\n"
     "  bench        time one forward pass per stage and report GFLOP/s\n"
     "  init-random  write a random-weight model folder (config.json + model.safetensors)\n"
@@ -51,6 +52,8 @@ int main(int argc, char **argv)
         return cmd_fill(argc, argv);
     if (!strcmp(cmd, "classify"))
         return cmd_classify(argc, argv);
+    if (!strcmp(cmd, "flow"))
+        return cmd_flow(argc, argv);
     if (!strcmp(cmd, "run"))
         return cmd_run(argc, argv);
     if (!strcmp(cmd, "bench"))

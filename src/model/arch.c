@@ -10,7 +10,7 @@
  * text classifier's include the Fourier classifier's, so they come first. */
 static const pcv_arch_info archs[] = {
     {PCV_ARCH_MULTIMODAL, "PerceiverForMultimodalAutoencoding", "multimodal_autoencoding", "multimodal-perceiver",
-     "video_autoencoding_checkpoint.pystate", {"multimodal_preprocessor/"}, {PP "padding."}, NULL},
+     "video_autoencoding_checkpoint.pystate", {"multimodal_preprocessor/"}, {PP "padding."}, &pcv_head_multimodal},
     {PCV_ARCH_OPTICAL_FLOW, "PerceiverForOpticalFlow", "optical_flow", "optical-flow-perceiver",
      "optical_flow_checkpoint.pystate", {"image_preprocessor/patches_linear/"}, {PP "conv_after_patches."},
      &pcv_head_optical_flow},

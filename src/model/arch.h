@@ -31,6 +31,6 @@ const pcv_arch_info *pcv_arch_detect(const char *const *names, size_t n);
 
 /* The heads (head_*.c). */
 extern const pcv_head pcv_head_masked_lm, pcv_head_text_classifier, pcv_head_image_learned,
-    pcv_head_image_fourier, pcv_head_image_conv, pcv_head_optical_flow;
+    pcv_head_image_fourier, pcv_head_image_conv, pcv_head_optical_flow, pcv_head_multimodal;
 
 #endif

@@ -15,6 +15,7 @@
 #include "model/arch.h"
 #include "model/ops.h"
 #include "perceiver/model.h"
+#include "util/error.h"
 
 /* ---- parameters ----------------------------------------------------------------------------- */
 
