@@ -38,6 +38,18 @@ if mknod "$TMP/zero" c 1 5 2>/dev/null; then
   expect 1 'zero: not a regular file \(a character device' -- $T "$BIN" run -m "$TMP/zero" -i "$IN" -o "$TMP/o.st"
 fi
 
+# videos (perceiver-cl flow): a FIFO is not read, a FIFO is not written over
+FT=$FIX/flow_tiles
+if [ -d "$FT" ] && "$BIN" flow --help | grep -q VIDEO; then
+  expect 1 'fifo: not a regular file \(a FIFO' -- $T "$BIN" flow -m "$FT/model" "$TMP/fifo" -o "$TMP/v.flo" -q
+  mkfifo "$TMP/vfifo.mp4"
+  expect 1 'vfifo.mp4: is a FIFO; refusing to replace it' -- $T "$BIN" flow -m "$FT/model" "$FT/a_larger/frame1.png" "$FT/a_larger/frame2.png" --video-out "$TMP/vfifo.mp4" -q
+  check '[ -p "$TMP/vfifo.mp4" ]' "flow --video-out replaced a FIFO"
+  mkfifo "$TMP/ffifo.flo"
+  expect 1 'ffifo.flo: is a FIFO; refusing to replace it' -- $T "$BIN" flow -m "$FT/model" "$FT/a_larger/frame1.png" "$FT/a_larger/frame2.png" -o "$TMP/ffifo.flo" -q
+  check '[ -p "$TMP/ffifo.flo" ]' "flow -o replaced a FIFO"
+fi
+
 # ---- outputs onto special files are refused; the special file stays ----
 mkfifo "$TMP/outfifo"
 expect 1 'outfifo: is a FIFO; refusing to replace it' -- $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/outfifo"

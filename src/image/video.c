@@ -4,6 +4,7 @@
 
 #include "util/error.h"
 #include "util/fileutil.h"
+#include "util/guard.h"
 
 #include <errno.h>
 #include <math.h>
@@ -169,6 +170,13 @@ static int open_stream(const char *path, AVFormatContext **fmt, enum AVMediaType
                        pcv_error *err)
 {
     char eb[128];
+    /* a FIFO or a device would block FFmpeg's open or read forever: regular files only */
+    int fd;
+    struct stat sb;
+    int rc0 = pcv_open_regular(path, "a video or audio file", &fd, &sb, err);
+    if (rc0)
+        return rc0;
+    close(fd);
     int e = avformat_open_input(fmt, path, NULL, NULL);
     if (e < 0)
         return pcv_set_error(err, PCV_ERR_IO, "%s: cannot open as a video or audio file: %s", path, averr(e, eb, sizeof eb));
@@ -406,6 +414,7 @@ struct pcv_video_writer {
     int64_t pts;
     int w, h;
     char *path, *tmp;
+    int slot; /* the temporary file, known to the signal handlers */
 };
 
 static int drain(pcv_video_writer *w, pcv_error *err)
@@ -440,6 +449,7 @@ static void writer_free(pcv_video_writer *w)
             avio_closep(&w->fmt->pb);
         avformat_free_context(w->fmt);
     }
+    pcv_tmp_untrack(w->slot);
     free(w->path);
     free(w->tmp);
     free(w);
@@ -452,14 +462,22 @@ pcv_status pcv_video_writer_open(const char *path, int width, int height, double
     av_log_set_level(AV_LOG_ERROR);
     char eb[128];
     pcv_video_writer *w = calloc(1, sizeof *w);
+    if (w)
+        w->slot = -1;
     size_t tl = strlen(path) + 32;
     if (!w || !(w->path = strdup(path)) || !(w->tmp = malloc(tl))) {
         writer_free(w);
         return (pcv_status)pcv_set_error(err, PCV_ERR_OOM, "out of memory");
     }
     snprintf(w->tmp, tl, "%s.tmp.%ld", path, (long)getpid());
+    int rc = pcv_check_output(path, err), e;
+    if (rc) {
+        writer_free(w);
+        return (pcv_status)rc;
+    }
+    pcv_remove_stale(path, false);
+    w->slot = pcv_tmp_track(w->tmp, false);
     const AVOutputFormat *of = av_guess_format(NULL, path, NULL);
-    int rc = 0, e;
     if (!of || of->video_codec == AV_CODEC_ID_NONE)
         rc = pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: no video container for this file name (use .mp4, .mkv or .avi)",
                            path);
@@ -547,7 +565,7 @@ pcv_status pcv_video_writer_close(pcv_video_writer *w, bool abandon, pcv_error *
     }
     if (w->fmt->pb)
         avio_closep(&w->fmt->pb);
-    if (!rc && !abandon && rename(w->tmp, w->path) != 0)
+    if (!rc && !abandon && (rc = pcv_check_output(w->path, err)) == 0 && rename(w->tmp, w->path) != 0)
         rc = pcv_set_error(err, PCV_ERR_IO, "%s: %s", w->path, strerror(errno));
     if (rc || abandon)
         unlink(w->tmp);
