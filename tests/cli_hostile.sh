@@ -177,6 +177,36 @@ check '[ ! -e "$TMP/huge" ]' "a refused init-random left a folder"
 # masks that expand a short line to megabytes
 expect 1 'masked text: the masks expand the text past 1048576 bytes.*text_bytes' -- $T "$BIN" fill -m "$M" "$(printf '[MASK:65536]%.0s' $(seq 1 20))"
 
+# ---- caches: private folders only; PoCL's folder never a shared one; an unwritable one named ----
+if "$BIN" devices --json 2>/dev/null | grep -q '"index": 0'; then
+  mkdir -p "$TMP/wcache" && chmod 777 "$TMP/wcache"
+  expect 1 'kernel cache: .*wcache: refusing the kernel cache folder that others can write into \(mode 0777\)' -- \
+    $T env PERCEIVER_CACHE_DIR="$TMP/wcache" PERCEIVER_KERNEL_CACHE=1 "$BIN" run -m "$M" -i "$IN" -o "$TMP/o4.st" -d 0
+  expect 0 '' -- $T env PERCEIVER_CACHE_DIR="$TMP/wcache" "$BIN" devices
+  check 'grep -q "kernel cache: refused: .*mode 0777" "$TMP/out"' "devices does not report the refused cache folder"
+  if [ "$(id -u)" = 0 ]; then
+    mkdir -p "$TMP/theirs" && chmod 700 "$TMP/theirs" && chown 65534:65534 "$TMP/theirs"
+    expect 1 'theirs: refusing the kernel cache folder owned by another user \(uid 65534' -- \
+      $T env PERCEIVER_CACHE_DIR="$TMP/theirs" PERCEIVER_KERNEL_CACHE=1 "$BIN" run -m "$M" -i "$IN" -o "$TMP/o4.st" -d 0
+  fi
+  # without HOME and XDG_CACHE_HOME, PoCL would use a /tmp folder shared by all users: a private one instead
+  expect 0 '' -- $T env -u HOME -u XDG_CACHE_HOME -u POCL_CACHE_DIR -u PERCEIVER_CACHE_DIR "$BIN" devices --json
+  pdir=/tmp/perceiver-cl-$(id -u)/pocl
+  check 'grep -q "\"pocl_cache_dir\": \"$pdir\"" "$TMP/out" && [ "$(stat -c %a "$pdir")" = 700 ]' "PoCL cache folder without HOME: $(grep pocl_cache_dir "$TMP/out")"
+  # an unwritable POCL_CACHE_DIR is named (PoCL itself says only "failed to build the program")
+  echo x >"$TMP/afile"
+  expect 1 'POCL_CACHE_DIR=.*afile/kc is not writable' -- $T env POCL_CACHE_DIR="$TMP/afile/kc" "$BIN" run -m "$M" -i "$IN" -o "$TMP/o4.st" -d 0
+  mkdir -p "$TMP/rofs"
+  if [ "$(id -u)" = 0 ] && mount -t tmpfs -o ro,size=64k tmpfs "$TMP/rofs" 2>/dev/null; then
+    expect 1 'kernel build failed for cl/elementwise.cl .*POCL_CACHE_DIR=.*rofs is not writable \(.*Read-only file system' -- \
+      $T env POCL_CACHE_DIR="$TMP/rofs" "$BIN" run -m "$M" -i "$IN" -o "$TMP/o4.st" -d 0
+    umount "$TMP/rofs"
+  fi
+  check '[ ! -e "$TMP/o4.st" ]' "a refused run left an output"
+elif [ "${PCV_REQUIRE_OPENCL:-0}" = 1 ]; then
+  bad "PCV_REQUIRE_OPENCL=1 but there is no OpenCL device: the cache cases did not run"
+fi
+
 # ---- --device '' is an error, never silently the CPU ----
 expect 1 'empty device name' -- $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/o.st" --device ''
 expect 1 'empty device name' -- env PERCEIVER_DEVICE=0 $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/o.st" --device=

@@ -186,6 +186,43 @@ static void ignored_stays_ignored(void *arg)
     _exit(7);
 }
 
+/* Issue 12 #6: cache folders are private (0700, ours, not writable by others) or refused. */
+static void test_private_dirs(void)
+{
+    char p[4200];
+    pcv_error err = {0};
+    snprintf(p, sizeof p, "%s/cache/a/b", g_dir);
+    CHECK(pcv_private_dir(p, "the test cache", &err) == 0, "new private folder: %s", err.msg);
+    struct stat sb;
+    CHECK(stat(p, &sb) == 0 && (sb.st_mode & 0777) == 0700, "new cache folder mode %o", (unsigned)(sb.st_mode & 0777));
+    snprintf(p, sizeof p, "%s/cache/a", g_dir);
+    CHECK(stat(p, &sb) == 0 && (sb.st_mode & 0777) == 0700, "created parent mode %o", (unsigned)(sb.st_mode & 0777));
+    snprintf(p, sizeof p, "%s/open", g_dir);
+    mkdir(p, 0777);
+    chmod(p, 0777);
+    CHECK(pcv_private_dir(p, "the test cache", &err) == PCV_ERR_INPUT && strstr(err.msg, "others can write into") &&
+              strstr(err.msg, "mode 0777"),
+          "world-writable folder: %s", err.msg);
+    chmod(p, 0775);
+    CHECK(pcv_private_dir(p, "the test cache", &err) == PCV_ERR_INPUT, "group-writable folder accepted");
+    chmod(p, 0755);
+    CHECK(pcv_private_dir(p, "the test cache", &err) == 0, "a 0755 folder of ours: %s", err.msg);
+    snprintf(p, sizeof p, "%s/plain", g_dir);
+    FILE *f = fopen(p, "w");
+    if (f)
+        fclose(f);
+    CHECK(pcv_private_dir(p, "the test cache", &err) == PCV_ERR_IO && strstr(err.msg, "not a folder"),
+          "a file: %s", err.msg);
+    if (geteuid() == 0) { /* another user's folder (only root can make one here) */
+        snprintf(p, sizeof p, "%s/theirs", g_dir);
+        mkdir(p, 0700);
+        if (chown(p, 65534, 65534) == 0)
+            CHECK(pcv_private_dir(p, "the test cache", &err) == PCV_ERR_INPUT &&
+                      strstr(err.msg, "owned by another user (uid 65534"),
+                  "another user's folder: %s", err.msg);
+    }
+}
+
 int main(void)
 {
     snprintf(g_dir, sizeof g_dir, "%s/faults-%ld", tu_tmpdir(), (long)getpid());
@@ -254,6 +291,7 @@ int main(void)
             closedir(d);
         CHECK(!left, "signal %d while writing a folder left it (or its partial folder) behind", g_sig);
     }
+    test_private_dirs();
     st = in_child(ignored_stays_ignored, NULL);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 7, "an ignored SIGHUP must stay ignored: status %#x", st);
 

@@ -93,6 +93,13 @@ int cmd_devices(int argc, char **argv)
         }
         json_object_set_new(o, "opencl", arr);
         json_object_set_new(o, "kernel_cache", json_string(cache));
+        const char *pcd = getenv("POCL_CACHE_DIR"); /* after the runtime chose it (see docs/opencl.md) */
+        json_object_set_new(o, "pocl_cache_dir", pcd ? json_string(pcd) : json_null());
+        if (pcv_cl_cache_problem()[0])
+            json_object_set_new(o, "kernel_cache_refused", json_string(pcv_cl_cache_problem()));
+        char pocl[1200];
+        if (pcv_cl_available() && pcv_cl_pocl_cache_problem(pocl, sizeof pocl))
+            json_object_set_new(o, "pocl_cache_problem", json_string(pocl));
         char *s = json_dumps(o, JSON_INDENT(2));
         printf("%s\n", s);
         free(s);
@@ -103,9 +110,14 @@ int cmd_devices(int argc, char **argv)
             printf("OpenCL: not in this build (configured with -DPCV_OPENCL=OFF)\n");
         else if (n < 0)
             printf("OpenCL: %s\n", err.msg);
-        else if (n == 0)
-            printf("OpenCL: no device found. Install a driver (e.g. Debian's pocl-opencl-icd for the CPU, or the\n"
-                   "GPU vendor's); PoCL also needs a writable POCL_CACHE_DIR.\n");
+        else if (n == 0) {
+            char pocl[1200];
+            if (pcv_cl_pocl_cache_problem(pocl, sizeof pocl))
+                printf("OpenCL: no device found: %s\n", pocl);
+            else
+                printf("OpenCL: no device found. Install a driver (e.g. Debian's pocl-opencl-icd for the CPU, or the\n"
+                       "GPU vendor's); PoCL also needs a writable POCL_CACHE_DIR.\n");
+        }
         else
             printf("OpenCL devices: %d\n", n);
         for (int i = 0; i < n; i++) {
@@ -129,7 +141,9 @@ int cmd_devices(int argc, char **argv)
                 printf("   (unusable: %s)", why);
             printf("\n");
         }
-        if (pcv_cl_available())
+        if (pcv_cl_available() && pcv_cl_cache_problem()[0])
+            printf("\nkernel cache: refused: %s\n", pcv_cl_cache_problem());
+        else if (pcv_cl_available())
             printf("\nkernel cache: %s\n", cache[0] ? cache : "off (PERCEIVER_KERNEL_CACHE=0, or no writable folder)");
         if (cache[0])
             printf("              (PoCL devices use PoCL's own cache, POCL_CACHE_DIR, unless PERCEIVER_KERNEL_CACHE=1)\n");

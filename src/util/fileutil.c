@@ -333,6 +333,41 @@ int pcv_write_atomic(const char *path, pcv_write_fn fn, void *ctx, pcv_error *er
     return rc;
 }
 
+/* ---- private folders --------------------------------------------------------------------------- */
+
+int pcv_private_dir(const char *path, const char *kind, pcv_error *err)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf)
+        return pcv_set_error(err, PCV_ERR_IO, "%s: bad folder name for %s", path, kind);
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++)
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+                return pcv_set_error(err, PCV_ERR_IO, "%s: cannot create %s: %s", buf, kind, strerror(errno));
+            buf[i] = c;
+        }
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return pcv_set_error(err, PCV_ERR_IO, "%s: %s: %s", path, kind, strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return pcv_set_error(err, PCV_ERR_IO, "%s: %s is %s, not a folder", path, kind, file_type(sb.st_mode));
+    if (sb.st_uid != geteuid())
+        return pcv_set_error(err, PCV_ERR_INPUT, "%s: refusing %s owned by another user (uid %ld, not %ld): files "
+                             "planted there could be loaded; use a folder of your own", path, kind,
+                             (long)sb.st_uid, (long)geteuid());
+    if (sb.st_mode & 022)
+        return pcv_set_error(err, PCV_ERR_INPUT, "%s: refusing %s that others can write into (mode %04o): files "
+                             "planted there could be loaded; chmod go-w it, or use another folder", path, kind,
+                             (unsigned)(sb.st_mode & 07777));
+    if (access(path, W_OK | X_OK) != 0)
+        return pcv_set_error(err, PCV_ERR_IO, "%s: %s is not writable: %s", path, kind, strerror(errno));
+    return 0;
+}
+
 /* ---- folders written as a whole ----------------------------------------------------------------- */
 
 void pcv_outdir_path(const pcv_outdir *o, const char *file, char *buf, size_t cap)

@@ -56,6 +56,13 @@ void pcv_unmap_file(void *map, size_t size);
  * file") in the messages. */
 int pcv_read_file(const char *path, const char *kind, size_t max_bytes, char **out, size_t *len, pcv_error *err);
 
+/* A per-user cache folder: creates path and its missing parents with mode 0700, then checks that
+ * it is a folder owned by this user that nobody else can write into (a folder of another user,
+ * or one writable by group or others, e.g. a shared /tmp/pocl, could hold planted files). 0 when
+ * it is; PCV_ERR_IO when it cannot be created or written; PCV_ERR_INPUT ("refused") when it is
+ * not private. kind names it in messages ("the kernel cache folder"). */
+int pcv_private_dir(const char *path, const char *kind, pcv_error *err);
+
 /* A folder written as a whole: files go into "<dir>.partial-<pid>", which becomes dir by one
  * rename when dir does not exist yet, or whose files replace dir's one by one (each atomically;
  * the replaced files are restored if a later one fails) when it does. Everything about the
