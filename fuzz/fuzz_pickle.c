@@ -2,6 +2,7 @@
  * produced. Any crash, leak, overread or unbounded allocation is a bug. */
 #include "formats/haiku.h"
 #include "formats/pickle.h"
+#include "model/arch.h"
 
 #include <stdlib.h>
 
@@ -27,7 +28,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
             names[i] = p[i].name;
         }
         if (names)
-            hk_detect(names, n);
+            pcv_arch_detect(names, n);
         free(names);
         hk_params_free(p, n);
     }

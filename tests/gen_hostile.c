@@ -4,11 +4,13 @@
  * KIND: dag-pickle, shared-pickle, unbuilt-pickle (see hostile.h);
  *       png-bomb: a 16384x16384 8-bit gray PNG of zeros (268 Mpixels in well under 1 MB);
  *       jpeg-bomb:IN: IN (a baseline JPEG) with its frame header claiming 20000x20000;
- *       ids-20000: a safetensors file with input_ids [20000][1] (a 20000-entry batch). */
+ *       ids-20000, ids-1: a safetensors file with input_ids [20000][1] or [1][1];
+ *       small-shared-pickle, torch-pickle, torch-zip, torch-zip-dd: small seeds of the fuzz corpus. */
 #include "hostile.h"
 #include "perceiver/perceiver.h"
 
 #include <png.h>
+#include <zlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -103,6 +105,8 @@ int main(int argc, char **argv)
         return jpeg_bomb(kind + 10, argv[2]);
     if (!strcmp(kind, "ids-20000"))
         return ids(argv[2], 20000);
+    if (!strcmp(kind, "ids-1"))
+        return ids(argv[2], 1);
     hbuf b = {0};
     if (!strcmp(kind, "dag-pickle"))
         gen_dag_pickle(&b, 7, 16);
@@ -110,6 +114,14 @@ int main(int argc, char **argv)
         gen_shared_array_pickle(&b, 1024, 300);
     else if (!strcmp(kind, "unbuilt-pickle"))
         gen_unbuilt_pickle(&b);
+    else if (!strcmp(kind, "small-shared-pickle"))
+        gen_shared_array_pickle(&b, 8, 12);
+    else if (!strcmp(kind, "torch-pickle"))
+        gen_torch_pickle(&b);
+    else if (!strcmp(kind, "torch-zip"))
+        gen_torch_zip(&b, false, (hb_crc_fn)crc32);
+    else if (!strcmp(kind, "torch-zip-dd"))
+        gen_torch_zip(&b, true, (hb_crc_fn)crc32);
     else {
         fprintf(stderr, "gen_hostile: unknown kind '%s'\n", kind);
         return 2;

@@ -8,6 +8,7 @@
 #ifndef PCV_TEST_HOSTILE_H
 #define PCV_TEST_HOSTILE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,6 +262,120 @@ static inline void gen_unbuilt_pickle(hbuf *b)
     hb_u8(b, 's');
     hb_u8(b, 's');
     hb_u8(b, '.');
+}
+
+/* ---- a tiny PyTorch zip (torch.save of {"w": a 2x2 float32 tensor}) ---------------------------- */
+
+static inline void pw_odict(hbuf *b)
+{
+    pw_global(b, "collections", "OrderedDict");
+    hb_u8(b, ')');
+    hb_u8(b, 'R');
+}
+
+/* data.pkl: OrderedDict w -> _rebuild_tensor_v2(storage '0' of 4 floats, 0, (2, 2), (2, 1), False, OrderedDict()) */
+static inline void gen_torch_pickle(hbuf *b)
+{
+    hb_u8(b, 0x80);
+    hb_u8(b, 2);
+    pw_odict(b);
+    hb_u8(b, '(');
+    pw_str(b, "w");
+    pw_global(b, "torch._utils", "_rebuild_tensor_v2");
+    hb_u8(b, '(');
+    hb_u8(b, '(');
+    pw_str(b, "storage");
+    pw_global(b, "torch", "FloatStorage");
+    pw_str(b, "0");
+    pw_str(b, "cpu");
+    pw_int(b, 4);
+    hb_u8(b, 't');
+    hb_u8(b, 'Q'); /* BINPERSID */
+    pw_int(b, 0);
+    pw_int(b, 2);
+    pw_int(b, 2);
+    hb_u8(b, 0x86); /* TUPLE2 */
+    pw_int(b, 2);
+    pw_int(b, 1);
+    hb_u8(b, 0x86);
+    hb_u8(b, 0x89);
+    pw_odict(b);
+    hb_u8(b, 't');
+    hb_u8(b, 'R');
+    hb_u8(b, 'u');
+    hb_u8(b, '.');
+}
+
+/* A stored ZIP of (name, data) entries as torch writes it; descriptor: sizes and CRC after the
+ * data (flag bit 3), as PyTorch's writer does. crc32 is the caller's (zlib's). */
+typedef unsigned long (*hb_crc_fn)(unsigned long, const unsigned char *, unsigned);
+static inline void gen_zip(hbuf *b, int n, const char *const *names, const hbuf *data, bool descriptor,
+                           hb_crc_fn crc32fn)
+{
+    uint32_t offs[16], crcs[16];
+    for (int i = 0; i < n && i < 16; i++) {
+        offs[i] = (uint32_t)b->n;
+        crcs[i] = (uint32_t)crc32fn(crc32fn(0, NULL, 0), data[i].p, (unsigned)data[i].n);
+        hb_le(b, 0x04034b50, 4);
+        hb_le(b, 20, 2);
+        hb_le(b, descriptor ? 8 : 0, 2);
+        hb_le(b, 0, 2); /* stored */
+        hb_le(b, 0, 4); /* time, date */
+        hb_le(b, descriptor ? 0 : crcs[i], 4);
+        hb_le(b, descriptor ? 0 : data[i].n, 4);
+        hb_le(b, descriptor ? 0 : data[i].n, 4);
+        hb_le(b, strlen(names[i]), 2);
+        hb_le(b, 0, 2);
+        hb_put(b, names[i], strlen(names[i]));
+        hb_put(b, data[i].p, data[i].n);
+        if (descriptor) {
+            hb_le(b, 0x08074b50, 4);
+            hb_le(b, crcs[i], 4);
+            hb_le(b, data[i].n, 4);
+            hb_le(b, data[i].n, 4);
+        }
+    }
+    uint32_t cd = (uint32_t)b->n;
+    for (int i = 0; i < n && i < 16; i++) {
+        hb_le(b, 0x02014b50, 4);
+        hb_le(b, 20, 2);
+        hb_le(b, 20, 2);
+        hb_le(b, descriptor ? 8 : 0, 2);
+        hb_le(b, 0, 2);
+        hb_le(b, 0, 4);
+        hb_le(b, crcs[i], 4);
+        hb_le(b, data[i].n, 4);
+        hb_le(b, data[i].n, 4);
+        hb_le(b, strlen(names[i]), 2);
+        hb_le(b, 0, 2); /* extra */
+        hb_le(b, 0, 2); /* comment */
+        hb_le(b, 0, 2); /* disk */
+        hb_le(b, 0, 2); /* internal attributes */
+        hb_le(b, 0, 4); /* external attributes */
+        hb_le(b, offs[i], 4);
+        hb_put(b, names[i], strlen(names[i]));
+    }
+    uint32_t cdsize = (uint32_t)b->n - cd;
+    hb_le(b, 0x06054b50, 4);
+    hb_le(b, 0, 4);
+    hb_le(b, (uint64_t)n, 2);
+    hb_le(b, (uint64_t)n, 2);
+    hb_le(b, cdsize, 4);
+    hb_le(b, cd, 4);
+    hb_le(b, 0, 2);
+}
+
+static inline void gen_torch_zip(hbuf *b, bool descriptor, hb_crc_fn crc32fn)
+{
+    hbuf d[3] = {{0}, {0}, {0}};
+    gen_torch_pickle(&d[0]);
+    const float w[4] = {1.0f, -2.0f, 0.5f, 4.0f};
+    hb_put(&d[1], w, sizeof w);
+    hb_put(&d[2], "little", 6);
+    static const char *const names[] = {"archive/data.pkl", "archive/data/0", "archive/byteorder"};
+    gen_zip(b, 3, names, d, descriptor, crc32fn);
+    for (int i = 0; i < 3; i++)
+        free(d[i].p);
 }
 
 #endif

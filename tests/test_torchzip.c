@@ -6,6 +6,7 @@
  * shell command) give clear errors and no crash. */
 #include "formats/formats.h"
 #include "perceiver/model.h"
+#include "hostile.h"
 #include "testutil.h"
 
 #include <zlib.h>
@@ -301,8 +302,30 @@ static void test_broken(void)
     CHECK(stat("/tmp/perceiver-cl-pwned-by-pickle", &sb) != 0, "hostile data.pkl ran a command");
 }
 
+/* The smallest torch.save file (also the fuzz seed): with and without data descriptors. */
+static void test_tiny(void)
+{
+    for (int dd = 0; dd < 2; dd++) {
+        hbuf b = {0};
+        gen_torch_zip(&b, dd, (hb_crc_fn)crc32);
+        pcv_torch_file f;
+        pcv_error err = {0};
+        int rc = pcv_torch_parse(&f, b.p, b.n, "tiny", &err);
+        CHECK(rc == 0, "tiny torch zip (descriptor %d): %s", dd, err.msg);
+        if (rc == 0) {
+            const pk_obj *w = pk_dict_get(f.doc.root, "w");
+            CHECK(w && w->kind == PK_ARRAY && w->u.arr->ndim == 2 && w->u.arr->shape[0] == 2 &&
+                      ((const float *)w->u.arr->data)[3] == 4.0f,
+                  "tiny torch zip: tensor w");
+            pcv_torch_close(&f);
+        }
+        free(b.p);
+    }
+}
+
 int main(void)
 {
+    test_tiny();
     char path[4096];
     json_error_t je;
     snprintf(path, sizeof path, "%s/../tolerances.json", tu_fixtures());
