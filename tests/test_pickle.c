@@ -171,6 +171,22 @@ static void test_hostile_bytes(void)
 }
 
 /* Recursive structures load, but walking them as a parameter tree stops at a depth limit. */
+/* Found by fuzz_haiku: MARK then TUPLE on a machine that never pushed (no stack yet) took an
+ * offset of a NULL pointer (undefined behaviour, reported by UBSan). */
+static void test_empty_mark(void)
+{
+    pk_doc d;
+    pcv_error err = {0};
+    CHECK(load(&d, BYTES("(t."), &err) == 0 && d.root && d.root->kind == PK_TUPLE && d.root->u.seq.n == 0,
+          "MARK TUPLE STOP: %s", err.msg);
+    if (d.root)
+        pk_doc_free(&d);
+    CHECK(load(&d, BYTES("(l."), &err) == 0 && d.root && d.root->kind == PK_LIST, "MARK LIST STOP: %s", err.msg);
+    if (d.root)
+        pk_doc_free(&d);
+    expect_fail("MARK SETITEMS", BYTES("(u."), "underflow");
+}
+
 static void test_recursive(void)
 {
     pk_doc d;
@@ -433,6 +449,7 @@ int main(void)
 {
     test_basics();
     test_hostile_bytes();
+    test_empty_mark();
     test_recursive();
     test_dtypes("np1");
     test_dtypes("np2");

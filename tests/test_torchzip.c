@@ -95,7 +95,7 @@ static void run_fixture(const char *name, const char *format)
     const char *bin = getenv("PCV_BIN");
     if (bin) {
         snprintf(out, sizeof out, "%s/torchzip-%s.safetensors", tu_tmpdir(), name);
-        snprintf(cmd, sizeof cmd, "'%s' run -m '%s' -i '%s/inputs.safetensors' -o '%s' 2>/dev/null", bin, dir, dir, out);
+        snprintf(cmd, sizeof cmd, "'%s' run -m '%s' -i '%s/inputs.safetensors' -o '%s'", bin, dir, dir, out);
         CHECK(system(cmd) == 0, "%s", cmd);
         if (pcv_st_map(&got, out, &err) == 0) {
             char what[256];
@@ -314,8 +314,10 @@ static void test_tiny(void)
         CHECK(rc == 0, "tiny torch zip (descriptor %d): %s", dd, err.msg);
         if (rc == 0) {
             const pk_obj *w = pk_dict_get(f.doc.root, "w");
-            CHECK(w && w->kind == PK_ARRAY && w->u.arr->ndim == 2 && w->u.arr->shape[0] == 2 &&
-                      ((const float *)w->u.arr->data)[3] == 4.0f,
+            float v3 = 0; /* the data are unaligned inside the archive */
+            if (w && w->kind == PK_ARRAY && w->u.arr->nbytes == 16)
+                memcpy(&v3, w->u.arr->data + 12, sizeof v3);
+            CHECK(w && w->kind == PK_ARRAY && w->u.arr->ndim == 2 && w->u.arr->shape[0] == 2 && v3 == 4.0f,
                   "tiny torch zip: tensor w");
             pcv_torch_close(&f);
         }

@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake pkg-config libjansson-dev libblis-dev libpng-dev libjpeg-dev zlib1g-dev)
 # the OpenCL backend: ICD loader and headers, CLBlast, and PoCL (OpenCL on the CPU: what CI runs on)
 PACKAGES+=(ocl-icd-opencl-dev opencl-c-headers libclblast-dev pocl-opencl-icd clinfo)
+# the fuzz targets (clang + libFuzzer; tools/test.sh --fuzz, fuzz/run.sh)
+PACKAGES+=(clang libclang-rt-dev)
 # videos (optical flow of a video, multimodal autoencoding): FFmpeg's libraries
 PACKAGES+=(libavformat-dev libavcodec-dev libswscale-dev libswresample-dev libavutil-dev)
 # the tests make small lossless videos with the ffmpeg command

@@ -341,7 +341,7 @@ static int pop_mark(vm *m, pk_obj ***items, size_t *n)
     if (!m->nmarks)
         return FAIL(PCV_ERR_FORMAT, "no MARK to pop to");
     size_t b = m->marks[--m->nmarks];
-    *items = m->stack + b;
+    *items = m->stack ? m->stack + b : NULL; /* a MARK on an empty machine: no stack yet */
     *n = m->sp - b;
     m->sp = b;
     return 0;

@@ -5,6 +5,7 @@
 #include "util/error.h"
 #include "util/fileutil.h"
 #include "util/guard.h"
+#include "util/limits.h"
 
 #include <errno.h>
 #include <math.h>
@@ -210,9 +211,12 @@ pcv_status pcv_video_open(const char *path, pcv_video **out, pcv_video_info *inf
     int rc = open_stream(path, &v->fmt, AVMEDIA_TYPE_VIDEO, &v->stream, &v->dec, err);
     if (!rc && (!(v->pkt = av_packet_alloc()) || !(v->frame = av_frame_alloc())))
         rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-    if (!rc && (v->dec->width < 1 || v->dec->height < 1 || (int64_t)v->dec->width * v->dec->height > PCV_IMAGE_MAX_PIXELS))
+    if (!rc && (v->dec->width < 1 || v->dec->height < 1))
         rc = pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: video frames of %dx%d are not supported", path, v->dec->width,
                            v->dec->height);
+    if (!rc && (int64_t)v->dec->width * v->dec->height > pcv_limits_now()->image_pixels)
+        rc = pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: video frames of %dx%d pixels, over %s", path, v->dec->width,
+                           v->dec->height, PCV_LIMIT_TEXT("image_pixels"));
     if (rc) {
         pcv_video_close(v);
         return (pcv_status)rc;
@@ -278,6 +282,11 @@ pcv_status pcv_video_read(pcv_video *v, pcv_image *frame, bool *eof, pcv_error *
         }
     }
     AVFrame *f = v->frame;
+    if (f->width < 1 || f->height < 1 || (int64_t)f->width * f->height > pcv_limits_now()->image_pixels) {
+        av_frame_unref(f); /* the size can change within a stream: every frame is checked */
+        return (pcv_status)pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: a video frame of %dx%d pixels, over %s", v->path,
+                                         f->width, f->height, PCV_LIMIT_TEXT("image_pixels"));
+    }
     v->sws = sws_getCachedContext(v->sws, f->width, f->height, f->format, f->width, f->height, AV_PIX_FMT_RGB24,
                                   SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
     frame->rgb = v->sws ? malloc((size_t)f->width * (size_t)f->height * 3) : NULL;
@@ -365,6 +374,13 @@ pcv_status pcv_audio_load(const char *path, int rate, int64_t max_samples, float
         if (got < 0) {
             free(planes);
             rc = pcv_set_error(err, PCV_ERR_FORMAT, "%s: resampling failed", path);
+            break;
+        }
+        if ((int64_t)(len + got) > pcv_limits_now()->forward_bytes / (int64_t)sizeof(float)) {
+            free(planes);
+            rc = pcv_set_error(err, PCV_ERR_INPUT, "%s: the audio decodes to more than %lld samples, over %s", path,
+                               (long long)(pcv_limits_now()->forward_bytes / (int64_t)sizeof(float)),
+                               PCV_LIMIT_TEXT("forward_bytes"));
             break;
         }
         if (len + got > cap) {
