@@ -251,6 +251,64 @@ static void remove_flat_dir(const char *dir)
     rmdir(dir);
 }
 
+/* The names in one folder that look like leftovers of dead processes ("*.tmp.<pid>",
+ * "*.partial-<pid>"), found by one scan per folder and process: writing many files into one folder
+ * (a flow sequence) then costs one scan, not one per file. */
+static struct {
+    char dir[4096];
+    char **names;
+    size_t n;
+    bool valid;
+} g_stale;
+
+static bool dead_pid_suffix(const char *name)
+{
+    const char *t = strrchr(name, '.'), *q = strrchr(name, '-');
+    const char *digits = NULL;
+    if (t && t - name >= 4 && !strncmp(t - 4, ".tmp", 4))
+        digits = t + 1;
+    else if (q && q - name >= 8 && !strncmp(q - 8, ".partial", 8))
+        digits = q + 1;
+    if (!digits || !*digits || strlen(digits) > 10)
+        return false;
+    long pid = 0;
+    for (const char *c = digits; *c; c++) {
+        if (*c < '0' || *c > '9')
+            return false;
+        pid = pid * 10 + (*c - '0');
+    }
+    return pid > 0 && pid != (long)getpid() && pid <= 0x7fffffffL && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+static void stale_scan(const char *dir)
+{
+    for (size_t i = 0; i < g_stale.n; i++)
+        free(g_stale.names[i]);
+    free(g_stale.names);
+    memset(&g_stale, 0, sizeof g_stale);
+    snprintf(g_stale.dir, sizeof g_stale.dir, "%s", dir);
+    g_stale.valid = true;
+    DIR *d = opendir(dir);
+    size_t cap = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (!dead_pid_suffix(de->d_name))
+            continue;
+        if (g_stale.n == cap) {
+            size_t nc = cap ? 2 * cap : 16;
+            char **q = realloc(g_stale.names, nc * sizeof *q);
+            if (!q)
+                break;
+            g_stale.names = q;
+            cap = nc;
+        }
+        if ((g_stale.names[g_stale.n] = strdup(de->d_name)))
+            g_stale.n++;
+    }
+    if (d)
+        closedir(d);
+}
+
 void pcv_remove_stale(const char *path, bool partial_dirs)
 {
     char dir[4096];
@@ -258,26 +316,28 @@ void pcv_remove_stale(const char *path, bool partial_dirs)
     split_path(path, dir, sizeof dir, &base);
     if (!*base)
         return;
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *de;
+    if (!g_stale.valid || strcmp(g_stale.dir, dir) != 0)
+        stale_scan(dir);
     char p[4096 + 512];
-    while ((de = readdir(d))) {
-        bool tmpfile = stale_name(de->d_name, base, ".tmp.");
-        bool partial = partial_dirs && !tmpfile && stale_name(de->d_name, base, ".partial-");
+    for (size_t i = 0; i < g_stale.n; i++) {
+        const char *name = g_stale.names[i];
+        if (!name)
+            continue;
+        bool tmpfile = stale_name(name, base, ".tmp.");
+        bool partial = partial_dirs && !tmpfile && stale_name(name, base, ".partial-");
         if (!tmpfile && !partial)
             continue;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        snprintf(p, sizeof p, "%s/%s", dir, name);
         struct stat sb;
-        if (lstat(p, &sb) != 0 || sb.st_uid != geteuid())
-            continue;
-        if (tmpfile && S_ISREG(sb.st_mode))
-            unlink(p);
-        else if (partial && S_ISDIR(sb.st_mode))
-            remove_flat_dir(p);
+        if (lstat(p, &sb) == 0 && sb.st_uid == geteuid()) {
+            if (tmpfile && S_ISREG(sb.st_mode))
+                unlink(p);
+            else if (partial && S_ISDIR(sb.st_mode))
+                remove_flat_dir(p);
+        }
+        free(g_stale.names[i]);
+        g_stale.names[i] = NULL;
     }
-    closedir(d);
 }
 
 int pcv_write_atomic(const char *path, pcv_write_fn fn, void *ctx, pcv_error *err)
