@@ -59,7 +59,7 @@ if mknod "$TMP/null" c 1 3 2>/dev/null; then
   check '[ -c "$TMP/null" ]' "run -o replaced a character device with a regular file"
 fi
 mkdir -p "$TMP/outdir"
-expect 1 'outdir: is a directory' -- $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/outdir"
+expect 1 'outdir: is a (directory|folder)' -- $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/outdir"
 check '[ -z "$(ls "$TMP" | grep "\.tmp\.")" ]' "a temporary file was left behind"
 
 # ---- convert onto a folder whose config.json is a directory: nothing changes ----
@@ -197,11 +197,11 @@ if "$BIN" devices --json 2>/dev/null | grep -q '"index": 0'; then
   check 'grep -q "\"pocl_cache_dir\": \"$pdir\"" "$TMP/out" && [ "$(stat -c %a "$pdir")" = 700 ]' "PoCL cache folder without HOME: $(grep pocl_cache_dir "$TMP/out")"
   # an unwritable POCL_CACHE_DIR is named (PoCL itself says only "failed to build the program")
   echo x >"$TMP/afile"
-  expect 1 'POCL_CACHE_DIR=.*afile/kc is not writable' -- $T env POCL_CACHE_DIR="$TMP/afile/kc" "$BIN" run -m "$M" -i "$IN" -o "$TMP/o4.st" -d 0
+  expect 1 'POCL_CACHE_DIR=.*afile/kc is not writable' -- $T env POCL_CACHE_DIR="$TMP/afile/kc" "$BIN" run -m "$M" -i "$IN" -o "$TMP/o4.st" -d Portable
   mkdir -p "$TMP/rofs"
   if [ "$(id -u)" = 0 ] && mount -t tmpfs -o ro,size=64k tmpfs "$TMP/rofs" 2>/dev/null; then
     expect 1 'kernel build failed for cl/elementwise.cl .*POCL_CACHE_DIR=.*rofs is not writable \(.*Read-only file system' -- \
-      $T env POCL_CACHE_DIR="$TMP/rofs" "$BIN" run -m "$M" -i "$IN" -o "$TMP/o4.st" -d 0
+      $T env POCL_CACHE_DIR="$TMP/rofs" "$BIN" run -m "$M" -i "$IN" -o "$TMP/o4.st" -d Portable
     umount "$TMP/rofs"
   fi
   check '[ ! -e "$TMP/o4.st" ]' "a refused run left an output"

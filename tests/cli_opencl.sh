@@ -63,7 +63,7 @@ check 'grep -q "\"nmse\":" "$TMP/out" && grep -q "\"max_rel_err\":" "$TMP/out"' 
 expect 0 '' -- "$BIN" verify -d 0 -m "$FIX/seqcls_basic" "$FIX/seqcls_basic/inputs.safetensors"
 expect 0 '' -- "$BIN" verify -d 0 -m "$FIX/image_conv"
 expect 0 '' -- "$BIN" verify -d 0 -m "$FIX/mlm_q_shape" --text 'Paris is nice'
-expect 2 'not both' -- "$BIN" verify -d 0 -m "$M" "$IN" --text x
+expect 2 'replaces --text' -- "$BIN" verify -d 0 -m "$M" "$IN" --text x
 expect 2 '--model' -- "$BIN" verify -d 0
 
 # A real kernel bug, injected through the kernel-development override: the tanh GELU in place
@@ -102,6 +102,6 @@ expect 0 '' -- "$BIN" bench-ops -d 0 --only layernorm --repeat 1 --no-cpu
 check 'grep -q "layernorm 2048x768" "$TMP/out"' "bench-ops prints its operations"
 expect 0 '' -- "$BIN" bench-ops -d 0 --model image --only "self attention" --repeat 1 --no-cpu --check
 check 'grep -q "attention-hf b1 h8 nq512 nk512 d128/128" "$TMP/out" && grep -Eq "[0-9]\.[0-9]e-[0-9]+" "$TMP/out"' "bench-ops --model image --check"
-expect 2 'no operation of model .lm. matches --only .nothing.' -- "$BIN" bench-ops -d 0 --only nothing
+expect 2 "--only 'nothing' matches no operation of model 'lm'" -- "$BIN" bench-ops -d 0 --only nothing
 
 finish

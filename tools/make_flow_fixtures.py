@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Generate perceiver-cl's tiled optical-flow fixtures (tests/fixtures/flow_tiles/).
+"""Generate perceiver-cl's optical-flow fixtures: tests/fixtures/flow_tiles/ (HF, tiled) and
+tests/fixtures/haiku_flow/ (DeepMind's own model as a pickle).
 
   flow_tiles/model/      tiny random-weight PerceiverForOpticalFlow (train_size = tile 48x64):
                          config.json, model.safetensors (save_pretrained), meta.json
@@ -42,8 +43,32 @@ How the expected values are made (venv of tools/requirements.txt):
     from the whole frame instead of the cropped tile, uniform or pre-fix weights, no x20,
     u/v swapped, float32 normalisation) and whether the fixture's tolerance catches them.
 
+haiku_flow/ (--only haiku): DeepMind's optical-flow model built by the colab's own construction
+code (tools/deepmind_flow.py; sizes reduced textually to TRAIN_SIZE 48x64, 8 latents x 32,
+2 self-attends, 2 heads), hk.transform init with jax.random.PRNGKey(1321), every parameter
+perturbed (perturb_params), then:
+  optical_flow_checkpoint.pystate  pickle.dumps of the params as dm-haiku returns them: plain
+                                   dict {scope: {name: float32 ndarray}}, protocol 4 (the colab
+                                   loads DeepMind's file with pickle.loads and passes it to apply)
+  config.json                      PerceiverConfig with the tiny sizes (architectures
+                                   ["PerceiverForOpticalFlow"], train_size [48, 64])
+  frame1.png, frame2.png           54x86 (DeepMind's grid valid: ys [0,6] x xs [0,22])
+  inputs.safetensors               inputs [1][2][27][48][64]: tile (0,0), DeepMind's
+                                   patches_for_flow transposed to HF layout
+  expected.safetensors             flow [54][86][2] (colab compute_optical_flow, x20), logits
+                                   [1][48][64][2] (the colab's jitted apply on tile (0,0), x20),
+                                   last_hidden_state [1][8][32] (encoder output, intercepted),
+                                   tiles [4][2], tile_flows [4][48][64][2] (x20)
+  expected_hf.safetensors          transformers on the same weights (HF conversion rules):
+                                   logits (/100, no x20), last_hidden_state
+  fixture.json                     description, profiles (flow-haiku-tiny, flow-tiny), versions,
+                                   JAX float32 vs float64 (jax_enable_x64), haiku-vs-hf gap
+  (fixture.json, not meta.json: tests/test_golden.c treats every <fixture>/meta.json as an HF
+  golden fixture.) flow_ref's patches and blending are asserted to reproduce DeepMind's bit for
+  bit on this fixture too.
+
 Run:  python tools/make_flow_fixtures.py --deepmind-src /path/to/deepmind-research
-      [--out DIR] [--venv-haiku /work/venv-haiku] [--threads 1]
+      [--only tiles,haiku] [--out DIR] [--venv-haiku /work/venv-haiku] [--threads 1]
 """
 
 from __future__ import annotations
@@ -667,15 +692,17 @@ def make_haiku(args) -> None:
     hf = pcl_ref.hf_forward(model, {"inputs": torch.from_numpy(r["inputs"])})
     hf = {k: v.numpy() for k, v in hf.items()}
 
-    expected = {"flow": r["flow"], "inputs": r["inputs"], "logits": r["logits"],
+    expected = {"flow": r["flow"], "logits": r["logits"],
                 "last_hidden_state": r["last_hidden_state"], "tiles": r["tiles"],
                 "tile_flows": r["tile_flows"]}
     for k, v in expected.items():
         assert v.dtype == (np.int32 if k == "tiles" else np.float32), (k, v.dtype)
     save_file(expected, str(d / "expected.safetensors"), metadata={"format": "pt"})
+    # `perceiver-cl run` refuses unexpected tensors in its inputs file: inputs on their own
+    save_file({"inputs": r["inputs"]}, str(d / "inputs.safetensors"), metadata={"format": "pt"})
     save_file({"logits": hf["logits"], "last_hidden_state": hf["last_hidden_state"]},
               str(d / "expected_hf.safetensors"), metadata={"format": "pt"})
-    for f in ("expected.safetensors", "expected_hf.safetensors"):
+    for f in ("inputs.safetensors", "expected.safetensors", "expected_hf.safetensors"):
         (d / f).chmod(0o644)
 
     tol = pcl_ref.load_tolerances()["models"]
@@ -725,12 +752,14 @@ def make_haiku(args) -> None:
                      "python": info["python"], **pcl_ref.versions(),
                      "deepmind-research": "perceiver/ as in --deepmind-src (tested at f5de0ed), unpatched"},
         "outputs": {
+            "inputs.safetensors": {
+                "inputs": {"dtype": "float32", "shape": list(r["inputs"].shape),
+                           "units": "HF layout [B][2][27][h][w] of tile (0,0): DeepMind's patches_for_flow "
+                                    "[B][2][h][w][27] transposed (the input of `run`)"},
+            },
             "expected.safetensors": {
                 "flow": {"dtype": "float32", "shape": list(r["flow"].shape),
                          "units": "pixels (u, v): the colab's compute_optical_flow with its own grid, x20 included"},
-                "inputs": {"dtype": "float32", "shape": list(r["inputs"].shape),
-                           "units": "HF layout [B][2][27][h][w] of tile (0,0): DeepMind's patches_for_flow "
-                                    "[B][2][h][w][27] transposed"},
                 "logits": {"dtype": "float32", "shape": list(r["logits"].shape),
                            "units": "DeepMind's transformed function on that tile = decoder / 100 * 20 "
                                     "(what `perceiver-cl run --numerics haiku` must output)"},

@@ -810,21 +810,35 @@ pcv_status pcv_config_save(const pcv_config *cfg, const char *path, pcv_error *e
 }
 
 extern const char *const pcv_imagenet1k_labels[1000];
+extern const char *const pcv_kinetics700_labels[700];
 
 const char *pcv_imagenet1k_label(int i)
 {
     return i >= 0 && i < 1000 ? pcv_imagenet1k_labels[i] : NULL;
 }
 
+const char *pcv_kinetics700_label(int i)
+{
+    return i >= 0 && i < 700 ? pcv_kinetics700_labels[i] : NULL;
+}
+
+/* ImageNet classifiers with 1000 labels get the ImageNet-1k names, the multimodal autoencoder
+ * with 700 labels the Kinetics-700 names (data/README.md), when the config has no id2label. */
 pcv_status pcv_config_default_labels(pcv_config *cfg, pcv_error *err)
 {
-    if (cfg->id2label || cfg->num_labels != 1000 || strncmp(cfg->architecture, "PerceiverForImageClassification", 31) != 0)
+    const char *const *names = NULL;
+    int n = 0;
+    if (!cfg->id2label && cfg->num_labels == 1000 && !strncmp(cfg->architecture, "PerceiverForImageClassification", 31))
+        names = pcv_imagenet1k_labels, n = 1000;
+    else if (!cfg->id2label && cfg->num_labels == 700 && !strcmp(cfg->architecture, "PerceiverForMultimodalAutoencoding"))
+        names = pcv_kinetics700_labels, n = 700;
+    if (!names)
         return 0;
-    char **labels = calloc(1000, sizeof *labels);
+    char **labels = calloc((size_t)n, sizeof *labels);
     if (!labels)
         return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-    for (int i = 0; i < 1000; i++)
-        if (!(labels[i] = strdup(pcv_imagenet1k_labels[i]))) {
+    for (int i = 0; i < n; i++)
+        if (!(labels[i] = strdup(names[i]))) {
             while (i--)
                 free(labels[i]);
             free(labels);
