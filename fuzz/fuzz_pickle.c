@@ -2,6 +2,7 @@
  * produced. Any crash, leak, overread or unbounded allocation is a bug. */
 #include "formats/haiku.h"
 #include "formats/pickle.h"
+#include "model/arch.h"
 
 #include <stdlib.h>
 
@@ -18,7 +19,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     pk_resolve_tensors(&d, &err); /* storages have no data: must fail cleanly */
     hk_param *p = NULL;
     size_t n = 0;
-    if (hk_flatten(d.root, "fuzz", &p, &n, &err) == 0) {
+    if (hk_flatten(&d, "fuzz", &p, &n, &err) == 0) {
         const char **names = malloc((n ? n : 1) * sizeof *names);
         for (size_t i = 0; names && i < n; i++) {
             char out[256];
@@ -27,7 +28,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
             names[i] = p[i].name;
         }
         if (names)
-            hk_detect(names, n);
+            pcv_arch_detect(names, n);
         free(names);
         hk_params_free(p, n);
     }

@@ -31,14 +31,18 @@ mv "$TMP/classify" "$TMP/classify-pc"
 expect 0 '' -- cmake -S "$TMP" -B "$TMP/cm" -DCMAKE_PREFIX_PATH="$P"
 expect 0 '' -- cmake --build "$TMP/cm"
 
+# a sanitizer build (.ci/run's ASan + UBSan pass): the examples are built without the sanitizers,
+# so their runtimes must be loaded first for the instrumented library
+PRELOAD=$(ldd "$LIB/libperceiver.so" | awk '/libasan|libubsan/ {print $3}' | paste -sd: -)
+
 IMGS=("$SRC"/examples/digits/images/digit_*.png)
 expect 0 '' -- "$BIN" classify -m "$SRC/examples/digits" --top 3 "${IMGS[@]}"
 cp "$TMP/out" "$TMP/cli.txt"
 for prog in "$TMP/classify-pc" "$TMP/cm/classify"; do
-  expect 0 '' -- env LD_LIBRARY_PATH="$LIB" "$prog" "$SRC/examples/digits" "${IMGS[@]}"
+  expect 0 '' -- env LD_LIBRARY_PATH="$LIB" ${PRELOAD:+LD_PRELOAD="$PRELOAD"} "$prog" "$SRC/examples/digits" "${IMGS[@]}"
   tail -n +2 "$TMP/out" >"$TMP/lib.txt"
   check 'diff -q "$TMP/cli.txt" "$TMP/lib.txt" >/dev/null' "$(basename "$prog"): library output differs from perceiver-cl classify"
   check 'head -1 "$TMP/out" | grep -q "perceiver-cl library [0-9]"' "version macro printed"
 done
-expect 1 'error: .*nothere' -- env LD_LIBRARY_PATH="$LIB" "$TMP/cm/classify" "$TMP/nothere" "${IMGS[0]}"
+expect 1 'error: .*nothere' -- env LD_LIBRARY_PATH="$LIB" ${PRELOAD:+LD_PRELOAD="$PRELOAD"} "$TMP/cm/classify" "$TMP/nothere" "${IMGS[0]}"
 finish

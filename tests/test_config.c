@@ -372,6 +372,54 @@ static void test_round_trip(void)
     CHECK(count_tmp_files() == 0, "temporary files left behind");
 }
 
+/* Issue 12 #10: layer counts are capped (1e6 blocks ran for hours), and the limits parser. */
+static void test_limits(void)
+{
+    pcv_config c;
+    pcv_error err = {0};
+    const char *p = write_text("blocks.json", "{\"num_blocks\": 1000000}");
+    CHECK(pcv_config_load(&c, p, &err) == PCV_ERR_INPUT && strstr(err.msg, "blocks.json: num_blocks = 1000000 is over "
+                                                                    "the limit num_blocks = 64 (raise it with "
+                                                                    "PERCEIVER_LIMITS=num_blocks=N"),
+          "1e6 blocks: %s", err.msg);
+    p = write_text("layers.json", "{\"num_blocks\": 64, \"num_self_attends_per_block\": 26}");
+    CHECK(pcv_config_load(&c, p, &err) == PCV_ERR_INPUT && strstr(err.msg, "64 x 26 = 1664") &&
+              strstr(err.msg, "the limit layers = 1024"),
+          "1664 layers: %s", err.msg);
+    p = write_text("ok.json", "{\"num_blocks\": 8, \"num_self_attends_per_block\": 6}");
+    CHECK(pcv_config_load(&c, p, &err) == 0, "the ImageNet models' 8 x 6: %s", err.msg);
+    pcv_config_free(&c);
+
+    pcv_limits l, saved;
+    pcv_get_limits(&saved);
+    l = saved;
+    CHECK(pcv_parse_limits("batch=5,forward_bytes=2G,num_blocks=1000000,text_bytes=64k", &l, &err) == 0, "%s",
+          err.msg);
+    CHECK(l.batch == 5 && l.forward_bytes == (int64_t)2 << 30 && l.num_blocks == 1000000 && l.text_bytes == 65536 &&
+              l.image_pixels == saved.image_pixels,
+          "parsed limits");
+    CHECK(pcv_set_limits(&l, &err) == 0, "%s", err.msg);
+    p = write_text("blocks.json", "{\"num_blocks\": 1000000, \"num_self_attends_per_block\": 1}");
+    CHECK(pcv_config_load(&c, p, &err) == PCV_ERR_INPUT && strstr(err.msg, "layers = 1024"), "raised num_blocks: %s",
+          err.msg);
+    static const char *const bad[] = {"batch", "batch=", "batch=0", "batch=-3", "batch=12x", "pixels=5",
+                                      "batch=99999999999999999999", "image_pixels=9223372036854775807G"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        pcv_limits x = saved;
+        CHECK(pcv_parse_limits(bad[i], &x, &err) == PCV_ERR_INPUT, "'%s' accepted", bad[i]);
+    }
+    pcv_limits d;
+    pcv_limits_default(&d);
+    CHECK(d.image_pixels == 178956970 && d.batch == 4096 && d.num_blocks == 64 && d.layers == 1024 &&
+              d.pickle_nodes == 65536 && d.pickle_bytes == 128 << 20,
+          "defaults");
+    l = (pcv_limits){0};
+    CHECK(pcv_set_limits(&l, &err) == 0, "zero fields restore the defaults");
+    pcv_get_limits(&l);
+    CHECK(!memcmp(&l, &d, sizeof l), "defaults restored");
+    pcv_set_limits(&saved, &err);
+}
+
 int main(void)
 {
     snprintf(g_dir, sizeof g_dir, "%s/test_config.%ld", tu_tmpdir(), (long)getpid());
@@ -384,6 +432,7 @@ int main(void)
     test_full();
     test_errors();
     test_round_trip();
+    test_limits();
     tu_remove_dir(g_dir);
     return TEST_DONE();
 }

@@ -203,6 +203,8 @@ int main(void)
     if (d)
         closedir(d);
     CHECK(k == 2, "expected 2 entries, found %d", k);
+    char entry_a[4600]; /* an entry of options A or B (the later steps build both) */
+    snprintf(entry_a, sizeof entry_a, "%s", path);
     if (k == 2) {
         char cmd[10000];
         snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path_b, path); /* entry of B under A's name */
@@ -253,6 +255,88 @@ int main(void)
     CHECK(count_files("elementwise-", false) == before, "a failed build left a cache entry");
     rt.kernel_dir = NULL;
     CHECK(pcv_runtime_configure(&rt, &cerr) == 0, "runtime options: %s", cerr.msg);
+
+    /* 8. issue 12: a forged entry (the binary replaced, everything else kept) fails its HMAC-SHA-256
+     * tag and is rebuilt, never handed to the driver; so is an entry in the old format with a
+     * recomputed checksum, and an entry written under another key */
+    snprintf(path, sizeof path, "%s", entry_a);
+    size_t n = 0;
+    unsigned char *orig = tu_read_file(path, &n);
+    CHECK(orig && n > 100, "entry %s", path);
+    if (orig && n > 100) {
+        uint32_t klen;
+        memcpy(&klen, orig + 8, 4);
+        size_t bin_at = 8 + 4 + klen + 8, blen = n - bin_at - 32;
+        unsigned char *forged = malloc(n);
+        memcpy(forged, orig, n);
+        for (size_t i = 0; i < blen; i++)
+            forged[bin_at + i] = (unsigned char)(0xC3 ^ (i * 131));
+        FILE *ff = fopen(path, "wb");
+        if (ff) {
+            fwrite(forged, 1, n, ff);
+            fclose(ff);
+        }
+        s0 = pcv_cl_stats;
+        for (int pass = 0; pass < 2; pass++) {
+            if (build(ctx, dev, &info, opts_a, &p, &err) == 0)
+                clReleaseProgram(p);
+            if (build(ctx, dev, &info, opts_b, &p, &err) == 0)
+                clReleaseProgram(p);
+        }
+        CHECK(pcv_cl_stats.cache_forged == s0.cache_forged + 1, "the forged entry was not caught by its tag (%d)",
+              pcv_cl_stats.cache_forged - s0.cache_forged);
+        CHECK(pcv_cl_stats.from_source == s0.from_source + 1 && pcv_cl_stats.from_cache == s0.from_cache + 3,
+              "the forged entry was not rebuilt and reused (source %d, cache %d)",
+              pcv_cl_stats.from_source - s0.from_source, pcv_cl_stats.from_cache - s0.from_cache);
+        /* the old format: magic PCVCLB01, key, length, FNV-1a checksum of the binary, binary */
+        unsigned char *old = malloc(n + 64);
+        size_t o = 0;
+        memcpy(old, "PCVCLB01", 8), o = 8;
+        memcpy(old + o, orig + 8, 4 + klen), o += 4 + klen;
+        uint64_t bl = blen, h = 1469598103934665603ull;
+        for (size_t i = 0; i < blen; i++)
+            h = (h ^ forged[bin_at + i]) * 1099511628211ull;
+        memcpy(old + o, &bl, 8), o += 8;
+        memcpy(old + o, &h, 8), o += 8;
+        memcpy(old + o, forged + bin_at, blen), o += blen;
+        snprintf(path, sizeof path, "%s", entry_a);
+        ff = fopen(path, "wb");
+        if (ff) {
+            fwrite(old, 1, o, ff);
+            fclose(ff);
+        }
+        s0 = pcv_cl_stats;
+        if (build(ctx, dev, &info, opts_a, &p, &err) == 0)
+            clReleaseProgram(p);
+        if (build(ctx, dev, &info, opts_b, &p, &err) == 0)
+            clReleaseProgram(p);
+        CHECK(pcv_cl_stats.cache_rejects == s0.cache_rejects + 1 && pcv_cl_stats.from_source == s0.from_source + 1,
+              "an old-format entry with a recomputed checksum was not rejected");
+        free(old);
+        free(forged);
+    }
+    free(orig);
+    /* the key: 32 bytes, readable by this user only, in a folder only this user can write */
+    char keyp[4200];
+    snprintf(keyp, sizeof keyp, "%s/key", dir);
+    struct stat ks, ds;
+    CHECK(stat(keyp, &ks) == 0 && ks.st_size == 32 && (ks.st_mode & 077) == 0, "key file %s (mode %o)", keyp,
+          (unsigned)ks.st_mode);
+    CHECK(stat(dir, &ds) == 0 && (ds.st_mode & 077) == 0, "cache folder mode %o, want 0700", (unsigned)ds.st_mode);
+    /* a FIFO planted under an entry's name is refused without blocking */
+    snprintf(path, sizeof path, "%s", entry_a);
+    unlink(path);
+    CHECK(mkfifo(path, 0600) == 0, "mkfifo %s", path);
+    alarm(60); /* a hang would be the failure */
+    s0 = pcv_cl_stats;
+    if (build(ctx, dev, &info, opts_a, &p, &err) == 0)
+        clReleaseProgram(p);
+    if (build(ctx, dev, &info, opts_b, &p, &err) == 0)
+        clReleaseProgram(p);
+    alarm(0);
+    CHECK(pcv_cl_stats.cache_rejects >= s0.cache_rejects + 1, "a FIFO entry was not rejected");
+    struct stat fs;
+    CHECK(stat(path, &fs) == 0 && S_ISREG(fs.st_mode), "the FIFO entry was not replaced by a rebuilt entry");
 
     CHECK(count_files(NULL, true) == 0, "temporary files were left in %s", dir);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -6,7 +6,11 @@
 #include "formats/formats.h"
 #include "formats/haiku.h"
 #include "formats/pickle.h"
+#include "hostile.h"
 #include "testutil.h"
+
+#include <sys/resource.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <math.h>
@@ -167,6 +171,22 @@ static void test_hostile_bytes(void)
 }
 
 /* Recursive structures load, but walking them as a parameter tree stops at a depth limit. */
+/* Found by fuzz_haiku: MARK then TUPLE on a machine that never pushed (no stack yet) took an
+ * offset of a NULL pointer (undefined behaviour, reported by UBSan). */
+static void test_empty_mark(void)
+{
+    pk_doc d;
+    pcv_error err = {0};
+    CHECK(load(&d, BYTES("(t."), &err) == 0 && d.root && d.root->kind == PK_TUPLE && d.root->u.seq.n == 0,
+          "MARK TUPLE STOP: %s", err.msg);
+    if (d.root)
+        pk_doc_free(&d);
+    CHECK(load(&d, BYTES("(l."), &err) == 0 && d.root && d.root->kind == PK_LIST, "MARK LIST STOP: %s", err.msg);
+    if (d.root)
+        pk_doc_free(&d);
+    expect_fail("MARK SETITEMS", BYTES("(u."), "underflow");
+}
+
 static void test_recursive(void)
 {
     pk_doc d;
@@ -177,7 +197,7 @@ static void test_recursive(void)
         CHECK(pk_dict_get(d.root, "a") == d.root, "self-reference kept as a reference");
         hk_param *p = NULL;
         size_t n = 0;
-        int rc = hk_flatten(d.root, "rec", &p, &n, &err);
+        int rc = hk_flatten(&d, "rec", &p, &n, &err);
         CHECK(rc != 0 && strstr(err.msg, "deeper"), "recursive tree: %s", err.msg);
         if (!rc)
             hk_params_free(p, n);
@@ -189,7 +209,7 @@ static void test_recursive(void)
         CHECK(d.root->u.seq.v[0] == d.root, "list contains itself");
         hk_param *p = NULL;
         size_t n = 0;
-        CHECK(hk_flatten(d.root, "rec", &p, &n, &err) != 0, "list root refused");
+        CHECK(hk_flatten(&d, "rec", &p, &n, &err) != 0, "list root refused");
         pk_doc_free(&d);
     }
 }
@@ -225,7 +245,7 @@ static void test_truncation(const char *path)
         if (load(&d, copy, n, &err) == 0) {
             hk_param *p = NULL;
             size_t np = 0;
-            if (hk_flatten(d.root, "x", &p, &np, &err) == 0)
+            if (hk_flatten(&d, "x", &p, &np, &err) == 0)
                 hk_params_free(p, np);
             pk_doc_free(&d);
         }
@@ -319,13 +339,121 @@ static void test_hostile_files(void)
     CHECK(stat(PWNED, &sb) != 0, "%s exists: a pickle ran a command!", PWNED);
 }
 
+static const char *write_tmp(const char *name, const hbuf *b)
+{
+    static char path[4096];
+    snprintf(path, sizeof path, "%s/%s-%ld.pickle", tu_tmpdir(), name, (long)getpid());
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(b->p, 1, b->n, f);
+        fclose(f);
+    }
+    return path;
+}
+
+static long peak_rss_mb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024;
+}
+
+/* Issue 12 #1, #2, #5: shared sub-trees, shared arrays and shared bytes are bounded in time and
+ * memory, and an array never filled by BUILD is refused. */
+static void test_shared_graphs(void)
+{
+    pcv_error err = {0};
+    /* a 16^7-leaf DAG in about a kilobyte: the walk stops at the pickle_nodes limit, at once */
+    hbuf b = {0};
+    gen_dag_pickle(&b, 7, 16);
+    CHECK(b.n < 2048, "DAG pickle of %zu bytes", b.n);
+    pk_doc d;
+    CHECK(load(&d, b.p, b.n, &err) == 0, "DAG pickle loads: %s", err.msg);
+    if (d.root) {
+        hk_param *p = NULL;
+        size_t n = 0;
+        clock_t t0 = clock();
+        int rc = hk_flatten(&d, "dag", &p, &n, &err);
+        double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
+        CHECK(rc != 0 && strstr(err.msg, "pickle_nodes = 65536") && strstr(err.msg, "PERCEIVER_LIMITS"),
+              "DAG walk: %s", err.msg);
+        CHECK(secs < 2.0, "DAG walk took %.1f s", secs);
+        if (!rc)
+            hk_params_free(p, n);
+        pk_doc_free(&d);
+    }
+    /* through the weights loader too */
+    const char *path = write_tmp("dag", &b);
+    pcv_weights w;
+    CHECK(pcv_weights_load(&w, path, NULL, &err) != 0 && strstr(err.msg, "pickle_nodes"), "DAG file: %s", err.msg);
+    unlink(path);
+    free(b.p);
+
+    /* one 4 MB array referenced by 300 Linear kernels: transposed once, not 300 times (1.2 GB) */
+    memset(&b, 0, sizeof b);
+    gen_shared_array_pickle(&b, 1024, 300);
+    path = write_tmp("shared", &b);
+    long before = peak_rss_mb();
+    pcv_weights_options wo = {.architecture = "MLM"};
+    int rc = pcv_weights_load(&w, path, &wo, &err);
+    long grew = peak_rss_mb() - before;
+    CHECK(rc == 0, "shared-array pickle: %s", err.msg);
+    if (rc == 0) {
+        const void *first = NULL;
+        int same = 0, weights = 0;
+        for (int i = 0; i < w.count; i++)
+            if (strstr(w.tensors[i].name, ".weight")) {
+                weights++;
+                if (!first)
+                    first = w.tensors[i].data;
+                same += w.tensors[i].data == first;
+            }
+        CHECK(weights == 300 && same == 300, "%d of %d transposed kernels share one copy", same, weights);
+        pcv_weights_release(&w);
+    }
+    CHECK(grew < 200, "loading a 4 MB pickle grew the peak memory by %ld MB", grew);
+    unlink(path);
+    free(b.p);
+
+    /* 8 arrays of different shapes over one 4 MB bytes object: 32 MB of transposes, charged to
+     * the pickle's budget (2 x file + pickle_bytes) */
+    memset(&b, 0, sizeof b);
+    gen_shared_bytes_pickle(&b, 8);
+    path = write_tmp("sharedbytes", &b);
+    rc = pcv_weights_load(&w, path, &wo, &err);
+    CHECK(rc == 0, "shared-bytes pickle within the default budget: %s", err.msg);
+    if (rc == 0)
+        pcv_weights_release(&w);
+    pcv_limits lim, saved;
+    pcv_get_limits(&saved);
+    lim = saved;
+    lim.pickle_bytes = 1024;
+    pcv_set_limits(&lim, &err);
+    rc = pcv_weights_load(&w, path, &wo, &err);
+    CHECK(rc != 0 && strstr(err.msg, "transposing") && strstr(err.msg, "pickle_bytes = 1024"),
+          "derived copies over the budget: %s", err.msg);
+    if (rc == 0)
+        pcv_weights_release(&w);
+    pcv_set_limits(&saved, &err);
+    unlink(path);
+    free(b.p);
+
+    /* _reconstruct without BUILD */
+    memset(&b, 0, sizeof b);
+    gen_unbuilt_pickle(&b);
+    expect_fail("_reconstruct without BUILD", b.p, b.n, "never filled by BUILD");
+    free(b.p);
+}
+
 int main(void)
 {
     test_basics();
     test_hostile_bytes();
+    test_empty_mark();
     test_recursive();
     test_dtypes("np1");
     test_dtypes("np2");
     test_hostile_files();
+    test_shared_graphs();
     return TEST_DONE();
 }

@@ -513,8 +513,44 @@ static void test_fixture(void)
     json_decref(root);
 }
 
+/* Issue 12: 13 bytes of "[MASK:65536]" expand to 64 KiB; a line of them must be refused by the
+ * text_bytes limit before it is expanded, not grow without bound. */
+static void test_mask_amplification(void)
+{
+    size_t reps = 100000; /* 1.3 MB of text, 6.5 GB expanded */
+    char *t = malloc(reps * 12 + 1);
+    for (size_t i = 0; t && i < reps; i++)
+        memcpy(t + 12 * i, "[MASK:65536]", 12);
+    if (!t)
+        return;
+    t[reps * 12] = '\0';
+    pcv_masked_text m;
+    pcv_error err = {0};
+    CHECK(pcv_parse_masked(t, &m, &err) == PCV_ERR_INPUT && strstr(err.msg, "text_bytes = 1048576"),
+          "1.3 MB line: %s", err.msg);
+    t[12 * 20] = '\0'; /* 20 masks: 1.3 MB expanded */
+    CHECK(pcv_parse_masked(t, &m, &err) == PCV_ERR_INPUT && strstr(err.msg, "masks expand the text past 1048576") &&
+              strstr(err.msg, "column 193"),
+          "20 x [MASK:65536]: %s", err.msg);
+    t[12 * 16] = '\0'; /* exactly 1 MiB */
+    CHECK(pcv_parse_masked(t, &m, &err) == 0 && m.len == 1048576, "16 x [MASK:65536]: %s", err.msg);
+    pcv_masked_text_free(&m);
+    pcv_limits l, saved;
+    pcv_get_limits(&saved);
+    l = saved;
+    l.text_bytes = 10;
+    pcv_set_limits(&l, &err);
+    CHECK(pcv_parse_masked("[MASK:11]", &m, &err) == PCV_ERR_INPUT && strstr(err.msg, "text_bytes = 10"),
+          "lowered limit: %s", err.msg);
+    CHECK(pcv_parse_masked("0123456789a", &m, &err) == PCV_ERR_INPUT && strstr(err.msg, "11 bytes"),
+          "lowered limit, plain text: %s", err.msg);
+    pcv_set_limits(&saved, &err);
+    free(t);
+}
+
 int main(void)
 {
+    test_mask_amplification();
     test_tokenize();
     test_detokenize();
     test_sanitize();

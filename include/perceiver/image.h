@@ -25,8 +25,9 @@
  *    tiff:Orientation, read by Pillow's rules. pcv_image_load_options.ignore_exif_orientation
  *    keeps the stored pixel order (Image.open(f).convert("RGB") alone).
  *  - The format is found from the leading bytes, never from the file name. GIF, BMP, WebP, TIFF
- *    and other recognised formats are refused naming the format; images with more than
- *    PCV_IMAGE_MAX_PIXELS pixels are refused before any pixel buffer is allocated.
+ *    and other recognised formats are refused naming the format; images with more pixels than
+ *    the image_pixels limit (pcv_limits; PCV_IMAGE_MAX_PIXELS by default, Pillow's decompression-
+ *    bomb rule) are refused from their header, before any pixel buffer is allocated.
  *
  * Preprocessing (src/image_proc.c) is PerceiverImageProcessor's PIL backend (transformers v5
  * PerceiverImageProcessorPil = v4's slow PerceiverImageProcessor; the torchvision processor is
@@ -64,8 +65,10 @@
 extern "C" {
 #endif
 
-/* Largest accepted image (width * height); 2^28 pixels is 768 MiB of RGB. */
-#define PCV_IMAGE_MAX_PIXELS ((int64_t)1 << 28)
+/* Default of the image_pixels limit (pcv_limits): the most pixels (width * height) a decoded image
+ * may have, Pillow's rule (Image.open raises DecompressionBombError above 2 x MAX_IMAGE_PIXELS =
+ * 178,956,970 pixels, 512 MiB of RGB). Raise it with pcv_set_limits. */
+#define PCV_IMAGE_MAX_PIXELS ((int64_t)178956970)
 
 /* An 8-bit RGB image: rgb[(y * width + x) * 3 + c], c = R, G, B. */
 typedef struct pcv_image {

@@ -57,7 +57,8 @@ PCV_API pcv_status pcv_model_load(const char *path, const pcv_model_options *opt
 PCV_API pcv_status pcv_model_create_random(const pcv_config *cfg, uint64_t seed,
                                            const pcv_model_options *opt, pcv_model **out,
                                            pcv_error *err);
-/* Writes config.json + model.safetensors into dir (created if needed). */
+/* Writes config.json + model.safetensors into dir (created if needed) as a whole: into
+ * "<dir>.partial-<pid>" first, then renamed into place; on failure nothing is left behind. */
 PCV_API pcv_status pcv_model_save(pcv_model *m, const char *dir, pcv_error *err);
 PCV_API void pcv_model_free(pcv_model *m);
 

@@ -52,14 +52,57 @@ typedef struct pcv_error {
 PCV_API const char *pcv_status_name(pcv_status code);
 PCV_API const char *pcv_version(void);
 
+/* ---- limits on untrusted input (docs/limits.md) ----------------------------------------------
+ * Every size that a file or an input decides is checked against a limit before the memory or
+ * time it would take is spent; an input over a limit is refused (PCV_ERR_INPUT or
+ * PCV_ERR_UNSUPPORTED) with a message that names the limit, its value and how to raise it. The
+ * limits are process-wide. perceiver-cl reads PERCEIVER_LIMITS="name=value,..." (the names below)
+ * into them, and --max-image-pixels N for image_pixels. */
+typedef struct pcv_limits {
+    int64_t image_pixels;    /* width x height of one decoded image: 178,956,970, Pillow's
+                                decompression-bomb error threshold (2 x Image.MAX_IMAGE_PIXELS) */
+    int64_t batch;           /* batch entries of one forward pass: 4096 */
+    int64_t forward_bytes;   /* memory planned for one forward pass (activations and outputs):
+                                16 GiB */
+    int64_t num_blocks;      /* config num_blocks: 64 (the released models use 1 and 8) */
+    int64_t layers;          /* self-attention layers run by one forward pass (num_blocks x
+                                num_self_attends_per_block): 1024 (the released models: 26, 48) */
+    int64_t parameters;      /* parameters of a model built from a config alone (init-random,
+                                bench --preset): 4,294,967,296 (16 GiB of float32) */
+    int64_t pickle_bytes;    /* memory decoding one pickle may take on top of 2 x its file size:
+                                128 MiB (covers the pickle machine, the Haiku tree walk and every
+                                derived copy: transposes, byte swaps, gathers) */
+    int64_t pickle_nodes;    /* values the Haiku tree walk may visit, counting a shared reference
+                                each time it is reached: 65,536 (DeepMind's files: under 2,000) */
+    int64_t archive_entries; /* entries of a ZIP archive (PyTorch checkpoint): 1,048,576 */
+    int64_t text_bytes;      /* bytes of one text after its masks are expanded ([MASK:N]): 1 MiB */
+} pcv_limits;
+PCV_API void pcv_limits_default(pcv_limits *l);
+PCV_API void pcv_get_limits(pcv_limits *l);
+/* Sets every limit; a field <= 0 restores that limit's default. */
+PCV_API pcv_status pcv_set_limits(const pcv_limits *l, pcv_error *err);
+/* Applies "name=value,name=value" (values are integers, optionally with a K, M or G suffix for
+ * 2^10, 2^20, 2^30) to *l; unknown names and bad values are errors. */
+PCV_API pcv_status pcv_parse_limits(const char *spec, pcv_limits *l, pcv_error *err);
+
+/* ---- signals ------------------------------------------------------------------------------------
+ * Optional, process-wide; perceiver-cl installs them at start. SIGINT, SIGTERM, SIGHUP and SIGQUIT
+ * remove the temporary files and folders being written (outputs are written under temporary
+ * names and renamed into place), then take the action they had before (signals that were ignored
+ * stay ignored). SIGBUS inside a mapped checkpoint (the file was truncated or rewritten while in
+ * use) prints "<program>: error: <file>: the file changed while it was in use ..." and exits with
+ * status 1; any other SIGBUS takes its previous action. */
+PCV_API pcv_status pcv_install_signal_handlers(const char *program, pcv_error *err);
+
 /* ---- devices and the compute runtime -------------------------------------------------------- */
 
 /* Which device runs a model, and how. */
 typedef struct pcv_backend_options {
-    const char *device; /* NULL, "" or "cpu": the CPU reference path; "N": OpenCL device N (global
+    const char *device; /* NULL or "cpu": the CPU reference path; "N": OpenCL device N (global
                            index over all platforms, as `perceiver-cl devices` lists them);
                            anything else: the first OpenCL device whose "platform / name / vendor"
-                           contains it, case-insensitively ("nvidia", "pthread", ...) */
+                           contains it, case-insensitively ("nvidia", "pthread", ...); an empty
+                           string is an error, never the CPU */
     int threads;        /* CPU path threads; <= 0: all online cores */
     uint64_t max_alloc; /* lowers the device's limit on one allocation (bytes); 0: the device's */
 } pcv_backend_options;

@@ -55,7 +55,12 @@ void pcv_progress(const char *what, int64_t done, int64_t total)
 pcv_backend *pcv_backend_open(const pcv_backend_options *opt, pcv_error *err)
 {
     pcv_backend_options o = opt ? *opt : (pcv_backend_options){0};
-    if (!o.device || !*o.device || strcasecmp(o.device, "cpu") == 0)
+    if (o.device && !*o.device) { /* never silently the CPU: an empty --device is a mistake */
+        pcv_set_error(err, PCV_ERR_INPUT, "empty device name: give 'cpu', an OpenCL device index or part of a "
+                      "device name (see 'perceiver-cl devices')");
+        return NULL;
+    }
+    if (!o.device || strcasecmp(o.device, "cpu") == 0)
         return pcv_backend_cpu_create(&o, err);
     int index = pcv_cl_find_device(o.device, err);
     if (index < 0)

@@ -76,6 +76,12 @@ int64_t pcv_cl_launch_count(void);
  * PoCL devices do not use it unless kernel_cache=1 (PoCL caches programs itself; see
  * opencl_program.c). */
 const char *pcv_cl_cache_dir(void);
+/* Why that folder was refused ("" if it was not): owned by another user or writable by others.
+ * A build that would use the cache fails with this message. */
+const char *pcv_cl_cache_problem(void);
+/* When POCL_CACHE_DIR is set but cannot be written (PoCL then finds no device, or fails every
+ * build): a message naming it. */
+bool pcv_cl_pocl_cache_problem(char *buf, size_t cap);
 
 /* Whether compiled programs of this device go to that cache: yes unless the driver is PoCL
  * (which caches them itself); the runtime option kernel_cache=1 forces it. */

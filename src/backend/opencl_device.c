@@ -2,6 +2,7 @@
 #include "backend/backend_impl.h"
 #include "util/error.h"
 #include "backend/opencl_impl.h"
+#include "util/fileutil.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -12,26 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* mkdir -p; true if the folder exists (or was made) and is writable */
-static bool make_dirs(const char *path)
-{
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf)
-        return false;
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] == '/' || buf[i] == '\0') {
-            char c = buf[i];
-            buf[i] = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return false;
-            buf[i] = c;
-        }
-    }
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) && access(path, W_OK) == 0;
-}
+static char g_cache_problem[1024];
 
 const char *pcv_cl_cache_dir(void)
 {
@@ -51,9 +33,55 @@ const char *pcv_cl_cache_dir(void)
         snprintf(dir, sizeof dir, "%s/perceiver-cl", e);
     else if ((e = getenv("HOME")) && *e)
         snprintf(dir, sizeof dir, "%s/.cache/perceiver-cl", e);
-    if (dir[0] && !make_dirs(dir))
-        dir[0] = '\0'; /* not writable: run without a cache rather than fail */
+    if (dir[0]) {
+        /* a private folder (0700, ours, not writable by others), or no cache: an unwritable one
+         * turns the cache off; one that others could plant entries in is refused (an error when a
+         * build would use it) */
+        pcv_error err = {0};
+        int rc = pcv_private_dir(dir, "the kernel cache folder", &err);
+        if (rc == PCV_ERR_INPUT)
+            snprintf(g_cache_problem, sizeof g_cache_problem, "%s", err.msg);
+        if (rc)
+            dir[0] = '\0';
+    }
     return dir;
+}
+
+const char *pcv_cl_cache_problem(void)
+{
+    pcv_cl_cache_dir();
+    return g_cache_problem;
+}
+
+bool pcv_cl_pocl_cache_problem(char *buf, size_t cap)
+{
+    const char *v = getenv("POCL_CACHE_DIR");
+    if (!v || !*v)
+        return false;
+    char probe[4096];
+    snprintf(probe, sizeof probe, "%s", v);
+    struct stat sb;
+    /* the folder, or the nearest folder above it that exists (PoCL creates the rest) */
+    while (stat(probe, &sb) != 0) {
+        char *slash = strrchr(probe, '/');
+        if (!slash || slash == probe) {
+            snprintf(probe, sizeof probe, "%s", slash == probe ? "/" : ".");
+            if (stat(probe, &sb) != 0)
+                return false;
+            break;
+        }
+        *slash = '\0';
+    }
+    const char *why = NULL;
+    if (!S_ISDIR(sb.st_mode))
+        why = "not a folder";
+    else if (access(probe, W_OK | X_OK) != 0)
+        why = strerror(errno);
+    if (!why)
+        return false;
+    snprintf(buf, cap, "POCL_CACHE_DIR=%s is not writable (%s: %s): PoCL compiles kernels into it and fails without it; "
+             "make it writable, or point POCL_CACHE_DIR at a writable folder", v, probe, why);
+    return true;
 }
 
 bool pcv_cl_available(void)
@@ -79,25 +107,32 @@ void pcv_cl_prepare_runtime(void)
     if (!pcv_runtime()->kernel_dir && !pcv_runtime()->trace)
         setenv("POCL_EXTRA_BUILD_FLAGS", "-w", 0);
     if (getenv("POCL_CACHE_DIR"))
-        return;
-    /* PoCL's own default, which it must be able to create or it reports no device */
-    char def[4096];
+        return; /* the user's choice (named in the errors when PoCL cannot write it) */
+    /* PoCL's own default, which it must be able to create or it reports no device. Without
+     * XDG_CACHE_HOME and HOME, PoCL would fall back to a folder in /tmp shared by every user, where
+     * another user could replace compiled kernels: never that one. */
+    char def[4096] = "";
     const char *e;
     if ((e = getenv("XDG_CACHE_HOME")) && *e)
         snprintf(def, sizeof def, "%s/pocl/kcache", e);
     else if ((e = getenv("HOME")) && *e)
         snprintf(def, sizeof def, "%s/.cache/pocl/kcache", e);
-    else
-        snprintf(def, sizeof def, "/tmp/pocl/kcache");
-    if (make_dirs(def))
+    if (def[0] && pcv_private_dir(def, "PoCL's kernel cache folder", NULL) == 0)
         return;
+    /* a private folder we pass to PoCL: ours, or a per-user one in /tmp, checked like ours */
     char alt[4096];
     const char *ours = pcv_cl_cache_dir();
     if (ours[0])
         snprintf(alt, sizeof alt, "%s/pocl", ours);
     else
         snprintf(alt, sizeof alt, "/tmp/perceiver-cl-%ld/pocl", (long)getuid());
-    if (make_dirs(alt))
+    if (pcv_private_dir(alt, "PoCL's kernel cache folder", NULL) == 0) {
+        setenv("POCL_CACHE_DIR", alt, 0);
+        return;
+    }
+    /* that one is taken (another user made it): a fresh private folder for this process */
+    snprintf(alt, sizeof alt, "/tmp/perceiver-cl-%ld-XXXXXX", (long)getuid());
+    if (mkdtemp(alt))
         setenv("POCL_CACHE_DIR", alt, 0);
 }
 
@@ -345,13 +380,25 @@ void pcv_cl_format_device_list(char *buf, size_t cap)
         len += (size_t)snprintf(buf + len, cap > len ? cap - len : 0, "\n  (this build has no OpenCL backend)");
     else if (n < 0)
         len += (size_t)snprintf(buf + len, cap > len ? cap - len : 0, "\n  (OpenCL: %s)", err.msg);
-    else if (n == 0)
-        len += (size_t)snprintf(buf + len, cap > len ? cap - len : 0,
-                                "\n  (no OpenCL device found: no driver installed, or PoCL without a writable "
-                                "POCL_CACHE_DIR)");
+    else if (n == 0) {
+        char why[1200];
+        if (pcv_cl_pocl_cache_problem(why, sizeof why))
+            len += (size_t)snprintf(buf + len, cap > len ? cap - len : 0, "\n  (no OpenCL device found: %s)", why);
+        else
+            len += (size_t)snprintf(buf + len, cap > len ? cap - len : 0,
+                                    "\n  (no OpenCL device found: no driver installed, or PoCL without a writable "
+                                    "POCL_CACHE_DIR)");
+    }
     for (int i = 0; i < n && len < cap; i++)
         len += (size_t)snprintf(buf + len, cap - len, "\n  %-4d %s [%s] (%s, OpenCL C %d.%d)", devs[i].index,
                                 devs[i].name, devs[i].type, devs[i].platform, devs[i].c_major, devs[i].c_minor);
+    char why[1200];
+    bool pocl = false;
+    for (int i = 0; i < n; i++)
+        pocl |= strstr(devs[i].platform, "Portable Computing Language") != NULL;
+    /* other drivers listed, PoCL missing because it cannot write its cache: say so */
+    if (n > 0 && !pocl && len < cap && pcv_cl_pocl_cache_problem(why, sizeof why))
+        snprintf(buf + len, cap - len, "\n  (PoCL lists no device: %s)", why);
     free(devs);
 }
 

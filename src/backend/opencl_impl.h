@@ -28,6 +28,7 @@ char *pcv_cl_load_source(const char *name, pcv_error *err);
 /* Statistics of program builds in this process (for `devices --verbose` and the docs). */
 typedef struct pcv_cl_build_stats {
     int from_source, from_cache, cache_writes, cache_rejects;
+    int cache_forged; /* rejected because the tag did not verify */
     double seconds;
 } pcv_cl_build_stats;
 extern pcv_cl_build_stats pcv_cl_stats;

@@ -18,6 +18,10 @@
 
 #include "util/clock.h"
 #include "util/fileutil.h"
+#include "util/sha256.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -100,7 +104,10 @@ static uint64_t fnv1a(const void *p, size_t n, uint64_t h)
     return h;
 }
 
-static const char MAGIC[8] = {'P', 'C', 'V', 'C', 'L', 'B', '0', '1'};
+/* Entry layout: MAGIC, u32 key length, key text, u64 binary length, binary, then HMAC-SHA-256 of
+ * everything before it under the cache folder's key. */
+static const char MAGIC[8] = {'P', 'C', 'V', 'C', 'L', 'B', '0', '2'};
+#define ENTRY_MAX ((size_t)1 << 30) /* program binaries are a few MB */
 
 /* The entry's path and its key text (what must match on load). */
 static void cache_key(const pcv_cl_device_info *info, const char *name, const char *source, const char *options,
@@ -121,57 +128,152 @@ static void cache_key(const pcv_cl_device_info *info, const char *name, const ch
              (unsigned long long)h2);
 }
 
-/* Reads an entry; NULL if absent or not valid for this key. */
+/* The cache folder's secret: 32 random bytes in <cache>/key, readable by this user only (the
+ * folder itself is private: pcv_private_dir). Whoever can write entries but not read the key (a
+ * copied or planted entry, a forged binary with a recomputed checksum) cannot make one that
+ * authenticates. Created once, atomically (a temporary file linked into place: the first process
+ * wins, the others read its key). false if there is none and none can be made. */
+static bool hmac_key(unsigned char out[32])
+{
+    static unsigned char key[32];
+    static int state; /* 0 unknown, 1 loaded, -1 unavailable */
+    if (state) {
+        memcpy(out, key, 32);
+        return state > 0;
+    }
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/key", pcv_cl_cache_dir());
+    for (int attempt = 0; attempt < 3 && !state; attempt++) {
+        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        struct stat sb;
+        if (fd >= 0) {
+            bool ok = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_uid == geteuid() &&
+                      (sb.st_mode & 077) == 0 && sb.st_size == 32 && read(fd, key, 32) == 32;
+            close(fd);
+            if (ok) {
+                state = 1;
+                break;
+            }
+        }
+        /* none, or not a private 32-byte file of ours: make a new one (entries made under an old
+         * key no longer authenticate and are rebuilt) */
+        unsigned char fresh[32];
+        int rfd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        bool got = rfd >= 0 && read(rfd, fresh, 32) == 32;
+        if (rfd >= 0)
+            close(rfd);
+        if (!got)
+            break;
+        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+        unlink(tmp);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+            break;
+        bool written = pcv_write_all(fd, fresh, 32) == 0 && fsync(fd) == 0;
+        close(fd);
+        bool placed = false, exists = false;
+        if (written) {
+            if (link(tmp, path) == 0)
+                placed = true; /* the first process to get there */
+            else if ((exists = errno == EEXIST) && attempt > 0)
+                placed = rename(tmp, path) == 0; /* the file there is still not a valid key: replace it */
+            /* EEXIST at the first attempt: another process made it meanwhile; read it again */
+        }
+        unlink(tmp);
+        if (placed) {
+            memcpy(key, fresh, 32);
+            state = 1;
+        } else if (!exists) {
+            break;
+        }
+    }
+    if (!state)
+        state = -1;
+    memcpy(out, key, 32);
+    return state > 0;
+}
+
+/* Reads an entry; NULL if absent or not valid for this key. An entry whose tag does not verify
+ * (modified, forged, written under another key) is never handed to the driver. */
 static unsigned char *cache_read(const char *path, const char *key, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    struct stat sb;
+    if (lstat(path, &sb) != 0)
         return NULL;
-    unsigned char *bin = NULL;
-    char magic[8];
-    uint32_t klen = 0;
-    uint64_t blen = 0, sum = 0;
-    char *k = NULL;
-    bool ok = fread(magic, 1, 8, f) == 8 && memcmp(magic, MAGIC, 8) == 0 && fread(&klen, 4, 1, f) == 1 &&
-              klen == strlen(key) && (k = malloc(klen + 1)) && fread(k, 1, klen, f) == klen &&
-              memcmp(k, key, klen) == 0 && fread(&blen, 8, 1, f) == 1 && fread(&sum, 8, 1, f) == 1 && blen > 0 &&
-              blen < ((uint64_t)1 << 32) && (bin = malloc(blen)) && fread(bin, 1, blen, f) == blen &&
-              fnv1a(bin, blen, 1469598103934665603ull) == sum && fgetc(f) == EOF;
-    fclose(f);
-    free(k);
-    if (!ok) { /* stale, truncated or corrupt: rebuilt and overwritten by the caller */
-        free(bin);
+    char *buf = NULL;
+    size_t n = 0;
+    unsigned char k[32], tag[32];
+    /* never blocks: a FIFO or device planted under an entry's name is refused before a read */
+    if (pcv_read_file(path, "a kernel cache entry", ENTRY_MAX, &buf, &n, NULL) != 0 || !hmac_key(k) ||
+        n < 8 + 4 + 8 + 32) {
+        free(buf);
         pcv_cl_stats.cache_rejects++;
         return NULL;
     }
-    *len = blen;
+    const unsigned char *p = (const unsigned char *)buf;
+    pcv_hmac_sha256(k, 32, p, n - 32, tag);
+    uint32_t klen = 0;
+    uint64_t blen = 0;
+    bool ok = pcv_tag_equal(tag, p + n - 32);
+    if (!ok)
+        pcv_cl_stats.cache_forged++;
+    if (ok) {
+        memcpy(&klen, p + 8, 4);
+        ok = memcmp(p, MAGIC, 8) == 0 && klen == strlen(key) && (size_t)klen <= n - 8 - 4 - 8 - 32 &&
+             memcmp(p + 12, key, klen) == 0;
+    }
+    if (ok) {
+        memcpy(&blen, p + 12 + klen, 8);
+        ok = blen > 0 && blen == n - 8 - 4 - klen - 8 - 32;
+    }
+    unsigned char *bin = ok ? malloc((size_t)blen) : NULL;
+    if (bin)
+        memcpy(bin, p + 12 + klen + 8, (size_t)blen);
+    free(buf);
+    if (!bin) { /* stale, truncated, corrupt or forged: rebuilt and overwritten by the caller */
+        pcv_cl_stats.cache_rejects++;
+        return NULL;
+    }
+    *len = (size_t)blen;
     return bin;
 }
 
-/* Writes an entry atomically: a temporary file in the same folder, then rename. Failures are
- * silent (the cache is an optimization). */
+typedef struct entry_out {
+    const unsigned char *p;
+    size_t n;
+} entry_out;
+
+static int write_entry(int fd, void *ctx)
+{
+    const entry_out *e = ctx;
+    return pcv_write_all(fd, e->p, e->n);
+}
+
+/* Writes an entry with its tag, atomically (pcv_write_atomic: a temporary file fsync'ed and
+ * renamed into place, so a crash leaves the old entry or the new one, never half of one).
+ * Failures are silent (the cache is an optimization). */
 static void cache_write(const char *path, const char *key, const unsigned char *bin, size_t len)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0)
-        return;
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        close(fd);
-        unlink(tmp);
-        return;
-    }
+    unsigned char k[32];
     uint32_t klen = (uint32_t)strlen(key);
-    uint64_t blen = len, sum = fnv1a(bin, len, 1469598103934665603ull);
-    bool ok = fwrite(MAGIC, 1, 8, f) == 8 && fwrite(&klen, 4, 1, f) == 1 && fwrite(key, 1, klen, f) == klen &&
-              fwrite(&blen, 8, 1, f) == 1 && fwrite(&sum, 8, 1, f) == 1 && fwrite(bin, 1, len, f) == len;
-    ok = fclose(f) == 0 && ok;
-    if (ok && rename(tmp, path) == 0)
+    uint64_t blen = len;
+    size_t n = 8 + 4 + klen + 8 + len + 32;
+    unsigned char *buf = hmac_key(k) ? malloc(n) : NULL;
+    if (!buf)
+        return;
+    memcpy(buf, MAGIC, 8);
+    memcpy(buf + 8, &klen, 4);
+    memcpy(buf + 12, key, klen);
+    memcpy(buf + 12 + klen, &blen, 8);
+    memcpy(buf + 20 + klen, bin, len);
+    pcv_hmac_sha256(k, 32, buf, n - 32, buf + n - 32);
+    entry_out e = {buf, n};
+    struct stat sb;
+    if (lstat(path, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode))
+        unlink(path); /* something planted under the entry's name (a FIFO, a link): the folder is ours */
+    if (pcv_write_atomic(path, write_entry, &e, NULL) == 0)
         pcv_cl_stats.cache_writes++;
-    else
-        unlink(tmp);
+    free(buf);
 }
 
 /* PoCL keeps its own persistent cache of compiled programs (POCL_CACHE_DIR, keyed by source,
@@ -203,6 +305,13 @@ static int build_failure(cl_program prog, cl_device_id dev, const pcv_cl_device_
     /* the message holds the start of the log; the whole log goes to stderr when it is longer */
     size_t room = 560;
     bool cut = strlen(l) > room;
+    char pocl[1200];
+    if (strstr(info->platform, "Portable Computing Language") && pcv_cl_pocl_cache_problem(pocl, sizeof pocl)) {
+        /* PoCL reports only "failed to build the program" when it cannot write its cache */
+        free(log);
+        return pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL kernel build failed for cl/%s on device %d '%s': %s", name,
+                             info->index, info->name, pocl);
+    }
     pcv_set_error(err, PCV_ERR_DEVICE,
                   "OpenCL kernel build failed for cl/%s on device %d '%s' (%s; options: %s):\n%.*s%s", name,
                   info->index, info->name, pcv_cl_error_name(rc, eb, sizeof eb), options, (int)room, l,
@@ -223,6 +332,11 @@ int pcv_cl_build_program(cl_context ctx, cl_device_id dev, const pcv_cl_device_i
     if (!source)
         return err ? (int)err->code : PCV_ERR_DEVICE;
     char key[2048], path[4600];
+    if (pcv_cl_cache_used(info) && pcv_runtime()->kernel_cache != 0 && pcv_cl_cache_problem()[0]) {
+        free(source);
+        return pcv_set_error(err, PCV_ERR_DEVICE, "kernel cache: %s (or PERCEIVER_KERNEL_CACHE=0 to run without "
+                             "the cache)", pcv_cl_cache_problem());
+    }
     bool use_cache = pcv_cl_cache_dir()[0] != '\0' && pcv_cl_cache_used(info);
     if (use_cache)
         cache_key(info, name, source, options, key, sizeof key, path, sizeof path);

@@ -19,6 +19,7 @@ enum {
     CLI_MAX_OPTIONS = 48,
     CLI_HELP = -2,      /* cli_parse_next: --help was printed */
     CLI_NUMERICS = 256, /* keys of options without a short letter start here */
+    CLI_MAX_IMAGE_PIXELS = 257,
     CLI_KEY = 300       /* first key free for the commands */
 };
 enum { CLI_MODEL = 1, CLI_QUIET = 2 }; /* common option groups (cli_command.common) */
@@ -107,6 +108,10 @@ pcv_model_options cli_model_options(void);
  * PERCEIVER_CL_TRACE, and the tuning overrides PERCEIVER_ATTENTION, PERCEIVER_GEMM_LAYOUT,
  * PERCEIVER_ATTN_SPLITS, PERCEIVER_CLBLAST_TUNE, PERCEIVER_CLBLAST_XGEMM, PERCEIVER_CLBLAST_MININD. */
 int cli_runtime_setup(pcv_error *err);
+/* Signal handlers and PERCEIVER_LIMITS (process.c; main calls it once before any command). */
+int cli_process_setup(pcv_error *err);
+/* Sets one limit from an option's value ("image_pixels", "300000000"). */
+int cli_set_limit(const char *name, const char *value, pcv_error *err);
 
 
 /* Fails with a message naming what the file is when path is recognisably not a safetensors file

@@ -7,6 +7,7 @@
 #include "cli/dispatch.h"
 #include "cli/jsonw.h"
 #include "util/clock.h"
+#include "util/fileutil.h"
 #include "util/error.h"
 
 #include "perceiver/image.h"
@@ -57,11 +58,9 @@ const cli_command cli_cmd_classify = {
 
 static char **read_labels(const char *path, int *n, pcv_error *err)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        pcv_set_error(err, PCV_ERR_IO, "%s: cannot open the label file: %s", path, strerror(errno));
+    FILE *f = pcv_fopen_regular(path, "a label file", err); /* never blocks on a FIFO (issue 12) */
+    if (!f)
         return NULL;
-    }
     char **labels = NULL, line[4096];
     int cap = 0;
     *n = 0;

@@ -3,11 +3,11 @@
  * convert_perceiver_haiku_to_pytorch.py; its flags are accepted as they are. */
 #include "cli/cli.h"
 #include "util/error.h"
+#include "util/fileutil.h"
 
 #include "model/config_path.h"
 #include "perceiver/presets.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -54,30 +54,12 @@ static int load_labels(const char *path, char ***out, int *n, pcv_error *err)
 {
     *out = NULL;
     *n = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return pcv_set_error(err, PCV_ERR_IO, "%s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, len = 0;
-    char *text = malloc(cap);
-    size_t got;
-    while (text && (got = fread(text + len, 1, cap - len - 1, f)) > 0) {
-        len += got;
-        if (len + 1 == cap) {
-            if (cap > (64u << 20)) {
-                free(text);
-                fclose(f);
-                return pcv_set_error(err, PCV_ERR_INPUT, "%s: label file too large", path);
-            }
-            char *t = realloc(text, cap *= 2);
-            if (!t)
-                free(text);
-            text = t;
-        }
-    }
-    fclose(f);
-    if (!text)
-        return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-    text[len] = '\0';
+    /* never blocks on a FIFO or device; label files are small (ImageNet-21k's is 0.5 MB) */
+    char *text = NULL;
+    size_t len = 0;
+    int rc0 = pcv_read_file(path, "a label file", (size_t)64 << 20, &text, &len, err);
+    if (rc0)
+        return rc0;
     size_t i = 0;
     while (i < len && strchr(" \t\r\n", text[i]))
         i++;
@@ -142,44 +124,6 @@ static int load_labels(const char *path, char ***out, int *n, pcv_error *err)
     }
     *out = labels;
     *n = count;
-    return 0;
-}
-
-/* ---- output folder --------------------------------------------------------------------------- */
-
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *de;
-        char p[4096 + 256];
-        while ((de = readdir(d)))
-            if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-                snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-                unlink(p);
-            }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
-/* Moves the finished temporary folder into place: a rename when DIR does not exist (or is
- * empty), otherwise file by file (each rename is atomic). */
-static int publish(const char *tmp, const char *dir, pcv_error *err)
-{
-    if (rename(tmp, dir) == 0)
-        return 0;
-    if (errno != ENOTEMPTY && errno != EEXIST)
-        return pcv_set_error(err, PCV_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
-    static const char *const files[] = {"model.safetensors", "config.json"};
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        char a[4096 + 64], b[4096 + 64];
-        snprintf(a, sizeof a, "%s/%s", tmp, files[i]);
-        snprintf(b, sizeof b, "%s/%s", dir, files[i]);
-        if (rename(a, b) != 0)
-            return pcv_set_error(err, PCV_ERR_IO, "%s: cannot write: %s", b, strerror(errno));
-    }
-    remove_tree(tmp);
     return 0;
 }
 
@@ -254,8 +198,15 @@ int cmd_convert(int argc, char **argv)
     pcv_config_init(&cfg);
     char **labels = NULL;
     int nlabels = 0, rc = EXIT_FAIL;
-    char tmp[4096], path[4096 + 64];
-    tmp[0] = '\0';
+    char path[4096 + 64];
+    /* the destination is checked whole before anything is read or written: a folder (or nothing)
+     * whose model.safetensors and config.json are regular files (or absent) */
+    static const char *const outfiles[] = {"model.safetensors", "config.json"};
+    pcv_outdir od;
+    bool od_open = false;
+    if (pcv_outdir_begin(&od, out, outfiles, 2, &err))
+        goto done;
+    od_open = true;
     pcv_weights_options wo = {.architecture = arch};
     if (pcv_weights_open(in, &wo, &w, &err))
         goto done;
@@ -310,37 +261,25 @@ int cmd_convert(int argc, char **argv)
         goto done;
     }
 
-    /* write everything into a temporary sibling folder, then move it into place */
-    snprintf(tmp, sizeof tmp, "%s.partial-%ld", out, (long)getpid());
-    size_t ol = strlen(out);
-    while (ol > 1 && out[ol - 1] == '/') /* "dir/" -> "dir.partial-N" */
-        ol--;
-    snprintf(tmp, sizeof tmp, "%.*s.partial-%ld", (int)ol, out, (long)getpid());
-    remove_tree(tmp);
-    if (mkdir(tmp, 0755) != 0) {
-        pcv_set_error(&err, PCV_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        tmp[0] = '\0';
-        goto done;
-    }
-    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+    /* everything goes into DIR.partial-PID, then into place */
+    pcv_outdir_path(&od, "model.safetensors", path, sizeof path);
     if (write_tensors(w, path, &err))
         goto done;
-    snprintf(path, sizeof path, "%s/config.json", tmp);
+    pcv_outdir_path(&od, "config.json", path, sizeof path);
     if (pcv_config_save(&cfg, path, &err))
         goto done;
-    char outdir[4096];
-    snprintf(outdir, sizeof outdir, "%.*s", (int)ol, out);
-    if (publish(tmp, outdir, &err))
+    od_open = false;
+    if (pcv_outdir_commit(&od, &err))
         goto done;
-    tmp[0] = '\0';
+    const char *outdir = od.dir;
     printf("converted %s (%s, %s): %d tensors, %lld parameters%s, config from %s -> %s/model.safetensors, "
            "%s/config.json\n", in, wi.format, wi.architecture, pcv_weights_count(w), (long long)pcv_weights_numel(w),
            wi.dropped ? " (BatchNorm EMA counters dropped)" : "", cfg_from ? cfg_from : "the built-in preset",
            outdir, outdir);
     rc = EXIT_OK;
 done:
-    if (tmp[0])
-        remove_tree(tmp);
+    if (od_open)
+        pcv_outdir_abort(&od);
     if (rc)
         cli_fail(&err);
     for (int i = 0; labels && i < nlabels; i++)

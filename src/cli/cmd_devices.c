@@ -112,6 +112,17 @@ int cmd_devices(int argc, char **argv)
         jw_array_end(&w);
         jw_key(&w, "kernel_cache");
         jw_str(&w, cache);
+        if (pcv_cl_cache_problem()[0]) {
+            jw_key(&w, "kernel_cache_refused");
+            jw_str(&w, pcv_cl_cache_problem());
+        }
+        jw_key(&w, "pocl_cache_dir"); /* after the runtime chose it (docs/opencl.md); null when unset */
+        jw_str(&w, getenv("POCL_CACHE_DIR"));
+        char pocl[1200];
+        if (pcv_cl_available() && pcv_cl_pocl_cache_problem(pocl, sizeof pocl)) {
+            jw_key(&w, "pocl_cache_problem");
+            jw_str(&w, pocl);
+        }
         jw_object_end(&w);
         jw_end(&w);
     } else {
@@ -120,9 +131,14 @@ int cmd_devices(int argc, char **argv)
             printf("OpenCL: not in this build (configured with -DPCV_OPENCL=OFF)\n");
         else if (n < 0)
             printf("OpenCL: %s\n", err.msg);
-        else if (n == 0)
-            printf("OpenCL: no device found. Install a driver (e.g. Debian's pocl-opencl-icd for the CPU, or the\n"
-                   "GPU vendor's); PoCL also needs a writable POCL_CACHE_DIR.\n");
+        else if (n == 0) {
+            char pocl[1200];
+            if (pcv_cl_pocl_cache_problem(pocl, sizeof pocl))
+                printf("OpenCL: no device found: %s\n", pocl);
+            else
+                printf("OpenCL: no device found. Install a driver (e.g. Debian's pocl-opencl-icd for the CPU, or the\n"
+                       "GPU vendor's); PoCL also needs a writable POCL_CACHE_DIR.\n");
+        }
         else
             printf("OpenCL devices: %d\n", n);
         for (int i = 0; i < n; i++) {
@@ -146,7 +162,9 @@ int cmd_devices(int argc, char **argv)
                 printf("   (unusable: %s)", why);
             printf("\n");
         }
-        if (pcv_cl_available())
+        if (pcv_cl_available() && pcv_cl_cache_problem()[0])
+            printf("\nkernel cache: refused: %s\n", pcv_cl_cache_problem());
+        else if (pcv_cl_available())
             printf("\nkernel cache: %s\n", cache[0] ? cache : "off (PERCEIVER_KERNEL_CACHE=0, or no writable folder)");
         if (cache[0])
             printf("              (PoCL devices use PoCL's own cache, POCL_CACHE_DIR, unless PERCEIVER_KERNEL_CACHE=1)\n");

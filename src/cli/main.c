@@ -117,7 +117,7 @@ int main(int argc, char **argv)
     bool sharded = !strcmp(cmd, "classify") || !strcmp(cmd, "fill") || !strcmp(cmd, "flow");
     if (sharded && cli_mpi_init(&argc, &argv, &err))
         return cli_fail(&err);
-    if (cli_runtime_setup(&err)) {
+    if (cli_runtime_setup(&err) || cli_process_setup(&err)) {
         cli_fail(&err);
         cli_mpi_abort(EXIT_FAIL);
         cli_mpi_finalize();

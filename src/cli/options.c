@@ -28,6 +28,8 @@ static const cli_option common_model[] = {
     {"threads", 't', "N", "CPU threads (default: all cores)"},
     {"numerics", CLI_NUMERICS, "P", "hf or haiku (DeepMind's original forward pass); default:\n"
                                      "haiku for DeepMind pickles, hf otherwise"},
+    {"max-image-pixels", CLI_MAX_IMAGE_PIXELS, "N", "refuse images of more than N pixels (default 178956970,\n"
+                                                    "Pillow's decompression-bomb rule; docs/limits.md)"},
     {0},
 };
 static const cli_option common_quiet[] = {
@@ -172,6 +174,14 @@ int cli_parse_next(cli_parser *p)
             cli_quiet = true;
             continue;
         }
+        if ((p->cmd->common & CLI_MODEL) && c == CLI_MAX_IMAGE_PIXELS) {
+            pcv_error e = {0};
+            if (cli_set_limit("image_pixels", p->arg, &e)) {
+                cli_usage_error(p->cmd->name, "--max-image-pixels needs a positive number, not '%s'", p->arg);
+                return '?';
+            }
+            continue;
+        }
         if ((p->cmd->common & CLI_MODEL) && p->model && (c == 'd' || c == 't' || c == CLI_NUMERICS)) {
             long v;
             if (c == 'd') {
@@ -275,7 +285,8 @@ int cli_check_output_file(const char *path, const char *role, pcv_error *err)
 pcv_model_options cli_model_options(void)
 {
     pcv_model_options o = {0};
-    o.backend.device = getenv("PERCEIVER_DEVICE");
+    const char *dev = getenv("PERCEIVER_DEVICE");
+    o.backend.device = dev && *dev ? dev : NULL; /* set but empty: as if unset (--device '' is an error) */
     const char *ma = getenv("PERCEIVER_MAX_ALLOC");
     if (ma && *ma)
         o.backend.max_alloc = strtoull(ma, NULL, 10);

@@ -9,6 +9,8 @@
 #include "util/error.h"
 
 #include "util/fileutil.h"
+#include "util/limits.h"
+#include "formats/formats.h"
 #include "util/jsonutil.h"
 
 #include <errno.h>
@@ -417,6 +419,20 @@ static int load_scalars(const cfg_ctx *c, pcv_config *cfg)
     return rc;
 }
 
+int pcv_config_check_limits(const pcv_config *cfg, const char *what, pcv_error *err)
+{
+    const pcv_limits *l = pcv_limits_now();
+    if (cfg->num_blocks > l->num_blocks)
+        return pcv_set_error(err, PCV_ERR_INPUT, "%s: num_blocks = %d is over %s", what, cfg->num_blocks,
+                             PCV_LIMIT_TEXT("num_blocks"));
+    int64_t layers = (int64_t)cfg->num_blocks * cfg->num_self_attends_per_block;
+    if (layers > l->layers)
+        return pcv_set_error(err, PCV_ERR_INPUT, "%s: num_blocks x num_self_attends_per_block = %d x %d = %lld "
+                             "self-attention layers per forward pass, over %s", what, cfg->num_blocks,
+                             cfg->num_self_attends_per_block, (long long)layers, PCV_LIMIT_TEXT("layers"));
+    return 0;
+}
+
 static int load_root(const cfg_ctx *c, pcv_config *cfg)
 {
     if (!json_is_object(c->root))
@@ -430,6 +446,8 @@ static int load_root(const cfg_ctx *c, pcv_config *cfg)
         rc = load_cross_shape(c, cfg);
     if (!rc)
         rc = load_labels(c, cfg);
+    if (!rc)
+        rc = pcv_config_check_limits(cfg, c->path, c->err);
     return rc;
 }
 

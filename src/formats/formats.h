@@ -12,6 +12,10 @@ struct pcv_safetensors {
     pcv_st_tensor *tensors; /* sorted by name */
 };
 
+/* The limits on a config's layer counts (num_blocks, num_blocks x num_self_attends_per_block):
+ * checked when a config.json is read and when a model is built from any config. */
+int pcv_config_check_limits(const pcv_config *cfg, const char *what, pcv_error *err);
+
 /* Maps st (caller-owned storage) / releases what pcv_st_map set up. */
 int pcv_st_map(pcv_safetensors *st, const char *path, pcv_error *err);
 void pcv_st_unmap(pcv_safetensors *st);
@@ -20,12 +24,12 @@ void pcv_st_unmap(pcv_safetensors *st);
 struct pcv_weights {
     char *path;        /* the file or folder opened, for messages */
     char format[32];   /* "safetensors", ... */
-    int count;
+    int count, cap;
     pcv_st_tensor *tensors; /* sorted by name */
     pcv_safetensors *files;
     int nfiles;
     void **blocks;
-    int nblocks;
+    int nblocks, capblocks;
     bool from_haiku;
     char architecture[64];
     char *source;

@@ -7,6 +7,7 @@
  * block kind (cross / self) for everything under an encoder or decoder attention scope. */
 #include "formats/haiku.h"
 #include "util/error.h"
+#include "util/limits.h"
 
 
 #include <ctype.h>
@@ -17,13 +18,16 @@
 
 /* ---- flattening ---------------------------------------------------------------------------- */
 
-#define HK_MAX_DEPTH 8 /* Haiku trees are 2 levels deep; deeper means a hostile or odd file */
+#define HK_MAX_DEPTH 8   /* Haiku trees are 2 levels deep; deeper means a hostile or odd file */
+#define HK_MAX_NAME 1024 /* bytes of a flattened name ("scope/~/sub/param"); real ones are < 200 */
 
 typedef struct flat {
     hk_param *p;
     size_t n, cap;
     const char *file;
     pcv_error *err;
+    pk_doc *doc;     /* its memory budget pays for the names and the table */
+    int64_t visited; /* values reached, counting a shared sub-tree each time it is reached */
 } flat;
 
 static int key_text(const flat *f, const pk_obj *k, const char *prefix, const char **s, size_t *n)
@@ -47,10 +51,23 @@ static int walk(flat *f, const pk_obj *d, const char *prefix, int depth, bool st
     for (size_t i = 0; i < d->u.dict.n; i++) {
         const char *ks = "";
         size_t kn = 0;
+        /* a pickle is a graph: sub-dicts can be shared (memo references), so a 1 KB file can
+         * describe 16^7 leaves; every value reached counts, shared or not */
+        if (++f->visited > pcv_limits_now()->pickle_nodes)
+            return pcv_set_error(f->err, PCV_ERR_FORMAT, "%s: the parameter tree has more than %lld entries "
+                                 "(shared sub-trees count each time they are reached; DeepMind's checkpoints have "
+                                 "under 2,000): over %s", f->file, (long long)pcv_limits_now()->pickle_nodes,
+                                 PCV_LIMIT_TEXT("pickle_nodes"));
         int rc = key_text(f, d->u.dict.k[i], prefix, &ks, &kn);
         if (rc)
             return rc;
         size_t pl = strlen(prefix);
+        if (kn > HK_MAX_NAME || pl + kn + 1 > HK_MAX_NAME)
+            return pcv_set_error(f->err, PCV_ERR_FORMAT, "%s: a parameter name under '%.64s' is longer than %d "
+                                 "bytes (Haiku names are under 200)", f->file, prefix[0] ? prefix : "(top level)",
+                                 HK_MAX_NAME);
+        if ((rc = pk_budget_take(f->doc, pl + kn + 2, "the parameter tree", f->err)))
+            return rc;
         char *name = malloc(pl + kn + 2);
         if (!name)
             return pcv_set_error(f->err, PCV_ERR_OOM, "out of memory");
@@ -64,6 +81,10 @@ static int walk(flat *f, const pk_obj *d, const char *prefix, int depth, bool st
         } else if (v->kind == PK_ARRAY) {
             if (f->n == f->cap) {
                 size_t nc = f->cap ? 2 * f->cap : 64;
+                if ((rc = pk_budget_take(f->doc, (nc - f->cap) * sizeof *f->p, "the parameter tree", f->err))) {
+                    free(name);
+                    return rc;
+                }
                 hk_param *q = realloc(f->p, nc * sizeof *q);
                 if (!q) {
                     free(name);
@@ -88,11 +109,12 @@ static int cmp_param(const void *a, const void *b)
     return strcmp(((const hk_param *)a)->name, ((const hk_param *)b)->name);
 }
 
-int hk_flatten(const pk_obj *root, const char *file, hk_param **out, size_t *n, pcv_error *err)
+int hk_flatten(pk_doc *doc, const char *file, hk_param **out, size_t *n, pcv_error *err)
 {
     *out = NULL;
     *n = 0;
-    flat f = {.file = file, .err = err};
+    const pk_obj *root = doc->root;
+    flat f = {.file = file, .err = err, .doc = doc};
     if (!pk_is_mapping(root))
         return pcv_set_error(err, PCV_ERR_FORMAT, "%s: the pickle holds a %s, not a parameter "
                              "mapping", file, root ? pk_kind_name(root->kind) : "nothing");

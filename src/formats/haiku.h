@@ -16,8 +16,10 @@ typedef struct hk_param {
 
 /* Flattens a DeepMind pickle's root object: a params mapping, or {'params': ..., 'state': ...}
  * (other top-level keys, e.g. optimizer state, are ignored), each level a plain dict or a Haiku
- * mapping. Sorted by name; duplicate names, non-string keys and non-array leaves are errors. */
-int hk_flatten(const pk_obj *root, const char *file, hk_param **out, size_t *n, pcv_error *err);
+ * mapping. Sorted by name; duplicate names, non-string keys and non-array leaves are errors.
+ * Bounded: depth 8, names of 1024 bytes, the pickle_nodes limit on the values reached (a shared
+ * sub-tree counts each time), and the names and table are charged to the doc's memory budget. */
+int hk_flatten(pk_doc *doc, const char *file, hk_param **out, size_t *n, pcv_error *err);
 void hk_params_free(hk_param *p, size_t n);
 
 typedef enum hk_transform {

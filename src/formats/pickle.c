@@ -7,6 +7,7 @@
  * few whitelisted ones are interpreted here with their documented meaning. */
 #include "formats/pickle.h"
 #include "util/error.h"
+#include "util/limits.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -17,7 +18,6 @@
 
 #define PK_CHUNK 1024         /* objects per arena block */
 #define PK_MEMO_SLACK 65536   /* memo indices may run this far ahead of the puts seen */
-#define PK_DEFAULT_BUDGET (128u * 1024 * 1024)
 
 struct pk_block {
     pk_block *next;
@@ -131,6 +131,8 @@ typedef struct vm {
     pk_obj **memo;
     size_t memo_cap, nput;
     pk_obj *none, *t, *f, *empty_tuple; /* shared immutable singletons (in the arena) */
+    pk_obj **pend;                      /* arrays made by numpy _reconstruct, BUILD pending */
+    size_t npend, cappend;
 } vm;
 
 static const char *opname(unsigned char op);
@@ -156,8 +158,20 @@ static int budget(vm *m, size_t n)
     pk_doc *d = m->doc;
     if (n > d->limit - d->used)
         return FAIL(PCV_ERR_FORMAT,
-                    "the pickle needs more than %zu MiB of memory to decode (limit %zu MiB for a "
-                    "%zu-byte file): refusing", (d->used + n) >> 20, d->limit >> 20, m->len);
+                    "the pickle needs more than %zu MiB of memory to decode, over its budget of %zu MiB "
+                    "(2 x the %zu-byte file + %s)", (d->used + n) >> 20, d->limit >> 20, d->len,
+                    PCV_LIMIT_TEXT("pickle_bytes"));
+    d->used += n;
+    return 0;
+}
+
+int pk_budget_take(pk_doc *d, size_t n, const char *what, pcv_error *err)
+{
+    if (n > d->limit - d->used)
+        return pcv_set_error(err, PCV_ERR_FORMAT,
+                             "%s: %s needs more than %zu MiB of memory, over the pickle's budget of %zu MiB "
+                             "(2 x the %zu-byte file + %s)", d->name, what, (d->used + n) >> 20, d->limit >> 20,
+                             d->len, PCV_LIMIT_TEXT("pickle_bytes"));
     d->used += n;
     return 0;
 }
@@ -327,7 +341,7 @@ static int pop_mark(vm *m, pk_obj ***items, size_t *n)
     if (!m->nmarks)
         return FAIL(PCV_ERR_FORMAT, "no MARK to pop to");
     size_t b = m->marks[--m->nmarks];
-    *items = m->stack + b;
+    *items = m->stack ? m->stack + b : NULL; /* a MARK on an empty machine: no stack yet */
     *n = m->sp - b;
     m->sp = b;
     return 0;
@@ -950,6 +964,11 @@ static int reduce_np_reconstruct(vm *m, pk_obj *args, pk_obj **out)
     if (!o || !new_array(m, o))
         return m->err ? (int)m->err->code : PCV_ERR_OOM;
     o->u.arr->pending = true;
+    o->u.arr->pos = m->op_pos;
+    int rc = grow(m, (void **)&m->pend, &m->cappend, m->npend + 1, sizeof *m->pend);
+    if (rc)
+        return rc;
+    m->pend[m->npend++] = o;
     *out = o;
     return 0;
 }
@@ -1291,6 +1310,12 @@ static int step(vm *m, bool *stop)
             return FAIL(PCV_ERR_FORMAT, "STOP with an unclosed MARK");
         if ((rc = pop(m, &a)))
             return rc;
+        /* an array that numpy's _reconstruct made but no BUILD filled is an empty placeholder
+         * (no dtype, no data): NumPy would give a 0-size array, which no checkpoint holds */
+        for (size_t i = 0; i < m->npend; i++)
+            if (m->pend[i]->kind == PK_ARRAY && m->pend[i]->u.arr->pending)
+                return FAIL(PCV_ERR_FORMAT, "the numpy array made by _reconstruct at byte %zu was never "
+                            "filled by BUILD (truncated or forged pickle)", m->pend[i]->u.arr->pos);
         m->doc->root = a;
         *stop = true;
         return 0;
@@ -1522,8 +1547,9 @@ int pk_load(pk_doc *doc, const unsigned char *buf, size_t len, const pk_options 
 {
     memset(doc, 0, sizeof *doc);
     doc->name = opt && opt->name ? opt->name : "pickle";
-    size_t lim = opt && opt->max_alloc ? opt->max_alloc : PK_DEFAULT_BUDGET;
+    size_t lim = opt && opt->max_alloc ? opt->max_alloc : (size_t)pcv_limits_now()->pickle_bytes;
     doc->limit = len > (SIZE_MAX - lim) / 2 ? SIZE_MAX : lim + 2 * len;
+    doc->len = len;
     vm m = {.buf = buf, .len = len, .opt = opt, .err = err, .doc = doc};
     int rc = 0;
     if (!(m.none = new_obj(&m, PK_NONE)) || !(m.t = new_obj(&m, PK_BOOL)) ||
@@ -1539,6 +1565,7 @@ int pk_load(pk_doc *doc, const unsigned char *buf, size_t len, const pk_options 
     free(m.stack);
     free(m.marks);
     free(m.memo);
+    free(m.pend);
     if (rc)
         pk_doc_free(doc);
     return rc;

@@ -13,9 +13,11 @@
  * turns into arrays with pk_resolve_tensors().
  *
  * Hardening: every length is checked against the remaining input before anything is allocated;
- * all allocations count against a budget (default 128 MiB + 2 x input size); memo indices are
- * bounded; marks must balance; cycles cannot make the reader loop (it never recurses over the
- * object graph) and consumers walk the tree with depth limits. */
+ * all allocations count against a budget (2 x input size + the pickle_bytes limit, 128 MiB by
+ * default), which the consumers also charge with what they derive (pk_budget_take); memo indices
+ * are bounded; marks must balance; arrays made by numpy _reconstruct must be filled by BUILD;
+ * cycles cannot make the reader loop (it never recurses over the object graph) and consumers walk
+ * the tree with depth and node limits (shared references count each time they are reached). */
 #ifndef PCV_PICKLE_H
 #define PCV_PICKLE_H
 
@@ -40,6 +42,7 @@ typedef struct pk_array {
     const unsigned char *data; /* numel * dtype size bytes */
     size_t nbytes;
     bool pending; /* created by numpy _reconstruct, waiting for its BUILD */
+    size_t pos;   /* byte offset of that _reconstruct (messages) */
     /* PK_TENSOR only */
     pk_obj *storage;
     int64_t offset;                 /* in elements */
@@ -89,7 +92,8 @@ struct pk_obj {
 typedef struct pk_options {
     const char *name;       /* file name for messages */
     bool allow_persistent;  /* accept BINPERSID ('storage', ...) ids (torch files) */
-    size_t max_alloc;       /* allocation budget; 0 = 128 MiB + 2 x input size */
+    size_t max_alloc;       /* allocation budget beyond 2 x input size; 0 = the pickle_bytes limit
+                               (128 MiB by default) */
 } pk_options;
 
 typedef struct pk_block pk_block;
@@ -106,7 +110,7 @@ typedef struct pk_doc {
     pk_block *blocks;
     void **bufs;
     size_t nbufs, capbufs;
-    size_t used, limit;
+    size_t used, limit, len;
     const char *name;
 } pk_doc;
 
@@ -115,6 +119,9 @@ typedef struct pk_doc {
 int pk_load(pk_doc *doc, const unsigned char *buf, size_t len, const pk_options *opt,
             pcv_error *err);
 void pk_doc_free(pk_doc *doc);
+/* Charges n bytes of memory derived from the doc after loading (the Haiku tree walk, transposed
+ * copies) to its budget; an error naming the pickle_bytes limit when it is spent. */
+int pk_budget_take(pk_doc *doc, size_t n, const char *what, pcv_error *err);
 
 /* After the caller has set every storage's data: checks each tensor's view against its storage
  * and turns it into a PK_ARRAY (zero-copy when contiguous, gathered otherwise). */

@@ -111,7 +111,7 @@ static int map_file(pcv_safetensors *st, const char *path, pcv_error *err)
         rc = pcv_set_error(err, PCV_ERR_FORMAT,
                            "%s: file is only %zu bytes, too short for the 8-byte safetensors "
                            "header length", path, st->map_size);
-        munmap(st->map, st->map_size);
+        pcv_unmap_file(st->map, st->map_size);
         st->map = NULL;
         st->map_size = 0;
     }
@@ -415,7 +415,7 @@ void pcv_st_unmap(pcv_safetensors *st)
         free(st->tensors[i].name);
     free(st->tensors);
     if (st->map)
-        munmap(st->map, st->map_size);
+        pcv_unmap_file(st->map, st->map_size);
     free(st->path);
     memset(st, 0, sizeof *st);
 }

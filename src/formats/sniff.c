@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "util/fileutil.h"
+
 static bool read_at(FILE *f, uint64_t off, unsigned char *buf, size_t n)
 {
     return fseeko(f, (off_t)off, SEEK_SET) == 0 && fread(buf, 1, n, f) == n;
@@ -73,9 +75,14 @@ static void describe(char *what, size_t cap, const char *s)
 pcv_file_kind pcv_sniff_file(const char *path, char *what, size_t cap)
 {
     describe(what, cap, "");
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* never blocks: a FIFO or a device is no format (its reader then says what it is) */
+    FILE *f = pcv_fopen_regular(path, "a file", NULL);
+    if (!f) {
+        struct stat sb;
+        if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+            describe(what, cap, S_ISDIR(sb.st_mode) ? "a folder" : "not a regular file");
         return PCV_FILE_UNKNOWN;
+    }
     unsigned char h[64] = {0};
     size_t n = fread(h, 1, sizeof h, f);
     struct stat sb;

@@ -2,6 +2,9 @@
  * See torchzip.h and shared/spec/checkpoint-formats.md section 6. */
 #include "formats/torchzip.h"
 #include "util/error.h"
+#include "util/limits.h"
+
+#include <zlib.h>
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,6 +19,25 @@ static uint32_t le32(const unsigned char *p)
 static uint64_t le64(const unsigned char *p) { return le32(p) | (uint64_t)le32(p + 4) << 32; }
 
 /* ---- ZIP ---------------------------------------------------------------------------------- */
+
+/* Fuzzing builds accept CRC mismatches (still computing them), or the fuzzer could not get past
+ * any checksum; libFuzzer's convention defines this macro. */
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+#define PCV_FUZZING 1
+#else
+#define PCV_FUZZING 0
+#endif
+
+typedef struct zip_span {
+    uint64_t start, end; /* local header .. end of data (and data descriptor) */
+    size_t index;
+} zip_span;
+
+static int cmp_span(const void *a, const void *b)
+{
+    const zip_span *x = a, *y = b;
+    return (x->start > y->start) - (x->start < y->start);
+}
 
 static int cmp_entry(const void *a, const void *b)
 {
@@ -90,48 +112,108 @@ int pcv_zip_open(pcv_zip *z, const unsigned char *buf, size_t len, const char *n
     if (count > cd_size / 46)
         return pcv_set_error(err, PCV_ERR_FORMAT, "%s: ZIP declares %" PRIu64 " entries, more than "
                              "its central directory can hold", name, count);
+    if (count > (uint64_t)pcv_limits_now()->archive_entries)
+        return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: ZIP archive of %" PRIu64 " entries, over %s", name,
+                             count, PCV_LIMIT_TEXT("archive_entries"));
     z->entries = calloc(count ? (size_t)count : 1, sizeof *z->entries);
-    if (!z->entries)
+    zip_span *spans = calloc(count ? (size_t)count : 1, sizeof *spans);
+    if (!z->entries || !spans) {
+        free(spans);
+        pcv_zip_close(z);
         return pcv_set_error(err, PCV_ERR_OOM, "%s: out of memory", name);
+    }
     const unsigned char *p = buf + cd_off, *end = p + cd_size;
     for (uint64_t i = 0; i < count; i++) {
         if (end - p < 46 || memcmp(p, "PK\1\2", 4) != 0) {
+            free(spans);
             pcv_zip_close(z);
             return pcv_set_error(err, PCV_ERR_FORMAT, "%s: ZIP central directory entry %" PRIu64
                                  " is corrupt", name, i);
         }
         uint16_t flags = le16(p + 8), method = le16(p + 10);
+        uint32_t crc = le32(p + 16);
         uint64_t csize = le32(p + 20), usize = le32(p + 24), off = le32(p + 42);
         size_t nl = le16(p + 28), xl = le16(p + 30), cl = le16(p + 32);
         if ((size_t)(end - p) - 46 < nl + xl + cl) {
+            free(spans);
             pcv_zip_close(z);
             return pcv_set_error(err, PCV_ERR_FORMAT, "%s: ZIP central directory entry %" PRIu64
                                  " runs past the directory", name, i);
         }
         const unsigned char *ename = p + 46;
         if (zip64_extra(p + 46 + nl, xl, &usize, &csize, &off) != 0) {
+            free(spans);
             pcv_zip_close(z);
             return pcv_set_error(err, PCV_ERR_FORMAT, "%s: bad ZIP64 extra field", name);
         }
         char shown[128];
         snprintf(shown, sizeof shown, "%.*s", (int)(nl < 100 ? nl : 100), (const char *)ename);
         if (flags & 1) {
+            free(spans);
             pcv_zip_close(z);
             return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: ZIP entry '%s' is encrypted", name, shown);
         }
         /* local header: its own name and extra lengths decide where the data start */
         if (off > len || len - off < 30 || memcmp(buf + off, "PK\3\4", 4) != 0) {
+            free(spans);
             pcv_zip_close(z);
             return pcv_set_error(err, PCV_ERR_FORMAT, "%s: ZIP entry '%s': local header offset %" PRIu64
                                  " is out of bounds or invalid", name, shown, off);
         }
         uint64_t data = off + 30 + le16(buf + off + 26) + le16(buf + off + 28);
         if (data > len || csize > len - data) {
+            free(spans);
             pcv_zip_close(z);
             return pcv_set_error(err, PCV_ERR_FORMAT, "%s: ZIP entry '%s': data [%" PRIu64 ", +%" PRIu64
                                  "] lie outside the %zu-byte file (truncated?)", name, shown, data,
                                  csize, len);
         }
+        /* the local header must describe the same entry as the central directory */
+        const unsigned char *lh = buf + off;
+        size_t lnl = le16(lh + 26);
+        if (lnl != nl || memcmp(lh + 30, ename, nl) != 0) {
+            char lshown[128];
+            snprintf(lshown, sizeof lshown, "%.*s", (int)(lnl < 100 ? lnl : 100), (const char *)lh + 30);
+            free(spans);
+            pcv_zip_close(z);
+            return pcv_set_error(err, PCV_ERR_FORMAT, "%s: ZIP entry '%s': its local header names it '%s' "
+                                 "(corrupt or forged archive)", name, shown, lshown);
+        }
+        uint64_t extent = data + csize; /* end of the entry's bytes, data descriptor included */
+        uint32_t lcrc = le32(lh + 14);
+        uint16_t lflags = le16(lh + 6);
+        bool have_lcrc = !(lflags & 8);
+        if (lflags & 8) { /* sizes and CRC follow the data: [PK\7\8] crc csize usize (8-byte sizes in ZIP64) */
+            uint64_t q = data + csize;
+            if (q <= len && len - q >= 4 && memcmp(buf + q, "PK\7\10", 4) == 0)
+                q += 4;
+            size_t dl = usize > 0xfffffffeu || csize > 0xfffffffeu ? 20 : 12;
+            if (q <= len && len - q >= 4) {
+                lcrc = le32(buf + q);
+                have_lcrc = true;
+            }
+            extent = q + dl <= len ? q + dl : len;
+        }
+        if (method == 0 && csize == usize) { /* stored: the bytes must be what the archive says */
+            uint32_t got = (uint32_t)crc32(0L, Z_NULL, 0);
+            const unsigned char *d = buf + data;
+            for (uint64_t left = csize; left > 0;) { /* zlib takes 32-bit lengths */
+                uInt n = left > (1u << 30) ? (1u << 30) : (uInt)left;
+                got = (uint32_t)crc32(got, d, n);
+                d += n;
+                left -= n;
+            }
+            if ((got != crc || (have_lcrc && lcrc != crc)) && !PCV_FUZZING) {
+                free(spans);
+                pcv_zip_close(z);
+                if (got != crc)
+                    return pcv_set_error(err, PCV_ERR_FORMAT, "%s: ZIP entry '%s': CRC-32 mismatch (the data give "
+                                         "%08x, the archive says %08x): the file is corrupt", name, shown, got, crc);
+                return pcv_set_error(err, PCV_ERR_FORMAT, "%s: ZIP entry '%s': the local CRC-32 %08x differs from "
+                                     "the central directory's %08x: the file is corrupt", name, shown, lcrc, crc);
+            }
+        }
+        spans[z->count] = (zip_span){off, extent, z->count};
         pcv_zip_entry *en = &z->entries[z->count++];
         en->name = ename;
         en->namelen = nl;
@@ -141,6 +223,21 @@ int pcv_zip_open(pcv_zip *z, const unsigned char *buf, size_t len, const char *n
         en->data = method == 0 && csize == usize ? buf + data : NULL;
         p += 46 + nl + xl + cl;
     }
+    /* entries may not overlap (an overlapping "zip bomb" makes one block of data count for
+     * many entries; stored entries never overlap) */
+    qsort(spans, z->count, sizeof *spans, cmp_span);
+    for (size_t i = 1; i < z->count; i++)
+        if (spans[i].start < spans[i - 1].end) {
+            char a[128], b[128];
+            const pcv_zip_entry *x = &z->entries[spans[i - 1].index], *y = &z->entries[spans[i].index];
+            snprintf(a, sizeof a, "%.*s", (int)(x->namelen < 100 ? x->namelen : 100), (const char *)x->name);
+            snprintf(b, sizeof b, "%.*s", (int)(y->namelen < 100 ? y->namelen : 100), (const char *)y->name);
+            free(spans);
+            pcv_zip_close(z);
+            return pcv_set_error(err, PCV_ERR_FORMAT, "%s: ZIP entries '%s' and '%s' overlap (corrupt or forged "
+                                 "archive)", name, a, b);
+        }
+    free(spans);
     qsort(z->entries, z->count, sizeof *z->entries, cmp_entry);
     return 0;
 }

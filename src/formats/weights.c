@@ -17,6 +17,7 @@
 #include "formats/torchzip.h"
 
 #include <dirent.h>
+#include <stdint.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -47,14 +48,30 @@ static int cmp_tensor(const void *a, const void *b)
     return strcmp(((const pcv_st_tensor *)a)->name, ((const pcv_st_tensor *)b)->name);
 }
 
+/* Grows *p (of *cap elements) to hold need, doubling: tables of many entries cost linear time. */
+static int grow_table(void **p, int *cap, int need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    if (need > INT32_MAX / 2)
+        return -1;
+    int nc = *cap ? *cap : 16;
+    while (nc < need)
+        nc *= 2;
+    void *q = realloc(*p, (size_t)nc * elem);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = nc;
+    return 0;
+}
+
 static int keep_block(pcv_weights *w, void *p, pcv_error *err)
 {
-    void **b = realloc(w->blocks, (size_t)(w->nblocks + 1) * sizeof *b);
-    if (!b) {
+    if (grow_table((void **)&w->blocks, &w->capblocks, w->nblocks + 1, sizeof *w->blocks)) {
         free(p);
         return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
     }
-    w->blocks = b;
     w->blocks[w->nblocks++] = p;
     return 0;
 }
@@ -65,10 +82,8 @@ static int add_tensor(pcv_weights *w, const char *name, pcv_dtype dt, int ndim,
     char *nm = strdup(name);
     if (!nm || keep_block(w, nm, err))
         return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-    pcv_st_tensor *t = realloc(w->tensors, (size_t)(w->count + 1) * sizeof *t);
-    if (!t)
+    if (grow_table((void **)&w->tensors, &w->cap, w->count + 1, sizeof *w->tensors))
         return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-    w->tensors = t;
     pcv_st_tensor *x = &w->tensors[w->count++];
     memset(x, 0, sizeof *x);
     x->name = nm;
@@ -87,11 +102,9 @@ static int add_tensor(pcv_weights *w, const char *name, pcv_dtype dt, int ndim,
 /* Adds every tensor of an opened safetensors file to the set (names are shared, not copied). */
 static int add_file_tensors(pcv_weights *w, const pcv_safetensors *st, pcv_error *err)
 {
-    pcv_st_tensor *t = realloc(w->tensors, (size_t)(w->count + st->count + 1) * sizeof *t);
-    if (!t)
+    if (grow_table((void **)&w->tensors, &w->cap, w->count + st->count + 1, sizeof *w->tensors))
         return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-    w->tensors = t;
-    memcpy(w->tensors + w->count, st->tensors, (size_t)st->count * sizeof *t);
+    memcpy(w->tensors + w->count, st->tensors, (size_t)st->count * sizeof *w->tensors);
     w->count += st->count;
     return 0;
 }
@@ -114,6 +127,19 @@ static bool is_file(const char *path)
 {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* The error pcv_open_regular gives for path (which is not a regular file, or cannot be opened). */
+static int regular_error(const char *path, const char *kind, pcv_error *err)
+{
+    int fd;
+    struct stat sb;
+    int rc = pcv_open_regular(path, kind, &fd, &sb, err);
+    if (rc == 0) {
+        close(fd);
+        rc = pcv_set_error(err, PCV_ERR_IO, "%s: changed while being read", path);
+    }
+    return rc;
 }
 
 static bool ends_with(const char *s, const char *suffix)
@@ -146,6 +172,9 @@ static wsource *new_source(pcv_weights *w, pcv_error *err)
 }
 
 /* ---- format detection ---------------------------------------------------------------------- */
+
+/* An index lists one line per tensor: a few hundred KB for the largest models. */
+#define INDEX_FILE_MAX ((size_t)64 << 20)
 
 typedef enum wformat { WF_UNKNOWN, WF_SAFETENSORS, WF_TORCH, WF_PICKLE, WF_INDEX } wformat;
 
@@ -251,8 +280,80 @@ static void *reverse_axes(const pk_array *a, size_t elem)
     return out;
 }
 
+/* Transposed copies, one per distinct source: an array referenced under many names (memo
+ * references), or arrays sharing one data buffer with the same shape, are transposed once. */
+typedef struct derived {
+    const void *data; /* source data */
+    pcv_dtype dtype;
+    int ndim;
+    int64_t shape[PCV_MAX_DIMS];
+    void *copy;
+} derived;
+
+typedef struct derived_set {
+    derived *d;       /* open addressing on the data pointer; cap is a power of two */
+    size_t n, cap;
+    pk_doc *doc;      /* whose memory budget pays for the copies */
+} derived_set;
+
+static size_t derived_slot(const derived_set *ds, const pk_array *a)
+{
+    size_t h = (size_t)(((uintptr_t)a->data >> 3) * 0x9E3779B97F4A7C15ull) & (ds->cap - 1);
+    for (;; h = (h + 1) & (ds->cap - 1)) {
+        const derived *x = &ds->d[h];
+        if (!x->copy || (x->data == a->data && x->dtype == a->dtype && x->ndim == a->ndim &&
+                         !memcmp(x->shape, a->shape, (size_t)a->ndim * sizeof *a->shape)))
+            return h;
+    }
+}
+
+/* The transposed copy of a, made once (NULL with err set on failure). */
+static void *derived_get(pcv_weights *w, derived_set *ds, const pk_array *a, const char *name, pcv_error *err)
+{
+    if (ds->n + 1 > ds->cap / 2) { /* keep the table at most half full */
+        size_t nc = ds->cap ? 2 * ds->cap : 64;
+        char what[320];
+        snprintf(what, sizeof what, "transposing '%.256s'", name);
+        if (pk_budget_take(ds->doc, nc * sizeof(derived), what, err))
+            return NULL;
+        derived_set bigger = {.d = calloc(nc, sizeof(derived)), .cap = nc, .doc = ds->doc};
+        if (!bigger.d) {
+            pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+            return NULL;
+        }
+        for (size_t i = 0; i < ds->cap; i++)
+            if (ds->d[i].copy) {
+                pk_array k = {.data = ds->d[i].data, .dtype = ds->d[i].dtype, .ndim = ds->d[i].ndim};
+                memcpy(k.shape, ds->d[i].shape, sizeof k.shape);
+                bigger.d[derived_slot(&bigger, &k)] = ds->d[i];
+            }
+        bigger.n = ds->n;
+        free(ds->d);
+        *ds = bigger;
+    }
+    derived *x = &ds->d[derived_slot(ds, a)];
+    if (x->copy)
+        return x->copy;
+    char what[320];
+    snprintf(what, sizeof what, "transposing '%.256s'", name);
+    if (pk_budget_take(ds->doc, a->nbytes, what, err))
+        return NULL;
+    void *q = reverse_axes(a, pcv_dtype_size(a->dtype));
+    if (!q || keep_block(w, q, err)) {
+        pcv_set_error(err, PCV_ERR_OOM, "out of memory transposing '%s'", name);
+        return NULL;
+    }
+    x->data = a->data;
+    x->dtype = a->dtype;
+    x->ndim = a->ndim;
+    memcpy(x->shape, a->shape, sizeof x->shape);
+    x->copy = q;
+    ds->n++;
+    return q;
+}
+
 static int add_haiku_param(pcv_weights *w, const char *file, const hk_param *p, const pcv_arch_info *arch,
-                           bool raw, pcv_error *err)
+                           bool raw, derived_set *ds, pcv_error *err)
 {
     const pk_array *a = p->arr;
     if (raw)
@@ -278,9 +379,9 @@ static int add_haiku_param(pcv_weights *w, const char *file, const hk_param *p, 
             big += shape[i] > 1;
         }
         if (big > 1) { /* a real transpose moves data; otherwise only the shape changes */
-            void *q = reverse_axes(a, pcv_dtype_size(a->dtype));
-            if (!q || keep_block(w, q, err))
-                return pcv_set_error(err, PCV_ERR_OOM, "out of memory transposing '%s'", p->name);
+            void *q = derived_get(w, ds, a, p->name, err);
+            if (!q)
+                return err ? (int)err->code : PCV_ERR_OOM;
             data = q;
         }
         if (t == HK_T_SQUEEZE) {
@@ -309,7 +410,7 @@ static int open_haiku(pcv_weights *w, const char *path, const pcv_weights_option
     s->has_pk = true;
     hk_param *p = NULL;
     size_t n = 0;
-    if ((rc = hk_flatten(s->pk.root, path, &p, &n, err)))
+    if ((rc = hk_flatten(&s->pk, path, &p, &n, err)))
         return rc;
     const char **names = malloc(n * sizeof *names);
     if (!names) {
@@ -348,10 +449,12 @@ static int open_haiku(pcv_weights *w, const char *path, const pcv_weights_option
         snprintf(w->architecture, sizeof w->architecture, "%s", arch->hf_class);
     bool raw = opt && opt->haiku_names;
     bool batchnorm = false;
+    derived_set ds = {.doc = &s->pk};
     for (size_t i = 0; i < n && !rc; i++) {
-        rc = add_haiku_param(w, path, &p[i], arch, raw, err);
+        rc = add_haiku_param(w, path, &p[i], arch, raw, &ds, err);
         batchnorm |= strstr(p[i].name, "/batchnorm/") != NULL;
     }
+    free(ds.d);
     hk_params_free(p, n);
     if (!rc && batchnorm && !raw) {
         /* torch's BatchNorm2d has a step counter that Haiku does not store; HF checkpoints
@@ -371,11 +474,16 @@ static int open_one(pcv_weights *w, const char *path, wformat f, const pcv_weigh
 static int open_index(pcv_weights *w, const char *path, pcv_error *err)
 {
     json_error_t je;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    char *text = NULL;
+    size_t tlen = 0;
+    int rc = pcv_read_file(path, "a sharded checkpoint index", INDEX_FILE_MAX, &text, &tlen, err);
+    if (rc)
+        return rc;
+    json_t *root = json_loadb(text, tlen, JSON_REJECT_DUPLICATES, &je);
+    free(text);
     if (!root)
         return pcv_set_error(err, PCV_ERR_FORMAT, "%s: not valid JSON (line %d): %s", path, je.line, je.text);
     json_t *map = json_object_get(root, "weight_map");
-    int rc = 0;
     if (!json_is_object(map)) {
         json_decref(root);
         return pcv_set_error(err, PCV_ERR_FORMAT, "%s: no \"weight_map\" object (not a sharded "
@@ -413,7 +521,11 @@ static int open_index(pcv_weights *w, const char *path, pcv_error *err)
         snprintf(file, sizeof file, "%s/%s", dir, shards[i]);
         wformat f = sniff(file);
         if (!is_file(file)) {
-            rc = pcv_set_error(err, PCV_ERR_MISSING, "%s: shard %s is missing", path, file);
+            struct stat sb;
+            if (stat(file, &sb) != 0 && errno == ENOENT)
+                rc = pcv_set_error(err, PCV_ERR_MISSING, "%s: shard %s is missing", path, file);
+            else
+                rc = regular_error(file, "a checkpoint shard", err);
             break;
         }
         if (f != WF_SAFETENSORS && f != WF_TORCH) {
@@ -464,7 +576,7 @@ static int open_one(pcv_weights *w, const char *path, wformat f, const pcv_weigh
     case WF_INDEX: return open_index(w, path, err);
     default:
         if (!is_file(path))
-            return pcv_set_error(err, PCV_ERR_IO, "%s: not a regular file", path);
+            return regular_error(path, "a checkpoint", err);
         return pcv_set_error(err, PCV_ERR_FORMAT, "%s: not a recognised checkpoint (expected "
                              "safetensors, a PyTorch .bin, a DeepMind pickle or a *.index.json)",
                              path);
@@ -480,6 +592,9 @@ static int find_in_folder(const char *dir, char *out, size_t cap, pcv_error *err
         snprintf(out, cap, "%s/%s", dir, names[i]);
         if (is_file(out))
             return 0;
+        struct stat sb;
+        if (stat(out, &sb) == 0) /* there, but a FIFO, a device or a folder: say so */
+            return regular_error(out, "a checkpoint", err);
     }
     /* a DeepMind release file */
     char found[4096] = "";
@@ -654,7 +769,7 @@ void pcv_weights_release(pcv_weights *w)
             if (x->src[i].has_pk)
                 pk_doc_free(&x->src[i].pk);
             if (x->src[i].map)
-                munmap(x->src[i].map, x->src[i].size);
+                pcv_unmap_file(x->src[i].map, x->src[i].size);
         }
         free(x->src);
         free(x);

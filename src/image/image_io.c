@@ -7,6 +7,8 @@
  * here ever exits the process or prints to stderr. */
 #include "perceiver/image.h"
 #include "util/error.h"
+#include "util/fileutil.h"
+#include "util/limits.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -93,12 +95,16 @@ static int alloc_rgb(pcv_image *img, unsigned long w, unsigned long h, const cha
     if (w == 0 || h == 0)
         return pcv_set_error(err, PCV_ERR_FORMAT, "%s: %s image has zero size (%lux%lu)",
                              disp(name), fmt, w, h);
-    if (w > (unsigned long)INT_MAX || h > (unsigned long)INT_MAX ||
-        (uint64_t)w * h > (uint64_t)PCV_IMAGE_MAX_PIXELS)
+    int64_t limit = pcv_limits_now()->image_pixels;
+    if (w > (unsigned long)INT_MAX || h > (unsigned long)INT_MAX || (uint64_t)w * h > (uint64_t)limit)
         return pcv_set_error(err, PCV_ERR_UNSUPPORTED,
-                             "%s: %s image is %lux%lu pixels, more than the limit of %lld pixels "
-                             "(corrupt header, or far too large)",
-                             disp(name), fmt, w, h, (long long)PCV_IMAGE_MAX_PIXELS);
+                             "%s: %s image is %lux%lu = %llu pixels, more than the limit image_pixels = %lld "
+                             "(Pillow's decompression-bomb rule: a corrupt header or a decompression bomb; "
+                             "raise it with --max-image-pixels N, PERCEIVER_LIMITS=image_pixels=N or "
+                             "pcv_set_limits)",
+                             disp(name), fmt, w, h, (unsigned long long)w * h, (long long)limit);
+    if ((uint64_t)w * h > SIZE_MAX / 3)
+        return pcv_set_error(err, PCV_ERR_OOM, "%s: a %lux%lu image does not fit in memory", disp(name), w, h);
     img->rgb = malloc((size_t)w * h * 3);
     if (!img->rgb)
         return pcv_set_error(err, PCV_ERR_OOM, "%s: out of memory for a %lux%lu image",
@@ -721,40 +727,13 @@ pcv_status pcv_image_load_ex(const char *path, const pcv_image_load_options *opt
     img->rgb = NULL;
     if (!path)
         return pcv_set_error(err, PCV_ERR_INPUT, "pcv_image_load: path is NULL");
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return pcv_set_error(err, PCV_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        int e = errno;
-        fclose(f);
-        return pcv_set_error(err, PCV_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        fclose(f);
-        return pcv_set_error(err, PCV_ERR_IO, "%s: not a regular file%s", path,
-                             S_ISDIR(st.st_mode) ? " (a directory)" : "");
-    }
-    if ((uint64_t)st.st_size > IMG_FILE_MAX) {
-        fclose(f);
-        return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: file of %lld bytes is too large",
-                             path, (long long)st.st_size);
-    }
-    size_t len = (size_t)st.st_size;
-    unsigned char *buf = malloc(len ? len : 1);
-    if (!buf) {
-        fclose(f);
-        return pcv_set_error(err, PCV_ERR_OOM, "%s: out of memory reading %zu bytes", path, len);
-    }
-    size_t got = len ? fread(buf, 1, len, f) : 0;
-    int rerr = ferror(f);
-    fclose(f);
-    if (got != len || rerr) {
-        free(buf);
-        return pcv_set_error(err, PCV_ERR_IO, "%s: read error (%zu of %zu bytes)", path, got,
-                             len);
-    }
-    int rc = pcv_image_load_memory_ex(buf, len, path, opt, img, err);
+    /* never blocks: a FIFO or a device is refused before anything is read */
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = pcv_read_file(path, "an image file", IMG_FILE_MAX, &buf, &len, err);
+    if (rc)
+        return (pcv_status)rc;
+    rc = pcv_image_load_memory_ex(buf, len, path, opt, img, err);
     free(buf);
     return (pcv_status)rc;
 }

@@ -14,6 +14,8 @@
  * GCC's behaviour in ISO C mode (-std=c11 implies -ffp-contract=off), which the build uses. */
 #include "perceiver/image.h"
 #include "util/error.h"
+#include "util/limits.h"
+#include "util/fileutil.h"
 
 #include "util/jsonutil.h"
 
@@ -242,16 +244,16 @@ static void pil_vpass(const unsigned char *src, int w, int y0, const pil_coeffs 
     }
 }
 
-/* Arguments shared by both resizers: non-empty sizes within PCV_IMAGE_MAX_PIXELS. */
+/* Arguments shared by both resizers: non-empty sizes within the image_pixels limit. */
 static int check_resize_args(const unsigned char *src, int sw, int sh, const unsigned char *dst, int dw,
                              int dh, pcv_error *err)
 {
     if (!src || !dst || sw <= 0 || sh <= 0 || dw <= 0 || dh <= 0)
         return pcv_set_error(err, PCV_ERR_INPUT, "resize: bad arguments (%dx%d -> %dx%d)", sw, sh,
                              dw, dh);
-    if ((int64_t)dw * dh > PCV_IMAGE_MAX_PIXELS || (int64_t)sw * sh > PCV_IMAGE_MAX_PIXELS)
-        return pcv_set_error(err, PCV_ERR_INPUT, "resize: image too large (%dx%d -> %dx%d)", sw,
-                             sh, dw, dh);
+    if ((int64_t)dw * dh > pcv_limits_now()->image_pixels || (int64_t)sw * sh > pcv_limits_now()->image_pixels)
+        return pcv_set_error(err, PCV_ERR_INPUT, "resize: image too large (%dx%d -> %dx%d), over %s", sw, sh, dw,
+                             dh, PCV_LIMIT_TEXT("image_pixels"));
     return 0;
 }
 
@@ -582,18 +584,17 @@ pcv_status pcv_image_processor_load(pcv_image_processor *p, const char *path, pc
             return 0; /* no preprocessor config: PerceiverImageProcessor defaults */
         return pcv_set_error(err, PCV_ERR_IO, "%s: cannot stat: %s", file, strerror(errno));
     }
-    if (!S_ISREG(st.st_mode) || (unsigned long long)st.st_size > PROC_FILE_MAX)
-        return pcv_set_error(err, PCV_ERR_FORMAT, "%s: not a regular file of at most %u bytes",
-                             file, PROC_FILE_MAX);
     json_error_t jerr;
-    json_t *root = json_load_file(file, 0, &jerr);
+    char *text = NULL;
+    size_t tlen = 0;
+    int rc = pcv_read_file(file, "an image processor config", PROC_FILE_MAX, &text, &tlen, err);
+    if (rc)
+        return rc;
+    json_t *root = json_loadb(text, tlen, 0, &jerr);
+    free(text);
     if (!root)
-        return jerr.line < 0 /* jansson could not read the file */
-                   ? pcv_set_error(err, PCV_ERR_IO, "%s: %s", file, jerr.text)
-                   : pcv_set_error(err, PCV_ERR_FORMAT,
-                                   "%s: invalid JSON at line %d, column %d: %s", file, jerr.line,
-                                   jerr.column, jerr.text);
-    int rc = 0;
+        return pcv_set_error(err, PCV_ERR_FORMAT, "%s: invalid JSON at line %d, column %d: %s", file, jerr.line,
+                             jerr.column, jerr.text);
     if (!json_is_object(root)) {
         rc = pcv_set_error(err, PCV_ERR_FORMAT, "%s: expected a JSON object", file);
         goto out;
@@ -698,9 +699,9 @@ static int plan(const pcv_image_processor *p, int w, int h, crop_win *cw, int *o
                                  "a %dx%d image is too small: its center crop (%g of the short "
                                  "side) would be empty",
                                  w, h, (double)p->size_h / p->crop_h);
-        if ((int64_t)c.h * c.w > PCV_IMAGE_MAX_PIXELS)
-            return pcv_set_error(err, PCV_ERR_INPUT, "center crop of %dx%d pixels is too large",
-                                 c.w, c.h);
+        if ((int64_t)c.h * c.w > pcv_limits_now()->image_pixels)
+            return pcv_set_error(err, PCV_ERR_INPUT, "center crop of %dx%d pixels is over %s", c.w, c.h,
+                                 PCV_LIMIT_TEXT("image_pixels"));
         bool up = p->pipeline == PCV_IMAGE_PIPELINE_HAIKU;
         c.top = crop_offset(h, c.h, up);
         c.left = crop_offset(w, c.w, up);
@@ -708,8 +709,9 @@ static int plan(const pcv_image_processor *p, int w, int h, crop_win *cw, int *o
     *cw = c;
     *ow = p->do_resize ? p->size_w : c.w;
     *oh = p->do_resize ? p->size_h : c.h;
-    if ((int64_t)*ow * *oh > PCV_IMAGE_MAX_PIXELS)
-        return pcv_set_error(err, PCV_ERR_INPUT, "output of %dx%d pixels is too large", *ow, *oh);
+    if ((int64_t)*ow * *oh > pcv_limits_now()->image_pixels)
+        return pcv_set_error(err, PCV_ERR_INPUT, "the processed image of %dx%d pixels (preprocessor size) is over %s",
+                             *ow, *oh, PCV_LIMIT_TEXT("image_pixels"));
     return 0;
 }
 

@@ -4,6 +4,8 @@
 
 #include "util/error.h"
 #include "util/fileutil.h"
+#include "util/guard.h"
+#include "util/limits.h"
 
 #include <errno.h>
 #include <math.h>
@@ -169,6 +171,13 @@ static int open_stream(const char *path, AVFormatContext **fmt, enum AVMediaType
                        pcv_error *err)
 {
     char eb[128];
+    /* a FIFO or a device would block FFmpeg's open or read forever: regular files only */
+    int fd;
+    struct stat sb;
+    int rc0 = pcv_open_regular(path, "a video or audio file", &fd, &sb, err);
+    if (rc0)
+        return rc0;
+    close(fd);
     int e = avformat_open_input(fmt, path, NULL, NULL);
     if (e < 0)
         return pcv_set_error(err, PCV_ERR_IO, "%s: cannot open as a video or audio file: %s", path, averr(e, eb, sizeof eb));
@@ -202,9 +211,12 @@ pcv_status pcv_video_open(const char *path, pcv_video **out, pcv_video_info *inf
     int rc = open_stream(path, &v->fmt, AVMEDIA_TYPE_VIDEO, &v->stream, &v->dec, err);
     if (!rc && (!(v->pkt = av_packet_alloc()) || !(v->frame = av_frame_alloc())))
         rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
-    if (!rc && (v->dec->width < 1 || v->dec->height < 1 || (int64_t)v->dec->width * v->dec->height > PCV_IMAGE_MAX_PIXELS))
+    if (!rc && (v->dec->width < 1 || v->dec->height < 1))
         rc = pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: video frames of %dx%d are not supported", path, v->dec->width,
                            v->dec->height);
+    if (!rc && (int64_t)v->dec->width * v->dec->height > pcv_limits_now()->image_pixels)
+        rc = pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: video frames of %dx%d pixels, over %s", path, v->dec->width,
+                           v->dec->height, PCV_LIMIT_TEXT("image_pixels"));
     if (rc) {
         pcv_video_close(v);
         return (pcv_status)rc;
@@ -270,6 +282,11 @@ pcv_status pcv_video_read(pcv_video *v, pcv_image *frame, bool *eof, pcv_error *
         }
     }
     AVFrame *f = v->frame;
+    if (f->width < 1 || f->height < 1 || (int64_t)f->width * f->height > pcv_limits_now()->image_pixels) {
+        av_frame_unref(f); /* the size can change within a stream: every frame is checked */
+        return (pcv_status)pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: a video frame of %dx%d pixels, over %s", v->path,
+                                         f->width, f->height, PCV_LIMIT_TEXT("image_pixels"));
+    }
     v->sws = sws_getCachedContext(v->sws, f->width, f->height, f->format, f->width, f->height, AV_PIX_FMT_RGB24,
                                   SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
     frame->rgb = v->sws ? malloc((size_t)f->width * (size_t)f->height * 3) : NULL;
@@ -359,6 +376,13 @@ pcv_status pcv_audio_load(const char *path, int rate, int64_t max_samples, float
             rc = pcv_set_error(err, PCV_ERR_FORMAT, "%s: resampling failed", path);
             break;
         }
+        if ((int64_t)(len + got) > pcv_limits_now()->forward_bytes / (int64_t)sizeof(float)) {
+            free(planes);
+            rc = pcv_set_error(err, PCV_ERR_INPUT, "%s: the audio decodes to more than %lld samples, over %s", path,
+                               (long long)(pcv_limits_now()->forward_bytes / (int64_t)sizeof(float)),
+                               PCV_LIMIT_TEXT("forward_bytes"));
+            break;
+        }
         if (len + got > cap) {
             cap = (len + got) * 2;
             float *nb = realloc(out, (size_t)cap * sizeof *nb);
@@ -406,6 +430,7 @@ struct pcv_video_writer {
     int64_t pts;
     int w, h;
     char *path, *tmp;
+    int slot; /* the temporary file, known to the signal handlers */
 };
 
 static int drain(pcv_video_writer *w, pcv_error *err)
@@ -440,6 +465,7 @@ static void writer_free(pcv_video_writer *w)
             avio_closep(&w->fmt->pb);
         avformat_free_context(w->fmt);
     }
+    pcv_tmp_untrack(w->slot);
     free(w->path);
     free(w->tmp);
     free(w);
@@ -452,14 +478,22 @@ pcv_status pcv_video_writer_open(const char *path, int width, int height, double
     av_log_set_level(AV_LOG_ERROR);
     char eb[128];
     pcv_video_writer *w = calloc(1, sizeof *w);
+    if (w)
+        w->slot = -1;
     size_t tl = strlen(path) + 32;
     if (!w || !(w->path = strdup(path)) || !(w->tmp = malloc(tl))) {
         writer_free(w);
         return (pcv_status)pcv_set_error(err, PCV_ERR_OOM, "out of memory");
     }
     snprintf(w->tmp, tl, "%s.tmp.%ld", path, (long)getpid());
+    int rc = pcv_check_output(path, err), e;
+    if (rc) {
+        writer_free(w);
+        return (pcv_status)rc;
+    }
+    pcv_remove_stale(path, false);
+    w->slot = pcv_tmp_track(w->tmp, false);
     const AVOutputFormat *of = av_guess_format(NULL, path, NULL);
-    int rc = 0, e;
     if (!of || of->video_codec == AV_CODEC_ID_NONE)
         rc = pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s: no video container for this file name (use .mp4, .mkv or .avi)",
                            path);
@@ -547,7 +581,7 @@ pcv_status pcv_video_writer_close(pcv_video_writer *w, bool abandon, pcv_error *
     }
     if (w->fmt->pb)
         avio_closep(&w->fmt->pb);
-    if (!rc && !abandon && rename(w->tmp, w->path) != 0)
+    if (!rc && !abandon && (rc = pcv_check_output(w->path, err)) == 0 && rename(w->tmp, w->path) != 0)
         rc = pcv_set_error(err, PCV_ERR_IO, "%s: %s", w->path, strerror(errno));
     if (rc || abandon)
         unlink(w->tmp);

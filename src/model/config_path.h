@@ -6,8 +6,9 @@
 #include <stddef.h>
 
 /* For a model folder, <folder>/config.json; for a checkpoint file (model.safetensors, a pickle,
- * an index), the config.json in the same folder. out receives the path; returns whether it is
- * an existing regular file. */
+ * an index), the config.json in the same folder. out receives the path; returns whether
+ * something is there (a regular file, or something else that the config reader then refuses
+ * naming it: a FIFO is never waited on, a folder never mistaken for a missing config). */
 bool pcv_config_path(const char *model_path, char *out, size_t cap);
 
 #endif

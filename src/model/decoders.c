@@ -2,6 +2,7 @@
  * classifiers, grid position features, SAME padding. */
 #include "model/heads.h"
 #include "util/error.h"
+#include "util/limits.h"
 
 #include "model/fourier.h"
 
@@ -66,6 +67,10 @@ int pcv_grid_features_update(pcv_model *m, pcv_grid_features *g, int nd, const i
     int64_t npos = 1, C = pcv_fourier_channels(nd, bands, true, false);
     for (int d = 0; d < nd; d++)
         npos *= dims[d];
+    if (npos * C > pcv_limits_now()->forward_bytes / (int64_t)sizeof(float))
+        return pcv_set_error(err, PCV_ERR_INPUT, "the Fourier position features of a %lld-position grid need %.1f GiB, "
+                             "over %s", (long long)npos, (double)npos * (double)C * 4 / (1 << 30),
+                             PCV_LIMIT_TEXT("forward_bytes"));
     size_t bytes = (size_t)(npos * C) * sizeof(float);
     float *host = malloc(bytes ? bytes : 1);
     if (!host)

@@ -85,7 +85,10 @@ static int flow_prepare(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
                              "model's train_size; larger frames are tiled by the flow command)",
                              in->name, ts[0], ts[1]);
     int64_t B = in->shape[0], H = ts[0], W = ts[1], n = B * 54 * H * W;
-    int rc = pcv_host_reserve((void **)&s->frames, &s->frames_cap, (size_t)n * sizeof(float), err);
+    int rc = pcv_check_input(in, B, n, sizeof(float), err);
+    if (rc)
+        return rc;
+    rc = pcv_host_reserve((void **)&s->frames, &s->frames_cap, (size_t)n * sizeof(float), err);
     if (!rc)
         rc = pcv_io_to_f32(in, s->frames, n, err);
     if (rc)

@@ -231,7 +231,10 @@ static int image_prepare(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs
         h = g.ph, w = g.pw;
     }
     int64_t n = B * 3 * H * W;
-    int rc = pcv_host_reserve((void **)&s->pixels, &s->pixels_cap, (size_t)n * sizeof(float), err);
+    int rc = pcv_check_input(in, B, n, sizeof(float), err);
+    if (rc)
+        return rc;
+    rc = pcv_host_reserve((void **)&s->pixels, &s->pixels_cap, (size_t)n * sizeof(float), err);
     if (!rc)
         rc = pcv_io_to_f32(in, s->pixels, n, err);
     if (rc)

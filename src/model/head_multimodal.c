@@ -190,6 +190,11 @@ static int mm_prepare(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs, p
     int rc;
     if ((rc = read_points(s, 0, pa, s->aud_points, &na, err)) || (rc = read_points(s, 1, pi, img_points, &ni, err)))
         return rc;
+    /* the limits (batch, forward_bytes) before anything is sized: the video is held twice (raw
+     * and reordered) */
+    if ((rc = pcv_check_input(img, B, B * T * 3 * H * W, 2 * sizeof(float), err)) ||
+        (rc = pcv_check_input(aud, B, B * S, sizeof(float), err)))
+        return rc;
     /* audio samples; video in space_to_depth order [B][T][h][w][(dh*4 + dw)*3 + c] */
     size_t nimg = (size_t)(B * T * 3 * H * W);
     float *raw = malloc(nimg * sizeof *raw);

@@ -137,6 +137,9 @@ static int text_prepare(pcv_model *m, const pcv_io_tensor *inputs, int n_inputs,
                                  inputs[i].name, m->arch->hf_class);
     int64_t n = B * S;
     int rc;
+    /* ids (int64 + int32), the mask and the query mask, before anything is sized */
+    if ((rc = pcv_check_input(in_ids, B, n, 8 + 4 + 4 + 4, err)))
+        return rc;
     if ((rc = pcv_host_reserve((void **)&s->tmp, &s->tmp_cap, (size_t)n * sizeof *s->tmp, err)) ||
         (rc = pcv_host_reserve((void **)&s->ids, &s->ids_cap, (size_t)n * sizeof *s->ids, err)) ||
         (rc = pcv_host_reserve((void **)&s->mask, &s->mask_cap, (size_t)n * sizeof *s->mask, err)))

@@ -14,6 +14,8 @@
 #include "model/model_impl.h"
 #include "model/config_path.h"
 #include "util/error.h"
+#include "util/fileutil.h"
+#include "util/limits.h"
 
 #include "formats/formats.h"
 #include "perceiver/presets.h"
@@ -306,6 +308,17 @@ static int plan(pcv_model *m, const pcv_shape *s, pcv_error *err)
     pcv_exec_begin(&ex, m->be, &m->arena, err, false, true);
     if ((rc = forward_pass(m, &ex, s)))
         return rc;
+    /* what the plan needs, before it is allocated */
+    double need = 0;
+    for (int i = 0; i < PCV_ARENA_MAX_CHUNKS; i++)
+        need += (double)m->arena.peak[i] * sizeof(float);
+    for (int i = 0; i < m->nouts; i++)
+        need += (double)m->outs[i].bytes;
+    if (need > (double)pcv_limits_now()->forward_bytes)
+        return pcv_set_error(err, PCV_ERR_INPUT, "one forward pass of batch %lld (%lld tokens, %lld queries each) "
+                             "needs %.1f GiB of activations and outputs, over %s", (long long)s->batch,
+                             (long long)s->tokens, (long long)s->queries, need / (1 << 30),
+                             PCV_LIMIT_TEXT("forward_bytes"));
     if ((rc = pcv_arena_commit(&m->arena, m->be, err)))
         return rc;
     m->out_view = calloc((size_t)(m->nouts ? m->nouts : 1), sizeof *m->out_view);
@@ -359,12 +372,15 @@ pcv_status pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_in
 
 static int check_config(pcv_model *m, const pcv_config *c, pcv_error *err)
 {
+    int rc = pcv_config_check_limits(c, "config", err);
+    if (rc)
+        return rc;
     if (c->d_latents % c->num_self_attention_heads || c->d_latents % c->num_cross_attention_heads)
         return pcv_set_error(err, PCV_ERR_FORMAT,
                              "config: d_latents (%d) must be divisible by num_self_attention_heads (%d) and num_cross_attention_heads (%d)",
                              c->d_latents, c->num_self_attention_heads, c->num_cross_attention_heads);
     /* the MLP activation: config.hidden_act; DeepMind's GELU (G1) for every GELU under haiku */
-    int rc = pcv_activation_from_name(c->hidden_act, &m->act, err);
+    rc = pcv_activation_from_name(c->hidden_act, &m->act, err);
     if (rc)
         return rc;
     if (m->prof.jax_gelu && m->act == PCV_ACT_GELU)
@@ -476,7 +492,9 @@ bool pcv_config_path(const char *model_path, char *out, size_t cap)
         else
             snprintf(out, cap, "config.json");
     }
-    return stat(out, &sb) == 0 && S_ISREG(sb.st_mode);
+    /* anything there that is not a regular file (a FIFO, a folder) counts: its reader refuses it
+     * by name, rather than it being mistaken for a missing config */
+    return stat(out, &sb) == 0;
 }
 
 pcv_status pcv_model_load(const char *dir, const pcv_model_options *opt, pcv_model **out, pcv_error *err)
@@ -565,10 +583,14 @@ void pcv_model_free(pcv_model *m)
 
 pcv_status pcv_model_save(pcv_model *m, const char *dir, pcv_error *err)
 {
-    char path[4096];
+    char path[4096 + 64];
     int rc = 0;
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return pcv_set_error(err, PCV_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    /* written as a whole (util/fileutil.h): dir.partial-PID, then renamed into place; on failure
+     * (a full disk) or a signal nothing is left, not even an empty folder */
+    static const char *const files[] = {"model.safetensors", "config.json"};
+    pcv_outdir od;
+    if ((rc = pcv_outdir_begin(&od, dir, files, 2, err)))
+        return rc;
     pcv_st_entry *e = calloc((size_t)m->nparams, sizeof *e);
     float **host = calloc((size_t)m->nparams, sizeof *host);
     int n = 0;
@@ -596,12 +618,16 @@ pcv_status pcv_model_save(pcv_model *m, const char *dir, pcv_error *err)
         e[n].data = host[n];
         n++;
     }
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    pcv_outdir_path(&od, "model.safetensors", path, sizeof path);
     if ((rc = pcv_st_write(path, e, n, err)))
         goto done;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    rc = pcv_config_save(&m->cfg, path, err);
+    pcv_outdir_path(&od, "config.json", path, sizeof path);
+    if ((rc = pcv_config_save(&m->cfg, path, err)))
+        goto done;
+    rc = pcv_outdir_commit(&od, err);
+    od.tmp[0] = '\0';
 done:
+    pcv_outdir_abort(&od);
     if (host)
         for (int i = 0; i < n; i++)
             free(host[i]);

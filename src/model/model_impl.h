@@ -203,5 +203,11 @@ int pcv_io_to_f32(const pcv_io_tensor *t, float *out, int64_t n, pcv_error *err)
 int pcv_io_to_i64(const pcv_io_tensor *t, int64_t *out, int64_t n, pcv_error *err);
 /* Grows a host buffer of the head's state to at least n bytes (kept between forwards). */
 int pcv_host_reserve(void **buf, size_t *cap, size_t n, pcv_error *err);
+/* The limits on one forward's input (docs/limits.md), checked by the heads' prepare before any
+ * host buffer is sized: batch <= the batch limit, and elements x bytes_per_element (what prepare
+ * will hold for it) <= the forward_bytes limit. The message names the input, its shape and the
+ * limit. */
+int pcv_check_input(const pcv_io_tensor *in, int64_t batch, int64_t elements, int64_t bytes_per_element,
+                    pcv_error *err);
 
 #endif

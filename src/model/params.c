@@ -4,6 +4,7 @@
  * transformers' PerceiverAttention (docs/architecture.md). */
 #include "model/model_impl.h"
 #include "util/error.h"
+#include "util/limits.h"
 
 #include "model/fourier.h"
 
@@ -112,13 +113,22 @@ static int fetch(pcv_model *m, pcv_error *err, const char *name, int ndim, const
 {
     int64_t n = 1;
     for (int i = 0; i < ndim; i++)
-        n *= shape[i];
+        if (shape[i] < 0 || __builtin_mul_overflow(n, shape[i], &n))
+            n = -1;
     char want[96];
     shape_str(want, sizeof want, ndim, shape);
     *host = NULL;
     if (mapped)
         *mapped = NULL;
     if (m->random) {
+        /* a model from a config alone: the config decides every size, so the total is capped */
+        int64_t total = m->total_params, lim = pcv_limits_now()->parameters;
+        bool over = n < 0 || __builtin_add_overflow(total, n, &total) || total > lim;
+        for (int i = 0; i < ndim && !over; i++)
+            over = shape[i] < 0 || (shape[i] > 0 && n / shape[i] > INT64_MAX / shape[i]);
+        if (over)
+            return pcv_set_error(err, PCV_ERR_INPUT, "config: '%s' [%s] would bring the model to more than %lld "
+                                 "parameters, over %s", name, want, (long long)lim, PCV_LIMIT_TEXT("parameters"));
         float *h = malloc((size_t)(n ? n : 1) * sizeof(float));
         if (!h)
             return pcv_set_error(err, PCV_ERR_OOM, "cannot allocate %lld floats for '%s'", (long long)n, name);
@@ -352,6 +362,25 @@ int pcv_io_to_i64(const pcv_io_tensor *t, int64_t *out, int64_t n, pcv_error *er
                         .nbytes = (size_t)n * pcv_dtype_size(t->dtype)};
     memcpy(st.shape, t->shape, sizeof st.shape);
     return pcv_st_to_i64(&st, out, err);
+}
+
+int pcv_check_input(const pcv_io_tensor *in, int64_t batch, int64_t elements, int64_t bytes_per_element,
+                    pcv_error *err)
+{
+    const pcv_limits *l = pcv_limits_now();
+    char shape[160] = "";
+    size_t o = 0;
+    for (int i = 0; i < in->ndim && o < sizeof shape; i++)
+        o += (size_t)snprintf(shape + o, sizeof shape - o, "%s%lld", i ? "," : "", (long long)in->shape[i]);
+    if (batch > l->batch)
+        return pcv_set_error(err, PCV_ERR_INPUT, "input '%s' [%s] has a batch of %lld, over %s", in->name, shape,
+                             (long long)batch, PCV_LIMIT_TEXT("batch"));
+    int64_t bytes;
+    if (elements < 0 || __builtin_mul_overflow(elements, bytes_per_element, &bytes) || bytes > l->forward_bytes)
+        return pcv_set_error(err, PCV_ERR_INPUT, "input '%s' [%s] needs %.1f GiB of memory to prepare, over %s",
+                             in->name, shape, (double)elements * (double)bytes_per_element / (1 << 30),
+                             PCV_LIMIT_TEXT("forward_bytes"));
+    return 0;
 }
 
 int pcv_host_reserve(void **buf, size_t *cap, size_t n, pcv_error *err)

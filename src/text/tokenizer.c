@@ -9,6 +9,7 @@
  * pcv_detokenize returns the raw byte string; pcv_utf8_sanitize performs the decode step. */
 #include "perceiver/perceiver.h"
 #include "util/error.h"
+#include "util/limits.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -262,8 +263,12 @@ pcv_status pcv_parse_masked(const char *text, pcv_masked_text *out, pcv_error *e
     memset(out, 0, sizeof *out);
     if (!text) return pcv_set_error(err, PCV_ERR_INPUT, "masked text: no text given");
 
+    /* a text and what its masks expand to are bounded ([MASK:65536] is 13 bytes for 64 KiB) */
+    size_t tlen = strlen(text), limit = (size_t)pcv_limits_now()->text_bytes;
+    if (tlen > limit)
+        return masked_fail(out, err, "the text has %zu bytes, over %s", tlen, PCV_LIMIT_TEXT("text_bytes"));
     mbuf b = {out, 0};
-    if (mbuf_grow(&b, strlen(text) + 1)) goto oom;
+    if (mbuf_grow(&b, tlen + 1)) goto oom;
 
     bool in_brace = false;
     size_t brace_col = 0;     /* 1-based column of the open '{' */
@@ -319,6 +324,9 @@ pcv_status pcv_parse_masked(const char *text, pcv_masked_text *out, pcv_error *e
             int r = parse_mask_form(text, i, &count, &next, out, err);
             if (r < 0) return (int)PCV_ERR_INPUT;
             if (r > 0) {
+                if (count > limit - out->len)
+                    return masked_fail(out, err, "the masks expand the text past %zu bytes at column %zu, over %s",
+                                       limit, i + 1, PCV_LIMIT_TEXT("text_bytes"));
                 if (mbuf_grow(&b, count)) goto oom;
                 for (size_t j = 0; j < count; j++) mbuf_push(&b, 0, true, false);
                 i = next;
@@ -330,6 +338,9 @@ pcv_status pcv_parse_masked(const char *text, pcv_masked_text *out, pcv_error *e
     }
     if (in_brace)
         return masked_fail(out, err, "unterminated \"{\" at column %zu (missing \"}\")", brace_col);
+    if (out->len > limit)
+        return masked_fail(out, err, "the text is %zu bytes with its masks expanded, over %s", out->len,
+                           PCV_LIMIT_TEXT("text_bytes"));
     return 0;
 
 oom:
