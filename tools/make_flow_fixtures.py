@@ -667,15 +667,17 @@ def make_haiku(args) -> None:
     hf = pcl_ref.hf_forward(model, {"inputs": torch.from_numpy(r["inputs"])})
     hf = {k: v.numpy() for k, v in hf.items()}
 
-    expected = {"flow": r["flow"], "inputs": r["inputs"], "logits": r["logits"],
+    expected = {"flow": r["flow"], "logits": r["logits"],
                 "last_hidden_state": r["last_hidden_state"], "tiles": r["tiles"],
                 "tile_flows": r["tile_flows"]}
     for k, v in expected.items():
         assert v.dtype == (np.int32 if k == "tiles" else np.float32), (k, v.dtype)
     save_file(expected, str(d / "expected.safetensors"), metadata={"format": "pt"})
+    # `perceiver-cl run` refuses unexpected tensors in its inputs file: inputs on their own
+    save_file({"inputs": r["inputs"]}, str(d / "inputs.safetensors"), metadata={"format": "pt"})
     save_file({"logits": hf["logits"], "last_hidden_state": hf["last_hidden_state"]},
               str(d / "expected_hf.safetensors"), metadata={"format": "pt"})
-    for f in ("expected.safetensors", "expected_hf.safetensors"):
+    for f in ("inputs.safetensors", "expected.safetensors", "expected_hf.safetensors"):
         (d / f).chmod(0o644)
 
     tol = pcl_ref.load_tolerances()["models"]
@@ -725,12 +727,14 @@ def make_haiku(args) -> None:
                      "python": info["python"], **pcl_ref.versions(),
                      "deepmind-research": "perceiver/ as in --deepmind-src (tested at f5de0ed), unpatched"},
         "outputs": {
+            "inputs.safetensors": {
+                "inputs": {"dtype": "float32", "shape": list(r["inputs"].shape),
+                           "units": "HF layout [B][2][27][h][w] of tile (0,0): DeepMind's patches_for_flow "
+                                    "[B][2][h][w][27] transposed (the input of `run`)"},
+            },
             "expected.safetensors": {
                 "flow": {"dtype": "float32", "shape": list(r["flow"].shape),
                          "units": "pixels (u, v): the colab's compute_optical_flow with its own grid, x20 included"},
-                "inputs": {"dtype": "float32", "shape": list(r["inputs"].shape),
-                           "units": "HF layout [B][2][27][h][w] of tile (0,0): DeepMind's patches_for_flow "
-                                    "[B][2][h][w][27] transposed"},
                 "logits": {"dtype": "float32", "shape": list(r["logits"].shape),
                            "units": "DeepMind's transformed function on that tile = decoder / 100 * 20 "
                                     "(what `perceiver-cl run --numerics haiku` must output)"},
