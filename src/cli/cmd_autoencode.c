@@ -29,7 +29,7 @@ static const char help[] =
     "224 x 224 for the published model):\n"
     "  video: the first T frames, each cropped to its centre square (offsets width/2 - side/2,\n"
     "         height/2 - side/2), resized with OpenCV's INTER_LINEAR (cv2.resize's default, the\n"
-    "         colab's; bit-exact for 224-wide outputs), RGB, / 255; the first audio track, channel\n"
+    "         colab's; bit-exact with cv2.resize), RGB, / 255; the first audio track, channel\n"
     "         0, resampled to 25 x audio_samples_per_frame Hz (48 kHz), the first\n"
     "         num_frames x audio_samples_per_frame samples (30720); videos need FFmpeg\n"
     "  --frames F1 ... FT  T PNG/JPEG files (prepared the same way) and --audio WAV (16-bit PCM,\n"
