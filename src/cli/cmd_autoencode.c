@@ -48,7 +48,10 @@ static const char help[] =
     "  --labels FILE        class names, one per line\n"
     "  --chunk N            decoder queries per step (default 8192; bounds the memory)\n"
     "  --video FILE         side-by-side video (.mp4, .mkv, .avi)\n"
-    "  --no-audio           feed silence when the clip has no audio track\n"
+    "  --no-audio           feed silence when the clip has no audio track (or no --audio is\n"
+    "                       given); an audio track that is there is used\n"
+    "  --save-inputs FILE   also write the prepared inputs (inputs.image [1][T][3][H][W], inputs.audio\n"
+    "                       [1][samples][1], float32) as safetensors: a 'perceiver-cl run' inputs file\n"
     "  --json               machine-readable summary on standard output\n"
     "%s"
     "  --help               this text\n";
@@ -101,7 +104,8 @@ int cmd_autoencode(int argc, char **argv)
 {
     cli_args a;
     pcv_model_options opt = cli_model_options();
-    const char *model_dir = NULL, *outdir = NULL, *audio_path = NULL, *labels_path = NULL, *video_out = NULL;
+    const char *model_dir = NULL, *outdir = NULL, *audio_path = NULL, *labels_path = NULL, *video_out = NULL,
+               *inputs_out = NULL;
     bool json = false, bad = false, no_audio = false, frames_mode = false;
     long topk = 5, chunk = 8192;
     const char **args = calloc((size_t)argc, sizeof *args);
@@ -126,6 +130,8 @@ int cmd_autoencode(int argc, char **argv)
             labels_path = a.value;
         } else if (cli_opt(&a, "--video", NULL, true, &bad)) {
             video_out = a.value;
+        } else if (cli_opt(&a, "--save-inputs", NULL, true, &bad)) {
+            inputs_out = a.value;
         } else if (cli_opt(&a, "--no-audio", NULL, false, &bad)) {
             no_audio = true;
         } else if (cli_opt(&a, "--json", NULL, false, &bad)) {
@@ -228,7 +234,9 @@ int cmd_autoencode(int argc, char **argv)
     /* audio */
     int64_t got = 0;
     const char *apath = frames_mode ? audio_path : args[0];
-    if (apath && (!no_audio || frames_mode) && pcv_audio_load(apath, rate, nsamp, &audio, &got, &err)) {
+    /* --no-audio: a clip without an audio track gets silence; a track that is there is used (in
+     * both modes), and a short one is still an error */
+    if (apath && pcv_audio_load(apath, rate, nsamp, &audio, &got, &err)) {
         if (!no_audio)
             goto done;
         memset(&err, 0, sizeof err);
@@ -251,6 +259,15 @@ int cmd_autoencode(int argc, char **argv)
         {.name = "inputs.image", .dtype = PCV_DT_F32, .ndim = 5, .shape = {1, T, 3, H, W}, .data = video},
         {.name = "inputs.audio", .dtype = PCV_DT_F32, .ndim = 3, .shape = {1, nsamp, 1}, .data = audio},
     };
+    if (inputs_out) {
+        pcv_st_entry e[2];
+        for (int i = 0; i < 2; i++)
+            e[i] = (pcv_st_entry){.name = in[i].name, .dtype = PCV_DT_F32, .ndim = in[i].ndim, .data = in[i].data};
+        memcpy(e[0].shape, in[0].shape, sizeof e[0].shape);
+        memcpy(e[1].shape, in[1].shape, sizeof e[1].shape);
+        if (pcv_st_write(inputs_out, e, 2, &err))
+            goto done;
+    }
     const pcv_io_tensor *outs;
     int nout;
     double t0 = pcv_now();
