@@ -14,7 +14,9 @@
  *  - OUTDIR/classes.txt lists PREFIX.top5 in order.
  *  - OUTDIR/inputs.safetensors, when present (--save-inputs), holds inputs.image and
  *    inputs.audio bit for bit.
- * Prints how many values lie within noise of a boundary and how many of them differ. */
+ * With PREFIX "inputs:P" only the last check runs (the file must exist), against P.inputs.image
+ * and P.inputs.audio. Prints how many values lie within noise of a boundary and how many of them
+ * differ. */
 #include "perceiver/image.h"
 #include "testutil.h"
 
@@ -144,10 +146,11 @@ static void check_classes(const pcv_st_tensor *top, const char *outdir)
     printf("classes: top %d as the reference\n", r);
 }
 
-static void check_inputs(pcv_safetensors *exp, const char *outdir)
+static void check_inputs(pcv_safetensors *exp, const char *outdir, const char *prefix, bool required)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/inputs.safetensors", outdir);
+    CHECK(!required || access(path, F_OK) == 0, "%s: missing", path);
     if (access(path, F_OK) != 0)
         return;
     pcv_safetensors *got = NULL;
@@ -155,10 +158,12 @@ static void check_inputs(pcv_safetensors *exp, const char *outdir)
     CHECK(pcv_st_open(path, &got, &err) == 0, "%s", err.msg);
     for (int i = 0; got && i < 2; i++) {
         const char *name = i ? "inputs.audio" : "inputs.image";
-        const pcv_st_tensor *a = pcv_st_find(got, name), *b = pcv_st_find(exp, name);
+        char ename[128];
+        snprintf(ename, sizeof ename, "%s%s", prefix, name);
+        const pcv_st_tensor *a = pcv_st_find(got, name), *b = pcv_st_find(exp, ename);
         CHECK(a && b && a->dtype == b->dtype && a->ndim == b->ndim && a->nbytes == b->nbytes &&
                   !memcmp(a->shape, b->shape, sizeof a->shape[0] * (size_t)a->ndim) && !memcmp(a->data, b->data, a->nbytes),
-              "%s: %s differs from the colab's preprocessing", path, name);
+              "%s: %s differs from the colab's preprocessing (%s)", path, name, ename);
         if (a && b && a->nbytes == b->nbytes && memcmp(a->data, b->data, a->nbytes)) {
             const float *x = a->data, *y = b->data;
             for (int64_t k = 0, shown = 0; k < a->numel && shown < 5; k++)
@@ -173,7 +178,7 @@ static void check_inputs(pcv_safetensors *exp, const char *outdir)
 int main(int argc, char **argv)
 {
     if (argc != 5) {
-        fprintf(stderr, "usage: check_autoencode EXPECTED.safetensors haiku|hf OUTDIR RATE\n");
+        fprintf(stderr, "usage: check_autoencode EXPECTED.safetensors haiku|hf|inputs:PREFIX OUTDIR RATE\n");
         return 2;
     }
     pcv_safetensors *exp = NULL;
@@ -183,6 +188,12 @@ int main(int argc, char **argv)
         return 2;
     }
     char prefix[32];
+    if (!strncmp(argv[2], "inputs:", 7)) { /* the preprocessed inputs only */
+        snprintf(prefix, sizeof prefix, "%s.", argv[2] + 7);
+        check_inputs(exp, argv[3], prefix, true);
+        pcv_st_close(exp);
+        return TEST_DONE();
+    }
     snprintf(prefix, sizeof prefix, "%s.", argv[2]);
     double noise = noise_from_tolerances();
     const pcv_st_tensor *u8 = need(exp, prefix, "image_u8", PCV_DT_U8), *fi = need(exp, prefix, "image", PCV_DT_F32),
@@ -194,7 +205,7 @@ int main(int argc, char **argv)
         check_wav(s16, fa, argv[3], atol(argv[4]), noise);
     if (top)
         check_classes(top, argv[3]);
-    check_inputs(exp, argv[3]);
+    check_inputs(exp, argv[3], "", false);
     pcv_st_close(exp);
     return TEST_DONE();
 }

@@ -56,6 +56,10 @@ if "$BIN" autoencode --help | grep -q 'videos need FFmpeg' && "$BIN" flow --help
   if command -v ffprobe >/dev/null; then
     check '[ "$(ffprobe -loglevel error -count_frames -show_entries stream=nb_read_frames,width,height -of csv=p=0 "$TMP/side.mkv")" = "32,16,2" ]' "side-by-side video: 2 frames of 32x16"
   fi
+  # an ordinary lossy video (H.264, YUV 4:2:0): the frames cv2.VideoCapture decodes, prepared
+  # like the colab, bit for bit (OpenCV's YUV -> RGB conversion, not a more accurate one)
+  expect 0 '' -- "$BIN" autoencode -m "$M" "$F/clip_yuv.mkv" -o "$TMP/y" --save-inputs "$TMP/y.inputs"
+  check 'compare inputs:yuv "$TMP/y"' "clip_yuv.mkv: other inputs than cv2.VideoCapture + the colab's preparation"
   # a track that is there is used even with --no-audio
   expect 0 '' -- "$BIN" autoencode -m "$M" "$F/clip.mkv" -o "$TMP/vn" --no-audio
   check 'cmp -s "$TMP/v/audio.wav" "$TMP/vn/audio.wav"' "--no-audio dropped the clip's audio track"

@@ -13,6 +13,9 @@ output_shape [1, 2, 16, 16], 2 frames, 48 audio samples per frame -> 96 samples 
   clip.mkv      the three frames (PNG codec, lossless RGB) and audio.wav (pcm_s16le) at 25 fps,
                 made with ffmpeg -bitexact (the command is printed; checked: cv2.VideoCapture
                 decodes the PNGs' pixels and FFmpeg the WAV's samples)
+  clip_yuv.mkv  an ordinary lossy video: 3 frames of 64x48 as H.264 YUV 4:2:0 (libx264, crf 20,
+                one thread) with audio.wav; its reference frames are what cv2.VideoCapture
+                decodes (OpenCV's YUV -> BGR conversion), prepared like the colab
 
 Reference, DeepMind's colab (perceiver/colabs/video_autoencoding.ipynb) step by step:
   load_video: crop_center_square (start_x = x//2 - min//2, start_y = y//2 - min//2),
@@ -31,6 +34,7 @@ Reference, DeepMind's colab (perceiver/colabs/video_autoencoding.ipynb) step by 
 expected.safetensors:
   inputs.image  f32 [1][T][3][16][16]  the colab's preprocessed frames (HF layout)
   inputs.audio  f32 [1][96][1]         the colab's audio input
+  yuv.inputs.image, yuv.inputs.audio     the same for clip_yuv.mkv
   {haiku,hf}.image     f32 [T][16][16][3]  full reconstruction (DeepMind / transformers)
   {haiku,hf}.image_u8  u8  [T][16][16][3]  its to_gif truncation
   {haiku,hf}.audio     f32 [96]           reconstructed audio
@@ -83,6 +87,11 @@ NCHUNKS = 4
 # (meta.json diagnostics there); 1e-5 is the margin within which a to_gif truncation or a 16-bit
 # rounding may legitimately go either way (tests/tolerances.json "autoencode-boundary").
 NOISE = 1e-5
+YUV_W, YUV_H = 64, 48
+YUV_CMD = ["ffmpeg", "-loglevel", "error", "-y", "-framerate", "25", "-i", "yuv_%d.png", "-i", "audio.wav",
+           "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "20", "-threads", "1",
+           "-c:a", "pcm_s16le", "-flags:v", "+bitexact", "-flags:a", "+bitexact", "-fflags", "+bitexact",
+           "clip_yuv.mkv"]
 MKV_CMD = ["ffmpeg", "-loglevel", "error", "-y", "-framerate", "25", "-i", "frame_%d.png", "-i", "audio.wav",
            "-map", "0:v", "-map", "1:a", "-c:v", "png", "-c:a", "pcm_s16le", "-flags:v", "+bitexact",
            "-flags:a", "+bitexact", "-fflags", "+bitexact", "clip.mkv"]
@@ -313,6 +322,29 @@ def main(argv=None) -> int:
     subprocess.run(MKV_CMD, cwd=out, check=True)
     print("clip.mkv:", " ".join(MKV_CMD))
 
+    # an ordinary YUV 4:2:0 video: its frames are what cv2.VideoCapture decodes
+    yy, xx = np.mgrid[0:YUV_H, 0:YUV_W].astype(np.float64)
+    for t in range(N_FRAMES):
+        img = np.stack([120 + 90 * np.sin(xx / 9.0 + t), 60 + 150 * xx / YUV_W, 210 - 160 * yy / YUV_H], -1)
+        img[(yy - 22 - t) ** 2 + (xx - 30 - 2 * t) ** 2 < 100] = [240, 20, 40]
+        img[(yy - 10) ** 2 + (xx - 50 + t) ** 2 < 30] = [20, 220, 60]
+        img += rng.normal(0, 5, img.shape)
+        cv2.imwrite(str(out / f"yuv_{t}.png"), np.clip(np.rint(img), 0, 255).astype(np.uint8)[:, :, ::-1])
+    subprocess.run(YUV_CMD, cwd=out, check=True)
+    for t in range(N_FRAMES):
+        (out / f"yuv_{t}.png").unlink()
+    print("clip_yuv.mkv:", " ".join(YUV_CMD))
+    cap = cv2.VideoCapture(str(out / "clip_yuv.mkv"))
+    yuv_bgr = []
+    while True:
+        ok, fr = cap.read()
+        if not ok:
+            break
+        yuv_bgr.append(fr)
+    cap.release()
+    if len(yuv_bgr) != N_FRAMES or yuv_bgr[0].shape != (YUV_H, YUV_W, 3):
+        raise RuntimeError("cv2.VideoCapture cannot read clip_yuv.mkv")
+
     # what the colab reads: cv2.imread / cv2.VideoCapture frames (BGR) and the WAV's int16
     bgr = [cv2.imread(str(out / f"frame_{t}.png")) for t in range(N_FRAMES)]
     assert all(np.array_equal(b[:, :, ::-1], f) for b, f in zip(bgr, frames))
@@ -366,6 +398,9 @@ def main(argv=None) -> int:
            "label": full["full.label"][0].numpy()}
 
     exp = {"inputs.image": t_in["inputs.image"], "inputs.audio": t_in["inputs.audio"]}
+    yuv_video = colab_video(yuv_bgr, (W, H), T)[None].astype(np.float32)
+    exp["yuv.inputs.image"] = torch.from_numpy(np.ascontiguousarray(yuv_video.transpose(0, 1, 4, 2, 3)))
+    exp["yuv.inputs.audio"] = t_in["inputs.audio"].clone()
     meta_ref = {}
     for name, o in (("haiku", dm), ("hf", hfo)):
         order, p = top5(o["label"].astype(np.float64))
@@ -395,6 +430,8 @@ def main(argv=None) -> int:
                   "channel": 0, "scale": "int16 / 32768"},
         "short_audio": {"file": "short.wav", "samples": SHORT_SAMPLES},
         "video": {"file": "clip.mkv", "command": " ".join(MKV_CMD), "frames": N_FRAMES, "fps": 25},
+        "video_yuv": {"file": "clip_yuv.mkv", "command": " ".join(YUV_CMD), "frames": N_FRAMES, "fps": 25,
+                      "width": YUV_W, "height": YUV_H, "reference": "cv2.VideoCapture frames, the colab's crop + resize"},
         "chunk_loop": {"nchunks": NCHUNKS, "image_chunk": T * H * W // NCHUNKS, "audio_chunk": n_samp // spp // NCHUNKS},
         "references": meta_ref,
         "haiku_minus_hf_max_abs": d,
