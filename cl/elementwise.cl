@@ -21,27 +21,55 @@ __kernel void add(__global float *y, ulong y_off, __global const float *a, ulong
     y[y_off + i] += a[a_off + i];
 }
 
-/* in place; kind 0: exact erf GELU (Hugging Face), 1: tanh approximation (Haiku).
- * VW elements per work-item, so that erf/tanh run as vector functions (PoCL calls a scalar
+/* x = act(x) in place; kind: pcv_activation (include/perceiver/perceiver.h), the formulas of the
+ * CPU path (src/backend/cpu.c) in the same operation order, but for GELU_TANH (see there).
+ * VW elements per work-item, so that erf/tanh/exp run as vector functions (PoCL calls a scalar
  * libm routine per element otherwise: 50x slower); global (ceil(n / VW)) */
-inline floatV gelu_v(floatV v, int kind)
+inline floatV softplus_v(floatV v)
 {
-    if (kind == 0)
-        return 0.5f * v * (1.0f + erf(v * 0.70710678118654752440f));
-    return 0.5f * v * (1.0f + tanh(0.79788456080286535588f * (v + 0.044715f * v * v * v)));
+    return select(log1p(exp(v)), v, v > (floatV)20.0f);
 }
 
-__kernel void gelu(__global float *x, ulong x_off, long n, int kind)
+inline floatV gelu_erf_v(floatV v)
+{
+    return 0.5f * v * (1.0f + erf(v * 0.70710678118654752440f));
+}
+
+inline floatV act_v(floatV v, int kind)
+{
+    switch (kind) {
+    case 0: return gelu_erf_v(v);                                                                 /* GELU */
+    case 1: /* GELU_TANH: 0.5 v (1 + tanh(y)) = v / (1 + exp(-2y)), without the cancellation of 1 + tanh(y)
+             * near -1 (OpenCL's tanh may be a few ulp off -1 there, which 0.5 v would amplify) */
+        return v / (1.0f + exp(-2.0f * (0.79788456080286535588f * (v + 0.044715f * v * v * v))));
+    case 2: return fmin(fmax(gelu_erf_v(v), (floatV)-10.0f), (floatV)10.0f);                   /* GELU_10 */
+    case 3: return v / (1.0f + exp(-1.702f * v));                                                /* QUICK_GELU */
+    case 4: return select((floatV)0.0f, v, v > (floatV)0.0f);                                    /* RELU */
+    case 5: return select((floatV)0.0f, v * v, v > (floatV)0.0f);                                /* RELU2 */
+    case 6: return fmin(fmax(v, (floatV)0.0f), (floatV)6.0f);                                    /* RELU6 */
+    case 7: return select(0.01f * v, v, v > (floatV)0.0f);                                       /* LEAKY_RELU */
+    case 8: return v / (1.0f + exp(-v));                                                         /* SILU */
+    case 9: return v * tanh(softplus_v(v));                                                      /* MISH */
+    case 10: return 1.0f / (1.0f + exp(-v));                                                     /* SIGMOID */
+    case 11: return tanh(v);                                                                     /* TANH */
+    case 13: return 0.5f * (1.0f + erf((v - 0.707107f) / 0.39894259f));                         /* LAPLACE */
+    case 14: return v * fmin(fmax(v + 3.0f, (floatV)0.0f), (floatV)6.0f) / 6.0f;                 /* HARDSWISH */
+    case 15: return sqrt(softplus_v(v));                                                         /* SQRT_SOFTPLUS */
+    default: return v;                                                                           /* LINEAR */
+    }
+}
+
+__kernel void activation(__global float *x, ulong x_off, long n, int kind)
 {
     const long i = get_global_id(0) * VW;
     __global float *p = x + x_off + i;
     if (i + VW <= n) {
-        vstoreV(gelu_v(vloadV(0, p), kind), 0, p);
+        vstoreV(act_v(vloadV(0, p), kind), 0, p);
     } else {
         float t[VW];
         for (int e = 0; e < VW; e++)
             t[e] = i + e < n ? p[e] : 0.0f;
-        const floatV g = gelu_v(vloadV(0, t), kind);
+        const floatV g = act_v(vloadV(0, t), kind);
         vstoreV(g, 0, t);
         for (int e = 0; i + e < n; e++)
             p[e] = t[e];

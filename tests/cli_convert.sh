@@ -7,10 +7,10 @@ P=$H/p2_np2_flatmapping.pickle
 expect 0 '' -- "$BIN" convert --help
 check 'grep -q "pytorch_dump_folder_path" "$TMP/out"' "convert --help lists the original flags"
 expect 2 'required' -- "$BIN" convert --pickle_file "$P"
-expect 2 'unknown argument' -- "$BIN" convert --bogus
+expect 2 'unknown option' -- "$BIN" convert --bogus
 
 # the original script's flags
-# (--config: the tiny model's heads cannot be read from its weights; without it the preset's are used)
+# (--config: the tiny model's heads cannot be read from its weights; the config.json beside it says them)
 expect 0 '' -- "$BIN" convert --pickle_file "$P" --pytorch_dump_folder_path "$TMP/hf" --architecture MLM --config "$H/config.json"
 check '[ -f "$TMP/hf/model.safetensors" ] && [ -f "$TMP/hf/config.json" ]' "convert wrote the folder"
 check 'grep -q PerceiverForMaskedLM "$TMP/hf/config.json"' "config.json names the architecture"
@@ -35,8 +35,24 @@ done
 # converting into an existing folder replaces the two files
 echo stale >"$TMP/v/config.json"
 expect 0 '' -- "$BIN" convert -i "$P" -o "$TMP/v/"
-check 'grep -q "\"num_self_attention_heads\": 8" "$TMP/v/config.json"' "without --config: the preset's heads"
 check 'grep -q PerceiverForMaskedLM "$TMP/v/config.json"' "existing folder updated"
+# without --config: the config.json beside the pickle, the one run and inspect use, so that the
+# folder computes what the pickle computes (the preset's 8/8 heads and 1 block were 4.0 off)
+check 'grep -q "config from $H/config.json" "$TMP/out"' "convert names the config.json beside the pickle"
+check 'grep -q "\"num_self_attention_heads\": 4" "$TMP/v/config.json"' "without --config: the config.json beside the pickle"
+expect 0 '' -- "$BIN" run -m "$TMP/v" -i "$H/inputs.safetensors" -o "$TMP/v.st"
+check 'cmp -s "$TMP/v.st" "$TMP/b.st"' "converted folder (config beside the pickle) differs from the pickle run"
+# a pickle alone: the built-in preset sized from the tensors, and convert says so
+mkdir -p "$TMP/alone" && cp "$P" "$TMP/alone/"
+expect 0 '' -- "$BIN" convert -i "$TMP/alone/$(basename "$P")" -o "$TMP/w"
+check 'grep -q "config from the built-in preset" "$TMP/out"' "convert says the preset was used"
+check 'grep -q "\"num_self_attention_heads\": 8" "$TMP/w/config.json"' "a pickle alone: the preset's heads"
+
+# --architecture is checked on every kind of checkpoint, never silently ignored
+expect 1 'does not match the tensor names.*PerceiverForMaskedLM' -- "$BIN" convert -i "$FIX/torch_mlm" -o "$TMP/y" -a image_classification
+expect 1 "unknown architecture 'foo'" -- "$BIN" convert -i "$FIX/seqcls_basic" -o "$TMP/y" -a foo
+check '[ ! -e "$TMP/y" ]' "failed convert left a folder"
+expect 0 '' -- "$BIN" convert -i "$FIX/torch_mlm" -o "$TMP/y" -a MLM
 
 # pytorch_model.bin -> safetensors
 expect 0 '' -- "$BIN" convert -i "$FIX/torch_mlm" -o "$TMP/fromtorch"

@@ -11,7 +11,7 @@ expect 0 '' -- "$BIN" --version
 check 'grep -Eq "^perceiver-cl [0-9]+\.[0-9]+" "$TMP/out"' "--version prints a version"
 expect 2 'unknown command' -- "$BIN" frobnicate
 expect 2 'required' -- "$BIN" run --model "$M"
-expect 2 'unknown argument' -- "$BIN" run --bogus
+expect 2 'unknown option' -- "$BIN" run --bogus
 expect 2 'needs a value' -- "$BIN" run --model
 for c in run fill bench init-random; do expect 0 '' -- "$BIN" $c --help; done
 

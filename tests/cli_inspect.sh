@@ -5,7 +5,7 @@ H=$FIX/haiku_mlm
 
 expect 0 '' -- "$BIN" inspect --help
 expect 2 'required' -- "$BIN" inspect
-expect 2 'unknown argument' -- "$BIN" inspect --bogus x
+expect 2 'unknown option' -- "$BIN" inspect --bogus x
 
 expect 0 '' -- "$BIN" inspect "$H/p4_np2_dict.pickle"
 check 'grep -q "format: *haiku-pickle" "$TMP/out"' "pickle format"
@@ -25,6 +25,15 @@ check 'grep -q "perceiver.decoder.decoding_cross_attention.attention.self.key.we
 mkdir -p "$TMP/dm" && cp "$H/p5_np1_dict.pickle" "$TMP/dm/language_perceiver_io_bytes.pickle"
 expect 0 '' -- "$BIN" inspect -s "$TMP/dm"
 check 'grep -q "built-in preset" "$TMP/out"' "preset config"
+
+# --architecture is validated on every kind of checkpoint (it used to be printed as given)
+expect 1 "unknown architecture 'foo'" -- "$BIN" inspect -a foo "$FIX/mlm_q_shape"
+expect 1 'does not match the tensor names.*PerceiverForMaskedLM' -- "$BIN" inspect -a optical_flow "$FIX/mlm_q_shape"
+expect 0 '' -- "$BIN" inspect -s -a PerceiverForMaskedLM "$FIX/mlm_q_shape"
+check 'grep -q "architecture: *PerceiverForMaskedLM (--architecture)" "$TMP/out"' "inspect -a that agrees"
+# the config beside a pickle is the one shown (and the one run and convert use)
+expect 0 '' -- "$BIN" inspect -s "$H/p4_np2_dict.pickle"
+check 'grep -q "config: *$H/config.json" "$TMP/out"' "inspect shows the config beside the pickle"
 
 expect 0 '' -- "$BIN" inspect -s "$FIX/torch_mlm"
 check 'grep -q "format: *pytorch-zip" "$TMP/out" && grep -q "numerics: *hf" "$TMP/out"' "torch zip"

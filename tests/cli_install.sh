@@ -21,7 +21,7 @@ check '! grep -Eq "^(pcv_backend_|pcv_cl_|pcv_arena|pcv_param|pcv_set_error)" "$
 
 # version macros agree with the library
 export PKG_CONFIG_PATH=$LIB/pkgconfig
-check '[ "$(pkg-config --modversion perceiver)" = "$("$BIN" --version | awk "{print \$2}")" ]' "pkg-config version differs from perceiver-cl --version"
+check '[ "$(pkg-config --modversion perceiver)" = "$("$BIN" --version | awk "NR == 1 {print \$2}")" ]' "pkg-config version differs from perceiver-cl --version"
 
 cp "$SRC/examples/c/classify.c" "$SRC/examples/c/Makefile" "$SRC/examples/c/CMakeLists.txt" "$TMP/"
 expect 0 '' -- make -C "$TMP" classify

@@ -63,7 +63,7 @@ check 'grep -q "\"nmse\":" "$TMP/out" && grep -q "\"max_rel_err\":" "$TMP/out"' 
 expect 0 '' -- "$BIN" verify -d 0 -m "$FIX/seqcls_basic" "$FIX/seqcls_basic/inputs.safetensors"
 expect 0 '' -- "$BIN" verify -d 0 -m "$FIX/image_conv"
 expect 0 '' -- "$BIN" verify -d 0 -m "$FIX/mlm_q_shape" --text 'Paris is nice'
-expect 2 'not both' -- "$BIN" verify -d 0 -m "$M" "$IN" --text x
+expect 2 'replaces --text' -- "$BIN" verify -d 0 -m "$M" "$IN" --text x
 expect 2 '--model' -- "$BIN" verify -d 0
 
 # A real kernel bug, injected through the kernel-development override: the tanh GELU in place

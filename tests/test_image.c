@@ -108,6 +108,13 @@ static uint32_t fnv1a32(const unsigned char *p, size_t n)
     return h;
 }
 
+/* tests/fixtures/images holds what Image.open(f).convert("RGB") gives: the pixels as stored */
+static int load_stored(const char *path, pcv_image *img, pcv_error *err)
+{
+    pcv_image_load_options o = {.ignore_exif_orientation = true};
+    return pcv_image_load_ex(path, &o, img, err);
+}
+
 static void test_decode(void)
 {
     json_t *images = json_object_get(manifest, "images");
@@ -119,7 +126,7 @@ static void test_decode(void)
         const char *expect = json_string_value(json_object_get(e, "expect"));
         pcv_image img;
         pcv_error err = {0};
-        int rc = pcv_image_load(fx(name), &img, &err);
+        int rc = load_stored(fx(name), &img, &err);
         if (!strcmp(expect, "error")) {
             pcv_status code = status_from(json_string_value(json_object_get(e, "error_code")));
             const char *contains = json_string_value(json_object_get(e, "error_contains"));
@@ -173,7 +180,7 @@ static void check_u8_and_pv(const pcv_image_processor *p, const char *cfg, const
 {
     pcv_image img, u8;
     pcv_error err;
-    if (pcv_image_load(fx(name), &img, &err)) {
+    if (load_stored(fx(name), &img, &err)) {
         CHECK(0, "%s", err.msg);
         return;
     }
@@ -329,7 +336,7 @@ static void test_haiku(void)
         p.crop_h = p.crop_w = size == 224 ? 256 : 18; /* as the generator */
         pcv_image im, u8;
         pcv_error err;
-        if (pcv_image_load(fx(img), &im, &err)) {
+        if (load_stored(fx(img), &im, &err)) {
             CHECK(0, "%s", err.msg);
             continue;
         }
@@ -693,6 +700,122 @@ static void test_batch(void)
           "batch with a GIF: rc %d %s", rc, err.msg);
 }
 
+/* ---- EXIF orientation (tests/fixtures/exif, tools/make_exif_fixtures.py) --------------------- */
+
+static void test_exif(void)
+{
+    char edir[4096], path[4600];
+    snprintf(edir, sizeof edir, "%s/exif", tu_fixtures());
+    snprintf(path, sizeof path, "%s/expected.safetensors", edir);
+    pcv_safetensors ex;
+    pcv_error err = {0};
+    int rc = pcv_st_map(&ex, path, &err);
+    CHECK(rc == 0, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/manifest.json", edir);
+    json_error_t je;
+    json_t *m = json_load_file(path, 0, &je);
+    CHECK(m != NULL, "%s: %s", path, je.text);
+    if (rc || !m)
+        return;
+    const char *name;
+    json_t *e;
+    int n = 0, turned = 0;
+    json_object_foreach(json_object_get(m, "files"), name, e) {
+        snprintf(path, sizeof path, "%s/%s", edir, name);
+        char key[300];
+        snprintf(key, sizeof key, "%s", name);
+        for (char *c = key; *c; c++)
+            if (*c == '.')
+                *c = '_';
+        /* the orientation Pillow reads */
+        FILE *f = fopen(path, "rb");
+        unsigned char *buf = malloc(1 << 20);
+        size_t len = f ? fread(buf, 1, 1 << 20, f) : 0;
+        if (f)
+            fclose(f);
+        json_int_t want_o = json_integer_value(json_object_get(e, "orientation"));
+        int o = pcv_image_orientation(buf, len);
+        CHECK(o == (want_o >= 1 && want_o <= 8 ? want_o : 1), "%s: orientation %d, Pillow %lld", name, o,
+              (long long)want_o);
+        free(buf);
+        /* upright by default (ImageOps.exif_transpose), as stored with the option */
+        for (int ignore = 0; ignore < 2; ignore++) {
+            pcv_image img;
+            pcv_image_load_options lo = {.ignore_exif_orientation = ignore};
+            char tname[320], what[700];
+            snprintf(tname, sizeof tname, "%s.%s", ignore ? "stored" : "upright", key);
+            const pcv_st_tensor *t = pcv_st_find(&ex, tname);
+            rc = ignore ? pcv_image_load_ex(path, &lo, &img, &err) : pcv_image_load(path, &img, &err);
+            CHECK(rc == 0 && t, "%s: %s", name, rc ? err.msg : "no expected tensor");
+            if (rc || !t)
+                continue;
+            CHECK(img.height == t->shape[0] && img.width == t->shape[1], "%s (%s): %dx%d, Pillow %lldx%lld", name,
+                  tname, img.width, img.height, (long long)t->shape[1], (long long)t->shape[0]);
+            snprintf(what, sizeof what, "exif %s", tname);
+            if (img.height == t->shape[0] && img.width == t->shape[1])
+                diff_u8(what, img.rgb, t, img.height, img.width);
+            turned += !ignore && o > 1;
+            pcv_image_free(&img);
+        }
+        n++;
+    }
+    CHECK(n >= 25 && turned >= 20, "exif: %d files, %d turned", n, turned);
+    /* the preprocessing batch follows the processor's flag */
+    snprintf(path, sizeof path, "%s/o6_ii.jpg", edir);
+    pcv_image_processor p;
+    pcv_image_processor_init(&p);
+    p.do_center_crop = false;
+    p.size_h = 7, p.size_w = 13; /* the stored shape: upright (13 x 7) is resized, stored is not */
+    float *a = NULL, *b = NULL;
+    int h, w;
+    const char *paths[] = {path};
+    CHECK(pcv_image_load_batch(&p, paths, 1, &a, &h, &w, &err) == 0, "%s", err.msg);
+    p.ignore_exif_orientation = true;
+    CHECK(pcv_image_load_batch(&p, paths, 1, &b, &h, &w, &err) == 0, "%s", err.msg);
+    CHECK(a && b && memcmp(a, b, sizeof(float) * 3 * 7 * 13) != 0, "the batch ignores ignore_exif_orientation");
+    free(a);
+    free(b);
+    printf("  exif: %d files, orientation read and applied as Pillow's exif_transpose\n", n);
+    json_decref(m);
+    pcv_st_unmap(&ex);
+}
+
+/* ---- the haiku resize against OpenCV's default (IPP) path: the documented difference -------- */
+
+static void test_cv_ipp(void)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/cv_ipp/expected.safetensors", tu_fixtures());
+    pcv_safetensors ex;
+    pcv_error err = {0};
+    if (pcv_st_map(&ex, path, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    const pcv_st_tensor *t = pcv_st_find(&ex, "ipp.photo_china_jpg");
+    pcv_image img, u8;
+    pcv_image_processor p;
+    pcv_image_processor_init_haiku(&p);
+    CHECK(t && load_stored(fx("photo_china.jpg"), &img, &err) == 0, "%s", err.msg);
+    if (t && pcv_image_preprocess_u8(&p, &img, &u8, &err) == 0) {
+        const unsigned char *ipp = t->data;
+        size_t n = (size_t)u8.width * u8.height * 3, differ = 0;
+        int maxd = 0;
+        for (size_t i = 0; i < n; i++) {
+            int d = abs((int)u8.rgb[i] - ipp[i]);
+            differ += d != 0;
+            maxd = d > maxd ? d : maxd;
+        }
+        /* docs: +-1 on about 2.5% of the values (IPP's float32 rounding), never more */
+        CHECK(maxd <= 1 && differ > 0 && differ * 100 <= n * 3, "haiku resize vs cv2 with IPP: %zu of %zu values differ "
+              "(max %d): the documented bound is +-1 on at most 3%%", differ, n, maxd);
+        printf("  haiku resize vs cv2's default (IPP) path: %.2f%% of the values differ by 1\n", 100.0 * differ / n);
+        pcv_image_free(&u8);
+        pcv_image_free(&img);
+    }
+    pcv_st_unmap(&ex);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "%s/images", tu_fixtures());
@@ -721,6 +844,8 @@ int main(void)
     test_mutations();
     test_config_errors();
     test_batch();
+    test_exif();
+    test_cv_ipp();
 
     json_decref(tol);
     json_decref(manifest);

@@ -9,8 +9,10 @@
  * ranges. With PCV_REQUIRE_OPENCL=1 (CI) a machine without an OpenCL device fails.
  *
  *   test_ops [-o FILTER] [-b BACKEND]    FILTER: part of an operation's name or description
- *                                        (e.g. attention, "gemm NT"); BACKEND: cpu or an OpenCL
- *                                        device index */
+ *                                        (e.g. attention, "gemm NT"); BACKEND: cpu, opencl (every
+ *                                        OpenCL device) or an OpenCL device index
+ * PCV_TEST_TUNING adds OpenCL tuning keys (testutil.h): ctest runs it a second time with GPU-style
+ * kernels under small limits (test_ops_gpu_limits). */
 #include "backend/opcases.h"
 #include "backend/opencl.h"
 #include "backend/testing.h"
@@ -30,13 +32,15 @@ typedef struct tol {
 
 /* An operation's tolerance: tests/tolerances.json ops.<name>; operations that only move or
  * add float32 values must be exact. */
-static tol op_tol(pcv_op_kind op)
+static tol op_tol(const pcv_op_case *c)
 {
     const char *key = NULL;
-    switch (op) {
+    switch (c->op) {
     case PCV_OP_GEMM: key = "gemm"; break;
     case PCV_OP_LAYERNORM: key = "layernorm"; break;
-    case PCV_OP_GELU: key = "gelu"; break;
+    case PCV_OP_ACTIVATION:
+        key = c->act == PCV_ACT_GELU || c->act == PCV_ACT_GELU_TANH ? "gelu" : "activation";
+        break;
     case PCV_OP_SOFTMAX: key = "softmax"; break;
     case PCV_OP_ATTENTION: key = "attention"; break;
     case PCV_OP_CHANNEL_AFFINE: key = "channel_affine"; break;
@@ -65,7 +69,7 @@ static void run_case(pcv_backend *be, const pcv_op_case *c, const char *how)
         return;
     }
     CHECK(pcv_op_run(be, &in, &err) == 0, "%s: %s", what, err.msg);
-    tol t = op_tol(c->op);
+    tol t = op_tol(c);
     pcv_op_result r;
     bool by_nmse = t.nmse > 0;
     if (pcv_op_check(be, &in, by_nmse ? -1 : t.atol, t.rtol, &r, &err) != 0) {
@@ -79,9 +83,9 @@ static void run_case(pcv_backend *be, const pcv_op_case *c, const char *how)
             CHECK(r.bad == 0, "%s: %lld of %lld values outside tolerance (worst err/tol %.3g)", what, (long long)r.bad,
                   (long long)r.n, r.worst);
         /* the two GELUs must be distinguishable at this tolerance */
-        if (c->op == PCV_OP_GELU && c->act == PCV_GELU_ERF && r.n >= 100) {
+        if (c->op == PCV_OP_ACTIVATION && c->act == PCV_ACT_GELU && r.n >= 100) {
             pcv_op_case tanh_case = *c;
-            tanh_case.act = PCV_GELU_TANH;
+            tanh_case.act = PCV_ACT_GELU_TANH;
             in.c = &tanh_case;
             pcv_op_result r2;
             CHECK(pcv_op_check(be, &in, t.atol, t.rtol, &r2, &err) == 0 && r2.bad > 0,
@@ -222,7 +226,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "-b") && i + 1 < argc)
             only_backend = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [-o FILTER] [-b cpu|N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-o FILTER] [-b cpu|opencl|N]\n", argv[0]);
             return 2;
         }
     }
@@ -236,7 +240,7 @@ int main(int argc, char **argv)
     tu_runtime_setup(); /* compiled kernels go to the test folder, not the user's cache */
 
     pcv_error err = {0};
-    if (!only_backend || !strcmp(only_backend, "cpu")) {
+    if (!only_backend || !strcmp(only_backend, "cpu")) { /* -b opencl: every OpenCL device, no CPU path */
         pcv_backend *cpu = pcv_backend_open(NULL, &err);
         CHECK(cpu != NULL, "%s", err.msg);
         if (cpu) {
@@ -254,17 +258,21 @@ int main(int argc, char **argv)
     pcv_cl_device_info *devs = NULL;
     int ndev = pcv_cl_list_devices(&devs, &err);
     const char *req = getenv("PCV_REQUIRE_OPENCL");
-    bool require = req && strcmp(req, "0") != 0 && !filter && !only_backend;
+    bool require = req && strcmp(req, "0") != 0 && !filter && (!only_backend || !strcmp(only_backend, "opencl"));
     CHECK(ndev >= 0, "listing OpenCL devices: %s", err.msg);
     if (ndev <= 0) {
         printf("no OpenCL device: the OpenCL tests did not run%s\n", require ? " (PCV_REQUIRE_OPENCL=1: failure)" : "");
         CHECK(!require, "PCV_REQUIRE_OPENCL=1 but no OpenCL device was found (%s)",
               pcv_cl_available() ? "is PoCL installed, with a writable POCL_CACHE_DIR?" : "this build has no OpenCL backend");
     }
+    /* PCV_REQUIRE_PLATFORMS (CI: "Portable Computing Language,rusticl"): each named OpenCL
+     * implementation must be present and run kernels */
+    const char *plats = getenv("PCV_REQUIRE_PLATFORMS");
+    bool ran_on[8] = {0};
     for (int i = 0; i < ndev; i++) {
         char spec[16];
         snprintf(spec, sizeof spec, "%d", i);
-        if (only_backend && strcmp(only_backend, spec))
+        if (only_backend && strcmp(only_backend, spec) && strcmp(only_backend, "opencl"))
             continue;
         int64_t before = pcv_cl_launch_count();
         pcv_backend *be = pcv_backend_open(&(pcv_backend_options){.device = spec}, &err);
@@ -278,9 +286,25 @@ int main(int argc, char **argv)
         CHECK(filter || pcv_cl_launch_count() > before + 100, "OpenCL device %d: only %lld kernels ran", i,
               (long long)(pcv_cl_launch_count() - before));
         printf("OpenCL device %d: %lld kernel launches\n", i, (long long)(pcv_cl_launch_count() - before));
+        if (plats && pcv_cl_launch_count() > before + 100) {
+            char list[512];
+            snprintf(list, sizeof list, "%s", plats);
+            int k = 0;
+            for (char *tok = strtok(list, ","); tok && k < 8; tok = strtok(NULL, ","), k++)
+                if (strstr(devs[i].platform, tok))
+                    ran_on[k] = true;
+        }
         pcv_backend_close(be);
     }
-    if (ndev > 0 && !filter && (!only_backend || !strcmp(only_backend, "0")))
+    if (plats && !filter) {
+        char list[512];
+        snprintf(list, sizeof list, "%s", plats);
+        int k = 0;
+        for (char *tok = strtok(list, ","); tok && k < 8; tok = strtok(NULL, ","), k++)
+            CHECK(ran_on[k], "PCV_REQUIRE_PLATFORMS: no device of the OpenCL platform '%s' ran the operations (is it "
+                  "installed and enabled? rusticl needs RUSTICL_ENABLE=llvmpipe)", tok);
+    }
+    if (ndev > 0 && !filter && !getenv("PCV_TEST_TUNING") && (!only_backend || !strcmp(only_backend, "0")))
         run_device_loss("0");
     free(devs);
     json_decref(tolerances);

@@ -81,7 +81,9 @@ static inline void tu_runtime_setup(void)
         snprintf(cache, sizeof cache, "%s", env);
     else
         snprintf(cache, sizeof cache, "%s/kernel-cache", tu_tmpdir());
-    pcv_runtime_options rt = {.cache_dir = cache, .kernel_cache = -1};
+    /* PCV_TEST_TUNING: OpenCL tuning keys for this run (e.g. as=gpu,wg=16,local=2048: GPU-style
+     * kernels under small limits on a CPU device) */
+    pcv_runtime_options rt = {.cache_dir = cache, .kernel_cache = -1, .tuning = getenv("PCV_TEST_TUNING")};
     pcv_error err = {0};
     if (pcv_runtime_configure(&rt, &err) != 0)
         fprintf(stderr, "runtime options: %s\n", err.msg);

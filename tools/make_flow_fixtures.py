@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Generate perceiver-cl's tiled optical-flow fixtures (tests/fixtures/flow_tiles/).
+"""Generate perceiver-cl's optical-flow fixtures: tests/fixtures/flow_tiles/ (HF, tiled) and
+tests/fixtures/haiku_flow/ (DeepMind's own model as a pickle).
 
   flow_tiles/model/      tiny random-weight PerceiverForOpticalFlow (train_size = tile 48x64):
                          config.json, model.safetensors (save_pretrained), meta.json
@@ -42,8 +43,32 @@ How the expected values are made (venv of tools/requirements.txt):
     from the whole frame instead of the cropped tile, uniform or pre-fix weights, no x20,
     u/v swapped, float32 normalisation) and whether the fixture's tolerance catches them.
 
+haiku_flow/ (--only haiku): DeepMind's optical-flow model built by the colab's own construction
+code (tools/deepmind_flow.py; sizes reduced textually to TRAIN_SIZE 48x64, 8 latents x 32,
+2 self-attends, 2 heads), hk.transform init with jax.random.PRNGKey(1321), every parameter
+perturbed (perturb_params), then:
+  optical_flow_checkpoint.pystate  pickle.dumps of the params as dm-haiku returns them: plain
+                                   dict {scope: {name: float32 ndarray}}, protocol 4 (the colab
+                                   loads DeepMind's file with pickle.loads and passes it to apply)
+  config.json                      PerceiverConfig with the tiny sizes (architectures
+                                   ["PerceiverForOpticalFlow"], train_size [48, 64])
+  frame1.png, frame2.png           54x86 (DeepMind's grid valid: ys [0,6] x xs [0,22])
+  inputs.safetensors               inputs [1][2][27][48][64]: tile (0,0), DeepMind's
+                                   patches_for_flow transposed to HF layout
+  expected.safetensors             flow [54][86][2] (colab compute_optical_flow, x20), logits
+                                   [1][48][64][2] (the colab's jitted apply on tile (0,0), x20),
+                                   last_hidden_state [1][8][32] (encoder output, intercepted),
+                                   tiles [4][2], tile_flows [4][48][64][2] (x20)
+  expected_hf.safetensors          transformers on the same weights (HF conversion rules):
+                                   logits (/100, no x20), last_hidden_state
+  fixture.json                     description, profiles (flow-haiku-tiny, flow-tiny), versions,
+                                   JAX float32 vs float64 (jax_enable_x64), haiku-vs-hf gap
+  (fixture.json, not meta.json: tests/test_golden.c treats every <fixture>/meta.json as an HF
+  golden fixture.) flow_ref's patches and blending are asserted to reproduce DeepMind's bit for
+  bit on this fixture too.
+
 Run:  python tools/make_flow_fixtures.py --deepmind-src /path/to/deepmind-research
-      [--out DIR] [--venv-haiku /work/venv-haiku] [--threads 1]
+      [--only tiles,haiku] [--out DIR] [--venv-haiku /work/venv-haiku] [--threads 1]
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake pkg-config libjansson-dev libblis-dev libpng-dev libjpeg-dev)
 # the OpenCL backend: ICD loader and headers, CLBlast, and PoCL (OpenCL on the CPU: what CI runs on)
 PACKAGES+=(ocl-icd-opencl-dev opencl-c-headers libclblast-dev pocl-opencl-icd clinfo)
+# a second OpenCL implementation: Mesa's rusticl (llvmpipe on the CPU; enable with
+# RUSTICL_ENABLE=llvmpipe), the OpenCL front end Mesa's AMD and Intel GPU drivers use
+PACKAGES+=(mesa-opencl-icd)
 # videos (optical flow of a video, multimodal autoencoding): FFmpeg's libraries
 PACKAGES+=(libavformat-dev libavcodec-dev libswscale-dev libswresample-dev libavutil-dev)
 # the tests make small lossless videos with the ffmpeg command

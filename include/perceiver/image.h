@@ -18,8 +18,12 @@
  *    file is truncated"); bytes after the end are ignored. Stricter than Pillow, which decodes
  *    them silently: a PNG chunk CRC mismatch and corrupt JPEG entropy-coded data ("Corrupt JPEG
  *    data: bad Huffman code" and the like) are errors.
- *  - EXIF orientation is NOT applied (neither Image.open nor convert applies it); a photo whose
- *    camera stored it rotated comes out rotated, exactly as in transformers.
+ *  - The EXIF orientation is applied by default, as transformers' load_image does (it calls
+ *    PIL.ImageOps.exif_transpose before convert("RGB"); the image-classification pipeline and
+ *    DeepMind's colab, through imageio, both turn photos upright): the Orientation tag of the
+ *    EXIF block (JPEG APP1, PNG eXIf or a "Raw profile type exif" text chunk), else the XMP
+ *    tiff:Orientation, read by Pillow's rules. pcv_image_load_options.ignore_exif_orientation
+ *    keeps the stored pixel order (Image.open(f).convert("RGB") alone).
  *  - The format is found from the leading bytes, never from the file name. GIF, BMP, WebP, TIFF
  *    and other recognised formats are refused naming the format; images with more than
  *    PCV_IMAGE_MAX_PIXELS pixels are refused before any pixel buffer is allocated.
@@ -40,10 +44,17 @@
  * PCV_IMAGE_PIPELINE_HAIKU reproduces DeepMind's ImageNet colab instead (spec haiku-vs-hf I1-I3):
  * crop side int(0.875*min(H,W)) with offsets rounded up, OpenCV INTER_CUBIC (a = -0.75, no
  * antialiasing) and float32((u8 - 255*mean) / (255*std)) computed in float64. The resize is
- * OpenCV's own CV_8U code path, bit-exact with cv2.resize when Intel IPP is off
- * (cv2.ipp.setUseIPP(False), or builds without IPP). x86 pip wheels of OpenCV route this resize
- * through IPP by default, whose float32 arithmetic differs by +-1 on ~2.5% of the values of a
- * 373->224 resize; what the colab's OpenCV build did is unknown. */
+ * OpenCV's own CV_8U code path (11-bit fixed-point coefficients; its SIMD code gives the same
+ * bytes), bit-exact with cv2.resize when Intel IPP is off (cv2.ipp.setUseIPP(False) or
+ * cv2.setUseOptimized(False), or builds without IPP). The x86-64 opencv-python wheels route this
+ * resize through IPP by default, in float32: measured with opencv-python-headless 5.0.0 on 8 photo
+ * crops resized to 224x224 (tools/make_cv_ipp_fixture.py, tests/test_image.c), IPP differs by +-1
+ * on 2.4% of the 8-bit values (one pixel_values step, 0.0175), which moves the logits of a
+ * full-size (random-weight) Fourier ImageNet classifier by at most 2.0e-4 (4e-5 of their range,
+ * a tenth of the image-full tolerance) and changes no top-5. IPP's own rounding is not published
+ * and could not be reproduced exactly (a float32 two-pass model agrees on all but ~1e-5 of the
+ * values; small images skip IPP altogether), and which path the colab's OpenCV took in 2021 is
+ * not recorded: the engine keeps the path it reproduces exactly. */
 #ifndef PERCEIVER_IMAGE_H
 #define PERCEIVER_IMAGE_H
 
@@ -62,13 +73,26 @@ typedef struct pcv_image {
     unsigned char *rgb;
 } pcv_image;
 
-/* Reads and decodes a PNG or JPEG file. On failure img is left empty and err names the file and
- * the problem (PCV_ERR_IO: cannot read; PCV_ERR_FORMAT: empty, truncated or corrupt;
- * PCV_ERR_UNSUPPORTED: another format, or too many pixels; PCV_ERR_OOM). */
+typedef struct pcv_image_load_options {
+    bool ignore_exif_orientation; /* keep the pixels as stored (default: turned upright) */
+} pcv_image_load_options;
+
+/* Reads and decodes a PNG or JPEG file, turned upright by its EXIF orientation. On failure img
+ * is left empty and err names the file and the problem (PCV_ERR_IO: cannot read;
+ * PCV_ERR_FORMAT: empty, truncated or corrupt; PCV_ERR_UNSUPPORTED: another format, or too many
+ * pixels; PCV_ERR_OOM). */
 PCV_API pcv_status pcv_image_load(const char *path, pcv_image *img, pcv_error *err);
+/* The same with options (NULL: the defaults). */
+PCV_API pcv_status pcv_image_load_ex(const char *path, const pcv_image_load_options *opt, pcv_image *img,
+                                     pcv_error *err);
 /* The same from memory; name is used in messages only (may be NULL). */
 PCV_API pcv_status pcv_image_load_memory(const void *data, size_t len, const char *name, pcv_image *img,
                           pcv_error *err);
+PCV_API pcv_status pcv_image_load_memory_ex(const void *data, size_t len, const char *name,
+                                            const pcv_image_load_options *opt, pcv_image *img, pcv_error *err);
+/* The EXIF orientation of a PNG or JPEG in memory, 1..8 (1: as stored; 6: the stored image must
+ * turn 90 degrees clockwise to be upright), by Pillow's rules (see above). */
+PCV_API int pcv_image_orientation(const void *data, size_t len);
 PCV_API void pcv_image_free(pcv_image *img);
 /* Writes an 8-bit RGB PNG file atomically (temporary file + rename). */
 PCV_API pcv_status pcv_image_save_png(const char *path, const pcv_image *img, pcv_error *err);
@@ -102,6 +126,8 @@ typedef struct pcv_image_processor {
     int resize_flags;   /* PCV_RESIZE_* for pcv_image_resize_pil (0: current Pillow) */
     double rescale_factor;
     double mean[3], std[3]; /* the HF pipeline rounds them to float32, as numpy does */
+    bool ignore_exif_orientation; /* pcv_image_load_batch: keep the pixels as stored (default:
+                                     upright, as transformers' load_image) */
 } pcv_image_processor;
 
 /* PerceiverImageProcessor defaults: crop 256, size 224, BICUBIC, 1/255, ImageNet mean/std. */

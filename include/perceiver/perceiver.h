@@ -79,6 +79,11 @@ typedef struct pcv_runtime_options {
                                layout=auto|row|swap, splits=N, clblast=0|1, xgemm=16 numbers
                                separated by ':', minind=N (docs/opencl.md); NULL: none */
     bool trace;             /* wait for and time every OpenCL launch, printed on stderr */
+    /* Progress of long operations, on the calling thread: what names the work ("compiling OpenCL
+     * kernels (cl/attention.cl)", "loading weights", "forward"), done of total units (parameters
+     * for the weights, layers for a forward); done == total once it is finished. NULL: none. */
+    void (*progress)(void *user, const char *what, int64_t done, int64_t total);
+    void *progress_user;
 } pcv_runtime_options;
 PCV_API pcv_status pcv_runtime_configure(const pcv_runtime_options *opt, pcv_error *err);
 
@@ -213,6 +218,36 @@ typedef struct pcv_config {
     int num_labels;
     char **id2label; /* num_labels entries, or NULL */
 } pcv_config;
+
+/* The MLP activation of every Perceiver layer, config.hidden_act: each name of transformers'
+ * ACT2FN that maps to a fixed formula (prelu and xielu carry learned parameters: refused). */
+typedef enum pcv_activation {
+    PCV_ACT_GELU = 0,      /* gelu, gelu_python: 0.5 x (1 + erf(x / sqrt 2)) */
+    PCV_ACT_GELU_TANH,     /* gelu_new, gelu_pytorch_tanh, gelu_python_tanh, gelu_accurate, gelu_fast:
+                              0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); also jax.nn.gelu,
+                              DeepMind's GELU (the haiku profile's) */
+    PCV_ACT_GELU_10,       /* gelu_10: clip(gelu(x), -10, 10) */
+    PCV_ACT_QUICK_GELU,    /* quick_gelu: x sigmoid(1.702 x) */
+    PCV_ACT_RELU,          /* relu: max(x, 0) */
+    PCV_ACT_RELU2,         /* relu2: max(x, 0)^2 */
+    PCV_ACT_RELU6,         /* relu6: min(max(x, 0), 6) */
+    PCV_ACT_LEAKY_RELU,    /* leaky_relu: x < 0 ? 0.01 x : x */
+    PCV_ACT_SILU,          /* silu, swish: x sigmoid(x) */
+    PCV_ACT_MISH,          /* mish: x tanh(softplus(x)) */
+    PCV_ACT_SIGMOID,       /* sigmoid */
+    PCV_ACT_TANH,          /* tanh */
+    PCV_ACT_LINEAR,        /* linear: x */
+    PCV_ACT_LAPLACE,       /* laplace: 0.5 (1 + erf((x - 0.707107) / (0.282095 sqrt 2))) */
+    PCV_ACT_HARDSWISH,     /* hardswish: x min(max(x + 3, 0), 6) / 6 */
+    PCV_ACT_SQRT_SOFTPLUS, /* sqrtsoftplus: sqrt(softplus(x)) */
+    PCV_ACT_COUNT
+} pcv_activation;
+/* softplus(x) above is torch's: log(1 + exp(x)), x itself above 20. */
+
+/* The activation of a hidden_act name; PCV_ERR_UNSUPPORTED naming the supported ones. */
+PCV_API pcv_status pcv_activation_from_name(const char *name, pcv_activation *act, pcv_error *err);
+/* The first hidden_act name of an activation ("gelu", "gelu_new", ...), or NULL. */
+PCV_API const char *pcv_activation_name(pcv_activation act);
 
 PCV_API void pcv_config_init(pcv_config *cfg); /* PerceiverConfig defaults */
 PCV_API pcv_status pcv_config_load(pcv_config *cfg, const char *path, pcv_error *err);

@@ -44,6 +44,12 @@ pcv_status pcv_runtime_configure(const pcv_runtime_options *opt, pcv_error *err)
 
 const pcv_runtime_options *pcv_runtime(void) { return &g_runtime; }
 
+void pcv_progress(const char *what, int64_t done, int64_t total)
+{
+    if (g_runtime.progress)
+        g_runtime.progress(g_runtime.progress_user, what, done, total);
+}
+
 /* ---- registry ----------------------------------------------------------------------------------- */
 
 pcv_backend *pcv_backend_open(const pcv_backend_options *opt, pcv_error *err)
@@ -206,10 +212,15 @@ int pcv_backend_layernorm(pcv_backend *be, pcv_buffer *x, size_t x_off, pcv_buff
     return be->ops->layernorm(be, x, x_off, y, y_off, rows, cols, gamma, g_off, beta, b_off, eps, err);
 }
 
-int pcv_backend_gelu(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t n, pcv_gelu_kind kind, pcv_error *err)
+int pcv_backend_activation(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t n, pcv_activation act,
+                           pcv_error *err)
 {
     CHECK_OPERAND(x, x_off, n, "x");
-    return be->ops->gelu(be, x, x_off, n, kind, err);
+    if ((unsigned)act >= PCV_ACT_COUNT)
+        return pcv_set_error(err, PCV_ERR_INPUT, "activation: unknown kind %d", (int)act);
+    if (act == PCV_ACT_LINEAR)
+        return 0;
+    return be->ops->activation(be, x, x_off, n, act, err);
 }
 
 int pcv_backend_add(pcv_backend *be, pcv_buffer *y, size_t y_off, pcv_buffer *a, size_t a_off, int64_t n,

@@ -18,10 +18,8 @@
 typedef struct pcv_buffer pcv_buffer; /* defined by each backend */
 typedef struct pcv_backend pcv_backend;
 
-typedef enum pcv_gelu_kind {
-    PCV_GELU_ERF = 0, /* 0.5 x (1 + erf(x / sqrt 2)): Hugging Face */
-    PCV_GELU_TANH = 1 /* tanh approximation: jax.nn.gelu default, DeepMind's Haiku models */
-} pcv_gelu_kind;
+/* The activations are the public pcv_activation (perceiver.h): every hidden_act with a fixed
+ * formula. */
 
 /* C[i] = alpha * op(A[i]) * op(B[i]) + beta * C[i] for i < batch, row-major.
  * op(A) is m x k, op(B) is k x n, C is m x n; lda/ldb/ldc are row strides in elements;
@@ -108,14 +106,17 @@ int pcv_backend_synchronize(pcv_backend *be, pcv_error *err);
 
 /* ---- operations (offsets and sizes in elements; semantics in backend_impl.h) ------------------ */
 
+/* Reports progress to the runtime options' callback (no-op without one). */
+void pcv_progress(const char *what, int64_t done, int64_t total);
+
 int pcv_backend_gemm(pcv_backend *be, const pcv_gemm_args *args, pcv_error *err);
 int pcv_backend_bias_add(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols,
                          pcv_buffer *bias, size_t bias_off, pcv_error *err);
 int pcv_backend_layernorm(pcv_backend *be, pcv_buffer *x, size_t x_off, pcv_buffer *y, size_t y_off,
                           int64_t rows, int64_t cols, pcv_buffer *gamma, size_t g_off,
                           pcv_buffer *beta, size_t b_off, float eps, pcv_error *err);
-int pcv_backend_gelu(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t n, pcv_gelu_kind kind,
-                     pcv_error *err);
+int pcv_backend_activation(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t n, pcv_activation act,
+                           pcv_error *err);
 int pcv_backend_add(pcv_backend *be, pcv_buffer *y, size_t y_off, pcv_buffer *a, size_t a_off,
                     int64_t n, pcv_error *err);
 int pcv_backend_softmax(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols,

@@ -34,9 +34,9 @@ typedef struct pcv_backend_ops {
     int (*layernorm)(pcv_backend *be, pcv_buffer *x, size_t x_off, pcv_buffer *y, size_t y_off,
                      int64_t rows, int64_t cols, pcv_buffer *gamma, size_t g_off,
                      pcv_buffer *beta, size_t b_off, float eps, pcv_error *err);
-    /* in place */
-    int (*gelu)(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t n, pcv_gelu_kind kind,
-                pcv_error *err);
+    /* x[i] = act(x[i]) in place */
+    int (*activation)(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t n, pcv_activation act,
+                      pcv_error *err);
     /* y[i] += a[i] */
     int (*add)(pcv_backend *be, pcv_buffer *y, size_t y_off, pcv_buffer *a, size_t a_off,
                int64_t n, pcv_error *err);

@@ -159,21 +159,42 @@ static int cpu_layernorm(pcv_backend *be, pcv_buffer *xb, size_t x_off, pcv_buff
     return 0;
 }
 
-static int cpu_gelu(pcv_backend *be, pcv_buffer *xb, size_t x_off, int64_t n, pcv_gelu_kind kind,
-                    pcv_error *err)
+/* The activations in float32, in torch's operation order (cl/elementwise.cl repeats them). */
+static inline float softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
+static inline float gelu_erf(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f)); }
+
+#define ACT_LOOP(expr)                                                                                                 \
+    _Pragma("omp parallel for schedule(static) if (n >= PAR_MIN)") for (int64_t i = 0; i < n; i++)                    \
+    {                                                                                                                  \
+        const float v = x[i];                                                                                          \
+        x[i] = (expr);                                                                                                 \
+    }                                                                                                                  \
+    break;
+
+static int cpu_activation(pcv_backend *be, pcv_buffer *xb, size_t x_off, int64_t n, pcv_activation act,
+                          pcv_error *err)
 {
     float *x = F(xb, x_off);
-    if (kind == PCV_GELU_ERF) {
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-        for (int64_t i = 0; i < n; i++)
-            x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752440f));
-    } else {
-        const float c = 0.79788456080286535588f; /* sqrt(2/pi) */
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-        for (int64_t i = 0; i < n; i++) {
-            float v = x[i];
-            x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
-        }
+    const float c = 0.79788456080286535588f;                 /* sqrt(2/pi) */
+    const float lap = (float)(0.282095 * 1.41421356237309515); /* laplace: sigma * sqrt(2), as torch */
+    switch (act) {
+    case PCV_ACT_GELU: ACT_LOOP(gelu_erf(v))
+    case PCV_ACT_GELU_TANH: ACT_LOOP(0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v))))
+    case PCV_ACT_GELU_10: ACT_LOOP(fminf(fmaxf(gelu_erf(v), -10.0f), 10.0f))
+    case PCV_ACT_QUICK_GELU: ACT_LOOP(v / (1.0f + expf(-1.702f * v)))
+    case PCV_ACT_RELU: ACT_LOOP(v > 0.0f ? v : 0.0f)
+    case PCV_ACT_RELU2: ACT_LOOP(v > 0.0f ? v * v : 0.0f)
+    case PCV_ACT_RELU6: ACT_LOOP(fminf(fmaxf(v, 0.0f), 6.0f))
+    case PCV_ACT_LEAKY_RELU: ACT_LOOP(v > 0.0f ? v : 0.01f * v)
+    case PCV_ACT_SILU: ACT_LOOP(v / (1.0f + expf(-v)))
+    case PCV_ACT_MISH: ACT_LOOP(v * tanhf(softplus(v)))
+    case PCV_ACT_SIGMOID: ACT_LOOP(1.0f / (1.0f + expf(-v)))
+    case PCV_ACT_TANH: ACT_LOOP(tanhf(v))
+    case PCV_ACT_LAPLACE: ACT_LOOP(0.5f * (1.0f + erff((v - 0.707107f) / lap)))
+    case PCV_ACT_HARDSWISH: ACT_LOOP(v * fminf(fmaxf(v + 3.0f, 0.0f), 6.0f) / 6.0f)
+    case PCV_ACT_SQRT_SOFTPLUS: ACT_LOOP(sqrtf(softplus(v)))
+    case PCV_ACT_LINEAR:
+    case PCV_ACT_COUNT: break;
     }
     return 0;
 }
@@ -437,7 +458,7 @@ static const pcv_backend_ops cpu_ops = {
     .gemm = cpu_gemm,
     .bias_add = cpu_bias_add,
     .layernorm = cpu_layernorm,
-    .gelu = cpu_gelu,
+    .activation = cpu_activation,
     .add = cpu_add,
     .softmax = cpu_softmax,
     .gather = cpu_gather,

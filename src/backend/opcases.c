@@ -12,6 +12,32 @@
 
 static const float SENTINEL = 12345.678f;
 
+/* every hidden_act formula in float64 (transformers' ACT2FN definitions) */
+static double softplus64(double v) { return v > 20 ? v : log1p(exp(v)); }
+static double gelu64(double v) { return 0.5 * v * (1 + erf(v / sqrt(2.0))); }
+
+static double act64(pcv_activation a, double v)
+{
+    switch (a) {
+    case PCV_ACT_GELU: return gelu64(v);
+    case PCV_ACT_GELU_TANH: return 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+    case PCV_ACT_GELU_10: return fmin(fmax(gelu64(v), -10), 10);
+    case PCV_ACT_QUICK_GELU: return v / (1 + exp(-1.702 * v));
+    case PCV_ACT_RELU: return v > 0 ? v : 0;
+    case PCV_ACT_RELU2: return v > 0 ? v * v : 0;
+    case PCV_ACT_RELU6: return fmin(fmax(v, 0), 6);
+    case PCV_ACT_LEAKY_RELU: return v > 0 ? v : 0.01 * v;
+    case PCV_ACT_SILU: return v / (1 + exp(-v));
+    case PCV_ACT_MISH: return v * tanh(softplus64(v));
+    case PCV_ACT_SIGMOID: return 1 / (1 + exp(-v));
+    case PCV_ACT_TANH: return tanh(v);
+    case PCV_ACT_LAPLACE: return 0.5 * (1 + erf((v - 0.707107) / (0.282095 * sqrt(2.0))));
+    case PCV_ACT_HARDSWISH: return v * fmin(fmax(v + 3, 0), 6) / 6;
+    case PCV_ACT_SQRT_SOFTPLUS: return sqrt(softplus64(v));
+    default: return v;
+    }
+}
+
 /* ---- the table ---------------------------------------------------------------------------------- */
 
 #define GEMM(m_, n_, k_, b_, ta_, tb_, beta_) \
@@ -20,7 +46,15 @@ static const float SENTINEL = 12345.678f;
     GEMM(m_, n_, k_, b_, false, false, 0), GEMM(m_, n_, k_, b_, true, false, 0), GEMM(m_, n_, k_, b_, false, true, 0), \
         GEMM(m_, n_, k_, b_, true, true, 0.75f)
 #define LN(m_, n_, off_) {.op = PCV_OP_LAYERNORM, .m = m_, .n = n_, .offset = off_}
-#define GELU(n_, act_) {.op = PCV_OP_GELU, .m = 1, .n = n_, .act = act_}
+#define ACT(n_, act_, xs_) {.op = PCV_OP_ACTIVATION, .m = 1, .n = n_, .act = act_, .xscale = xs_}
+/* every activation at an odd length (the OpenCL kernels' vector tails), inputs in [-12, 12) */
+#define ACT_ALL(n_)                                                                                            \
+    ACT(n_, PCV_ACT_GELU, 6), ACT(n_, PCV_ACT_GELU_TANH, 6), ACT(n_, PCV_ACT_GELU_10, 6),                     \
+        ACT(n_, PCV_ACT_QUICK_GELU, 6), ACT(n_, PCV_ACT_RELU, 6), ACT(n_, PCV_ACT_RELU2, 6),                  \
+        ACT(n_, PCV_ACT_RELU6, 6), ACT(n_, PCV_ACT_LEAKY_RELU, 6), ACT(n_, PCV_ACT_SILU, 6),                  \
+        ACT(n_, PCV_ACT_MISH, 6), ACT(n_, PCV_ACT_SIGMOID, 6), ACT(n_, PCV_ACT_TANH, 6),                      \
+        ACT(n_, PCV_ACT_LINEAR, 6), ACT(n_, PCV_ACT_LAPLACE, 6), ACT(n_, PCV_ACT_HARDSWISH, 6),               \
+        ACT(n_, PCV_ACT_SQRT_SOFTPLUS, 6)
 #define ROWOP(op_, m_, n_) {.op = op_, .m = m_, .n = n_}
 #define SOFTMAX(m_, n_, mk_) {.op = PCV_OP_SOFTMAX, .m = m_, .n = n_, .masked = mk_}
 #define GATHER(m_, n_, pos_) {.op = PCV_OP_GATHER, .m = m_, .n = n_, .masked = pos_}
@@ -48,7 +82,7 @@ static const pcv_op_case cases[] = {
     GEMM4(1, 1, 1, 1), GEMM4(7, 5, 3, 1), GEMM4(64, 64, 64, 1), GEMM4(33, 65, 129, 2), GEMM4(128, 17, 256, 3),
     GEMM4(5, 300, 31, 4),
     LN(1, 1, 0), LN(7, 33, 0), LN(300, 1280, 100),
-    GELU(1, PCV_GELU_ERF), GELU(100003, PCV_GELU_ERF), GELU(1001, PCV_GELU_TANH),
+    ACT(1, PCV_ACT_GELU, 1), ACT(100003, PCV_ACT_GELU, 1), ACT(1001, PCV_ACT_GELU_TANH, 1), ACT_ALL(4099),
     ROWOP(PCV_OP_BIAS_ADD, 1, 1), ROWOP(PCV_OP_BIAS_ADD, 67, 45), ROWOP(PCV_OP_ADD, 1, 1), ROWOP(PCV_OP_ADD, 67, 45),
     GATHER(1, 1, false), GATHER(67, 45, false), GATHER(67, 45, true), ROWOP(PCV_OP_REPEAT, 1, 1),
     ROWOP(PCV_OP_REPEAT, 67, 45),
@@ -70,7 +104,7 @@ static const pcv_op_case cases[] = {
     M_ATTN("lm", "dec attention", 1, 8, 2048, 256, 32, 96, PCV_MASK_NONE),
     M_ROW("lm", "layernorm 2048x768", 2, PCV_OP_LAYERNORM, 2048, 768),
     M_ROW("lm", "layernorm 256x1280 (x~80)", 80, PCV_OP_LAYERNORM, 256, 1280),
-    M_ROW("lm", "gelu 256x1280 (x27)", 27, PCV_OP_GELU, 256, 1280),
+    M_ROW("lm", "gelu 256x1280 (x27)", 27, PCV_OP_ACTIVATION, 256, 1280),
     M_ROW("lm", "softmax 2048x262", 0, PCV_OP_SOFTMAX, 2048, 262),
     M_ROW("lm", "add 256x1280 (x54)", 54, PCV_OP_ADD, 256, 1280),
     /* the full-size ImageNet Fourier classifier (50176 pixels, 512 latents of 1024) */
@@ -95,7 +129,7 @@ const pcv_op_case *pcv_op_cases(int *n)
 }
 
 static const char *const op_names[PCV_OP_COUNT] = {
-    "gemm", "layernorm", "gelu", "bias_add", "add", "softmax", "gather",
+    "gemm", "layernorm", "activation", "bias_add", "add", "softmax", "gather",
     "repeat", "attention", "transpose", "copy2d", "im2col", "channel_affine", "maxpool",
 };
 
@@ -115,8 +149,9 @@ void pcv_op_describe(const pcv_op_case *c, char *buf, size_t cap)
                  c->mode == PCV_ATTN_HAIKU ? "haiku" : "hf", (long long)c->batch, (long long)c->heads,
                  (long long)c->nq, (long long)c->nk, (long long)c->dqk, (long long)c->dv, mask_names[c->mask & 3]);
         break;
-    case PCV_OP_GELU:
-        snprintf(buf, cap, "gelu-%s n%lld", c->act == PCV_GELU_TANH ? "tanh" : "erf", (long long)(c->m * c->n));
+    case PCV_OP_ACTIVATION:
+        snprintf(buf, cap, "%s n%lld%s", pcv_activation_name(c->act), (long long)(c->m * c->n),
+                 c->xscale > 1 ? " wide" : "");
         break;
     case PCV_OP_TRANSPOSE:
     case PCV_OP_COPY2D:
@@ -158,7 +193,7 @@ double pcv_op_bytes(const pcv_op_case *c)
     double rc = (double)c->m * (double)c->n * sizeof(float), img = (double)(c->batch * c->m * c->n * c->k) * 4;
     switch (c->op) {
     case PCV_OP_LAYERNORM:
-    case PCV_OP_GELU:
+    case PCV_OP_ACTIVATION:
     case PCV_OP_SOFTMAX:
     case PCV_OP_BIAS_ADD:
     case PCV_OP_GATHER:
@@ -234,7 +269,7 @@ int pcv_op_setup(pcv_backend *be, const pcv_op_case *c, uint64_t seed, pcv_op_in
     case PCV_OP_LAYERNORM:
         len[0] = len[1] = rows * cols, len[2] = len[3] = cols, in->out = 1, scale[0] = 3;
         break;
-    case PCV_OP_GELU: len[0] = rows * cols, scale[0] = 4; break;
+    case PCV_OP_ACTIVATION: len[0] = rows * cols, scale[0] = 4 * (c->xscale > 0 ? c->xscale : 1); break;
     case PCV_OP_BIAS_ADD: len[0] = rows * cols, len[1] = cols; break;
     case PCV_OP_ADD: len[0] = len[1] = rows * cols; break;
     case PCV_OP_SOFTMAX: len[0] = rows * cols, len[1] = cols, scale[0] = 5; break;
@@ -365,7 +400,7 @@ int pcv_op_run(pcv_backend *be, pcv_op_inst *in, pcv_error *err)
         return pcv_backend_gemm(be, &g, err);
     }
     case PCV_OP_LAYERNORM: return pcv_backend_layernorm(be, b[0], 0, b[1], 0, rows, cols, b[2], 0, b[3], 0, 1e-5f, err);
-    case PCV_OP_GELU: return pcv_backend_gelu(be, b[0], 0, rows * cols, c->act, err);
+    case PCV_OP_ACTIVATION: return pcv_backend_activation(be, b[0], 0, rows * cols, c->act, err);
     case PCV_OP_BIAS_ADD: return pcv_backend_bias_add(be, b[0], 0, rows, cols, b[1], 0, err);
     case PCV_OP_ADD: return pcv_backend_add(be, b[0], 0, b[1], 0, rows * cols, err);
     case PCV_OP_SOFTMAX: return pcv_backend_softmax(be, b[0], 0, rows, cols, c->masked ? b[1] : NULL, 0, err);
@@ -490,12 +525,9 @@ static void reference(const pcv_op_inst *in, double *want)
                 want[r * cols + j] = (x[0][r * cols + j] - mu) / sqrt(var + 1e-5) * x[2][j] + x[3][j];
         }
         break;
-    case PCV_OP_GELU:
-        for (int64_t i = 0; i < n; i++) {
-            double v = x[0][i];
-            want[i] = c->act == PCV_GELU_ERF ? 0.5 * v * (1 + erf(v / sqrt(2.0)))
-                                             : 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
-        }
+    case PCV_OP_ACTIVATION:
+        for (int64_t i = 0; i < n; i++)
+            want[i] = act64(c->act, x[0][i]);
         break;
     case PCV_OP_BIAS_ADD:
         for (int64_t i = 0; i < n; i++)

@@ -12,7 +12,7 @@
 typedef enum pcv_op_kind {
     PCV_OP_GEMM,
     PCV_OP_LAYERNORM,
-    PCV_OP_GELU,
+    PCV_OP_ACTIVATION,
     PCV_OP_BIAS_ADD,
     PCV_OP_ADD,
     PCV_OP_SOFTMAX,
@@ -41,7 +41,8 @@ typedef struct pcv_op_case {
     bool ta, tb;
     float beta;
     float offset;      /* layernorm: added to every input (stresses the variance) */
-    pcv_gelu_kind act; /* gelu */
+    pcv_activation act; /* activation */
+    float xscale;       /* activation: inputs scaled by this (0: 1) to reach every region of a formula */
     bool masked;       /* softmax: additive mask */
     /* attention */
     int64_t heads, nq, nk, dqk, dv;

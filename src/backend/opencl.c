@@ -49,7 +49,7 @@ struct pcv_buffer {
 };
 
 enum {
-    K_BIAS_ADD, K_ADD, K_GELU, K_GATHER, K_REPEAT, K_SCALE, K_TRANSPOSE, K_COPY2D, K_IM2COL, K_CHANNEL_AFFINE,
+    K_BIAS_ADD, K_ADD, K_ACTIVATION, K_GATHER, K_REPEAT, K_SCALE, K_TRANSPOSE, K_COPY2D, K_IM2COL, K_CHANNEL_AFFINE,
     K_MAXPOOL, K_LAYERNORM, K_SOFTMAX, K_ATTN_SOFTMAX, K_COUNT
 };
 static const struct {
@@ -57,7 +57,7 @@ static const struct {
     const char *name;
 } kernel_table[K_COUNT] = {
     [K_BIAS_ADD] = {0, "bias_add"},   [K_ADD] = {0, "add"},
-    [K_GELU] = {0, "gelu"},           [K_GATHER] = {0, "gather"},
+    [K_ACTIVATION] = {0, "activation"},           [K_GATHER] = {0, "gather"},
     [K_REPEAT] = {0, "repeat"},       [K_SCALE] = {0, "scale_matrix"},
     [K_TRANSPOSE] = {0, "transpose"}, [K_COPY2D] = {0, "copy2d"},
     [K_IM2COL] = {0, "im2col"},       [K_CHANNEL_AFFINE] = {0, "channel_affine"},
@@ -93,6 +93,7 @@ typedef struct cl_dev {
     size_t scratch_bytes[2];
     uint64_t in_use;
     int vw, row_ls;
+    bool gpu_like; /* GPU kernel configuration (a GPU, or a CPU device told so for testing) */
     char options[256];
     int layout, attn_path, force_splits;
     int64_t fail_after;        /* test hook: launches left before a simulated loss, -1 = never */
@@ -509,15 +510,16 @@ static int ocl_layernorm(pcv_backend *be, pcv_buffer *x, size_t x_off, pcv_buffe
     return launch(d, d->k[K_LAYERNORM], "layernorm", 2, gws, row_local(d, lws), args, NARGS(args), err);
 }
 
-static int ocl_gelu(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t n, pcv_gelu_kind kind, pcv_error *err)
+static int ocl_activation(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t n, pcv_activation act,
+                          pcv_error *err)
 {
     cl_dev *d = DEV(be);
     cl_ulong xo = x_off;
     cl_long nn = n;
-    cl_int k = kind == PCV_GELU_TANH ? 1 : 0;
+    cl_int k = (cl_int)act; /* the kernel's kinds are pcv_activation's values */
     karg args[] = {A(x->mem), A(xo), A(nn), A(k)};
     size_t gws[1] = {(size_t)cdiv(n, d->vw)};
-    return launch(d, d->k[K_GELU], "gelu", 1, gws, NULL, args, NARGS(args), err);
+    return launch(d, d->k[K_ACTIVATION], "activation", 1, gws, NULL, args, NARGS(args), err);
 }
 
 static int ocl_add(pcv_backend *be, pcv_buffer *y, size_t y_off, pcv_buffer *a, size_t a_off, int64_t n,
@@ -641,7 +643,7 @@ static attn_variant *attn_get(cl_dev *d, int64_t dv, pcv_error *err)
     int64_t nvec = cdiv(dv, d->vw);
     int64_t chunks = cdiv(nvec, 8);
     int nv = (int)cdiv(nvec, chunks);
-    int qb = d->info.is_cpu ? (int)(16 / nv < 1 ? 1 : 16 / nv > 4 ? 4 : 16 / nv) : 1;
+    int qb = !d->gpu_like ? (int)(16 / nv < 1 ? 1 : 16 / nv > 4 ? 4 : 16 / nv) : 1;
     for (int i = 0; i < d->nattn; i++)
         if (d->attn[i].nv == nv && d->attn[i].qb == qb)
             return &d->attn[i];
@@ -684,7 +686,7 @@ static int attn_fused(cl_dev *d, const pcv_attention_args *a, pcv_error *err)
 
     /* split the keys when there are too few work-items to fill the device (few queries, many
      * keys: the encoder's cross-attention); each split covers at least 256 keys */
-    int64_t target = (int64_t)d->info.compute_units * (d->info.is_cpu ? 4 : 256);
+    int64_t target = (int64_t)d->info.compute_units * (!d->gpu_like ? 4 : 256);
     int64_t nsplit = 1;
     if (d->force_splits > 0)
         nsplit = d->force_splits;
@@ -729,7 +731,7 @@ static int attn_fused(cl_dev *d, const pcv_attention_args *a, pcv_error *err)
                    A(dv),        A(mode), A(scale), A(inv)};
     size_t gws[3] = {(size_t)chunks, (size_t)groups, (size_t)(a->batch * a->heads * nsplit)};
     size_t one[3] = {1, 1, 1};
-    rc = launch(d, v->fused, "attention", 3, gws, d->info.is_cpu ? one : NULL, args, NARGS(args), err);
+    rc = launch(d, v->fused, "attention", 3, gws, !d->gpu_like ? one : NULL, args, NARGS(args), err);
     if (rc || nsplit == 1)
         return rc;
     karg cargs[] = {A(part), A(ns), A(nq), A(dv), A(heads), A(a->o->mem), A(oo), A(old)};
@@ -823,9 +825,11 @@ static const char *tuning_value(const char *key, char *buf, size_t cap)
     return NULL;
 }
 
-/* Installs CLBlast parameters for CPU devices (measured on PoCL 3.1, AVX-512: 1x1 work-groups
- * with float16 vectors; see docs/opencl.md). The tuning keys clblast=0, xgemm=... and minind=...
- * change that. */
+/* Installs CLBlast parameters for PoCL's CPU device (measured on PoCL 3.1, AVX-512 and AVX2:
+ * 1x1 work-groups with float16 vectors; see docs/opencl.md). They are PoCL's, not every CPU
+ * driver's: on Mesa's rusticl (llvmpipe) the same set runs 1000x slower than CLBlast's defaults,
+ * so other drivers keep CLBlast's own parameters. The tuning keys clblast=0, xgemm=... and
+ * minind=... change that. */
 static void clblast_tune(cl_dev *d)
 {
     char v[256];
@@ -835,7 +839,8 @@ static void clblast_tune(cl_dev *d)
     static const char *names[16] = {"GEMMK", "KREG", "KWG",  "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
                                     "NDIMC", "NWG",  "SA",   "SB",  "STRM",  "STRN",  "VWM", "VWN"};
     size_t vals[16] = {0, 1, 64, 4, 1, 1, 32, 1, 1, 8, 0, 0, 0, 0, 16, 1};
-    bool have = d->info.is_cpu;
+    bool pocl = d->info.is_cpu && strstr(d->info.platform, "Portable Computing Language") != NULL;
+    bool have = pocl;
     const char *x = tuning_value("xgemm", v, sizeof v);
     if (x && *x) {
         size_t nv[16];
@@ -860,7 +865,7 @@ static void clblast_tune(cl_dev *d)
         CLBlastOverrideParameters(d->dev, "Xgemm", CLBlastPrecisionSingle, 16, names, vals);
     /* every GEMM takes the tuned indirect kernel on CPUs (the direct kernel keeps its defaults) */
     const char *mi = tuning_value("minind", v, sizeof v);
-    size_t minind = mi && *mi ? strtoul(mi, NULL, 10) : d->info.is_cpu ? 1 : 0;
+    size_t minind = mi && *mi ? strtoul(mi, NULL, 10) : pocl ? 1 : 0;
     if (minind > 0) {
         const char *rn[1] = {"XGEMM_MIN_INDIRECT_SIZE"};
         CLBlastOverrideParameters(d->dev, "GemmRoutine", CLBlastPrecisionSingle, 1, rn, &minind);
@@ -912,13 +917,29 @@ static int dev_init(cl_dev *d, int index, pcv_error *err)
         return pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL device %d '%s': cannot create a command queue: %s", index,
                              in->name, pcv_cl_error_name(r, eb, sizeof eb));
 
+    /* Lower limits than the device's, and GPU-style kernel configuration on any device (tuning
+     * keys wg=N, local=BYTES, as=gpu): the tests run GPU-sized constraints on CPU devices. */
+    char tv[32];
+    size_t cap;
+    if (tuning_value("wg", tv, sizeof tv) && (cap = strtoul(tv, NULL, 10)) > 0) {
+        if (cap < d->info.max_work_group)
+            d->info.max_work_group = cap;
+        if (cap < d->info.max_item_size0)
+            d->info.max_item_size0 = cap;
+    }
+    if (tuning_value("local", tv, sizeof tv) && (cap = strtoul(tv, NULL, 10)) > 0 && cap < d->info.local_mem)
+        d->info.local_mem = cap;
+    d->gpu_like = !in->is_cpu || (tuning_value("as", tv, sizeof tv) && !strcasecmp(tv, "gpu"));
     /* CPUs: explicit float16 (one AVX-512 register; LLVM splits it on narrower CPUs) and one
-     * work-item per row; GPUs: float4 and 64 work-items per row */
-    d->vw = in->is_cpu ? 16 : 4;
+     * work-item per row; GPUs: float4 and up to 64 work-items per row, within the work-group
+     * size, the first dimension's item limit and the local memory (a double and a float of
+     * reduction scratch per work-item) */
+    d->vw = d->gpu_like ? 4 : 16;
     d->row_ls = 1;
-    if (!in->is_cpu) {
+    if (d->gpu_like) {
         d->row_ls = 64;
-        while ((size_t)d->row_ls > in->max_work_group && d->row_ls > 1)
+        while (d->row_ls > 1 && ((size_t)d->row_ls > in->max_work_group || (size_t)d->row_ls > in->max_item_size0 ||
+                                 (size_t)d->row_ls * 12 > in->local_mem))
             d->row_ls /= 2;
     }
     snprintf(d->options, sizeof d->options, "-cl-std=CL1.2 -D VW=%d -D ROW_LS=%d -D PCV_FP64=%d", d->vw, d->row_ls,
@@ -1004,7 +1025,7 @@ static const pcv_backend_ops ocl_ops = {
     .gemm = ocl_gemm,
     .bias_add = ocl_bias_add,
     .layernorm = ocl_layernorm,
-    .gelu = ocl_gelu,
+    .activation = ocl_activation,
     .add = ocl_add,
     .softmax = ocl_softmax,
     .gather = ocl_gather,

@@ -28,6 +28,7 @@ typedef struct pcv_cl_device_info {
     unsigned clock_mhz;
     uint64_t global_mem, max_alloc, local_mem;
     size_t max_work_group;
+    size_t max_item_size0;      /* CL_DEVICE_MAX_WORK_ITEM_SIZES[0] */
     bool available, compiler, fp64, is_cpu;
     int c_major, c_minor;       /* OpenCL C version parsed from c_version */
 } pcv_cl_device_info;

@@ -73,6 +73,11 @@ void pcv_cl_prepare_runtime(void)
     if (done)
         return;
     done = true;
+    /* PoCL compiles kernels (ours and CLBlast's) with clang and lets its warnings ("8 warnings
+     * generated.") reach our stderr: -w silences them unless the user sets the variable, or is
+     * developing kernels (PERCEIVER_CL_DIR / kernel_dir, tracing), where they are wanted */
+    if (!pcv_runtime()->kernel_dir && !pcv_runtime()->trace)
+        setenv("POCL_EXTRA_BUILD_FLAGS", "-w", 0);
     if (getenv("POCL_CACHE_DIR"))
         return;
     /* PoCL's own default, which it must be able to create or it reports no device */
@@ -174,6 +179,9 @@ static void fill_info(cl_platform_id p, cl_device_id d, pcv_cl_device_info *info
     size_t wg = 0;
     clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
     info->max_work_group = wg;
+    size_t items[3] = {0, 0, 0};
+    clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof items, items, NULL);
+    info->max_item_size0 = items[0] ? items[0] : wg;
     cl_bool bv = CL_FALSE;
     clGetDeviceInfo(d, CL_DEVICE_AVAILABLE, sizeof bv, &bv, NULL);
     info->available = bv;

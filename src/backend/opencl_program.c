@@ -251,6 +251,9 @@ int pcv_cl_build_program(cl_context ctx, cl_device_id dev, const pcv_cl_device_i
     }
     if (!prog) {
         const char *src = source;
+        char what[160];
+        snprintf(what, sizeof what, "compiling OpenCL kernels (cl/%s)", name);
+        pcv_progress(what, 0, 1);
         prog = clCreateProgramWithSource(ctx, 1, &src, NULL, &rc);
         if (!prog || rc != CL_SUCCESS) {
             free(source);
@@ -265,6 +268,7 @@ int pcv_cl_build_program(cl_context ctx, cl_device_id dev, const pcv_cl_device_i
             return PCV_ERR_DEVICE;
         }
         pcv_cl_stats.from_source++;
+        pcv_progress(what, 1, 1);
         size_t len = 0;
         if (use_cache && clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof len, &len, NULL) == CL_SUCCESS &&
             len > 0) {

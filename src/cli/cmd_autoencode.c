@@ -15,10 +15,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char help[] =
-    "Usage: perceiver-cl autoencode --model MODEL [options] VIDEO -o OUTDIR\n"
-    "       perceiver-cl autoencode --model MODEL [options] --frames F1 ... FT --audio WAV -o OUTDIR\n"
-    "\n"
+static const cli_option options[] = {
+    {"model", 'm', "M", "model folder or checkpoint file"},
+    {"output", 'o', "DIR", "output folder (created)"},
+    {"frames", CLI_KEY, NULL, "the operands are T PNG/JPEG frames (with --audio WAV), not a video"},
+    {"audio", CLI_KEY + 1, "WAV", "the audio of --frames (16-bit PCM, or any format FFmpeg reads)"},
+    {"top", 'k', "K", "classes to print (default 5)"},
+    {"labels", CLI_KEY + 2, "FILE", "class names, one per line"},
+    {"chunk", CLI_KEY + 3, "N", "decoder queries per step (default 8192; bounds the memory)"},
+    {"video", CLI_KEY + 4, "FILE", "side-by-side video (.mp4, .mkv, .avi)"},
+    {"no-audio", CLI_KEY + 5, NULL, "feed silence when the clip has no audio track (or no --audio is given); an "
+                                     "audio track that is there is used"},
+    {"json", CLI_KEY + 6, NULL, "machine-readable summary on standard output"},
+    {"save-inputs", CLI_KEY + 7, "FILE", "also write the prepared inputs (inputs.image [1][T][3][H][W], inputs.audio "
+                                         "[1][samples][1], float32) as safetensors: a 'perceiver-cl run' inputs file"},
+    {0},
+};
+
+const cli_command cli_cmd_autoencode = {
+    "autoencode", "--model MODEL [options] VIDEO -o OUTDIR\n"
+                  "       perceiver-cl autoencode --model MODEL [options] --frames F1 ... FT --audio WAV -o OUTDIR",
     "Runs a PerceiverForMultimodalAutoencoding model (deepmind/multimodal-perceiver or DeepMind's\n"
     "video_autoencoding_checkpoint.pystate) on a clip the way DeepMind's video-autoencoding colab\n"
     "prepares it, and writes the reconstruction and the top classes. The encoder runs once and\n"
@@ -32,29 +48,15 @@ static const char help[] =
     "         colab's; bit-exact with cv2.resize), RGB, / 255; the first audio track, channel\n"
     "         0, resampled to 25 x audio_samples_per_frame Hz (48 kHz), the first\n"
     "         num_frames x audio_samples_per_frame samples (30720); videos need FFmpeg\n"
-    "  --frames F1 ... FT  T PNG/JPEG files (prepared the same way) and --audio WAV (16-bit PCM,\n"
-    "         or any format FFmpeg reads)\n"
+    "  --frames F1 ... FT  T PNG/JPEG files (prepared the same way) and --audio WAV\n"
     "Short clips and missing audio are errors (--no-audio feeds silence).\n"
     "\n"
     "Output in OUTDIR: frame_00.png ... (the reconstruction, clip(x * 255) truncated to 8 bits as\n"
     "the colab's to_gif), audio.wav (16-bit, 48 kHz), classes.txt; with --video FILE also the input\n"
     "and the reconstruction side by side as a video. The top classes are printed (--json: one\n"
-    "object). Class names: config id2label, --labels FILE, or the bundled Kinetics-700 names.\n"
-    "\n"
-    "Options:\n"
-    "  --model M, -m M      model folder or checkpoint file\n"
-    "  -o DIR, --output DIR output folder (created)\n"
-    "  --top K, -k K        classes to print (default 5)\n"
-    "  --labels FILE        class names, one per line\n"
-    "  --chunk N            decoder queries per step (default 8192; bounds the memory)\n"
-    "  --video FILE         side-by-side video (.mp4, .mkv, .avi)\n"
-    "  --no-audio           feed silence when the clip has no audio track (or no --audio is\n"
-    "                       given); an audio track that is there is used\n"
-    "  --save-inputs FILE   also write the prepared inputs (inputs.image [1][T][3][H][W], inputs.audio\n"
-    "                       [1][samples][1], float32) as safetensors: a 'perceiver-cl run' inputs file\n"
-    "  --json               machine-readable summary on standard output\n"
-    "%s"
-    "  --help               this text\n";
+    "object). Class names: config id2label, --labels FILE, or the bundled Kinetics-700 names.\n",
+    options, CLI_MODEL | CLI_QUIET, NULL,
+};
 
 /* the colab's frame preparation: centre square, cv2.resize INTER_LINEAR to (w, h), / 255 */
 static int prepare_frame(const pcv_image *img, int w, int h, float *chw, pcv_error *err)
@@ -102,65 +104,41 @@ static char **read_lines(const char *path, int *n, pcv_error *err)
 
 int cmd_autoencode(int argc, char **argv)
 {
-    cli_args a;
+    cli_parser p;
     pcv_model_options opt = cli_model_options();
     const char *model_dir = NULL, *outdir = NULL, *audio_path = NULL, *labels_path = NULL, *video_out = NULL,
                *inputs_out = NULL;
-    bool json = false, bad = false, no_audio = false, frames_mode = false;
+    bool json = false, no_audio = false, frames_mode = false;
     long topk = 5, chunk = 8192;
-    const char **args = calloc((size_t)argc, sizeof *args);
-    int nargs = 0;
-    if (!args)
-        return EXIT_FAIL;
-    cli_init(&a, argc, argv, 2);
-    while (a.i < a.argc && !bad) {
-        if (cli_opt(&a, "--help", "-h", false, &bad)) {
-            printf(help, cli_model_opts_help);
-            free(args);
-            return EXIT_OK;
-        } else if (cli_opt(&a, "--model", "-m", true, &bad)) {
-            model_dir = a.value;
-        } else if (cli_opt(&a, "--output", "-o", true, &bad)) {
-            outdir = a.value;
-        } else if (cli_opt(&a, "--audio", NULL, true, &bad)) {
-            audio_path = a.value;
-        } else if (cli_opt(&a, "--frames", NULL, false, &bad)) {
-            frames_mode = true;
-        } else if (cli_opt(&a, "--labels", NULL, true, &bad)) {
-            labels_path = a.value;
-        } else if (cli_opt(&a, "--video", NULL, true, &bad)) {
-            video_out = a.value;
-        } else if (cli_opt(&a, "--save-inputs", NULL, true, &bad)) {
-            inputs_out = a.value;
-        } else if (cli_opt(&a, "--no-audio", NULL, false, &bad)) {
-            no_audio = true;
-        } else if (cli_opt(&a, "--json", NULL, false, &bad)) {
-            json = true;
-        } else if (cli_opt(&a, "--top", "-k", true, &bad)) {
-            if (a.value && !cli_parse_int(a.value, 1, 100000, &topk)) {
-                free(args);
-                return cli_usage_error("autoencode", "--top needs a positive number");
-            }
-        } else if (cli_opt(&a, "--chunk", NULL, true, &bad)) {
-            if (a.value && !cli_parse_int(a.value, 1, 1 << 24, &chunk)) {
-                free(args);
-                return cli_usage_error("autoencode", "--chunk needs a positive number");
-            }
-        } else if (cli_model_opt(&a, &opt, &bad)) {
-        } else if (a.argv[a.i][0] == '-' && a.argv[a.i][1] != '\0') {
-            free(args);
-            return cli_usage_error("autoencode", "unknown option '%s'", a.argv[a.i]);
-        } else {
-            args[nargs++] = a.argv[a.i++];
+    cli_parse_begin(&p, &cli_cmd_autoencode, argc, argv);
+    p.model = &opt;
+    for (int c; (c = cli_parse_next(&p)) != -1;) {
+        switch (c) {
+        case CLI_HELP: return EXIT_OK;
+        case 'm': model_dir = p.arg; break;
+        case 'o': outdir = p.arg; break;
+        case CLI_KEY: frames_mode = true; break;
+        case CLI_KEY + 1: audio_path = p.arg; break;
+        case 'k':
+            if (!cli_int(&p, 1, 100000, &topk))
+                return EXIT_USAGE;
+            break;
+        case CLI_KEY + 2: labels_path = p.arg; break;
+        case CLI_KEY + 3:
+            if (!cli_int(&p, 1, 1L << 24, &chunk))
+                return EXIT_USAGE;
+            break;
+        case CLI_KEY + 4: video_out = p.arg; break;
+        case CLI_KEY + 5: no_audio = true; break;
+        case CLI_KEY + 6: json = true; break;
+        case CLI_KEY + 7: inputs_out = p.arg; break;
+        default: return EXIT_USAGE;
         }
     }
-    if (bad) {
-        free(args);
-        return EXIT_USAGE;
-    }
+    const char **args = (const char **)argv + p.first_operand;
+    int nargs = argc - p.first_operand;
     if (!model_dir || !outdir || nargs == 0 || (!frames_mode && nargs != 1) || (frames_mode && !audio_path && !no_audio) ||
         (!frames_mode && audio_path)) {
-        free(args);
         return cli_usage_error("autoencode", "give --model, -o OUTDIR and either one VIDEO or --frames F1 ... FT "
                                "--audio WAV");
     }
@@ -294,9 +272,9 @@ int cmd_autoencode(int argc, char **argv)
     }
     const float *pix = oi->data;
     for (int t = 0; t < T && !err.msg[0]; t++) {
-        for (size_t p = 0; p < (size_t)W * H * 3; p++) { /* the colab's to_gif: clip(x*255) truncated */
-            float v = pix[(size_t)t * W * H * 3 + p] * 255.0f;
-            rec.rgb[p] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
+        for (size_t q = 0; q < (size_t)W * H * 3; q++) { /* the colab's to_gif: clip(x*255) truncated */
+            float v = pix[(size_t)t * W * H * 3 + q] * 255.0f;
+            rec.rgb[q] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
         }
         snprintf(path, sizeof path, "%s/frame_%02d.png", outdir, t);
         if (pcv_image_save_png(path, &rec, &err))
@@ -387,6 +365,5 @@ done:
     free(audio);
     pcv_video_close(vid);
     pcv_model_free(m);
-    free(args);
     return rc;
 }

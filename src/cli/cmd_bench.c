@@ -10,26 +10,25 @@
 #include <string.h>
 #include <time.h>
 
-static const char help[] =
-    "Usage: perceiver-cl bench (--model DIR | --preset NAME | --config FILE) [options]\n"
-    "\n"
+static const cli_option options[] = {
+    {"model", 'm', "DIR", "model folder"},
+    {"preset", CLI_KEY, "NAME", "built-in config (see --list-presets)"},
+    {"config", CLI_KEY + 1, "FILE", "a config.json"},
+    {"batch", 'b', "N", "batch size (default 1)"},
+    {"seq", CLI_KEY + 2, "N", "sequence length (default: max_position_embeddings)"},
+    {"image-size", CLI_KEY + 3, "N", "image height and width for image classifiers (default 224)"},
+    {"repeat", 'r', "N", "timed forward passes after one warm-up (default 3)"},
+    {"json", CLI_KEY + 4, NULL, "machine-readable output"},
+    {"list-presets", CLI_KEY + 5, NULL, "list the built-in configs"},
+    {0},
+};
+
+const cli_command cli_cmd_bench = {
+    "bench", "(--model DIR | --preset NAME | --config FILE) [options]",
     "Times forward passes and prints, per stage, the time, the matrix-multiply FLOPs and\n"
-    "GFLOP/s. With --preset or --config the weights are random (no files needed).\n"
-    "Text models get the Hugging Face test sentence with ' missing.' masked, padded to --seq;\n"
-    "image classifiers get random pixel_values of --image-size (default 224).\n"
-    "\n"
-    "Options:\n"
-    "  --model DIR        model folder\n"
-    "  --preset NAME      built-in config (see --list-presets)\n"
-    "  --config FILE      a config.json\n"
-    "  --batch N          batch size (default 1)\n"
-    "  --seq N            sequence length (default: max_position_embeddings)\n"
-    "  --image-size N     image height and width for image classifiers (default 224)\n"
-    "  --repeat N         timed forward passes after one warm-up (default 3)\n"
-    "  --json             machine-readable output\n"
-    "  --list-presets     list the built-in configs\n"
-    "%s"
-    "  --help             this text\n";
+    "GFLOP/s. With --preset or --config the weights are random (no files needed).\n",
+    options, CLI_MODEL | CLI_QUIET, NULL,
+};
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -39,47 +38,46 @@ static int cmp_double(const void *a, const void *b)
 
 int cmd_bench(int argc, char **argv)
 {
-    cli_args a;
+    cli_parser p;
     pcv_model_options opt = cli_model_options();
     opt.profile = true;
     const char *model_dir = NULL, *preset = NULL, *config = NULL;
     long batch = 1, seq = 0, repeat = 3, image_size = 224;
-    bool json = false, bad = false;
-    cli_init(&a, argc, argv, 2);
-    while (a.i < a.argc && !bad) {
-        if (cli_opt(&a, "--help", "-h", false, &bad)) {
-            printf(help, cli_model_opts_help);
-            return EXIT_OK;
-        } else if (cli_opt(&a, "--list-presets", NULL, false, &bad)) {
+    bool json = false;
+    cli_parse_begin(&p, &cli_cmd_bench, argc, argv);
+    p.model = &opt;
+    for (int c; (c = cli_parse_next(&p)) != -1;) {
+        switch (c) {
+        case CLI_HELP: return EXIT_OK;
+        case 'm': model_dir = p.arg; break;
+        case CLI_KEY: preset = p.arg; break;
+        case CLI_KEY + 1: config = p.arg; break;
+        case 'b':
+            if (!cli_int(&p, 1, 4096, &batch))
+                return EXIT_USAGE;
+            break;
+        case CLI_KEY + 2:
+            if (!cli_int(&p, 1, 1 << 20, &seq))
+                return EXIT_USAGE;
+            break;
+        case CLI_KEY + 3:
+            if (!cli_int(&p, 1, 8192, &image_size))
+                return EXIT_USAGE;
+            break;
+        case 'r':
+            if (!cli_int(&p, 1, 10000, &repeat))
+                return EXIT_USAGE;
+            break;
+        case CLI_KEY + 4: json = true; break;
+        case CLI_KEY + 5:
             for (int i = 0; pcv_preset_name(i); i++)
                 printf("%-22s %s\n", pcv_preset_name(i), pcv_preset_description(i));
             return EXIT_OK;
-        } else if (cli_opt(&a, "--model", "-m", true, &bad)) {
-            model_dir = a.value;
-        } else if (cli_opt(&a, "--preset", NULL, true, &bad)) {
-            preset = a.value;
-        } else if (cli_opt(&a, "--config", NULL, true, &bad)) {
-            config = a.value;
-        } else if (cli_opt(&a, "--json", NULL, false, &bad)) {
-            json = true;
-        } else if (cli_opt(&a, "--batch", "-b", true, &bad)) {
-            if (a.value && !cli_parse_int(a.value, 1, 4096, &batch))
-                return cli_usage_error("bench", "--batch needs a number from 1 to 4096");
-        } else if (cli_opt(&a, "--seq", NULL, true, &bad)) {
-            if (a.value && !cli_parse_int(a.value, 1, 1 << 20, &seq))
-                return cli_usage_error("bench", "--seq needs a positive number");
-        } else if (cli_opt(&a, "--image-size", NULL, true, &bad)) {
-            if (a.value && !cli_parse_int(a.value, 1, 8192, &image_size))
-                return cli_usage_error("bench", "--image-size needs a number from 1 to 8192");
-        } else if (cli_opt(&a, "--repeat", "-r", true, &bad)) {
-            if (a.value && !cli_parse_int(a.value, 1, 10000, &repeat))
-                return cli_usage_error("bench", "--repeat needs a number from 1 to 10000");
-        } else if (!cli_model_opt(&a, &opt, &bad)) {
-            return cli_usage_error("bench", "unknown argument '%s'", a.argv[a.i]);
+        default: return EXIT_USAGE;
         }
     }
-    if (bad)
-        return EXIT_USAGE;
+    if (p.first_operand < argc)
+        return cli_usage_error("bench", "unexpected argument '%s'", argv[p.first_operand]);
     if (!!model_dir + !!preset + !!config != 1)
         return cli_usage_error("bench", "give exactly one of --model, --preset, --config");
 
@@ -104,7 +102,7 @@ int cmd_bench(int argc, char **argv)
             goto done;
     }
     double load_s = pcv_now() - t0;
-    fprintf(stderr, "perceiver-cl: %s on %s\n", pcv_arch_name(pcv_model_arch(m)), pcv_model_device(m));
+    cli_info("%s on %s", pcv_arch_name(pcv_model_arch(m)), pcv_model_device(m));
     const pcv_config *c = pcv_model_config(m);
     pcv_io_tensor in[2];
     int nin;

@@ -1,41 +1,46 @@
 /* perceiver-cl bench-ops: GFLOP/s of single operations at the shapes of a real model, on a device
  * and on the CPU reference path. */
 #include "cli/cli.h"
+#include "cli/jsonw.h"
 #include "util/error.h"
 
 #include "backend/opencl.h"
 #include "backend/opcases.h"
 #include "util/clock.h"
 
-#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char help[] =
-    "Usage: perceiver-cl bench-ops [--device D] [options]\n"
-    "\n"
+static const cli_option options[] = {
+    {"device", 'd', "D", "device to measure (default $PERCEIVER_DEVICE, else 0 when an\n"
+                         "OpenCL device exists); cpu measures the CPU path alone"},
+    {"model", CLI_KEY + 4, "M", "lm (default: deepmind/language-perceiver, 2048 bytes), image\n"
+                              "(the Fourier ImageNet classifier), flow (one 368x496\n"
+                              "optical-flow tile), all"},
+    {"threads", 't', "N", "CPU threads of the reference path (default: all cores)"},
+    {"repeat", 'r', "N", "timed runs per operation (default 5)"},
+    {"only", CLI_KEY, "WORD", "only operations whose name, shape or label contains WORD (gemm,\n"
+                              "attention, layernorm, gelu, softmax, add, or words of the\n"
+                              "labels, e.g. \"self\"); no match is a usage error"},
+    {"check", CLI_KEY + 5, NULL, "also compare each device result with a float64 reference (slow\n"
+                                 "for the large shapes) and print the NMSE"},
+    {"variants", CLI_KEY + 1, NULL, "also time each GEMM in both CLBlast layouts (row-major,\n"
+                                    "swapped) and attention on both paths (fused kernel, CLBlast\n"
+                                    "GEMMs), OpenCL only"},
+    {"no-cpu", CLI_KEY + 2, NULL, "skip the CPU reference path"},
+    {"json", CLI_KEY + 3, NULL, "machine-readable output (docs/json.md)"},
+    {0},
+};
+
+const cli_command cli_cmd_bench_ops = {
+    "bench-ops", "[--device D] [options]",
     "Times single operations at the shapes of a full-size model (the operation table that\n"
     "tests/test_ops checks against float64 references) on a device and on the CPU reference\n"
     "path, and prints GFLOP/s (GB/s for memory-bound operations) and the ratio. Every time is\n"
-    "the best of --repeat runs after one warm-up, each run synchronized. Inputs are random.\n"
-    "\n"
-    "Options:\n"
-    "  --device D, -d D   device to measure (default $PERCEIVER_DEVICE, else 0 when an OpenCL\n"
-    "                     device exists); cpu measures the CPU path alone\n"
-    "  --model M          lm (default: deepmind/language-perceiver, 2048 bytes), image (the\n"
-    "                     Fourier ImageNet classifier), flow (one 368x496 optical-flow tile), all\n"
-    "  --threads N        CPU threads of the reference path (default: all cores)\n"
-    "  --repeat N         timed runs per operation (default 5)\n"
-    "  --only WORD        only operations whose name, shape or label contains WORD\n"
-    "                     (e.g. gemm, attention, \"self\")\n"
-    "  --check            also compare each device result with a float64 reference (slow for\n"
-    "                     the large shapes) and print the NMSE\n"
-    "  --variants         also time each GEMM in both CLBlast layouts (row-major, swapped) and\n"
-    "                     attention on both paths (fused kernel, CLBlast GEMMs), OpenCL only\n"
-    "  --no-cpu           skip the CPU reference path\n"
-    "  --json             machine-readable output\n"
-    "  --help             this text\n";
+    "the best of --repeat runs after one warm-up, each run synchronized. Inputs are random.\n",
+    options, CLI_QUIET, NULL,
+};
 
 /* best time of `repeat` synchronized runs after a warm-up; < 0 on error. With nmse != NULL the
  * warm-up result is checked against the float64 reference. */
@@ -66,43 +71,38 @@ static double time_case(pcv_backend *be, const pcv_op_case *c, int repeat, doubl
 
 int cmd_bench_ops(int argc, char **argv)
 {
-    cli_args a;
+    cli_parser p;
     const char *device = getenv("PERCEIVER_DEVICE"), *only = NULL, *model = "lm";
     long repeat = 5, threads = 0;
-    bool json = false, bad = false, variants = false, no_cpu = false, check = false;
-    cli_init(&a, argc, argv, 2);
-    while (a.i < a.argc && !bad) {
-        if (cli_opt(&a, "--help", "-h", false, &bad)) {
-            printf("%s", help);
-            return EXIT_OK;
-        } else if (cli_opt(&a, "--device", "-d", true, &bad)) {
-            device = a.value;
-        } else if (cli_opt(&a, "--threads", "-t", true, &bad)) {
-            if (a.value && !cli_parse_int(a.value, 1, 1024, &threads))
-                return cli_usage_error("bench-ops", "--threads needs a number from 1 to 1024");
-        } else if (cli_opt(&a, "--repeat", "-r", true, &bad)) {
-            if (a.value && !cli_parse_int(a.value, 1, 10000, &repeat))
-                return cli_usage_error("bench-ops", "--repeat needs a number from 1 to 10000");
-        } else if (cli_opt(&a, "--only", NULL, true, &bad)) {
-            only = a.value;
-        } else if (cli_opt(&a, "--model", NULL, true, &bad)) {
-            model = a.value;
-            if (model && strcmp(model, "lm") && strcmp(model, "image") && strcmp(model, "flow") && strcmp(model, "all"))
+    bool json = false, variants = false, no_cpu = false, check = false;
+    cli_parse_begin(&p, &cli_cmd_bench_ops, argc, argv);
+    for (int c; (c = cli_parse_next(&p)) != -1;) {
+        switch (c) {
+        case CLI_HELP: return EXIT_OK;
+        case 'd': device = p.arg; break;
+        case 't':
+            if (!cli_int(&p, 1, 4096, &threads))
+                return EXIT_USAGE;
+            break;
+        case 'r':
+            if (!cli_int(&p, 1, 10000, &repeat))
+                return EXIT_USAGE;
+            break;
+        case CLI_KEY: only = p.arg; break;
+        case CLI_KEY + 1: variants = true; break;
+        case CLI_KEY + 2: no_cpu = true; break;
+        case CLI_KEY + 3: json = true; break;
+        case CLI_KEY + 4:
+            model = p.arg;
+            if (strcmp(model, "lm") && strcmp(model, "image") && strcmp(model, "flow") && strcmp(model, "all"))
                 return cli_usage_error("bench-ops", "--model must be lm, image, flow or all, not '%s'", model);
-        } else if (cli_opt(&a, "--check", NULL, false, &bad)) {
-            check = true;
-        } else if (cli_opt(&a, "--variants", NULL, false, &bad)) {
-            variants = true;
-        } else if (cli_opt(&a, "--no-cpu", NULL, false, &bad)) {
-            no_cpu = true;
-        } else if (cli_opt(&a, "--json", NULL, false, &bad)) {
-            json = true;
-        } else {
-            return cli_usage_error("bench-ops", "unknown argument '%s'", a.argv[a.i]);
+            break;
+        case CLI_KEY + 5: check = true; break;
+        default: return EXIT_USAGE;
         }
     }
-    if (bad)
-        return EXIT_USAGE;
+    if (p.first_operand < argc)
+        return cli_usage_error("bench-ops", "unexpected argument '%s'", argv[p.first_operand]);
     pcv_error err = {0};
     if (!device || !*device) {
         pcv_cl_device_info *devs = NULL;
@@ -131,13 +131,23 @@ int cmd_bench_ops(int argc, char **argv)
         if (cpu)
             pcv_backend_close(cpu);
         pcv_backend_close(dev);
-        return cli_usage_error("bench-ops", "no operation of model '%s' matches --only '%s'", model, only ? only : "");
+        return cli_usage_error("bench-ops", "--only '%s' matches no operation of model '%s' (kinds: gemm, attention, layernorm, gelu, softmax, add)", only ? only : "", model);
     }
-    fprintf(stderr, "perceiver-cl: bench-ops on %s\n", pcv_backend_device(dev));
+    cli_info("bench-ops on %s", pcv_backend_device(dev));
 
     pcv_cl_switches sw0;
     bool is_cl = pcv_cl_get_switches(dev, &sw0);
-    json_t *jrows = json_array();
+    jw w;
+    jw_init(&w, stdout, 2);
+    if (json) {
+        jw_object(&w);
+        jw_key(&w, "device"), jw_str(&w, pcv_backend_device(dev));
+        jw_key(&w, "reference"), jw_str(&w, cpu ? pcv_backend_device(cpu) : "");
+        jw_key(&w, "model"), jw_str(&w, model);
+        jw_key(&w, "repeat"), jw_int(&w, repeat);
+        jw_key(&w, "ops");
+        jw_array(&w);
+    }
     if (!json) {
         printf("device    %s\n", pcv_backend_device(dev));
         if (cpu)
@@ -192,14 +202,21 @@ int cmd_bench_ops(int argc, char **argv)
             char label[80];
             snprintf(label, sizeof label, "%s%s", v ? "  " : "", v ? vname[v] : name);
             if (json) {
-                json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:s, s:i}", "op", name, "model",
-                                        c->model, "variant", vname[v], "kind", flops ? "flops" : "bytes", "shape",
-                                        shape, "device_ms", td * 1e3, "device_rate", work / td / 1e9, "cpu_ms",
-                                        tc * 1e3, "cpu_rate", tc > 0 ? work / tc / 1e9 : 0.0, "unit",
-                                        flops ? "GFLOP/s" : "GB/s", "count", c->count);
+                jw_object(&w);
+                jw_key(&w, "op"), jw_str(&w, name);
+                jw_key(&w, "model"), jw_str(&w, c->model);
+                jw_key(&w, "variant"), jw_str(&w, vname[v]);
+                jw_key(&w, "kind"), jw_str(&w, flops ? "flops" : "bytes");
+                jw_key(&w, "shape"), jw_str(&w, shape);
+                jw_key(&w, "count"), jw_int(&w, c->count);
+                jw_key(&w, "device_ms"), jw_double(&w, td * 1e3);
+                jw_key(&w, "device_rate"), jw_double(&w, work / td / 1e9);
+                jw_key(&w, "cpu_ms"), jw_double(&w, tc * 1e3);
+                jw_key(&w, "cpu_rate"), jw_double(&w, tc > 0 ? work / tc / 1e9 : 0.0);
+                jw_key(&w, "unit"), jw_str(&w, flops ? "GFLOP/s" : "GB/s");
                 if (check)
-                    json_object_set_new(row, "device_nmse", json_real(nmse));
-                json_array_append_new(jrows, row);
+                    jw_key(&w, "device_nmse"), jw_double(&w, nmse);
+                jw_object_end(&w);
             } else {
                 printf("%-42s %-40s %9.3f %9.1f", label, v ? "" : shape, td * 1e3, work / td / 1e9);
                 if (cpu && v == 0)
@@ -218,13 +235,9 @@ int cmd_bench_ops(int argc, char **argv)
     }
     if (rc == EXIT_OK) {
         if (json) {
-            json_t *o = json_pack("{s:s, s:s, s:I, s:o}", "device", pcv_backend_device(dev), "reference",
-                                  cpu ? pcv_backend_device(cpu) : "", "repeat", (json_int_t)repeat, "ops", jrows);
-            jrows = NULL;
-            char *s = json_dumps(o, JSON_INDENT(2));
-            printf("%s\n", s);
-            free(s);
-            json_decref(o);
+            jw_array_end(&w);
+            jw_object_end(&w);
+            jw_end(&w);
         } else if (!only && strcmp(model, "all")) {
             printf("\nsum over one forward pass (counts above): device %.1f ms", fwd_dev * 1e3);
             if (cpu)
@@ -232,7 +245,6 @@ int cmd_bench_ops(int argc, char **argv)
             printf(" (operations only; `perceiver-cl bench` times the whole model)\n");
         }
     }
-    json_decref(jrows);
     if (cpu)
         pcv_backend_close(cpu);
     pcv_backend_close(dev);

@@ -9,25 +9,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char help[] =
-    "Usage: perceiver-cl classify --model DIR [options] IMAGE...\n"
-    "\n"
+static const cli_option options[] = {
+    {"model", 'm', "DIR", "model folder (config.json, model.safetensors,\n"
+                          "preprocessor_config.json) or checkpoint"},
+    {"top", 'k', "K", "classes per image (default 5)"},
+    {"labels", CLI_KEY, "FILE", "class names, one per line, line i = class i"},
+    {"batch", 'b', "N", "images per forward pass (default 8)"},
+    {"json", CLI_KEY + 1, NULL, "one JSON object per image (docs/json.md)"},
+    {"no-exif", CLI_KEY + 2, NULL, "keep the pixels as stored: do not turn photos upright by\n"
+                                   "their EXIF orientation (transformers' pipeline turns them)"},
+    {0},
+};
+
+const cli_command cli_cmd_classify = {
+    "classify", "--model DIR [options] IMAGE...",
     "Prints the top classes of each PNG or JPEG image under a Perceiver image classifier\n"
     "(PerceiverForImageClassificationLearned, ...Fourier or ...ConvProcessing). Images are\n"
-    "preprocessed like transformers' PerceiverImageProcessor: center crop, Pillow-exact bicubic\n"
+    "decoded as transformers' image-classification pipeline loads them (turned upright by their\n"
+    "EXIF orientation, see --no-exif) and preprocessed like its PerceiverImageProcessor: center\n"
+    "crop, Pillow-exact bicubic\n"
     "resize, rescale and normalization, with the settings of DIR/preprocessor_config.json\n"
     "(defaults: 224/256 center crop, 224x224, ImageNet mean and std). With --numerics haiku the\n"
     "ImageNet crop and resize of DeepMind's colab are used instead (OpenCV cubic).\n"
-    "Labels come from config.json's id2label, or from --labels FILE (one label per line).\n"
-    "\n"
-    "Options:\n"
-    "  --model DIR, -m DIR   model folder (config.json, model.safetensors, preprocessor_config.json)\n"
-    "  --top K, -k K         classes per image (default 5)\n"
-    "  --labels FILE         class names, one per line, line i = class i\n"
-    "  --batch N             images per forward pass (default 8)\n"
-    "  --json                one JSON object per image\n"
-    "%s"
-    "  --help                this text\n";
+    "Labels come from config.json's id2label, or from --labels FILE (one label per line).\n",
+    options, CLI_MODEL | CLI_QUIET, NULL,
+};
 
 static char **read_labels(const char *path, int *n, pcv_error *err)
 {
@@ -56,53 +62,35 @@ static char **read_labels(const char *path, int *n, pcv_error *err)
 
 int cmd_classify(int argc, char **argv)
 {
-    cli_args a;
+    cli_parser p;
     pcv_model_options opt = cli_model_options();
     const char *model_dir = NULL, *labels_path = NULL;
-    bool json = false, bad = false;
+    bool json = false, no_exif = false;
     long topk = 5, batch = 8;
-    const char **paths = calloc((size_t)argc, sizeof *paths);
-    int npaths = 0;
-    if (!paths)
-        return EXIT_FAIL;
-    cli_init(&a, argc, argv, 2);
-    while (a.i < a.argc && !bad) {
-        if (cli_opt(&a, "--help", "-h", false, &bad)) {
-            printf(help, cli_model_opts_help);
-            free(paths);
-            return EXIT_OK;
-        } else if (cli_opt(&a, "--model", "-m", true, &bad)) {
-            model_dir = a.value;
-        } else if (cli_opt(&a, "--labels", NULL, true, &bad)) {
-            labels_path = a.value;
-        } else if (cli_opt(&a, "--json", NULL, false, &bad)) {
-            json = true;
-        } else if (cli_opt(&a, "--top", "-k", true, &bad)) {
-            if (a.value && !cli_parse_int(a.value, 1, 100000, &topk)) {
-                free(paths);
-                return cli_usage_error("classify", "--top needs a positive number");
-            }
-        } else if (cli_opt(&a, "--batch", "-b", true, &bad)) {
-            if (a.value && !cli_parse_int(a.value, 1, 4096, &batch)) {
-                free(paths);
-                return cli_usage_error("classify", "--batch needs a number from 1 to 4096");
-            }
-        } else if (cli_model_opt(&a, &opt, &bad)) {
-        } else if (a.argv[a.i][0] == '-' && a.argv[a.i][1] != '\0') {
-            free(paths);
-            return cli_usage_error("classify", "unknown option '%s'", a.argv[a.i]);
-        } else {
-            paths[npaths++] = a.argv[a.i++];
+    cli_parse_begin(&p, &cli_cmd_classify, argc, argv);
+    p.model = &opt;
+    for (int c; (c = cli_parse_next(&p)) != -1;) {
+        switch (c) {
+        case CLI_HELP: return EXIT_OK;
+        case 'm': model_dir = p.arg; break;
+        case CLI_KEY: labels_path = p.arg; break;
+        case CLI_KEY + 1: json = true; break;
+        case CLI_KEY + 2: no_exif = true; break;
+        case 'k':
+            if (!cli_int(&p, 1, 100000, &topk))
+                return EXIT_USAGE;
+            break;
+        case 'b':
+            if (!cli_int(&p, 1, 4096, &batch))
+                return EXIT_USAGE;
+            break;
+        default: return EXIT_USAGE;
         }
     }
-    if (bad) {
-        free(paths);
-        return EXIT_USAGE;
-    }
-    if (!model_dir || npaths == 0) {
-        free(paths);
+    const char **paths = (const char **)argv + p.first_operand;
+    int npaths = argc - p.first_operand;
+    if (!model_dir || npaths == 0)
         return cli_usage_error("classify", "give --model DIR and at least one image");
-    }
 
     pcv_error err = {0};
     pcv_model *m = NULL;
@@ -122,6 +110,7 @@ int cmd_classify(int argc, char **argv)
     }
     if (pcv_model_image_processor(m, &proc, &err))
         goto done;
+    proc.ignore_exif_orientation = no_exif;
     const pcv_config *c = pcv_model_config(m);
     if (labels_path) {
         file_labels = read_labels(labels_path, &nfile_labels, &err);
@@ -137,8 +126,7 @@ int cmd_classify(int argc, char **argv)
     top = malloc((size_t)batch * (size_t)k * sizeof *top);
     if (!top)
         goto done;
-    fprintf(stderr, "perceiver-cl: %s on %s, %d image%s\n", pcv_arch_name(arch), pcv_model_device(m), npaths,
-            npaths == 1 ? "" : "s");
+    cli_info("%s on %s, %d image%s", pcv_arch_name(arch), pcv_model_device(m), npaths, npaths == 1 ? "" : "s");
 
     /* decode and preprocess every image first: a bad file stops everything before any output */
     int H = 0, W = 0;
@@ -190,6 +178,5 @@ done:
     free(pixels);
     free(top);
     pcv_model_free(m);
-    free(paths);
     return rc;
 }

@@ -4,6 +4,7 @@
 #include "cli/cli.h"
 #include "util/error.h"
 
+#include "model/config_path.h"
 #include "perceiver/presets.h"
 
 #include <dirent.h>
@@ -14,32 +15,38 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char help[] =
-    "Usage: perceiver-cl convert --pickle_file FILE --pytorch_dump_folder_path DIR [options]\n"
-    "\n"
+static const cli_option options[] = {
+    {"pickle_file", 'i', "FILE", "checkpoint to convert (file or folder); also --pickle-file"},
+    {"pickle-file", 'i', "FILE", NULL},
+    {"pytorch_dump_folder_path", 'o', "DIR", "output folder; also --pytorch-dump-folder-path"},
+    {"pytorch-dump-folder-path", 'o', "DIR", NULL},
+    {"architecture", 'a', "A", "MLM, image_classification, image_classification_fourier,\n"
+                               "image_classification_conv, optical_flow,\n"
+                               "multimodal_autoencoding (or an HF class name); default:\n"
+                               "detected from the parameter names (it must agree with them)"},
+    {"labels", 'l', "FILE", "class names for config.json id2label: a JSON object\n"
+                            "{\"0\": name, ...}, a JSON list, or one name per line\n"
+                            "(ImageNet-1k is bundled; Kinetics-700 is not)"},
+    {"config", 'c', "FILE", "use this config.json (default: the config.json beside the\n"
+                            "checkpoint, as run and inspect use it; else the built-in\n"
+                            "preset sized from the tensors)"},
+    {0},
+};
+
+const cli_command cli_cmd_convert = {
+    "convert", "--pickle_file FILE --pytorch_dump_folder_path DIR [options]",
     "Converts a DeepMind Perceiver IO checkpoint (one of the six Haiku pickles released with the\n"
     "paper, e.g. language_perceiver_io_bytes.pickle, imagenet_conv_preprocessing.pystate) into a\n"
     "Hugging Face folder that transformers loads with from_pretrained: model.safetensors (float32,\n"
     "Hugging Face names and layouts) and config.json. The pickle is read by perceiver-cl's own safe\n"
     "reader: nothing in it is executed. Any other checkpoint perceiver-cl reads (pytorch_model.bin,\n"
-    "sharded folders) can be converted the same way.\n"
+    "sharded folders) can be converted the same way. The flags are those of transformers'\n"
+    "convert_perceiver_haiku_to_pytorch.py.\n"
     "\n"
     "The folder is written atomically: on failure nothing is left (an existing folder is only\n"
-    "touched once everything has been written, file by file).\n"
-    "\n"
-    "Options:\n"
-    "  --pickle_file FILE, -i FILE              checkpoint to convert (file or folder)\n"
-    "  --pytorch_dump_folder_path DIR, -o DIR   output folder\n"
-    "  --architecture A, -a A                   MLM, image_classification,\n"
-    "                                           image_classification_fourier,\n"
-    "                                           image_classification_conv, optical_flow,\n"
-    "                                           multimodal_autoencoding (or an HF class name);\n"
-    "                                           default: detected from the parameter names\n"
-    "  --labels FILE, -l FILE                   class names for config.json id2label: a JSON\n"
-    "                                           object {\"0\": name, ...}, a JSON list, or one name\n"
-    "                                           per line (ImageNet-1k, Kinetics-700 are not bundled)\n"
-    "  --config FILE, -c FILE                   use this config.json instead of the built-in preset\n"
-    "  --help                                   this text\n";
+    "touched once everything has been written, file by file).\n",
+    options, CLI_QUIET, NULL,
+};
 
 /* ---- labels -------------------------------------------------------------------------------- */
 
@@ -218,32 +225,23 @@ static int write_tensors(const pcv_weights *w, const char *path, pcv_error *err)
 
 int cmd_convert(int argc, char **argv)
 {
-    cli_args a;
+    cli_parser p;
     const char *in = NULL, *out = NULL, *arch = NULL, *labels_path = NULL, *config_path = NULL;
-    bool bad = false;
-    cli_init(&a, argc, argv, 2);
-    while (a.i < a.argc && !bad) {
-        if (cli_opt(&a, "--help", "-h", false, &bad)) {
-            printf("%s", help);
-            return EXIT_OK;
-        } else if (cli_opt(&a, "--pickle_file", "-i", true, &bad) ||
-                   cli_opt(&a, "--pickle-file", NULL, true, &bad)) {
-            in = a.value;
-        } else if (cli_opt(&a, "--pytorch_dump_folder_path", "-o", true, &bad) ||
-                   cli_opt(&a, "--pytorch-dump-folder-path", NULL, true, &bad)) {
-            out = a.value;
-        } else if (cli_opt(&a, "--architecture", "-a", true, &bad)) {
-            arch = a.value;
-        } else if (cli_opt(&a, "--labels", "-l", true, &bad)) {
-            labels_path = a.value;
-        } else if (cli_opt(&a, "--config", "-c", true, &bad)) {
-            config_path = a.value;
-        } else {
-            return cli_usage_error("convert", "unknown argument '%s'", a.argv[a.i]);
+    cli_parse_begin(&p, &cli_cmd_convert, argc, argv);
+    for (int c; (c = cli_parse_next(&p)) != -1;) {
+        switch (c) {
+        case CLI_HELP: return EXIT_OK;
+        case 'i': in = p.arg; break;
+        case 'o': out = p.arg; break;
+        case 'a': arch = p.arg; break;
+        case 'l': labels_path = p.arg; break;
+        case 'c': config_path = p.arg; break;
+        default: return EXIT_USAGE;
         }
     }
-    if (bad)
-        return EXIT_USAGE;
+    if (p.first_operand < argc)
+        return cli_usage_error("convert", "unexpected argument '%s' (the checkpoint is given with -i)",
+                               argv[p.first_operand]);
     if (!in || !out)
         return cli_usage_error("convert", "--pickle_file and --pytorch_dump_folder_path are required");
     if (!out[0])
@@ -267,22 +265,27 @@ int cmd_convert(int argc, char **argv)
                       "names; pass --architecture", in);
         goto done;
     }
-    /* config: --config, else the config.json of a Hugging Face folder, else the preset */
-    struct stat sb;
+    /* config: --config, else the config.json beside the checkpoint (the rule of run and inspect),
+     * else the built-in preset sized from the tensors */
     char incfg[4096];
-    snprintf(incfg, sizeof incfg, "%s/config.json", in);
-    if (config_path) {
-        if (pcv_config_load(&cfg, config_path, &err))
+    const char *cfg_from = config_path;
+    if (!cfg_from && pcv_config_path(in, incfg, sizeof incfg))
+        cfg_from = incfg;
+    if (cfg_from) {
+        if (pcv_config_load(&cfg, cfg_from, &err))
             goto done;
-    } else if (!wi.from_haiku && stat(in, &sb) == 0 && S_ISDIR(sb.st_mode) && stat(incfg, &sb) == 0) {
-        if (pcv_config_load(&cfg, incfg, &err))
+        /* the config must describe these weights */
+        if (cfg.architecture[0] && strcmp(cfg.architecture, wi.architecture)) {
+            pcv_set_error(&err, PCV_ERR_INPUT, "%s says %s, but the tensors of %s are those of %s%s", cfg_from,
+                          cfg.architecture, in, wi.architecture, arch ? " (--architecture)" : "");
             goto done;
+        }
     } else {
         pcv_config_free(&cfg);
         if (pcv_config_from_weights(w, &cfg, &err))
             goto done;
     }
-    if (!cfg.architecture[0] || (arch && wi.from_haiku))
+    if (!cfg.architecture[0])
         snprintf(cfg.architecture, sizeof cfg.architecture, "%s", wi.architecture);
     if (labels_path) {
         if (load_labels(labels_path, &labels, &nlabels, &err))
@@ -330,9 +333,10 @@ int cmd_convert(int argc, char **argv)
     if (publish(tmp, outdir, &err))
         goto done;
     tmp[0] = '\0';
-    printf("converted %s (%s, %s): %d tensors, %lld parameters%s -> %s/model.safetensors, "
+    printf("converted %s (%s, %s): %d tensors, %lld parameters%s, config from %s -> %s/model.safetensors, "
            "%s/config.json\n", in, wi.format, wi.architecture, pcv_weights_count(w), (long long)pcv_weights_numel(w),
-           wi.dropped ? " (BatchNorm EMA counters dropped)" : "", outdir, outdir);
+           wi.dropped ? " (BatchNorm EMA counters dropped)" : "", cfg_from ? cfg_from : "the built-in preset",
+           outdir, outdir);
     rc = EXIT_OK;
 done:
     if (tmp[0])

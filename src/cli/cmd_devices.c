@@ -1,25 +1,27 @@
 /* perceiver-cl devices: the compute devices and the index that selects each. */
 #include "cli/cli.h"
+#include "cli/jsonw.h"
 
 #include "backend/backend.h"
 #include "backend/opencl.h"
 
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char help[] =
-    "Usage: perceiver-cl devices [--json]\n"
-    "\n"
+static const cli_option options[] = {
+    {"json", CLI_KEY, NULL, "machine-readable output (docs/json.md)"},
+    {0},
+};
+
+const cli_command cli_cmd_devices = {
+    "devices", "[--json]",
     "Lists the compute devices: the CPU reference path ('cpu') and every OpenCL device of every\n"
     "platform, with the global index that --device N (or PERCEIVER_DEVICE=N) selects. Indices\n"
     "follow the order of the OpenCL platforms and of their devices, so they stay the same while\n"
     "the installed drivers and hardware do. --device also takes part of a device's platform,\n"
-    "name or vendor (case-insensitive, first match), e.g. --device nvidia.\n"
-    "\n"
-    "Options:\n"
-    "  --json    machine-readable output\n"
-    "  --help    this text\n";
+    "name or vendor (case-insensitive, first match), e.g. --device nvidia.\n",
+    options, 0, NULL,
+};
 
 static void human_bytes(char *buf, size_t cap, uint64_t b)
 {
@@ -45,21 +47,18 @@ static const char *unusable(const pcv_cl_device_info *d)
 
 int cmd_devices(int argc, char **argv)
 {
-    cli_args a;
-    bool json = false, bad = false;
-    cli_init(&a, argc, argv, 2);
-    while (a.i < a.argc && !bad) {
-        if (cli_opt(&a, "--help", "-h", false, &bad)) {
-            printf("%s", help);
-            return EXIT_OK;
-        } else if (cli_opt(&a, "--json", NULL, false, &bad)) {
-            json = true;
-        } else {
-            return cli_usage_error("devices", "unknown argument '%s'", a.argv[a.i]);
+    cli_parser p;
+    bool json = false;
+    cli_parse_begin(&p, &cli_cmd_devices, argc, argv);
+    for (int c; (c = cli_parse_next(&p)) != -1;) {
+        switch (c) {
+        case CLI_HELP: return EXIT_OK;
+        case CLI_KEY: json = true; break;
+        default: return EXIT_USAGE;
         }
     }
-    if (bad)
-        return EXIT_USAGE;
+    if (p.first_operand < argc)
+        return cli_usage_error("devices", "unexpected argument '%s'", argv[p.first_operand]);
 
     pcv_error err = {0};
     pcv_backend *cpu = pcv_backend_open(NULL, &err);
@@ -73,30 +72,48 @@ int cmd_devices(int argc, char **argv)
     int n = pcv_cl_list_devices(&devs, &err);
     const char *cache = pcv_cl_available() ? pcv_cl_cache_dir() : "";
     if (json) {
-        json_t *o = json_object(), *arr = json_array();
-        json_object_set_new(o, "cpu", json_string(cpu_desc));
-        json_object_set_new(o, "opencl_built", json_boolean(pcv_cl_available()));
-        if (n < 0)
-            json_object_set_new(o, "opencl_error", json_string(err.msg));
+        jw w;
+        jw_init(&w, stdout, 2);
+        jw_object(&w);
+        jw_key(&w, "cpu");
+        jw_str(&w, cpu_desc);
+        jw_key(&w, "opencl_built");
+        jw_bool(&w, pcv_cl_available());
+        if (n < 0) {
+            jw_key(&w, "opencl_error");
+            jw_str(&w, err.msg);
+        }
+        jw_key(&w, "opencl");
+        jw_array(&w);
         for (int i = 0; i < n; i++) {
             const pcv_cl_device_info *d = &devs[i];
             const char *why = unusable(d);
-            json_array_append_new(
-                arr, json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:b, s:b, s:s?, s:b}",
-                               "index", d->index, "name", d->name, "type", d->type, "platform", d->platform,
-                               "platform_version", d->platform_version, "vendor", d->vendor, "driver", d->driver,
-                               "version", d->version, "opencl_c", d->c_version, "compute_units", (int)d->compute_units,
-                               "clock_mhz", (int)d->clock_mhz, "global_mem_bytes", (json_int_t)d->global_mem,
-                               "max_alloc_bytes", (json_int_t)d->max_alloc, "local_mem_bytes",
-                               (json_int_t)d->local_mem, "fp64", d->fp64, "usable", why == NULL, "unusable_reason",
-                               why, "kernel_cache_used", cache[0] && pcv_cl_cache_used(d)));
+            jw_object(&w);
+            jw_key(&w, "index"), jw_int(&w, d->index);
+            jw_key(&w, "name"), jw_str(&w, d->name);
+            jw_key(&w, "type"), jw_str(&w, d->type);
+            jw_key(&w, "platform"), jw_str(&w, d->platform);
+            jw_key(&w, "platform_version"), jw_str(&w, d->platform_version);
+            jw_key(&w, "vendor"), jw_str(&w, d->vendor);
+            jw_key(&w, "driver"), jw_str(&w, d->driver);
+            jw_key(&w, "version"), jw_str(&w, d->version);
+            jw_key(&w, "opencl_c"), jw_str(&w, d->c_version);
+            jw_key(&w, "compute_units"), jw_int(&w, d->compute_units);
+            jw_key(&w, "clock_mhz"), jw_int(&w, d->clock_mhz);
+            jw_key(&w, "global_mem_bytes"), jw_int(&w, (long long)d->global_mem);
+            jw_key(&w, "max_alloc_bytes"), jw_int(&w, (long long)d->max_alloc);
+            jw_key(&w, "local_mem_bytes"), jw_int(&w, (long long)d->local_mem);
+            jw_key(&w, "fp64"), jw_bool(&w, d->fp64);
+            jw_key(&w, "usable"), jw_bool(&w, why == NULL);
+            jw_key(&w, "unusable_reason"), jw_str(&w, why);
+            jw_key(&w, "kernel_cache_used"), jw_bool(&w, cache[0] && pcv_cl_cache_used(d));
+            jw_object_end(&w);
         }
-        json_object_set_new(o, "opencl", arr);
-        json_object_set_new(o, "kernel_cache", json_string(cache));
-        char *s = json_dumps(o, JSON_INDENT(2));
-        printf("%s\n", s);
-        free(s);
-        json_decref(o);
+        jw_array_end(&w);
+        jw_key(&w, "kernel_cache");
+        jw_str(&w, cache);
+        jw_object_end(&w);
+        jw_end(&w);
     } else {
         printf("cpu   %s\n      --device cpu (the default)\n\n", cpu_desc);
         if (!pcv_cl_available())

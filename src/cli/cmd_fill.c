@@ -9,9 +9,18 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char help[] =
-    "Usage: perceiver-cl fill --model DIR [options] [TEXT ...]\n"
-    "\n"
+static const cli_option options[] = {
+    {"model", 'm', "DIR", "model folder (config.json + model.safetensors) or checkpoint"},
+    {"file", 'f', "FILE", "read texts from FILE, one per line ('-' = standard input)"},
+    {"json", CLI_KEY, NULL, "one JSON object per line (docs/json.md): input, filled text,\n"
+                            "and for each masked span its position, guess, original (if\n"
+                            "known) and the lowest byte probability"},
+    {"batch", 'b', "N", "lines per forward pass (default 8)"},
+    {0},
+};
+
+const cli_command cli_cmd_fill = {
+    "fill", "--model DIR [options] [TEXT ...]",
     "Fills the masked bytes of each TEXT (or of each line of --file, or of standard input when\n"
     "no TEXT is given) with the most likely bytes under a PerceiverForMaskedLM model, and prints\n"
     "one filled text per input line.\n"
@@ -23,19 +32,10 @@ static const char help[] =
     "  \\[ \\] \\{ \\} \\\\   literal characters\n"
     "Any other [...] is literal text. One byte is one token: a non-ASCII character takes\n"
     "2-4 masked bytes. Each line becomes [CLS] bytes [SEP] and must fit the model's positions\n"
-    "(2048 for deepmind/language-perceiver, i.e. 2046 bytes).\n"
-    "\n"
-    "Options:\n"
-    "  --model DIR, -m DIR   model folder (config.json + model.safetensors)\n"
-    "  --file F, -f F        read texts from F, one per line ('-' = standard input)\n"
-    "  --json                print one JSON object per line: input, filled text, and for each\n"
-    "                        masked span its position, guess, original (if known) and the\n"
-    "                        lowest byte probability\n"
-    "  --batch N             lines per forward pass (default 8)\n"
-    "%s"
-    "  --help                this text\n"
-    "\n"
-    "Example: perceiver-cl fill -m model 'The capital of France is {Paris}.'\n";
+    "(2048 for deepmind/language-perceiver, i.e. 2046 bytes).\n",
+    options, CLI_MODEL | CLI_QUIET,
+    "Example: perceiver-cl fill -m model 'The capital of France is {Paris}.'\n",
+};
 
 typedef struct fill_line {
     char *text; /* as given */
@@ -129,47 +129,34 @@ static void print_json(const fill_line *L, int lineno)
 
 int cmd_fill(int argc, char **argv)
 {
-    cli_args a;
+    cli_parser p;
     pcv_model_options opt = cli_model_options();
     const char *model_dir = NULL, *file = NULL;
-    bool json = false, bad = false;
+    bool json = false;
     long batch = 8;
-    char **texts = calloc((size_t)argc, sizeof *texts);
+    char **texts = calloc((size_t)argc + 1, sizeof *texts);
     int ntexts = 0;
     if (!texts)
         return EXIT_FAIL;
-    cli_init(&a, argc, argv, 2);
-    while (a.i < a.argc && !bad) {
-        if (cli_opt(&a, "--help", "-h", false, &bad)) {
-            printf(help, cli_model_opts_help);
-            free(texts);
-            return EXIT_OK;
-        } else if (cli_opt(&a, "--model", "-m", true, &bad)) {
-            model_dir = a.value;
-        } else if (cli_opt(&a, "--file", "-f", true, &bad)) {
-            file = a.value;
-        } else if (cli_opt(&a, "--json", NULL, false, &bad)) {
-            json = true;
-        } else if (cli_opt(&a, "--batch", "-b", true, &bad)) {
-            if (a.value && !cli_parse_int(a.value, 1, 4096, &batch)) {
+    cli_parse_begin(&p, &cli_cmd_fill, argc, argv);
+    p.model = &opt;
+    for (int c; (c = cli_parse_next(&p)) != -1;) {
+        switch (c) {
+        case CLI_HELP: free(texts); return EXIT_OK;
+        case 'm': model_dir = p.arg; break;
+        case 'f': file = p.arg; break;
+        case CLI_KEY: json = true; break;
+        case 'b':
+            if (!cli_int(&p, 1, 4096, &batch)) {
                 free(texts);
-                return cli_usage_error("fill", "--batch needs a number from 1 to 4096, not '%s'", a.value);
+                return EXIT_USAGE;
             }
-        } else if (cli_model_opt(&a, &opt, &bad)) {
-        } else if (a.argv[a.i][0] == '-' && a.argv[a.i][1] != '\0' && strcmp(a.argv[a.i], "--") != 0) {
-            free(texts);
-            return cli_usage_error("fill", "unknown option '%s'", a.argv[a.i]);
-        } else {
-            if (!strcmp(a.argv[a.i], "--"))
-                a.i++;
-            while (a.i < a.argc)
-                texts[ntexts++] = a.argv[a.i++];
+            break;
+        default: free(texts); return EXIT_USAGE;
         }
     }
-    if (bad) {
-        free(texts);
-        return EXIT_USAGE;
-    }
+    for (int i = p.first_operand; i < argc; i++)
+        texts[ntexts++] = argv[i];
     if (!model_dir) {
         free(texts);
         return cli_usage_error("fill", "--model is required");
@@ -214,17 +201,17 @@ int cmd_fill(int argc, char **argv)
         if (!t2)
             goto done;
         texts = t2;
-        for (char *p = buf; *p;) {
-            char *nl = strchr(p, '\n');
+        for (char *q = buf; *q;) {
+            char *nl = strchr(q, '\n');
             if (nl)
                 *nl = '\0';
-            size_t l = strlen(p);
-            if (l && p[l - 1] == '\r')
-                p[l - 1] = '\0';
-            texts[ntexts++] = p;
+            size_t l = strlen(q);
+            if (l && q[l - 1] == '\r')
+                q[l - 1] = '\0';
+            texts[ntexts++] = q;
             if (!nl)
                 break;
-            p = nl + 1;
+            q = nl + 1;
         }
     }
     lines = calloc((size_t)(ntexts ? ntexts : 1), sizeof *lines);
@@ -253,8 +240,8 @@ int cmd_fill(int argc, char **argv)
     res = calloc((size_t)batch, sizeof *res);
     if (!res)
         goto done;
-    fprintf(stderr, "perceiver-cl: %s on %s, %d line%s\n", pcv_arch_name(pcv_model_arch(m)), pcv_model_device(m),
-            nlines, nlines == 1 ? "" : "s");
+    cli_info("%s on %s, %d line%s", pcv_arch_name(pcv_model_arch(m)), pcv_model_device(m), nlines,
+             nlines == 1 ? "" : "s");
     for (int lo = 0; lo < nlines; lo += (int)batch) {
         int hi = lo + (int)batch < nlines ? lo + (int)batch : nlines;
         if (pcv_fill_masked(m, (const char *const *)texts + lo, hi - lo, 1, res, &err)) {

@@ -15,11 +15,27 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char help[] =
-    "Usage: perceiver-cl flow --model MODEL [options] FRAME1 FRAME2 [FRAME3 ...]\n"
-    "       perceiver-cl flow --model MODEL [options] FOLDER        (its PNG/JPEG frames, by name)\n"
-    "       perceiver-cl flow --model MODEL [options] VIDEO         (any file FFmpeg reads)\n"
-    "\n"
+static const cli_option options[] = {
+    {"model", 'm', "M", "model folder or checkpoint file"},
+    {"output", 'o', "PATH", "Middlebury .flo file(s)"},
+    {"png", CLI_KEY, "PATH", "colour image(s): the Middlebury colour wheel (Baker et al.), white\n"
+                            "at rest, full colour at --max-flow pixels"},
+    {"safetensors", CLI_KEY + 1, "FILE", "every pair's flow as one float32 tensor \"flow\" [pairs][H][W][2]"},
+    {"video-out", CLI_KEY + 2, "FILE", "the colour images as a video (.mp4, .mkv, .avi; needs FFmpeg)"},
+    {"json", CLI_KEY + 3, NULL, "one JSON object per pair on standard output: frames, size, tiles,\n"
+                                "time, mean and max flow magnitude (pixels), output files"},
+    {"max-flow", CLI_KEY + 4, "F", "colour scale in pixels (default: each pair's largest magnitude)"},
+    {"scale", CLI_KEY + 5, "S", "pixels per network output unit (default 20)"},
+    {"overlap", CLI_KEY + 6, "N", "minimum tile overlap in pixels (default 20)"},
+    {"batch", 'b', "N", "tiles per forward pass (default 1)"},
+    {"pad", CLI_KEY + 7, NULL, "pad frames smaller than the tile (bottom/right, mid-grey) and crop\n"
+                               "the flow back, instead of refusing them like the colab"},
+    {"max-frames", CLI_KEY + 8, "N", "read at most N frames of a video or folder"},
+    {0},
+};
+
+const cli_command cli_cmd_flow = {
+    "flow", "--model MODEL [options] FRAME1 FRAME2 [FRAME3 ...] | FOLDER | VIDEO",
     "Computes the dense optical flow between consecutive frames with a PerceiverForOpticalFlow\n"
     "model (deepmind/optical-flow-perceiver or DeepMind's optical_flow_checkpoint.pystate), for\n"
     "frames of any size at least the model's tile (train_size, 368x496): overlapping tiles as in\n"
@@ -27,29 +43,13 @@ static const char help[] =
     "leave the frame are clamped, repeated origins computed once), blended with the colab's\n"
     "weights. Flow is in pixels: 20 x the network output (the colab's FLOW_SCALE_FACTOR), for\n"
     "Hugging Face and DeepMind checkpoints alike; channel 0 = u (+x right), 1 = v (+y down).\n"
+    "A FOLDER gives its PNG/JPEG frames in name order; a VIDEO is any file FFmpeg reads.\n"
     "\n"
-    "Outputs (a file for one pair of frames; a folder, files numbered flow_0001, ..., for a\n"
-    "sequence, a folder of frames or a video):\n"
-    "  -o PATH, --output PATH   Middlebury .flo file(s)\n"
-    "  --png PATH               colour image(s): the Middlebury colour wheel (Baker et al.), white\n"
-    "                           at rest, full colour at --max-flow pixels\n"
-    "  --safetensors FILE       every pair's flow as one float32 tensor \"flow\" [pairs][H][W][2]\n"
-    "  --video-out FILE         the colour images as a video (.mp4, .mkv, .avi; needs FFmpeg)\n"
-    "  --json                   one JSON object per pair on standard output: frames, size, tiles,\n"
-    "                           time, mean and max flow magnitude (pixels), output files\n"
-    "\n"
-    "Options:\n"
-    "  --model M, -m M          model folder or checkpoint file\n"
-    "  --max-flow F             colour scale in pixels (default: each pair's largest magnitude)\n"
-    "  --scale S                pixels per network output unit (default 20)\n"
-    "  --overlap N              minimum tile overlap in pixels (default 20)\n"
-    "  --batch N                tiles per forward pass (default 1)\n"
-    "  --pad                    pad frames smaller than the tile (bottom/right, mid-grey) and crop\n"
-    "                           the flow back, instead of refusing them like the colab\n"
-    "  --max-frames N           read at most N frames of a video or folder\n"
-    "  --quiet, -q              no progress line\n"
-    "%s"
-    "  --help                   this text\n";
+    "Outputs: a file for one pair of frames; a folder, files numbered flow_0001, ..., for a\n"
+    "sequence, a folder of frames or a video. At least one of -o, --png, --safetensors,\n"
+    "--video-out, --json.\n",
+    options, CLI_MODEL | CLI_QUIET, NULL,
+};
 
 typedef struct frames {
     char **paths; /* image files, or NULL for a video */
@@ -178,82 +178,56 @@ static int ensure_dir(const char *path, pcv_error *err)
 
 int cmd_flow(int argc, char **argv)
 {
-    cli_args a;
+    cli_parser p;
     pcv_model_options opt = cli_model_options();
     const char *model_dir = NULL, *out = NULL, *png = NULL, *st_out = NULL, *video_out = NULL;
-    bool json = false, bad = false, pad = false, quiet = false;
+    bool json = false, pad = false;
     long overlap = 20, batch = 1, max_frames = 0;
     double max_flow = 0, scale = 20;
-    const char **args = calloc((size_t)argc, sizeof *args);
-    int nargs = 0;
-    if (!args)
-        return EXIT_FAIL;
-    cli_init(&a, argc, argv, 2);
-    while (a.i < a.argc && !bad) {
-        char *end;
-        if (cli_opt(&a, "--help", "-h", false, &bad)) {
-            printf(help, cli_model_opts_help);
-            free(args);
-            return EXIT_OK;
-        } else if (cli_opt(&a, "--model", "-m", true, &bad)) {
-            model_dir = a.value;
-        } else if (cli_opt(&a, "--output", "-o", true, &bad)) {
-            out = a.value;
-        } else if (cli_opt(&a, "--png", NULL, true, &bad)) {
-            png = a.value;
-        } else if (cli_opt(&a, "--safetensors", NULL, true, &bad)) {
-            st_out = a.value;
-        } else if (cli_opt(&a, "--video-out", NULL, true, &bad)) {
-            video_out = a.value;
-        } else if (cli_opt(&a, "--json", NULL, false, &bad)) {
-            json = true;
-        } else if (cli_opt(&a, "--pad", NULL, false, &bad)) {
-            pad = true;
-        } else if (cli_opt(&a, "--quiet", "-q", false, &bad)) {
-            quiet = true;
-        } else if (cli_opt(&a, "--overlap", NULL, true, &bad)) {
-            if (a.value && !cli_parse_int(a.value, 1, 100000, &overlap)) {
-                free(args);
-                return cli_usage_error("flow", "--overlap needs a positive number of pixels");
-            }
-        } else if (cli_opt(&a, "--batch", "-b", true, &bad)) {
-            if (a.value && !cli_parse_int(a.value, 1, 256, &batch)) {
-                free(args);
-                return cli_usage_error("flow", "--batch needs a number from 1 to 256");
-            }
-        } else if (cli_opt(&a, "--max-frames", NULL, true, &bad)) {
-            if (a.value && !cli_parse_int(a.value, 2, 1 << 30, &max_frames)) {
-                free(args);
-                return cli_usage_error("flow", "--max-frames needs a number of at least 2");
-            }
-        } else if (cli_opt(&a, "--max-flow", NULL, true, &bad)) {
-            if (a.value && (!(max_flow = strtod(a.value, &end)) || *end || !(max_flow > 0) || !isfinite(max_flow))) {
-                free(args);
-                return cli_usage_error("flow", "--max-flow needs a positive number of pixels");
-            }
-        } else if (cli_opt(&a, "--scale", NULL, true, &bad)) {
-            if (a.value && ((scale = strtod(a.value, &end)) == 0 || *end || !isfinite(scale))) {
-                free(args);
+    cli_parse_begin(&p, &cli_cmd_flow, argc, argv);
+    p.model = &opt;
+    for (int c; (c = cli_parse_next(&p)) != -1;) {
+        switch (c) {
+        case CLI_HELP: return EXIT_OK;
+        case 'm': model_dir = p.arg; break;
+        case 'o': out = p.arg; break;
+        case CLI_KEY: png = p.arg; break;
+        case CLI_KEY + 1: st_out = p.arg; break;
+        case CLI_KEY + 2: video_out = p.arg; break;
+        case CLI_KEY + 3: json = true; break;
+        case CLI_KEY + 4:
+            if (!cli_double(&p, 1e-30, 1e30, &max_flow))
+                return EXIT_USAGE;
+            break;
+        case CLI_KEY + 5:
+            if (!cli_double(&p, -1e30, 1e30, &scale))
+                return EXIT_USAGE;
+            if (scale == 0)
                 return cli_usage_error("flow", "--scale needs a nonzero number");
-            }
-        } else if (cli_model_opt(&a, &opt, &bad)) {
-        } else if (a.argv[a.i][0] == '-' && a.argv[a.i][1] != '\0') {
-            free(args);
-            return cli_usage_error("flow", "unknown option '%s'", a.argv[a.i]);
-        } else {
-            args[nargs++] = a.argv[a.i++];
+            break;
+        case CLI_KEY + 6:
+            if (!cli_int(&p, 1, 100000, &overlap))
+                return EXIT_USAGE;
+            break;
+        case 'b':
+            if (!cli_int(&p, 1, 256, &batch))
+                return EXIT_USAGE;
+            break;
+        case CLI_KEY + 7: pad = true; break;
+        case CLI_KEY + 8:
+            if (!cli_int(&p, 2, 1L << 30, &max_frames))
+                return EXIT_USAGE;
+            break;
+        default: return EXIT_USAGE;
         }
     }
-    if (bad) {
-        free(args);
-        return EXIT_USAGE;
-    }
+    bool quiet = cli_quiet;
+    const char **args = (const char **)argv + p.first_operand;
+    int nargs = argc - p.first_operand;
     if (!model_dir || nargs == 0) {
-        free(args);
         return cli_usage_error("flow", "give --model and two or more frames, a folder of frames or a video");
     }
     if (!out && !png && !st_out && !video_out && !json) {
-        free(args);
         return cli_usage_error("flow", "nothing to write: give -o, --png, --safetensors, --video-out or --json");
     }
 
@@ -305,7 +279,7 @@ int cmd_flow(int argc, char **argv)
         goto done;
     }
     progress prog = {.on = !quiet && isatty(STDERR_FILENO), .pairs = npairs};
-    fprintf(stderr, "perceiver-cl: %s on %s\n", pcv_arch_name(pcv_model_arch(m)), pcv_model_device(m));
+    cli_info("%s on %s", pcv_arch_name(pcv_model_arch(m)), pcv_model_device(m));
     pcv_flow_options fo = {.min_overlap = (int)overlap, .scale = (float)scale, .batch = (int)batch, .pad = pad,
                            .progress = on_tiles, .progress_ctx = &prog};
     char name1[4200], name2[4200];
@@ -380,8 +354,8 @@ int cmd_flow(int argc, char **argv)
         }
         if (json) {
             double sum = 0, mx = 0;
-            for (size_t p = 0; p < (size_t)W * H; p++) {
-                double r = hypot(flow[2 * p], flow[2 * p + 1]);
+            for (size_t q = 0; q < (size_t)W * H; q++) {
+                double r = hypot(flow[2 * q], flow[2 * q + 1]);
                 sum += r;
                 mx = r > mx ? r : mx;
             }
@@ -418,7 +392,7 @@ int cmd_flow(int argc, char **argv)
         if (pcv_video_writer_close(w, false, &err))
             goto done;
     }
-    fprintf(stderr, "perceiver-cl: %d frame pair%s, %dx%d\n", pairs, pairs == 1 ? "" : "s", W, H);
+    cli_info("%d frame pair%s, %dx%d", pairs, pairs == 1 ? "" : "s", W, H);
     rc = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
 done:
     if (rc && err.msg[0])
@@ -435,6 +409,6 @@ done:
     free(fr.paths);
     pcv_video_close(fr.video);
     pcv_model_free(m);
-    free(args);
+
     return rc;
 }

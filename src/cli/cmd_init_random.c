@@ -7,46 +7,43 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char help[] =
-    "Usage: perceiver-cl init-random (--preset NAME | --config FILE) --out DIR [--seed N]\n"
-    "\n"
+static const cli_option options[] = {
+    {"preset", CLI_KEY, "NAME", "built-in config (perceiver-cl bench --list-presets)"},
+    {"config", CLI_KEY + 1, "FILE", "a config.json"},
+    {"out", 'o', "DIR", "output folder (created if needed)"},
+    {"seed", CLI_KEY + 2, "N", "random seed (default 1)"},
+    {0},
+};
+
+const cli_command cli_cmd_init_random = {
+    "init-random", "(--preset NAME | --config FILE) --out DIR [--seed N]",
     "Writes DIR/config.json and DIR/model.safetensors with deterministic random weights\n"
     "(N(0, 0.02); LayerNorm weights N(1, 0.02)) in the Hugging Face layout, loadable by\n"
-    "transformers' from_pretrained and by perceiver-cl.\n"
-    "\n"
-    "Options:\n"
-    "  --preset NAME   built-in config (perceiver-cl bench --list-presets)\n"
-    "  --config FILE   a config.json\n"
-    "  --out DIR       output folder (created if needed)\n"
-    "  --seed N        random seed (default 1)\n"
-    "  --help          this text\n";
+    "transformers' from_pretrained and by perceiver-cl.\n",
+    options, CLI_QUIET, NULL,
+};
 
 int cmd_init_random(int argc, char **argv)
 {
-    cli_args a;
+    cli_parser p;
     const char *preset = NULL, *config = NULL, *out = NULL;
     long seed = 1;
-    bool bad = false;
-    cli_init(&a, argc, argv, 2);
-    while (a.i < a.argc && !bad) {
-        if (cli_opt(&a, "--help", "-h", false, &bad)) {
-            fputs(help, stdout);
-            return EXIT_OK;
-        } else if (cli_opt(&a, "--preset", NULL, true, &bad)) {
-            preset = a.value;
-        } else if (cli_opt(&a, "--config", NULL, true, &bad)) {
-            config = a.value;
-        } else if (cli_opt(&a, "--out", "-o", true, &bad)) {
-            out = a.value;
-        } else if (cli_opt(&a, "--seed", NULL, true, &bad)) {
-            if (a.value && !cli_parse_int(a.value, 0, 0x7fffffffL, &seed))
-                return cli_usage_error("init-random", "--seed needs a non-negative number");
-        } else {
-            return cli_usage_error("init-random", "unknown argument '%s'", a.argv[a.i]);
+    cli_parse_begin(&p, &cli_cmd_init_random, argc, argv);
+    for (int c; (c = cli_parse_next(&p)) != -1;) {
+        switch (c) {
+        case CLI_HELP: return EXIT_OK;
+        case CLI_KEY: preset = p.arg; break;
+        case CLI_KEY + 1: config = p.arg; break;
+        case 'o': out = p.arg; break;
+        case CLI_KEY + 2:
+            if (!cli_int(&p, 0, 0x7fffffffL, &seed))
+                return EXIT_USAGE;
+            break;
+        default: return EXIT_USAGE;
         }
     }
-    if (bad)
-        return EXIT_USAGE;
+    if (p.first_operand < argc)
+        return cli_usage_error("init-random", "unexpected argument '%s'", argv[p.first_operand]);
     if (!!preset + !!config != 1 || !out)
         return cli_usage_error("init-random", "give --out and exactly one of --preset, --config");
 
@@ -62,8 +59,8 @@ int cmd_init_random(int argc, char **argv)
         goto done;
     if (pcv_model_create_random(&cfg, (uint64_t)seed, &opt, &m, &err))
         goto done;
-    fprintf(stderr, "perceiver-cl: writing %s (%lld parameters) to %s\n", pcv_arch_name(pcv_model_arch(m)),
-            (long long)pcv_model_num_params(m), out);
+    cli_info("writing %s (%lld parameters) to %s", pcv_arch_name(pcv_model_arch(m)),
+             (long long)pcv_model_num_params(m), out);
     if (pcv_model_save(m, out, &err))
         goto done;
     rc = EXIT_OK;

@@ -2,27 +2,32 @@
  * count, detected architecture and the config a run would use). Reads metadata only. */
 #include "cli/cli.h"
 
+#include "model/config_path.h"
 #include "perceiver/presets.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-static const char help[] =
-    "Usage: perceiver-cl inspect FILE|DIR [options]\n"
-    "\n"
+static const cli_option options[] = {
+    {"haiku-names", CLI_KEY, NULL, "for a pickle: list the Haiku names and layouts as stored,\n"
+                                  "with the Hugging Face name each one becomes"},
+    {"architecture", 'a', "A", "the architecture, for checkpoints whose tensor names do not\n"
+                               "tell it (see 'convert --help'); it must agree with them"},
+    {"summary", 's', NULL, "no tensor list"},
+    {0},
+};
+
+const cli_command cli_cmd_inspect = {
+    "inspect", "FILE|DIR [options]",
     "Lists a checkpoint: format, tensors (name, dtype, shape), parameter count, the architecture\n"
     "detected from the tensor names, the numerics profile a run uses by default, and the config\n"
-    "(config.json, or for a DeepMind pickle the built-in preset sized from its tensors).\n"
+    "(the config.json of the folder or beside the file, or for a DeepMind pickle without one the\n"
+    "built-in preset sized from its tensors): the config that run and convert use.\n"
     "FILE may be model.safetensors, pytorch_model.bin (zip or legacy), a *.index.json of a\n"
-    "sharded checkpoint, or a DeepMind Haiku pickle; DIR a Hugging Face or DeepMind folder.\n"
-    "\n"
-    "Options:\n"
-    "  --haiku-names          for a pickle: list the Haiku names and layouts as stored, with the\n"
-    "                         Hugging Face name each one becomes\n"
-    "  --architecture A, -a A override the detected architecture (see 'convert --help')\n"
-    "  --summary, -s          no tensor list\n"
-    "  --help                 this text\n";
+    "sharded checkpoint, or a DeepMind Haiku pickle; DIR a Hugging Face or DeepMind folder.\n",
+    options, 0, NULL,
+};
 
 static void shape_str(char *buf, size_t cap, const pcv_st_tensor *t)
 {
@@ -57,30 +62,24 @@ static void print_config(const pcv_config *c)
 
 int cmd_inspect(int argc, char **argv)
 {
-    cli_args a;
+    cli_parser p;
     const char *path = NULL, *arch = NULL;
-    bool bad = false, raw = false, summary = false;
-    cli_init(&a, argc, argv, 2);
-    while (a.i < a.argc && !bad) {
-        if (cli_opt(&a, "--help", "-h", false, &bad)) {
-            printf("%s", help);
-            return EXIT_OK;
-        } else if (cli_opt(&a, "--haiku-names", NULL, false, &bad)) {
-            raw = true;
-        } else if (cli_opt(&a, "--summary", "-s", false, &bad)) {
-            summary = true;
-        } else if (cli_opt(&a, "--architecture", "-a", true, &bad)) {
-            arch = a.value;
-        } else if (a.argv[a.i][0] == '-' && a.argv[a.i][1]) {
-            return cli_usage_error("inspect", "unknown argument '%s'", a.argv[a.i]);
-        } else if (path) {
-            return cli_usage_error("inspect", "only one FILE or DIR");
-        } else {
-            path = a.argv[a.i++];
+    bool raw = false, summary = false;
+    cli_parse_begin(&p, &cli_cmd_inspect, argc, argv);
+    for (int c; (c = cli_parse_next(&p)) != -1;) {
+        switch (c) {
+        case CLI_HELP: return EXIT_OK;
+        case CLI_KEY: raw = true; break;
+        case 's': summary = true; break;
+        case 'a': arch = p.arg; break;
+        default: return EXIT_USAGE;
         }
     }
-    if (bad)
-        return EXIT_USAGE;
+    if (p.first_operand + 1 < argc)
+        return cli_usage_error("inspect", "only one FILE or DIR (got '%s' and '%s')", argv[p.first_operand],
+                               argv[p.first_operand + 1]);
+    if (p.first_operand < argc)
+        path = argv[p.first_operand];
     if (!path)
         return cli_usage_error("inspect", "FILE or DIR is required");
 
@@ -115,20 +114,14 @@ int cmd_inspect(int argc, char **argv)
             printf(" %s x %d", pcv_dtype_name((pcv_dtype)d), counts[d]);
     printf("\n");
 
-    /* the config a run would use */
-    struct stat sb;
+    /* the config a run (and convert) would use */
     char cfgpath[4096];
-    bool isdir = stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
-    const char *slash = strrchr(path, '/');
-    if (isdir)
-        snprintf(cfgpath, sizeof cfgpath, "%s/config.json", path);
-    else if (slash)
-        snprintf(cfgpath, sizeof cfgpath, "%.*s/config.json", (int)(slash - path), path);
-    else
-        snprintf(cfgpath, sizeof cfgpath, "config.json");
-    if (stat(cfgpath, &sb) == 0 && S_ISREG(sb.st_mode)) {
+    if (pcv_config_path(path, cfgpath, sizeof cfgpath)) {
         if (pcv_config_load(&cfg, cfgpath, &err) == 0) {
             printf("config:        %s\n", cfgpath);
+            if (cfg.architecture[0] && wi.architecture[0] && strcmp(cfg.architecture, wi.architecture))
+                printf("               (it says %s, but the tensors are those of %s)\n", cfg.architecture,
+                       wi.architecture);
             print_config(&cfg);
         } else {
             printf("config:        %s: %s\n", cfgpath, err.msg);

@@ -2,14 +2,24 @@
 #include "cli/cli.h"
 #include "util/error.h"
 
+#include "formats/sniff.h"
+#include "perceiver/image.h"
+
 #include <stdlib.h>
 #include <string.h>
 
-static const char help[] =
-    "Usage: perceiver-cl run --model DIR --inputs IN.safetensors --outputs OUT.safetensors [options]\n"
-    "\n"
+static const cli_option options[] = {
+    {"model", 'm', "DIR", "model folder or checkpoint file"},
+    {"inputs", 'i', "FILE", "input tensors (safetensors)"},
+    {"outputs", 'o', "FILE", "output tensors (safetensors), written atomically"},
+    {0},
+};
+
+const cli_command cli_cmd_run = {
+    "run", "--model DIR --inputs IN.safetensors --outputs OUT.safetensors [options]",
     "Runs one forward pass of the model in DIR (a Hugging Face folder: config.json +\n"
-    "model.safetensors). Input tensors are named like the Hugging Face forward arguments:\n"
+    "model.safetensors, or any checkpoint perceiver-cl reads). Input tensors are named like the\n"
+    "Hugging Face forward arguments:\n"
     "  PerceiverForMaskedLM, PerceiverForSequenceClassification:\n"
     "      input_ids (or inputs)  integer [batch][seq]\n"
     "      attention_mask         optional, integer or float [batch][seq], 1 = keep, 0 = padding\n"
@@ -18,38 +28,29 @@ static const char help[] =
     "  PerceiverForOpticalFlow:\n"
     "      inputs                 float [batch][2][27][H][W]: two frames of 3x3 patches,\n"
     "                             H x W = config train_size; logits are [batch][H][W][2]\n"
-    "Outputs (float32): logits, last_hidden_state. OUT is written atomically.\n"
-    "\n"
-    "Options:\n"
-    "  --model DIR, -m DIR        model folder\n"
-    "  --inputs FILE, -i FILE     input tensors (safetensors)\n"
-    "  --outputs FILE, -o FILE    output tensors (safetensors)\n"
-    "%s"
-    "  --help                     this text\n";
+    "Outputs (float32): logits, last_hidden_state.\n",
+    options, CLI_MODEL | CLI_QUIET, NULL,
+};
 
 int cmd_run(int argc, char **argv)
 {
-    cli_args a;
+    cli_parser p;
     pcv_model_options opt = cli_model_options();
     const char *model_dir = NULL, *in_path = NULL, *out_path = NULL;
-    bool bad = false;
-    cli_init(&a, argc, argv, 2);
-    while (a.i < a.argc && !bad) {
-        if (cli_opt(&a, "--help", "-h", false, &bad)) {
-            printf(help, cli_model_opts_help);
-            return EXIT_OK;
-        } else if (cli_opt(&a, "--model", "-m", true, &bad)) {
-            model_dir = a.value;
-        } else if (cli_opt(&a, "--inputs", "-i", true, &bad)) {
-            in_path = a.value;
-        } else if (cli_opt(&a, "--outputs", "-o", true, &bad)) {
-            out_path = a.value;
-        } else if (!cli_model_opt(&a, &opt, &bad)) {
-            return cli_usage_error("run", "unknown argument '%s'", a.argv[a.i]);
+    cli_parse_begin(&p, &cli_cmd_run, argc, argv);
+    p.model = &opt;
+    for (int c; (c = cli_parse_next(&p)) != -1;) {
+        switch (c) {
+        case CLI_HELP: return EXIT_OK;
+        case 'm': model_dir = p.arg; break;
+        case 'i': in_path = p.arg; break;
+        case 'o': out_path = p.arg; break;
+        default: return EXIT_USAGE;
         }
     }
-    if (bad)
-        return EXIT_USAGE;
+    if (p.first_operand < argc)
+        return cli_usage_error("run", "unexpected argument '%s' (inputs and outputs are given with -i and -o)",
+                               argv[p.first_operand]);
     if (!model_dir || !in_path || !out_path)
         return cli_usage_error("run", "--model, --inputs and --outputs are required");
 
@@ -59,11 +60,12 @@ int cmd_run(int argc, char **argv)
     pcv_io_tensor *ins = NULL;
     const pcv_io_tensor *outs = NULL;
     int nout = 0, rc = EXIT_FAIL;
-    if (pcv_st_open(in_path, &in, &err))
+    if (cli_check_output_file(out_path, "--outputs", &err) || cli_check_safetensors(in_path, "--inputs", &err) ||
+        pcv_st_open(in_path, &in, &err))
         goto done;
     if (pcv_model_load(model_dir, &opt, &m, &err))
         goto done;
-    fprintf(stderr, "perceiver-cl: %s on %s\n", pcv_arch_name(pcv_model_arch(m)), pcv_model_device(m));
+    cli_info("%s on %s", pcv_arch_name(pcv_model_arch(m)), pcv_model_device(m));
     ins = calloc((size_t)(pcv_st_count(in) ? pcv_st_count(in) : 1), sizeof *ins);
     if (!ins) {
         pcv_set_error(&err, PCV_ERR_OOM, "out of memory");

@@ -1,12 +1,13 @@
 /* perceiver-cl verify: one forward pass on a device and on the CPU reference path, compared
  * stage by stage. */
 #include "cli/cli.h"
+#include "cli/jsonw.h"
 #include "util/error.h"
 
-#include "model/ops.h"
+#include "backend/opencl.h"
+#include "util/clock.h"
 
 #include <float.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,16 +23,35 @@
 #define VERIFY_NMSE 1e-9
 #define VERIFY_REL 1e-4
 
-static const char help[] =
-    "Usage: perceiver-cl verify --device D --model DIR [INPUTS.safetensors] [options]\n"
-    "\n"
+static const cli_option options[] = {
+    {"model", 'm', "DIR", "model folder or checkpoint file"},
+    {"inputs", 'i', "FILE", "input tensors, like run takes (or give FILE as the operand)"},
+    {"text", CLI_KEY, "TEXT", "text input for text models, in fill's mask syntax ([MASK],\n"
+                              "[MASK:N], {text}); [CLS] TEXT [SEP] (raw bytes with --numerics\n"
+                              "haiku), padded to --seq"},
+    {"seq", CLI_KEY + 1, "N", "padded length of the text input (default: the model's\n"
+                              "max_position_embeddings)"},
+    {"image-size", CLI_KEY + 2, "N", "size of the random image input (default: the processor's\n"
+                                     "output size, 224; the learned-position model takes only\n"
+                                     "its config's image_size)"},
+    {"nmse", CLI_KEY + 3, "X", "NMSE tolerance (default 1e-9)"},
+    {"max-rel", CLI_KEY + 4, "X", "max rel err tolerance (default 1e-4)"},
+    {"json", CLI_KEY + 5, NULL, "machine-readable report (docs/json.md)"},
+    {0},
+};
+
+const cli_command cli_cmd_verify = {
+    "verify", "--model DIR [--device D] [INPUTS.safetensors] [options]",
     "Loads the model twice, on device D and on the CPU reference path, runs one forward pass of\n"
     "the same input on each, and compares every stage output in order (stage.preprocess,\n"
     "stage.encoder.cross, stage.encoder.self.<k>, stage.decoder, logits, last_hidden_state).\n"
+    "D defaults to $PERCEIVER_DEVICE, else OpenCL device 0 when there is one, else cpu (which\n"
+    "then compares the CPU path with itself).\n"
     "\n"
-    "Input: a safetensors file like `run` takes (input_ids + attention_mask, or pixel_values);\n"
-    "without one, text models get the Hugging Face test sentence (' missing.' masked) padded to\n"
-    "--seq tokens, or --text; image models get deterministic random pixels of --image-size.\n"
+    "Input: a safetensors file like run takes; without one, text models get the Hugging Face\n"
+    "test sentence (' missing.' masked) or --text, image classifiers deterministic random\n"
+    "pixels of --image-size, optical flow deterministic random inputs at the config's\n"
+    "train_size.\n"
     "\n"
     "For each tensor, with dev = device output and ref = CPU output:\n"
     "  max|ref|      largest magnitude of the reference\n"
@@ -39,23 +59,12 @@ static const char help[] =
     "  max rel err   max abs err / max|ref|  (relative to the tensor's scale, so that values near 0\n"
     "                do not dominate)\n"
     "  NMSE          sum (dev - ref)^2 / sum ref^2\n"
-    "A tensor passes when NMSE <= %g and max rel err <= %g (change with --nmse, --max-rel) and\n"
-    "every device value is finite. The first failing stage is where the error appears; later\n"
-    "stages inherit it.\n"
-    "\n"
-    "Options:\n"
-    "  --model DIR, -m DIR     model folder\n"
-    "  --inputs FILE, -i FILE  input tensors (or give FILE as the last argument)\n"
-    "  --text TEXT             text input for text models ([CLS] TEXT [SEP], padded)\n"
-    "  --seq N                 padded length of the default text input (default: the model's\n"
-    "                          max_position_embeddings)\n"
-    "  --image-size N          size of the random image input (default: the config's image_size)\n"
-    "  --nmse X, --max-rel X   tolerances\n"
-    "  --json                  machine-readable report\n"
-    "%s"
-    "  --help                  this text\n"
-    "\n"
-    "Exit status: 0 every tensor within tolerance, 1 a tensor outside it (or an error), 2 usage.\n";
+    "A tensor passes when NMSE <= 1e-9 and max rel err <= 1e-4 (change with --nmse, --max-rel)\n"
+    "and every device value is finite. The first failing stage is where the error appears; later\n"
+    "stages inherit it.\n",
+    options, CLI_MODEL | CLI_QUIET,
+    "Exit status: 0 every tensor within tolerance, 1 a tensor outside it (or an error), 2 usage.\n",
+};
 
 typedef struct stage_cmp {
     const char *name;
@@ -143,70 +152,58 @@ static void shape_str(char *buf, size_t cap, const stage_cmp *s)
         snprintf(buf + len, cap - len, "]");
 }
 
-static bool parse_positive(const char *s, double *out)
-{
-    char *end = NULL;
-    double v = strtod(s, &end);
-    if (!end || end == s || *end || !(v > 0) || !isfinite(v))
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool is_image(pcv_arch a)
-{
-    return a == PCV_ARCH_IMAGE_LEARNED || a == PCV_ARCH_IMAGE_FOURIER || a == PCV_ARCH_IMAGE_CONV;
-}
-
 int cmd_verify(int argc, char **argv)
 {
-    cli_args a;
+    cli_parser p;
     pcv_model_options opt = cli_model_options();
     const char *model_dir = NULL, *in_path = NULL, *text = NULL;
     long seq = 0, image_size = 0;
     double tol_nmse = VERIFY_NMSE, tol_rel = VERIFY_REL;
-    bool json = false, bad = false;
-    cli_init(&a, argc, argv, 2);
-    while (a.i < a.argc && !bad) {
-        if (cli_opt(&a, "--help", "-h", false, &bad)) {
-            printf(help, VERIFY_NMSE, VERIFY_REL, cli_model_opts_help);
-            return EXIT_OK;
-        } else if (cli_opt(&a, "--model", "-m", true, &bad)) {
-            model_dir = a.value;
-        } else if (cli_opt(&a, "--inputs", "-i", true, &bad)) {
-            in_path = a.value;
-        } else if (cli_opt(&a, "--text", NULL, true, &bad)) {
-            text = a.value;
-        } else if (cli_opt(&a, "--seq", NULL, true, &bad)) {
-            if (a.value && !cli_parse_int(a.value, 1, 1 << 20, &seq))
-                return cli_usage_error("verify", "--seq needs a positive number");
-        } else if (cli_opt(&a, "--image-size", NULL, true, &bad)) {
-            if (a.value && !cli_parse_int(a.value, 1, 8192, &image_size))
-                return cli_usage_error("verify", "--image-size needs a number from 1 to 8192");
-        } else if (cli_opt(&a, "--nmse", NULL, true, &bad)) {
-            if (a.value && !parse_positive(a.value, &tol_nmse))
-                return cli_usage_error("verify", "--nmse needs a positive number");
-        } else if (cli_opt(&a, "--max-rel", NULL, true, &bad)) {
-            if (a.value && !parse_positive(a.value, &tol_rel))
-                return cli_usage_error("verify", "--max-rel needs a positive number");
-        } else if (cli_opt(&a, "--json", NULL, false, &bad)) {
-            json = true;
-        } else if (cli_model_opt(&a, &opt, &bad)) {
-            continue;
-        } else if (a.argv[a.i][0] != '-' && !in_path) {
-            in_path = a.argv[a.i++];
-        } else {
-            return cli_usage_error("verify", "unknown argument '%s'", a.argv[a.i]);
+    bool json = false;
+    cli_parse_begin(&p, &cli_cmd_verify, argc, argv);
+    p.model = &opt;
+    for (int c; (c = cli_parse_next(&p)) != -1;) {
+        switch (c) {
+        case CLI_HELP: return EXIT_OK;
+        case 'm': model_dir = p.arg; break;
+        case 'i': in_path = p.arg; break;
+        case CLI_KEY: text = p.arg; break;
+        case CLI_KEY + 1:
+            if (!cli_int(&p, 1, 1 << 20, &seq))
+                return EXIT_USAGE;
+            break;
+        case CLI_KEY + 2:
+            if (!cli_int(&p, 1, 8192, &image_size))
+                return EXIT_USAGE;
+            break;
+        case CLI_KEY + 3:
+            if (!cli_double(&p, 1e-300, 1e300, &tol_nmse))
+                return EXIT_USAGE;
+            break;
+        case CLI_KEY + 4:
+            if (!cli_double(&p, 1e-300, 1e300, &tol_rel))
+                return EXIT_USAGE;
+            break;
+        case CLI_KEY + 5: json = true; break;
+        default: return EXIT_USAGE;
         }
     }
-    if (bad)
-        return EXIT_USAGE;
+    for (int i = p.first_operand; i < argc; i++) {
+        if (in_path)
+            return cli_usage_error("verify", "one inputs file only (got '%s' and '%s')", in_path, argv[i]);
+        in_path = argv[i];
+    }
     if (!model_dir)
         return cli_usage_error("verify", "--model is required");
-    if (in_path && text)
-        return cli_usage_error("verify", "give an inputs file or --text, not both");
-    if (!opt.backend.device || !*opt.backend.device)
-        opt.backend.device = "0";
+    if (in_path && (text || seq || image_size))
+        return cli_usage_error("verify", "an inputs file replaces --text, --seq and --image-size");
+    if (!opt.backend.device || !*opt.backend.device) { /* the first OpenCL device, if any */
+        pcv_cl_device_info *devs = NULL;
+        pcv_error e2 = {0};
+        int n = pcv_cl_list_devices(&devs, &e2);
+        free(devs);
+        opt.backend.device = n > 0 ? "0" : "cpu";
+    }
 
     pcv_error err = {0};
     pcv_model *dev = NULL, *ref = NULL;
@@ -214,8 +211,7 @@ int cmd_verify(int argc, char **argv)
     pcv_io_tensor ins[16];
     const pcv_io_tensor *dout = NULL, *rout = NULL;
     int nin = 0, ndout = 0, nrout = 0, rc = EXIT_FAIL;
-    int64_t *ids = NULL, *mask = NULL;
-    float *pixels = NULL;
+    cli_inputs synth = {0};
     stage_cmp *cmp = NULL;
     char input_desc[256] = "";
     memset(ins, 0, sizeof ins);
@@ -225,15 +221,14 @@ int cmd_verify(int argc, char **argv)
     ropt.backend.device = "cpu";
     if (pcv_model_load(model_dir, &opt, &dev, &err))
         goto done;
-    fprintf(stderr, "perceiver-cl: verify %s on %s\n", pcv_arch_name(pcv_model_arch(dev)), pcv_model_device(dev));
+    cli_info("verify %s on %s", pcv_arch_name(pcv_model_arch(dev)), pcv_model_device(dev));
     if (pcv_model_load(model_dir, &ropt, &ref, &err))
         goto done;
-    const pcv_config *c = pcv_model_config(ref);
     pcv_arch arch = pcv_model_arch(ref);
 
     /* ---- input ---- */
     if (in_path) {
-        if (pcv_st_open(in_path, &in, &err))
+        if (cli_check_safetensors(in_path, "the inputs", &err) || pcv_st_open(in_path, &in, &err))
             goto done;
         if (pcv_st_count(in) > 16) {
             pcv_set_error(&err, PCV_ERR_INPUT, "%s: %d tensors; a model takes at most 16 inputs", in_path, pcv_st_count(in));
@@ -243,65 +238,12 @@ int cmd_verify(int argc, char **argv)
             goto done;
         nin = pcv_st_count(in);
         snprintf(input_desc, sizeof input_desc, "%s", in_path);
-    } else if (is_image(arch)) {
-        long size = image_size ? image_size : c->image_size > 0 ? c->image_size : 224;
-        if (arch == PCV_ARCH_IMAGE_LEARNED)
-            size = c->image_size; /* the trainable position table fixes the size */
-        size_t n = (size_t)(3 * size * size);
-        if (!(pixels = malloc(n * sizeof *pixels))) {
-            pcv_set_error(&err, PCV_ERR_OOM, "out of memory");
-            goto done;
-        }
-        uint64_t st = 0x9E3779B97F4A7C15ull;
-        for (size_t i = 0; i < n; i++) { /* uniform in [-2, 2): roughly normalized pixels */
-            st = st * 6364136223846793005ull + 1442695040888963407ull;
-            pixels[i] = (float)((st >> 40) * (4.0 / 16777216.0)) - 2.0f;
-        }
-        ins[0] = (pcv_io_tensor){.name = "pixel_values", .dtype = PCV_DT_F32, .ndim = 4, .shape = {1, 3, size, size},
-                                 .data = pixels};
-        nin = 1;
-        snprintf(input_desc, sizeof input_desc, "pixel_values [1,3,%ld,%ld], deterministic random in [-2, 2)", size,
-                 size);
     } else {
-        static const char sentence[] = "This is an incomplete sentence where some words are missing.";
-        const char *s = text ? text : sentence;
-        size_t len = strlen(s), ntok = len + 2;
-        long S = seq ? seq : c->max_position_embeddings;
-        bool cut = false;
-        if ((long)ntok > S && !text) { /* a model with few positions: the sentence's start */
-            len = S >= 2 ? (size_t)S - 2 : 0;
-            ntok = len + 2;
-            cut = true;
-        }
-        if ((long)ntok > S) {
-            pcv_set_error(&err, PCV_ERR_INPUT, "the text has %zu tokens with [CLS] and [SEP]; the input holds %ld",
-                          ntok, S);
+        if (cli_make_inputs(ref, 1, seq, image_size, text, &synth, &err))
             goto done;
-        }
-        int32_t *tok = malloc(ntok * sizeof *tok);
-        ids = calloc((size_t)S, sizeof *ids);
-        mask = calloc((size_t)S, sizeof *mask);
-        if (!tok || !ids || !mask) {
-            free(tok);
-            pcv_set_error(&err, PCV_ERR_OOM, "out of memory");
-            goto done;
-        }
-        pcv_tokenize(s, len, true, tok, ntok);
-        for (size_t i = 0; i < ntok; i++) {
-            /* the Hugging Face test masks ' missing.' (tokens 52..60) */
-            ids[i] = (!text && i >= 52 && i < 61) ? PCV_TOK_MASK : tok[i] % c->vocab_size;
-            mask[i] = 1;
-        }
-        free(tok);
-        ins[0] = (pcv_io_tensor){.name = "input_ids", .dtype = PCV_DT_I64, .ndim = 2, .shape = {1, S}, .data = ids};
-        ins[1] = (pcv_io_tensor){.name = "attention_mask", .dtype = PCV_DT_I64, .ndim = 2, .shape = {1, S},
-                                 .data = mask};
-        nin = 2;
-        snprintf(input_desc, sizeof input_desc, "input_ids + attention_mask [1,%ld]: %s, %zu tokens%s", S,
-                 text  ? "[CLS] --text [SEP]"
-                 : cut ? "[CLS] the start of the Hugging Face test sentence [SEP]"
-                       : "the Hugging Face test sentence with ' missing.' masked",
-                 ntok, (long)ntok < S ? " + padding" : "");
+        memcpy(ins, synth.t, sizeof synth.t);
+        nin = synth.n;
+        snprintf(input_desc, sizeof input_desc, "%s", synth.desc);
     }
 
     /* ---- one forward each ---- */
@@ -337,52 +279,64 @@ int cmd_verify(int argc, char **argv)
     }
 
     if (json) {
-        json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:f, s:f}", "model", model_dir, "architecture",
-                              pcv_arch_name(arch), "parameters", (json_int_t)pcv_model_num_params(ref), "input",
-                              input_desc, "device", pcv_model_device(dev), "reference", pcv_model_device(ref),
-                              "metric", "max_rel = max|dev-ref| / max|ref|; nmse = sum (dev-ref)^2 / sum ref^2",
-                              "device_forward_s", t_dev, "reference_forward_s", t_ref);
-        json_object_set_new(o, "tolerance", json_pack("{s:f, s:f}", "nmse", tol_nmse, "max_rel", tol_rel));
-        json_t *arr = json_array();
+        jw w;
+        jw_init(&w, stdout, 2);
+        jw_object(&w);
+        jw_key(&w, "model"), jw_path(&w, model_dir);
+        jw_key(&w, "architecture"), jw_str(&w, pcv_arch_name(arch));
+        jw_key(&w, "parameters"), jw_int(&w, pcv_model_num_params(ref));
+        jw_key(&w, "input"), jw_str(&w, input_desc);
+        jw_key(&w, "device"), jw_str(&w, pcv_model_device(dev));
+        jw_key(&w, "reference"), jw_str(&w, pcv_model_device(ref));
+        jw_key(&w, "metric"), jw_str(&w, "max_rel = max|dev-ref| / max|ref|; nmse = sum (dev-ref)^2 / sum ref^2");
+        jw_key(&w, "device_forward_s"), jw_double(&w, t_dev);
+        jw_key(&w, "reference_forward_s"), jw_double(&w, t_ref);
+        jw_key(&w, "tolerance");
+        jw_object(&w);
+        jw_key(&w, "nmse"), jw_double(&w, tol_nmse);
+        jw_key(&w, "max_rel"), jw_double(&w, tol_rel);
+        jw_object_end(&w);
+        jw_key(&w, "stages");
+        jw_array(&w);
         for (int i = 0; i < nrout; i++) {
             const stage_cmp *s = &cmp[i];
-            json_t *shape = json_array(), *idx = json_array();
-            int64_t rem = s->worst;
-            int64_t ix[PCV_MAX_DIMS];
+            int64_t rem = s->worst, ix[PCV_MAX_DIMS];
             for (int k = s->ndim - 1; k >= 0; k--) {
                 ix[k] = s->shape[k] ? rem % s->shape[k] : 0;
                 rem = s->shape[k] ? rem / s->shape[k] : 0;
             }
-            for (int k = 0; k < s->ndim; k++) {
-                json_array_append_new(shape, json_integer(s->shape[k]));
-                json_array_append_new(idx, json_integer(ix[k]));
-            }
-            json_t *e = json_pack("{s:s, s:o, s:b}", "name", s->name, "shape", shape, "pass", s->pass);
+            jw_object(&w);
+            jw_key(&w, "name"), jw_str(&w, s->name);
+            jw_key(&w, "shape");
+            jw_array(&w);
+            for (int k = 0; k < s->ndim; k++)
+                jw_int(&w, s->shape[k]);
+            jw_array_end(&w);
+            jw_key(&w, "pass"), jw_bool(&w, s->pass);
             if (s->missing || s->shape_mismatch) {
-                json_object_set_new(e, "error", json_string(s->missing ? "missing on the device" : "shape differs"));
-                json_decref(idx);
-            } else {
-                /* JSON has no inf/nan: non-finite values are reported as null */
-                json_object_set_new(e, "max_abs_ref", json_real(s->max_ref));
-                json_object_set_new(e, "max_abs_err", isfinite(s->max_abs) ? json_real(s->max_abs) : json_null());
-                json_object_set_new(e, "max_rel_err", isfinite(s->max_rel) ? json_real(s->max_rel) : json_null());
-                json_object_set_new(e, "nmse", isfinite(s->nmse) ? json_real(s->nmse) : json_null());
-                json_object_set_new(e, "nonfinite", json_integer(s->nonfinite));
-                json_object_set_new(e, "worst_index", idx);
-                json_object_set_new(e, "worst_device",
-                                    isfinite(s->worst_dev) ? json_real(s->worst_dev) : json_null());
-                json_object_set_new(e, "worst_reference", json_real(s->worst_ref));
+                jw_key(&w, "error"), jw_str(&w, s->missing ? "missing on the device" : "shape differs");
+            } else { /* JSON has no inf/nan: non-finite values are written as null */
+                jw_key(&w, "max_abs_ref"), jw_double(&w, s->max_ref);
+                jw_key(&w, "max_abs_err"), jw_double(&w, s->max_abs);
+                jw_key(&w, "max_rel_err"), jw_double(&w, s->max_rel);
+                jw_key(&w, "nmse"), jw_double(&w, s->nmse);
+                jw_key(&w, "nonfinite"), jw_int(&w, s->nonfinite);
+                jw_key(&w, "worst_index");
+                jw_array(&w);
+                for (int k = 0; k < s->ndim; k++)
+                    jw_int(&w, ix[k]);
+                jw_array_end(&w);
+                jw_key(&w, "worst_device"), jw_float(&w, s->worst_dev);
+                jw_key(&w, "worst_reference"), jw_float(&w, s->worst_ref);
             }
-            json_array_append_new(arr, e);
+            jw_object_end(&w);
         }
-        json_object_set_new(o, "stages", arr);
-        json_object_set_new(o, "pass", json_boolean(nfail == 0));
-        json_object_set_new(o, "failed", json_integer(nfail));
-        json_object_set_new(o, "first_failure", first_fail >= 0 ? json_string(cmp[first_fail].name) : json_null());
-        char *s = json_dumps(o, JSON_INDENT(2));
-        printf("%s\n", s);
-        free(s);
-        json_decref(o);
+        jw_array_end(&w);
+        jw_key(&w, "pass"), jw_bool(&w, nfail == 0);
+        jw_key(&w, "failed"), jw_int(&w, nfail);
+        jw_key(&w, "first_failure"), jw_str(&w, first_fail >= 0 ? cmp[first_fail].name : NULL);
+        jw_object_end(&w);
+        jw_end(&w);
     } else {
         printf("model      %s (%s, %lld parameters)\n", model_dir, pcv_arch_name(arch),
                (long long)pcv_model_num_params(ref));
@@ -425,9 +379,7 @@ done:
     if (rc && err.msg[0])
         cli_fail(&err);
     free(cmp);
-    free(ids);
-    free(mask);
-    free(pixels);
+    cli_inputs_free(&synth);
     pcv_st_close(in);
     pcv_model_free(dev);
     pcv_model_free(ref);

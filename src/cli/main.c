@@ -6,74 +6,89 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char usage[] =
-    "perceiver-cl %s: DeepMind's Perceiver IO models in C (CPU reference path and OpenCL)\n"
-    "\n"
-    "Usage: perceiver-cl <command> [options]\n"
-    "\n"
-    "Commands:\n"
-    "  fill         fill masked bytes of text with a masked language model\n"
-    "  classify     top classes of PNG/JPEG images with an image classifier\n"
-    "  flow         optical flow of frame pairs, sequences and videos (.flo, colour PNG)\n"
-    "  autoencode   reconstruct a video clip and its audio, and name its Kinetics-700 class\n"
-    "  run          run a forward pass: named input tensors in, output tensors out (safetensors)\n"
-    "  bench        time one forward pass per stage and report GFLOP/s\n"
-    "  init-random  write a random-weight model folder (config.json + model.safetensors)\n"
-    "  convert      DeepMind Haiku pickle (or any checkpoint) -> Hugging Face folder\n"
-    "  inspect      list a checkpoint's tensors, architecture and config\n"
-    "  devices      list the compute devices (--device N picks one)\n"
-    "  verify       run a model on a device and on the CPU path; compare every stage\n"
-    "  bench-ops    GFLOP/s of single operations at the language model's shapes\n"
-    "\n"
-    "Run 'perceiver-cl <command> --help' for a command's options.\n"
-    "Global: --help, --version.\n"
-    "\n"
-    "Exit status: 0 success, 1 failure (bad model, input or file; the message names it),\n"
-    "2 usage error.\n";
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const cli_command *spec;
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"fill", cmd_fill, &cli_cmd_fill, "fill masked bytes of text with a masked language model"},
+    {"classify", cmd_classify, &cli_cmd_classify, "top classes of PNG/JPEG images with an image classifier"},
+    {"flow", cmd_flow, &cli_cmd_flow, "optical flow of frame pairs, sequences and videos (.flo, colour PNG)"},
+    {"autoencode", cmd_autoencode, &cli_cmd_autoencode,
+     "reconstruct a video clip and its audio, and name its Kinetics-700 class"},
+    {"run", cmd_run, &cli_cmd_run, "run a forward pass: named input tensors in, output tensors out (safetensors)"},
+    {"bench", cmd_bench, &cli_cmd_bench, "time forward passes (mean, stddev, GFLOP/s, % of peak); sweeps"},
+    {"init-random", cmd_init_random, &cli_cmd_init_random,
+     "write a random-weight model folder (config.json + model.safetensors)"},
+    {"convert", cmd_convert, &cli_cmd_convert, "DeepMind Haiku pickle (or any checkpoint) -> Hugging Face folder"},
+    {"inspect", cmd_inspect, &cli_cmd_inspect, "list a checkpoint's tensors, architecture and config"},
+    {"devices", cmd_devices, &cli_cmd_devices, "list the compute devices (--device N picks one)"},
+    {"verify", cmd_verify, &cli_cmd_verify, "run a model on a device and on the CPU path; compare every stage"},
+    {"bench-ops", cmd_bench_ops, &cli_cmd_bench_ops, "GFLOP/s of single operations at the shapes of the full-size models"},
+};
+enum { NCOMMANDS = sizeof commands / sizeof *commands };
+
+static void usage(FILE *f)
+{
+    fprintf(f, "perceiver-cl %s: DeepMind's Perceiver IO models in C (CPU reference path and OpenCL)\n\n"
+               "Usage: perceiver-cl <command> [options]\n\nCommands:\n",
+            pcv_version());
+    for (int i = 0; i < NCOMMANDS; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nRun 'perceiver-cl <command> --help' (or 'perceiver-cl help <command>') for a command's\n"
+               "options; 'man perceiver-cl' for all of them.\n"
+               "Global: --help, --version.\n\n"
+               "Exit status: 0 success, 1 failure (bad model, input or file; the message names it),\n"
+               "2 usage error.\n");
+}
+
+static const command *find(const char *name)
+{
+    for (int i = 0; i < NCOMMANDS; i++)
+        if (!strcmp(commands[i].name, name))
+            return &commands[i];
+    return NULL;
+}
 
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, usage, pcv_version());
+        usage(stderr);
         return EXIT_USAGE;
     }
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
-        printf(usage, pcv_version());
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (!strcmp(cmd, "help")) {
+        if (argc < 3) {
+            usage(stdout);
+            return EXIT_OK;
+        }
+        const command *c = find(argv[2]);
+        if (!c) {
+            fprintf(stderr, "perceiver-cl: no command '%s'; run 'perceiver-cl --help' for the list\n", argv[2]);
+            return EXIT_USAGE;
+        }
+        cli_print_help(c->spec, stdout);
         return EXIT_OK;
     }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
-        printf("perceiver-cl %s\n", pcv_version());
+        cli_print_version(stdout);
         return EXIT_OK;
+    }
+    const command *c = find(cmd);
+    if (!c) {
+        fprintf(stderr, "perceiver-cl: unknown command '%s'\n\n", cmd);
+        usage(stderr);
+        return EXIT_USAGE;
     }
     pcv_error err = {0};
     if (cli_runtime_setup(&err))
         return cli_fail(&err);
-    if (!strcmp(cmd, "fill"))
-        return cmd_fill(argc, argv);
-    if (!strcmp(cmd, "classify"))
-        return cmd_classify(argc, argv);
-    if (!strcmp(cmd, "autoencode"))
-        return cmd_autoencode(argc, argv);
-    if (!strcmp(cmd, "flow"))
-        return cmd_flow(argc, argv);
-    if (!strcmp(cmd, "run"))
-        return cmd_run(argc, argv);
-    if (!strcmp(cmd, "bench"))
-        return cmd_bench(argc, argv);
-    if (!strcmp(cmd, "init-random"))
-        return cmd_init_random(argc, argv);
-    if (!strcmp(cmd, "convert"))
-        return cmd_convert(argc, argv);
-    if (!strcmp(cmd, "inspect"))
-        return cmd_inspect(argc, argv);
-    if (!strcmp(cmd, "devices"))
-        return cmd_devices(argc, argv);
-    if (!strcmp(cmd, "verify"))
-        return cmd_verify(argc, argv);
-    if (!strcmp(cmd, "bench-ops"))
-        return cmd_bench_ops(argc, argv);
-    fprintf(stderr, "perceiver-cl: unknown command '%s'\n\n", cmd);
-    fprintf(stderr, usage, pcv_version());
-    return EXIT_USAGE;
+    return c->run(argc - 1, argv + 1);
 }

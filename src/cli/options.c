@@ -1,48 +1,126 @@
-/* Option handling shared by the subcommands, and the mapping of the PERCEIVER_* environment
- * variables onto the library's options (the library itself reads none of them). */
+/* Option handling shared by the subcommands (getopt_long conventions: -mX, -m X, --model=X,
+ * --model X, clustered short flags, unique prefixes of long names, "--" ends the options,
+ * operands anywhere), and the mapping of the PERCEIVER_* environment variables onto the
+ * library's options (the library itself reads none of them). */
+#define _GNU_SOURCE /* sched_getaffinity */
 #include "cli/cli.h"
 
+#include "formats/sniff.h"
+#include "perceiver/image.h"
+#include "util/error.h"
+
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
-void cli_init(cli_args *a, int argc, char **argv, int start)
+/* ---- argument parsing: getopt_long conventions ---------------------------------------------- */
+
+static const cli_option common_model[] = {
+    {"device", 'd', "NAME", "cpu (default), an OpenCL device index, or part of its name\n"
+                            "(see 'perceiver-cl devices'; $PERCEIVER_DEVICE sets the default)"},
+    {"threads", 't', "N", "CPU threads (default: all cores)"},
+    {"numerics", CLI_NUMERICS, "P", "hf or haiku (DeepMind's original forward pass); default:\n"
+                                     "haiku for DeepMind pickles, hf otherwise"},
+    {0},
+};
+static const cli_option common_quiet[] = {
+    {"quiet", 'q', NULL, "no progress or information on standard error (errors and\n"
+                         "warnings are still printed)"},
+    {0},
+};
+static const cli_option common_help[] = {
+    {"help", 'h', NULL, "this text"},
+    {0},
+};
+
+/* the options of a command in --help order: its own, the common ones, --help */
+static int all_options(const cli_command *c, const cli_option **out, int cap)
 {
-    memset(a, 0, sizeof *a);
-    a->argc = argc;
-    a->argv = argv;
-    a->i = start;
+    const cli_option *lists[4] = {c->options, (c->common & CLI_MODEL) ? common_model : NULL,
+                                  (c->common & CLI_QUIET) ? common_quiet : NULL, common_help};
+    int n = 0;
+    for (int l = 0; l < 4; l++)
+        for (const cli_option *o = lists[l]; o && o->name && n < cap; o++)
+            out[n++] = o;
+    return n;
 }
 
-bool cli_opt(cli_args *a, const char *lng, const char *shrt, bool has_value, bool *bad)
+void cli_print_help(const cli_command *c, FILE *f)
 {
-    const char *arg = a->argv[a->i];
-    size_t n = strlen(lng);
-    bool eq = false;
-    if (strncmp(arg, lng, n) == 0 && (arg[n] == '\0' || (has_value && arg[n] == '=')))
-        eq = arg[n] == '=';
-    else if (!(shrt && strcmp(arg, shrt) == 0))
-        return false;
-    a->i++;
-    a->value = NULL;
-    if (!has_value)
-        return true;
-    if (eq) {
-        a->value = arg + n + 1;
-    } else if (a->i < a->argc) {
-        a->value = a->argv[a->i++];
-    } else {
-        fprintf(stderr, "perceiver-cl: option %s needs a value\n", lng);
-        *bad = true;
+    fprintf(f, "Usage: perceiver-cl %s %s\n\n%s", c->name, c->synopsis, c->description);
+    const cli_option *all[CLI_MAX_OPTIONS];
+    int n = all_options(c, all, CLI_MAX_OPTIONS);
+    fprintf(f, "\nOptions:\n");
+    for (int i = 0; i < n; i++) {
+        const cli_option *o = all[i];
+        if (!o->help)
+            continue; /* an alias, mentioned in its option's help */
+        char left[96];
+        int len = snprintf(left, sizeof left, "  %s%c%s--%s%s%s", o->key < 256 ? "-" : " ", o->key < 256 ? o->key : ' ',
+                           o->key < 256 ? ", " : "  ", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        const char *h = o->help;
+        bool first = true;
+        while (*h) {
+            const char *nl = strchr(h, '\n');
+            int l = nl ? (int)(nl - h) : (int)strlen(h);
+            if (first && len < 29)
+                fprintf(f, "%-29s %.*s\n", left, l, h);
+            else if (first)
+                fprintf(f, "%s\n%-29s %.*s\n", left, "", l, h);
+            else
+                fprintf(f, "%-29s %.*s\n", "", l, h);
+            first = false;
+            h += l + (nl != NULL);
+        }
     }
-    return true;
+    if (c->footer)
+        fprintf(f, "\n%s", c->footer);
+}
+
+void cli_parse_begin(cli_parser *p, const cli_command *c, int argc, char **argv)
+{
+    memset(p, 0, sizeof *p);
+    p->cmd = c;
+    p->argc = argc;
+    p->argv = argv;
+    p->n = all_options(c, p->all, CLI_MAX_OPTIONS);
+    size_t k = 0;
+    p->so[k++] = ':'; /* a missing value returns ':' */
+    for (int i = 0; i < p->n; i++) {
+        const cli_option *o = p->all[i];
+        p->lo[i] = (struct option){o->name, o->arg ? required_argument : no_argument, NULL, o->key};
+        if (o->key < 256 && !strchr(p->so + 1, o->key) && k + 3 < sizeof p->so) {
+            p->so[k++] = (char)o->key;
+            if (o->arg)
+                p->so[k++] = ':';
+        }
+    }
+    p->lo[p->n] = (struct option){0};
+    p->so[k] = '\0';
+    optind = 0; /* glibc: start over */
+    opterr = 0;
+}
+
+const cli_option *cli_find_option(const cli_parser *p, int key)
+{
+    for (int i = 0; i < p->n; i++)
+        if (p->all[i]->key == key)
+            return p->all[i];
+    return NULL;
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    cli_progress_clear();
     fprintf(stderr, "perceiver-cl %s: ", cmd);
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\nTry 'perceiver-cl %s --help'.\n", cmd);
@@ -50,56 +128,148 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-int cli_fail(const pcv_error *err)
+static int online_cpus(void)
 {
-    fprintf(stderr, "perceiver-cl: error: %s\n", err->msg);
-    return EXIT_FAIL;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }
 
-bool cli_parse_int(const char *s, long lo, long hi, long *out)
+int cli_parse_next(cli_parser *p)
+{
+    for (;;) {
+        int idx = -1;
+        int c = getopt_long(p->argc, p->argv, p->so, p->lo, &idx);
+        p->arg = optarg;
+        p->cur = c >= 0 ? cli_find_option(p, c) : NULL;
+        if (c == -1) {
+            p->first_operand = optind;
+            return -1;
+        }
+        if (c == '?') {
+            const char *bad = optind > 0 && optind <= p->argc ? p->argv[optind - 1] : "?";
+            if (optopt && optopt < 256 && !(bad[0] == '-' && bad[1] == '-'))
+                cli_usage_error(p->cmd->name, "unknown option '-%c'", optopt);
+            else
+                cli_usage_error(p->cmd->name, "unknown option '%s'", bad);
+            return '?';
+        }
+        if (c == ':') {
+            const cli_option *o = cli_find_option(p, optopt);
+            if (o)
+                cli_usage_error(p->cmd->name, "option '--%s' needs a value (%s)", o->name, o->arg);
+            else
+                cli_usage_error(p->cmd->name, "an option needs a value");
+            return '?';
+        }
+        if (c == 'h') {
+            cli_print_help(p->cmd, stdout);
+            return CLI_HELP;
+        }
+        if (c == 'q' && (p->cmd->common & CLI_QUIET)) {
+            cli_quiet = true;
+            continue;
+        }
+        if ((p->cmd->common & CLI_MODEL) && p->model && (c == 'd' || c == 't' || c == CLI_NUMERICS)) {
+            long v;
+            if (c == 'd') {
+                p->model->backend.device = p->arg;
+            } else if (c == 't') {
+                if (!cli_int(p, 1, 4096, &v))
+                    return '?';
+                int cpus = online_cpus();
+                if (v > cpus)
+                    cli_warn("--threads %ld is more than the %d CPU%s this process may use: BLIS and OpenMP "
+                             "threads spin while they wait, so this runs slower than --threads %d",
+                             v, cpus, cpus == 1 ? "" : "s", cpus);
+                p->model->backend.threads = (int)v;
+            } else if (!strcmp(p->arg, "hf")) {
+                p->model->numerics = PCV_NUMERICS_HF;
+            } else if (!strcmp(p->arg, "haiku")) {
+                p->model->numerics = PCV_NUMERICS_HAIKU;
+            } else {
+                cli_usage_error(p->cmd->name, "--numerics must be 'hf' or 'haiku', not '%s'", p->arg);
+                return '?';
+            }
+            continue;
+        }
+        return c;
+    }
+}
+
+bool cli_int(cli_parser *p, long lo, long hi, long *out)
 {
     char *end;
-    if (!s || !*s)
+    errno = 0;
+    long v = p->arg && *p->arg ? strtol(p->arg, &end, 10) : 0;
+    if (!p->arg || !*p->arg || *end || errno || v < lo || v > hi) {
+        cli_usage_error(p->cmd->name, "--%s needs a whole number from %ld to %ld, not '%s'",
+                        p->cur ? p->cur->name : "?", lo, hi, p->arg ? p->arg : "");
         return false;
-    long v = strtol(s, &end, 10);
-    if (*end || v < lo || v > hi)
-        return false;
+    }
     *out = v;
     return true;
 }
 
-const char *const cli_model_opts_help =
-    "  --device NAME     cpu (default), an OpenCL device index, or part of its name\n"
-    "                    (see 'perceiver-cl devices'; $PERCEIVER_DEVICE sets the default)\n"
-    "  --threads N       CPU threads (default: all cores)\n"
-    "  --numerics P      hf or haiku (DeepMind's original forward pass); default: haiku for\n"
-    "                    DeepMind pickles, hf otherwise\n";
-
-bool cli_model_opt(cli_args *a, pcv_model_options *opt, bool *bad)
+bool cli_double(cli_parser *p, double lo, double hi, double *out)
 {
-    long v;
-    if (cli_opt(a, "--device", "-d", true, bad)) {
-        opt->backend.device = a->value;
-    } else if (cli_opt(a, "--threads", "-t", true, bad)) {
-        if (a->value && !cli_parse_int(a->value, 1, 1024, &v)) {
-            fprintf(stderr, "perceiver-cl: --threads needs a number from 1 to 1024, not '%s'\n", a->value);
-            *bad = true;
-        } else if (a->value) {
-            opt->backend.threads = (int)v;
-        }
-    } else if (cli_opt(a, "--numerics", NULL, true, bad)) {
-        if (a->value && strcmp(a->value, "hf") == 0) {
-            opt->numerics = PCV_NUMERICS_HF;
-        } else if (a->value && strcmp(a->value, "haiku") == 0) {
-            opt->numerics = PCV_NUMERICS_HAIKU;
-        } else if (a->value) {
-            fprintf(stderr, "perceiver-cl: --numerics must be 'hf' or 'haiku', not '%s'\n", a->value);
-            *bad = true;
-        }
-    } else {
+    char *end;
+    errno = 0;
+    double v = p->arg && *p->arg ? strtod(p->arg, &end) : 0;
+    if (!p->arg || !*p->arg || *end || errno || !(v >= lo && v <= hi)) {
+        cli_usage_error(p->cmd->name, "--%s needs a number from %g to %g, not '%s'", p->cur ? p->cur->name : "?", lo,
+                        hi, p->arg ? p->arg : "");
         return false;
     }
+    *out = v;
     return true;
+}
+
+int cli_fail(const pcv_error *err)
+{
+    cli_progress_clear();
+    fprintf(stderr, "perceiver-cl: error: %s\n", err->msg);
+    return EXIT_FAIL;
+}
+
+bool cli_quiet = false;
+
+void cli_info(const char *fmt, ...)
+{
+    if (cli_quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    cli_progress_clear();
+    fprintf(stderr, "perceiver-cl: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void cli_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cli_progress_clear();
+    fprintf(stderr, "perceiver-cl: warning: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cli_check_output_file(const char *path, const char *role, pcv_error *err)
+{
+    struct stat sb;
+    size_t n = strlen(path);
+    if (n == 0)
+        return pcv_set_error(err, PCV_ERR_INPUT, "%s: an empty file name", role);
+    if ((stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) || path[n - 1] == '/')
+        return pcv_set_error(err, PCV_ERR_INPUT, "%s: is a folder; %s needs a file name (e.g. %s%sout.safetensors)",
+                             path, role, path, path[n - 1] == '/' ? "" : "/");
+    return 0;
 }
 
 pcv_model_options cli_model_options(void)
@@ -163,5 +333,53 @@ int cli_runtime_setup(pcv_error *err)
         snprintf(tuning + n, sizeof tuning - n, "%sxgemm=%s", n ? "," : "", x);
     }
     rt.tuning = tuning[0] ? tuning : NULL;
+    rt.progress = cli_library_progress;
     return pcv_runtime_configure(&rt, err);
+}
+
+int cli_check_safetensors(const char *path, const char *role, pcv_error *err)
+{
+    char what[64];
+    pcv_file_kind k = pcv_sniff_file(path, what, sizeof what);
+    struct stat sb;
+    if (k == PCV_FILE_SAFETENSORS || stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return 0; /* the reader says what is wrong with a missing or special file */
+    const char *img = NULL;
+    if (k == PCV_FILE_UNKNOWN && sb.st_size > 0) {
+        unsigned char h[32] = {0};
+        FILE *f = fopen(path, "rb");
+        size_t n = f ? fread(h, 1, sizeof h, f) : 0;
+        if (f)
+            fclose(f);
+        img = pcv_image_format(h, n);
+        size_t pl = strlen(path);
+        if (!img && pl >= 12 && !strcmp(path + pl - 12, ".safetensors"))
+            return 0; /* named like one, damaged: the reader says where */
+        if (img)
+            snprintf(what, sizeof what, "a%s %s image", strchr("AEIOU", img[0]) ? "n" : "", img);
+        else
+            snprintf(what, sizeof what, "unrecognised content");
+    }
+    return pcv_set_error(err, PCV_ERR_FORMAT, "%s: not a safetensors file (%s); %s must be a safetensors file%s",
+                         path, what, role, img ? " ('perceiver-cl classify' takes images)" : "");
+}
+
+
+/* ---- --version --------------------------------------------------------------------------------- */
+
+void cli_print_version(FILE *f)
+{
+    fprintf(f, "perceiver-cl %s (git %s)\n", pcv_version(), pcv_cli_git_commit);
+    fprintf(f, "backends: cpu (plain C + OpenMP, BLIS GEMMs)%s\n",
+#ifdef PCV_HAVE_OPENCL
+            ", opencl (OpenCL 1.2 API, CLBlast GEMMs)"
+#else
+            "; OpenCL not built (-DPCV_OPENCL=OFF)"
+#endif
+    );
+#if defined(__clang__)
+    fprintf(f, "compiler: clang %s\n", __clang_version__);
+#elif defined(__GNUC__)
+    fprintf(f, "compiler: gcc %s\n", __VERSION__);
+#endif
 }

@@ -1,8 +1,9 @@
 /* Weight sets: one table of named tensors over the checkpoint formats perceiver-cl reads.
  *
- * Formats are recognised by their first bytes, not by file names: safetensors (u64 header
- * length + '{'), PyTorch zip ("PK\3\4"), legacy torch.save (its magic-number pickle), DeepMind
- * Haiku pickles (any other pickle), and sharded checkpoints through their *.index.json. Tensor
+ * Formats are recognised by their structure, not by file names (formats/sniff.c): safetensors
+ * (header length that fits the file, a '{'...'}' header), legacy torch.save (its magic-number
+ * pickle), PyTorch zip (local header and end record), DeepMind Haiku pickles (any other pickle:
+ * PROTO first, STOP last), and sharded checkpoints through their *.index.json. Tensor
  * data stay in the mapped files whenever no conversion is needed; Haiku weights that need a
  * transpose get a converted copy owned by the set (w->blocks). */
 #include "formats/formats.h"
@@ -11,6 +12,7 @@
 #include "util/fileutil.h"
 
 #include "formats/haiku.h"
+#include "formats/sniff.h"
 #include "model/arch.h"
 #include "formats/torchzip.h"
 
@@ -147,34 +149,22 @@ static wsource *new_source(pcv_weights *w, pcv_error *err)
 
 typedef enum wformat { WF_UNKNOWN, WF_SAFETENSORS, WF_TORCH, WF_PICKLE, WF_INDEX } wformat;
 
+/* By structure first (formats/sniff.c: every format checked at both ends, the strictest first);
+ * a file that matches no structure (a protocol 0/1 pickle has no PROTO opcode, a truncated file
+ * loses its end) goes by its name, so that the format's reader explains what is wrong. */
 static wformat sniff(const char *path)
 {
-    unsigned char h[16] = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return WF_UNKNOWN;
-    size_t n = fread(h, 1, sizeof h, f);
-    struct stat sb;
-    bool st_ok = fstat(fileno(f), &sb) == 0;
-    fclose(f);
-    if (pcv_torch_is_zip(h, n) || pcv_torch_is_legacy(h, n))
-        return WF_TORCH;
-    if (n >= 1 && h[0] == 0x80) /* PROTO: a protocol >= 2 pickle */
-        return WF_PICKLE;
-    if (n >= 9 && st_ok) {
-        uint64_t len = 0;
-        for (int i = 7; i >= 0; i--)
-            len = len << 8 | h[i];
-        if (len >= 2 && len <= (uint64_t)sb.st_size - 8 && (h[8] == '{' || h[8] == ' '))
-            return WF_SAFETENSORS;
+    switch (pcv_sniff_file(path, NULL, 0)) {
+    case PCV_FILE_SAFETENSORS: return WF_SAFETENSORS;
+    case PCV_FILE_TORCH_LEGACY:
+    case PCV_FILE_TORCH_ZIP: return WF_TORCH;
+    case PCV_FILE_PICKLE: return WF_PICKLE;
+    case PCV_FILE_JSON:
+        if (ends_with(path, ".json"))
+            return WF_INDEX;
+        break;
+    case PCV_FILE_UNKNOWN: break;
     }
-    size_t i = 0;
-    while (i < n && (h[i] == ' ' || h[i] == '\n' || h[i] == '\r' || h[i] == '\t'))
-        i++;
-    if (i < n && h[i] == '{' && ends_with(path, ".json"))
-        return WF_INDEX;
-    /* not recognisable by content (protocol 0/1 pickles have no PROTO opcode; a truncated file
-     * has no magic): go by the name, so that the format's reader explains what is wrong */
     if (ends_with(path, ".pickle") || ends_with(path, ".pystate") || ends_with(path, ".pkl"))
         return WF_PICKLE;
     if (ends_with(path, ".safetensors"))
@@ -215,6 +205,16 @@ static int open_torch(pcv_weights *w, const char *path, pcv_error *err)
             return rc;
     }
     return 0;
+}
+
+/* The registry row of an --architecture value (HF class, convert-script or preset name). */
+static int arch_option(const char *name, const pcv_arch_info **out, pcv_error *err)
+{
+    if ((*out = pcv_arch_lookup(name)))
+        return 0;
+    return pcv_set_error(err, PCV_ERR_INPUT, "unknown architecture '%s' (use MLM, image_classification, "
+                         "image_classification_fourier, image_classification_conv, optical_flow, "
+                         "multimodal_autoencoding or an HF class name)", name);
 }
 
 /* ---- DeepMind Haiku pickles ---------------------------------------------------------------- */
@@ -321,13 +321,10 @@ static int open_haiku(pcv_weights *w, const char *path, const pcv_weights_option
     const pcv_arch_info *arch = pcv_arch_detect(names, n);
     free(names);
     if (opt && opt->architecture) {
-        const pcv_arch_info *ai = pcv_arch_lookup(opt->architecture);
-        if (!ai) {
+        const pcv_arch_info *ai = NULL;
+        if ((rc = arch_option(opt->architecture, &ai, err))) {
             hk_params_free(p, n);
-            return pcv_set_error(err, PCV_ERR_INPUT, "unknown architecture '%s' (use MLM, "
-                                 "image_classification, image_classification_fourier, "
-                                 "image_classification_conv, optical_flow, "
-                                 "multimodal_autoencoding or an HF class name)", opt->architecture);
+            return rc;
         }
         /* an override is for names that detection cannot place, not for contradicting it */
         if (arch && arch != ai) {
@@ -574,6 +571,19 @@ int pcv_weights_load(pcv_weights *w, const char *path, const pcv_weights_options
         free(names);
         if (ai)
             snprintf(w->architecture, sizeof w->architecture, "%s", ai->hf_class);
+    }
+    /* --architecture on Hugging Face names: a name for what detection cannot place, never a
+     * contradiction of it (the Haiku reader applies the same rule) */
+    if (opt && opt->architecture && !w->from_haiku) {
+        const pcv_arch_info *ai = NULL;
+        if ((rc = arch_option(opt->architecture, &ai, err)))
+            goto fail;
+        if (w->architecture[0] && strcmp(w->architecture, ai->hf_class)) {
+            rc = pcv_set_error(err, PCV_ERR_INPUT, "%s: --architecture %s does not match the tensor names, which "
+                               "are those of %s", path, opt->architecture, w->architecture);
+            goto fail;
+        }
+        snprintf(w->architecture, sizeof w->architecture, "%s", ai->hf_class);
     }
     return 0;
 fail:

@@ -439,11 +439,250 @@ void pcv_image_free(pcv_image *img)
     img->width = img->height = 0;
 }
 
+static int decode(const void *data, size_t len, const char *name, pcv_image *img, pcv_error *err);
+
+/* ---- EXIF orientation ---------------------------------------------------------------------- *
+ * What PIL.ImageOps.exif_transpose reads (Pillow 13, Image.getexif): the Orientation tag (0x0112)
+ * of IFD0 of the EXIF block (JPEG: the APP1 "Exif\0\0" segments, concatenated; PNG: the eXIf
+ * chunk, or a "Raw profile type exif" tEXt chunk), the first entry with that tag; only when there
+ * is none, the first "tiff:Orientation" digit of the XMP packet (JPEG: the last APP1 XMP
+ * segment; PNG: an uncompressed "XML:com.adobe.xmp" iTXt chunk). Values other than 2..8 leave
+ * the image as stored, as does an unreadable EXIF block. */
+
+static uint32_t rd16(const unsigned char *p, bool be) { return be ? (uint32_t)p[0] << 8 | p[1] : (uint32_t)p[1] << 8 | p[0]; }
+static uint32_t rd32(const unsigned char *p, bool be)
+{
+    return be ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]
+              : (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+/* The Orientation value in a TIFF structure t[n] (after any "Exif\0\0"); -1 without the tag. */
+static int tiff_orientation(const unsigned char *t, size_t n)
+{
+    if (n < 8 || !((t[0] == 'I' && t[1] == 'I') || (t[0] == 'M' && t[1] == 'M')))
+        return -1;
+    bool be = t[0] == 'M';
+    if (rd16(t + 2, be) != 42)
+        return -1;
+    uint32_t ifd = rd32(t + 4, be);
+    if (ifd > n || n - ifd < 2)
+        return -1;
+    uint32_t count = rd16(t + ifd, be);
+    for (uint32_t i = 0; i < count; i++) {
+        size_t e = (size_t)ifd + 2 + (size_t)i * 12;
+        if (e + 12 > n)
+            return -1;
+        if (rd16(t + e, be) != 0x0112)
+            continue;
+        uint32_t type = rd16(t + e + 2, be), cnt = rd32(t + e + 4, be);
+        size_t unit = type == 1 || type == 6 ? 1 : type == 3 || type == 8 ? 2 : type == 4 || type == 9 ? 4 : 0;
+        if (unit == 0 || cnt == 0) /* not an integer in Pillow either */
+            return 0;
+        /* a value of more than 4 bytes lies at an offset; Pillow skips a tag whose data is
+         * outside the block, and keeps the first of several values (with a warning) */
+        const unsigned char *v = t + e + 8;
+        if ((uint64_t)cnt * unit > 4) {
+            uint32_t off = rd32(v, be);
+            if ((uint64_t)off + (uint64_t)cnt * unit > n)
+                continue;
+            v = t + off;
+        }
+        uint32_t u = unit == 1 ? v[0] : unit == 2 ? rd16(v, be) : rd32(v, be);
+        return u <= 8 ? (int)u : 0;
+    }
+    return -1;
+}
+
+static int exif_block_orientation(const unsigned char *d, size_t n)
+{
+    for (int k = 0; k < 2 && n >= 6 && memcmp(d, "Exif\0\0", 6) == 0; k++) /* Pillow strips one or two */
+        d += 6, n -= 6;
+    return tiff_orientation(d, n);
+}
+
+/* Pillow's re.search(r'tiff:Orientation(="|>)([0-9])', xmp); -1 without a match. */
+static int xmp_orientation(const unsigned char *x, size_t n)
+{
+    static const char key[] = "tiff:Orientation";
+    const size_t k = sizeof key - 1;
+    for (size_t i = 0; i + k < n; i++) {
+        if (memcmp(x + i, key, k) != 0)
+            continue;
+        size_t j = i + k;
+        if (j + 2 < n && x[j] == '=' && x[j + 1] == '"' && x[j + 2] >= '0' && x[j + 2] <= '9')
+            return x[j + 2] - '0';
+        if (j + 1 < n && x[j] == '>' && x[j + 1] >= '0' && x[j + 1] <= '9')
+            return x[j + 1] - '0';
+    }
+    return -1;
+}
+
+static int hexval(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The EXIF block of a "Raw profile type exif" text ("\nexif\n   LEN\nHEX..."): hex from line 4 on. */
+static int raw_profile_orientation(const unsigned char *t, size_t n)
+{
+    size_t i = 0;
+    for (int nl = 0; i < n && nl < 3; i++)
+        nl += t[i] == '\n';
+    unsigned char *b = malloc(n / 2 + 1);
+    if (!b)
+        return -1;
+    size_t m = 0;
+    int hi = -1;
+    for (; i < n; i++) {
+        int v = hexval(t[i]);
+        if (v < 0)
+            continue;
+        if (hi < 0) {
+            hi = v;
+        } else {
+            b[m++] = (unsigned char)(hi << 4 | v);
+            hi = -1;
+        }
+    }
+    int o = exif_block_orientation(b, m);
+    free(b);
+    return o;
+}
+
+static int jpeg_orientation(const unsigned char *d, size_t n)
+{
+    unsigned char *exif = NULL;
+    size_t exif_len = 0;
+    const unsigned char *xmp = NULL;
+    size_t xmp_len = 0;
+    static const char xmp_id[] = "http://ns.adobe.com/xap/1.0/"; /* + its NUL */
+    for (size_t p = 2; p + 4 <= n;) {
+        unsigned m = d[p + 1];
+        if (d[p] != 0xFF || m == 0xFF) { /* fill bytes between markers */
+            p++;
+            continue;
+        }
+        if ((m >= 0xD0 && m <= 0xD8) || m == 0x01) { /* markers without a length */
+            p += 2;
+            continue;
+        }
+        if (m == 0xDA || m == 0xD9) /* start of scan: no more header segments */
+            break;
+        size_t len = (size_t)d[p + 2] << 8 | d[p + 3];
+        if (len < 2 || len > n - p - 2)
+            break;
+        const unsigned char *s = d + p + 4;
+        size_t sl = len - 2;
+        if (m == 0xE1 && sl >= 6 && memcmp(s, "Exif\0\0", 6) == 0) {
+            const unsigned char *part = exif ? s + 6 : s; /* later segments continue the first */
+            size_t pl = exif ? sl - 6 : sl;
+            unsigned char *e = realloc(exif, exif_len + pl + 1);
+            if (e) {
+                exif = e;
+                memcpy(exif + exif_len, part, pl);
+                exif_len += pl;
+            }
+        } else if (m == 0xE1 && sl >= sizeof xmp_id && memcmp(s, xmp_id, sizeof xmp_id) == 0) {
+            xmp = s + sizeof xmp_id;
+            xmp_len = sl - sizeof xmp_id;
+        }
+        p += 2 + len;
+    }
+    int o = exif ? exif_block_orientation(exif, exif_len) : -1;
+    free(exif);
+    return o < 0 && xmp ? xmp_orientation(xmp, xmp_len) : o;
+}
+
+static int png_orientation(const unsigned char *d, size_t n)
+{
+    int exif = -1, raw = -1, xmp = -1;
+    bool have_exif = false, have_raw = false;
+    for (size_t p = 8; p + 12 <= n;) {
+        size_t len = (size_t)d[p] << 24 | (size_t)d[p + 1] << 16 | (size_t)d[p + 2] << 8 | d[p + 3];
+        if (len > n - p - 12)
+            break;
+        const unsigned char *type = d + p + 4, *s = d + p + 8;
+        if (!memcmp(type, "eXIf", 4)) {
+            exif = tiff_orientation(s, len);
+            have_exif = true;
+        } else if (!memcmp(type, "tEXt", 4) && len >= 22 && !memcmp(s, "Raw profile type exif\0", 22)) {
+            raw = raw_profile_orientation(s + 22, len - 22);
+            have_raw = true;
+        } else if (!memcmp(type, "iTXt", 4) && len > 20 && !memcmp(s, "XML:com.adobe.xmp\0", 18) && s[18] == 0) {
+            /* keyword\0, compression flag 0, method, language\0, translated keyword\0, text */
+            size_t i = 20;
+            for (int z = 0; z < 2 && i < len; i++)
+                z += s[i] == 0;
+            xmp = xmp_orientation(s + i, len - i);
+        } else if (!memcmp(type, "IEND", 4)) {
+            break;
+        }
+        p += 12 + len;
+    }
+    int o = have_exif ? exif : have_raw ? raw : -1;
+    return o < 0 ? xmp : o;
+}
+
+int pcv_image_orientation(const void *data, size_t len)
+{
+    const char *fmt = pcv_image_format(data, len);
+    int o = !fmt ? 0 : !strcmp(fmt, "JPEG") ? jpeg_orientation(data, len) : !strcmp(fmt, "PNG") ? png_orientation(data, len) : 0;
+    return o >= 1 && o <= 8 ? o : 1;
+}
+
+/* PIL.Image.transpose for orientation o: the stored image turned upright. */
+static int orient(pcv_image *img, int o, const char *name, pcv_error *err)
+{
+    if (o <= 1 || o > 8)
+        return 0;
+    int W = img->width, H = img->height;
+    bool swap = o >= 5;
+    int ow = swap ? H : W, oh = swap ? W : H;
+    unsigned char *out = malloc((size_t)W * H * 3);
+    if (!out)
+        return pcv_set_error(err, PCV_ERR_OOM, "%s: out of memory turning the image upright", disp(name));
+    for (int y = 0; y < oh; y++)
+        for (int x = 0; x < ow; x++) {
+            int sx, sy;
+            switch (o) {
+            case 2: sx = W - 1 - x, sy = y; break;          /* FLIP_LEFT_RIGHT */
+            case 3: sx = W - 1 - x, sy = H - 1 - y; break;  /* ROTATE_180 */
+            case 4: sx = x, sy = H - 1 - y; break;          /* FLIP_TOP_BOTTOM */
+            case 5: sx = y, sy = x; break;                  /* TRANSPOSE */
+            case 6: sx = y, sy = H - 1 - x; break;          /* ROTATE_270 (90 clockwise) */
+            case 7: sx = W - 1 - y, sy = H - 1 - x; break;  /* TRANSVERSE */
+            default: sx = W - 1 - y, sy = x; break;         /* 8: ROTATE_90 (counter-clockwise) */
+            }
+            memcpy(out + ((size_t)y * ow + x) * 3, img->rgb + ((size_t)sy * W + sx) * 3, 3);
+        }
+    free(img->rgb);
+    img->rgb = out;
+    img->width = ow;
+    img->height = oh;
+    return 0;
+}
+
 pcv_status pcv_image_load_memory(const void *data, size_t len, const char *name, pcv_image *img,
                           pcv_error *err)
 {
+    return pcv_image_load_memory_ex(data, len, name, NULL, img, err);
+}
+
+pcv_status pcv_image_load_memory_ex(const void *data, size_t len, const char *name,
+                                    const pcv_image_load_options *opt, pcv_image *img, pcv_error *err)
+{
     if (!img)
         return pcv_set_error(err, PCV_ERR_INPUT, "pcv_image_load_memory: img is NULL");
+    int rc = decode(data, len, name, img, err);
+    if (!rc && !(opt && opt->ignore_exif_orientation))
+        rc = orient(img, pcv_image_orientation(data, len), name, err);
+    if (rc)
+        pcv_image_free(img);
+    return (pcv_status)rc;
+}
+
+static int decode(const void *data, size_t len, const char *name, pcv_image *img, pcv_error *err)
+{
     img->width = img->height = 0;
     img->rgb = NULL;
     if (!data && len)
@@ -470,6 +709,11 @@ pcv_status pcv_image_load_memory(const void *data, size_t len, const char *name,
 }
 
 pcv_status pcv_image_load(const char *path, pcv_image *img, pcv_error *err)
+{
+    return pcv_image_load_ex(path, NULL, img, err);
+}
+
+pcv_status pcv_image_load_ex(const char *path, const pcv_image_load_options *opt, pcv_image *img, pcv_error *err)
 {
     if (!img)
         return pcv_set_error(err, PCV_ERR_INPUT, "pcv_image_load: img is NULL");
@@ -510,7 +754,7 @@ pcv_status pcv_image_load(const char *path, pcv_image *img, pcv_error *err)
         return pcv_set_error(err, PCV_ERR_IO, "%s: read error (%zu of %zu bytes)", path, got,
                              len);
     }
-    int rc = pcv_image_load_memory(buf, len, path, img, err);
+    int rc = pcv_image_load_memory_ex(buf, len, path, opt, img, err);
     free(buf);
-    return rc;
+    return (pcv_status)rc;
 }

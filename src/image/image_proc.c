@@ -857,7 +857,8 @@ pcv_status pcv_image_load_batch(const pcv_image_processor *p, const char *const 
     size_t per = 0;
     for (int i = 0; i < n; i++) {
         pcv_image img;
-        int rc = pcv_image_load(paths[i], &img, err);
+        pcv_image_load_options lo = {.ignore_exif_orientation = p->ignore_exif_orientation};
+        int rc = pcv_image_load_ex(paths[i], &lo, &img, err);
         if (rc) {
             free(buf);
             return rc;

@@ -9,9 +9,11 @@
 
 typedef void (*pcv_linspace_fn)(float a, float b, int64_t n, float *out);
 
-/* torch.linspace(a, b, n) in float32: first half a + i*step, second half b - (n-1-i)*step. */
+/* torch.linspace(a, b, n) in float32 as torch's CPU kernel computes it: first half
+ * fma(step, i, a), second half fma(-step, n-1-i, b), step = (b-a)/(n-1). */
 void pcv_linspace_torch(float a, float b, int64_t n, float *out);
-/* jnp.linspace(a, b, n) in float32: t = i/(n-1), a*(1-t) + b*t without FMA, last element b. */
+/* jnp.linspace(a, b, n) in float32 as DeepMind's JAX ran it (un-jitted, op by op):
+ * t = i/(n-1), a*(1-t) + b*t, every operation rounded on its own, last element b. */
 void pcv_linspace_jax(float a, float b, int64_t n, float *out);
 
 /* Number of channels of generate_fourier_features for ndims dimensions and num_bands bands. */

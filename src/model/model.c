@@ -12,6 +12,7 @@
  * Haiku code (the haiku profile); the profile's switches live in m->prof.
  */
 #include "model/model_impl.h"
+#include "model/config_path.h"
 #include "util/error.h"
 
 #include "formats/formats.h"
@@ -31,7 +32,7 @@ void pcv_profile_init(pcv_profile *p, pcv_numerics n)
     bool dm = n == PCV_NUMERICS_HAIKU;
     *p = (pcv_profile){
         .numerics = dm ? PCV_NUMERICS_HAIKU : PCV_NUMERICS_HF,
-        .gelu = dm ? PCV_GELU_TANH : PCV_GELU_ERF,         /* G1 */
+        .jax_gelu = dm,                                    /* G1 */
         .attn = dm ? PCV_ATTN_HAIKU : PCV_ATTN_HF,         /* G2-G4 */
         .linspace = dm ? PCV_LINSPACE_JAX : PCV_LINSPACE_TORCH, /* G8 */
         .dm_conv_stem = dm,                                /* C1-C4 */
@@ -99,12 +100,12 @@ static int attend(pcv_exec *ex, const pcv_model *m, const pcv_layer *L, const pc
     pcv_arena_reset(ex, mk);
     if (L->query_residual)
         TRY(op_add(ex, out, x));
-    /* MLP with residual: out += W2 gelu(W1 LN(out) + b1) + b2 */
+    /* MLP with residual: out += W2 act(W1 LN(out) + b1) + b2 */
     TRY(pcv_tensor_alloc(ex, &t, 2, (int64_t[]){rows, L->q_dim}));
     TRY(pcv_tensor_alloc(ex, &h, 2, (int64_t[]){rows, L->widening * L->q_dim}));
     TRY(op_layernorm(ex, out, rows, &L->ln_mlp.w, &L->ln_mlp.b, &t));
     TRY(op_linear(ex, &t, rows, &L->mlp1.w, &L->mlp1.b, &h));
-    TRY(op_gelu(ex, &h, m->prof.gelu));
+    TRY(op_activation(ex, &h, m->act));
     TRY(op_linear(ex, &h, rows, &L->mlp2.w, &L->mlp2.b, &t));
     TRY(op_add(ex, out, &t));
 fail:
@@ -216,6 +217,9 @@ static int forward_pass(pcv_model *m, pcv_exec *ex, const pcv_shape *s)
     TRY(pcv_tensor_alloc(ex, &lat, 2, (int64_t[]){B * N, D}));
     TRY(op_repeat(ex, &m->latents, N * D, B, &lat, 0));
     TRY(layer(ex, m, &m->enc_cross, &lat, B, N, &f->x, S, f->kmask.buf ? &f->kmask : NULL, &z));
+    int64_t nlayers = 2 + (int64_t)c->num_blocks * m->nself, done = 1; /* cross, selfs, decoder */
+    if (!ex->dry)
+        pcv_progress("forward", done, nlayers);
     if (m->capture)
         TRY(pcv_fwd_emit(f, &z, "stage.encoder.cross", 3, (int64_t[]){B, N, D}));
     TRY(pcv_exec_stage(ex, PCV_STAGE_ENC_SELF));
@@ -229,6 +233,8 @@ static int forward_pass(pcv_model *m, pcv_exec *ex, const pcv_shape *s)
                 snprintf(name, sizeof name, "stage.encoder.self.%d", blk * m->nself + i);
                 TRY(pcv_fwd_emit(f, &z, name, 3, (int64_t[]){B, N, D}));
             }
+            if (!ex->dry)
+                pcv_progress("forward", ++done, nlayers);
         }
     f->z = z;
 
@@ -272,6 +278,8 @@ static int forward_pass(pcv_model *m, pcv_exec *ex, const pcv_shape *s)
     TRY(head->decode_end(f));
     TRY(pcv_fwd_emit(f, &z, "last_hidden_state", 3, (int64_t[]){B, N, D}));
     TRY(pcv_exec_stage(ex, PCV_STAGE_POSTPROCESS));
+    if (!ex->dry)
+        pcv_progress("forward", nlayers, nlayers);
 fail:
     return rc;
 }
@@ -349,15 +357,18 @@ pcv_status pcv_model_forward(pcv_model *m, const pcv_io_tensor *inputs, int n_in
 
 /* ---- building a model ----------------------------------------------------------------------------------- */
 
-static int check_config(const pcv_config *c, pcv_error *err)
+static int check_config(pcv_model *m, const pcv_config *c, pcv_error *err)
 {
     if (c->d_latents % c->num_self_attention_heads || c->d_latents % c->num_cross_attention_heads)
         return pcv_set_error(err, PCV_ERR_FORMAT,
                              "config: d_latents (%d) must be divisible by num_self_attention_heads (%d) and num_cross_attention_heads (%d)",
                              c->d_latents, c->num_self_attention_heads, c->num_cross_attention_heads);
-    if (strcmp(c->hidden_act, "gelu") != 0)
-        return pcv_set_error(err, PCV_ERR_UNSUPPORTED,
-                             "config: hidden_act '%s' is not supported (Perceiver checkpoints use 'gelu')", c->hidden_act);
+    /* the MLP activation: config.hidden_act; DeepMind's GELU (G1) for every GELU under haiku */
+    int rc = pcv_activation_from_name(c->hidden_act, &m->act, err);
+    if (rc)
+        return rc;
+    if (m->prof.jax_gelu && m->act == PCV_ACT_GELU)
+        m->act = PCV_ACT_GELU_TANH;
     if (strcmp(c->cross_attention_shape_for_attention, "kv") != 0 &&
         strcmp(c->cross_attention_shape_for_attention, "q") != 0)
         return pcv_set_error(err, PCV_ERR_FORMAT, "config: cross_attention_shape_for_attention must be \"kv\" or \"q\", not \"%s\"",
@@ -371,7 +382,7 @@ static int build_model(pcv_model *m, pcv_error *err)
 {
     const pcv_config *c = &m->cfg;
     int rc;
-    if ((rc = check_config(c, err)))
+    if ((rc = check_config(m, c, err)))
         return rc;
     if (!m->arch->head)
         return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "%s models load, convert and inspect, but do not run yet",
@@ -393,6 +404,8 @@ static int build_model(pcv_model *m, pcv_error *err)
                             c->num_self_attention_heads, c->d_latents, c->d_latents, c->self_attention_widening_factor,
                             true));
     }
+    if (m->have_weights)
+        pcv_progress("loading weights", m->total_params, m->total_params);
 fail:
     return rc;
 }
@@ -451,6 +464,21 @@ static int set_arch(pcv_model *m, pcv_error *err, const char *where)
  * folder). The config comes from config.json (in the folder, or beside the file); a DeepMind
  * pickle without one gets the built-in preset of the architecture its names show, with the
  * sizes its tensors determine. Numerics AUTO means haiku for DeepMind pickles, hf otherwise. */
+bool pcv_config_path(const char *model_path, char *out, size_t cap)
+{
+    struct stat sb;
+    if (stat(model_path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(out, cap, "%s/config.json", model_path);
+    } else {
+        const char *slash = strrchr(model_path, '/');
+        if (slash)
+            snprintf(out, cap, "%.*s/config.json", (int)(slash - model_path), model_path);
+        else
+            snprintf(out, cap, "config.json");
+    }
+    return stat(out, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
 pcv_status pcv_model_load(const char *dir, const pcv_model_options *opt, pcv_model **out, pcv_error *err)
 {
     char path[4096];
@@ -460,17 +488,7 @@ pcv_status pcv_model_load(const char *dir, const pcv_model_options *opt, pcv_mod
     struct stat sb;
     if (stat(dir, &sb) != 0)
         return pcv_set_error(err, PCV_ERR_IO, "%s: %s", dir, strerror(errno));
-    if (S_ISDIR(sb.st_mode)) {
-        snprintf(path, sizeof path, "%s/config.json", dir);
-    } else {
-        const char *slash = strrchr(dir, '/');
-        if (slash)
-            snprintf(path, sizeof path, "%.*s/config.json", (int)(slash - dir), dir);
-        else
-            snprintf(path, sizeof path, "config.json");
-    }
-    struct stat cs;
-    bool have_cfg = stat(path, &cs) == 0 && S_ISREG(cs.st_mode);
+    bool have_cfg = pcv_config_path(dir, path, sizeof path);
     if ((rc = model_new(NULL, opt, &m, err)) != 0)
         return rc;
     if (!(m->path = strdup(dir))) {

@@ -50,7 +50,7 @@ typedef enum pcv_linspace_kind {
 
 typedef struct pcv_profile {
     pcv_numerics numerics;
-    pcv_gelu_kind gelu;
+    bool jax_gelu; /* GELU is DeepMind's (jax.nn.gelu: the tanh form), whatever hidden_act says */
     pcv_attn_mode attn;
     pcv_linspace_kind linspace;
     bool dm_conv_stem;         /* conv classifier: SAME padding 2/3, 56x56 SAME pool, the Haiku
@@ -135,6 +135,7 @@ struct pcv_model {
     const pcv_arch_info *arch;
     pcv_backend *be;
     pcv_profile prof;
+    pcv_activation act; /* of every MLP: config.hidden_act under the profile */
     bool profile, capture;
     int64_t decode_chunk; /* decoder queries per step (bounds the decoder's memory) */
 

@@ -194,9 +194,9 @@ int op_layernorm(pcv_exec *ex, const pcv_tensor *x, int64_t rows, const pcv_tens
                                  gamma->off, beta->buf, beta->off, 1e-5f, ex->err);
 }
 
-int op_gelu(pcv_exec *ex, pcv_tensor *x, pcv_gelu_kind kind)
+int op_activation(pcv_exec *ex, pcv_tensor *x, pcv_activation act)
 {
-    return ex->dry ? 0 : pcv_backend_gelu(ex->be, x->buf, x->off, pcv_numel(x), kind, ex->err);
+    return ex->dry ? 0 : pcv_backend_activation(ex->be, x->buf, x->off, pcv_numel(x), act, ex->err);
 }
 
 int op_add(pcv_exec *ex, pcv_tensor *y, const pcv_tensor *a)

@@ -84,7 +84,7 @@ int op_linear(pcv_exec *ex, const pcv_tensor *x, int64_t rows, const pcv_tensor 
               const pcv_tensor *b, pcv_tensor *y);
 int op_layernorm(pcv_exec *ex, const pcv_tensor *x, int64_t rows, const pcv_tensor *gamma,
                  const pcv_tensor *beta, pcv_tensor *y);
-int op_gelu(pcv_exec *ex, pcv_tensor *x, pcv_gelu_kind kind);
+int op_activation(pcv_exec *ex, pcv_tensor *x, pcv_activation act);
 int op_add(pcv_exec *ex, pcv_tensor *y, const pcv_tensor *a);
 int op_attention(pcv_exec *ex, const pcv_attention_args *args);
 /* dst = src repeated `times` times (a block broadcast over the batch) */

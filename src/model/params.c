@@ -75,8 +75,11 @@ static int add_param(pcv_model *m, pcv_error *err, const char *name, const pcv_t
     p->t = *t;
     p->saved = saved;
     m->nparams++;
-    if (saved)
+    if (saved) {
         m->total_params += pcv_numel(t);
+        if (m->have_weights)
+            pcv_progress("loading weights", m->total_params, pcv_weights_numel(&m->weights));
+    }
     return 0;
 }
 
