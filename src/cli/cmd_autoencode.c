@@ -24,11 +24,11 @@ static const cli_option options[] = {
     {"labels", CLI_KEY + 2, "FILE", "class names, one per line"},
     {"chunk", CLI_KEY + 3, "N", "decoder queries per step (default 8192; bounds the memory)"},
     {"video", CLI_KEY + 4, "FILE", "side-by-side video (.mp4, .mkv, .avi)"},
-    {"no-audio", CLI_KEY + 5, NULL, "feed silence when the clip has no audio track (or no --audio is given); an "
-                                     "audio track that is there is used"},
+    {"no-audio", CLI_KEY + 5, NULL, "feed silence when the clip has no audio track (or no --audio\n"
+                                     "is given); an audio track that is there is used"},
     {"json", CLI_KEY + 6, NULL, "machine-readable summary on standard output"},
-    {"save-inputs", CLI_KEY + 7, "FILE", "also write the prepared inputs (inputs.image [1][T][3][H][W], inputs.audio "
-                                         "[1][samples][1], float32) as safetensors: a 'perceiver-cl run' inputs file"},
+    {"save-inputs", CLI_KEY + 7, "FILE", "also write the prepared inputs (float32 inputs.image\n"
+                                         "[1][T][3][H][W], inputs.audio [1][samples][1]): a run inputs file"},
     {0},
 };
 
