@@ -77,7 +77,7 @@ __kernel void attn_fused(__global const float *q, ulong q_off, long q_ld, __glob
                          __global const float *v, ulong v_off, long v_ld, __global float *o, ulong o_off, long o_ld,
                          __global const float *kmask, ulong km_off, int has_kmask, __global const float *qmask,
                          ulong qm_off, int has_qmask, __global float *part, int nsplit, int split_len, int heads,
-                         int nq, int nk, int dqk, int dv, int mode, float scale, float inv_scale)
+                         int nq, int nk, int dqk, int dv, int mode, int scan, float scale, float inv_scale)
 {
     const int chunk = get_global_id(0);
     const int i0 = get_global_id(1) * QB;
@@ -118,9 +118,11 @@ __kernel void attn_fused(__global const float *q, ulong q_off, long q_ld, __glob
      * mode (masked keys are dropped), and in Hugging Face mode when the batch entry has at
      * least one unmasked key (a masked score then rounds to -FLT_MAX, whose weight exp(-FLT_MAX
      * - max) is exactly 0; only a row with no unmasked key at all weighs masked keys, uniformly).
-     * Padded inputs (a short text padded to 2048 bytes) then cost what their real length costs. */
+     * Padded inputs (a short text padded to 2048 bytes) then cost what their real length costs.
+     * scan = 0 (devices that end loops early: the scan could take all of the key range) keeps
+     * every tile in Hugging Face mode, with the same result. */
     bool skip_masked = has_kmask && mode == 1;
-    if (has_kmask && mode == 0) {
+    if (has_kmask && mode == 0 && scan) {
         int j = 0;
         for (; j + VW <= nk && !skip_masked; j += VW)
             skip_masked = any(isnotequal(vloadV(0, km + j), (floatV)0.0f));

@@ -165,3 +165,15 @@ __kernel void maxpool(__global const float *src, ulong s_off, long H, long W, lo
     }
     dst[d_off + (b * oh * ow + p) * C + c] = m;
 }
+
+/* Loop probe, run once when a device is opened: out[0] = n when the device runs a loop of n
+ * iterations to the end. Some drivers end loops early (Mesa's llvmpipe stops every work-item
+ * after 65535 loop iterations in total, silently); the count they reach is their limit. The
+ * loads keep the compiler from replacing the loop by its closed form. */
+__kernel void loop_probe(__global const int *ones, __global int *out, int n)
+{
+    int c = 0;
+    for (int i = 0; i < n; i++)
+        c += ones[i & 15];
+    out[0] = c;
+}

@@ -12,6 +12,8 @@ check '[ -f "$P/include/perceiver/perceiver.h" ] && [ -f "$P/include/perceiver/t
 check 'ls "$P"/lib*/libperceiver.so* >/dev/null 2>&1 && ls "$P"/lib*/libperceiver.a >/dev/null 2>&1' "shared and static library installed"
 LIB=$(dirname "$(ls "$P"/lib*/libperceiver.so | head -1)")
 check '[ -f "$LIB/pkgconfig/perceiver.pc" ] && [ -f "$LIB/cmake/perceiver/perceiverConfig.cmake" ]' "pkg-config and CMake package files"
+check '[ -f "$P/share/man/man1/perceiver-cl.1" ]' "man page installed"
+check '[ -f "$P/share/bash-completion/completions/perceiver-cl" ] && [ -f "$P/share/zsh/site-functions/_perceiver-cl" ]' "bash and zsh completions installed"
 
 # only the public API is exported
 nm -D --defined-only "$LIB/libperceiver.so" | awk '{print $3}' >"$TMP/syms"

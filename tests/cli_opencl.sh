@@ -102,6 +102,6 @@ expect 0 '' -- "$BIN" bench-ops -d 0 --only layernorm --repeat 1 --no-cpu
 check 'grep -q "layernorm 2048x768" "$TMP/out"' "bench-ops prints its operations"
 expect 0 '' -- "$BIN" bench-ops -d 0 --model image --only "self attention" --repeat 1 --no-cpu --check
 check 'grep -q "attention-hf b1 h8 nq512 nk512 d128/128" "$TMP/out" && grep -Eq "[0-9]\.[0-9]e-[0-9]+" "$TMP/out"' "bench-ops --model image --check"
-expect 2 'no operation of model .lm. matches --only .nothing.' -- "$BIN" bench-ops -d 0 --only nothing
+expect 2 "--only 'nothing' matches no operation of model 'lm'" -- "$BIN" bench-ops -d 0 --only nothing
 
 finish

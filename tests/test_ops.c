@@ -186,6 +186,37 @@ static void run_opencl_attention_paths(pcv_backend *be)
     pcv_cl_set_switches(be, &saved);
 }
 
+/* A device that ends kernel loops early (Mesa's llvmpipe: 65535 iterations per work-item; any
+ * device under the tuning key loop_limit=N): attention whose keys need more than one
+ * work-item's share is split further and stays right; a row too long for one work-item's share
+ * is refused with an error naming the limit, never computed wrong. */
+static void run_loop_limit(pcv_backend *be)
+{
+    int64_t lim = pcv_cl_loop_limit(be);
+    printf("loop limit: %lld\n", (long long)lim);
+    if (lim <= 0)
+        return;
+    /* keys: 4x the limit in tiles of 16; one head of 64 channels (about 200 iterations a tile) */
+    pcv_op_case longk = {.op = PCV_OP_ATTENTION, .mode = PCV_ATTN_HF, .batch = 2, .heads = 1, .nq = 5,
+                         .nk = 4 * lim + 3, .dqk = 64, .dv = 40, .mask = PCV_MASK_RANDOM};
+    if (pcv_op_matches(&longk, filter))
+        run_case(be, &longk, "keys beyond the loop limit");
+    pcv_op_case rowc = {.op = PCV_OP_SOFTMAX, .m = 2, .n = 64 * lim};
+    if (!pcv_op_matches(&rowc, filter))
+        return;
+    pcv_error err = {0};
+    pcv_op_inst in;
+    if (pcv_op_setup(be, &rowc, 7, &in, &err) != 0) {
+        CHECK(0, "loop limit row: setup: %s", err.msg);
+        return;
+    }
+    int rc = pcv_op_run(be, &in, &err);
+    CHECK(rc == PCV_ERR_UNSUPPORTED && strstr(err.msg, "loop"),
+          "a softmax row of %lld columns under a loop limit of %lld: rc %d, '%s'", (long long)rowc.n, (long long)lim,
+          rc, err.msg);
+    pcv_op_free(be, &in);
+}
+
 /* A device lost in the middle of work (test hook): the failing operation and every later call
  * and backend on that device fail with a message naming the device, nothing crashes. Run last:
  * the device stays lost for the process. */
@@ -282,6 +313,7 @@ int main(int argc, char **argv)
         printf("backend: %s\n", pcv_backend_device(be));
         run_table(be);
         run_opencl_attention_paths(be);
+        run_loop_limit(be);
         run_random(be, 8);
         CHECK(filter || pcv_cl_launch_count() > before + 100, "OpenCL device %d: only %lld kernels ran", i,
               (long long)(pcv_cl_launch_count() - before));

@@ -17,13 +17,14 @@ THREADS=$(nproc)
 [ -f "$MODEL/model.safetensors" ] || "$BIN" init-random --preset language-perceiver --out "$MODEL"
 
 echo "== perceiver-cl (CPU path) =="
-"$BIN" bench --model "$MODEL" --repeat "$REPEAT" --threads "$THREADS" | tee /tmp/pcv-bench.txt
+"$BIN" bench --model "$MODEL" --repeat "$REPEAT" --threads "$THREADS"
+"$BIN" bench -q --model "$MODEL" --repeat "$REPEAT" --threads "$THREADS" --json >/tmp/pcv-bench.json
 echo
 echo "== Hugging Face transformers (PyTorch CPU) =="
-FLOPS=$(sed -n 's/^total (median) *[0-9.]* *\([0-9.]*\).*/\1/p' /tmp/pcv-bench.txt)
+FLOPS=$("$VENV/bin/python" -c "import json; print(json.load(open('/tmp/pcv-bench.json'))['results'][0]['gflop'] * 1e9)")
 "$VENV/bin/python" tools/bench_hf.py --model "$MODEL" --repeat "$REPEAT" --threads "$THREADS" \
-  --flops "$(python3 -c "print($FLOPS*1e9)")" | tee /tmp/pcv-bench-hf.txt
+  --flops "$FLOPS" | tee /tmp/pcv-bench-hf.txt
 echo
-ours=$(sed -n 's/^forward_median_s=\([0-9.]*\).*/\1/p' /tmp/pcv-bench.txt)
+ours=$("$VENV/bin/python" -c "import json; print(json.load(open('/tmp/pcv-bench.json'))['results'][0]['forward_s']['mean'])")
 theirs=$(sed -n 's/.*hf_forward_s=\([0-9.]*\).*/\1/p' /tmp/pcv-bench-hf.txt)
-python3 -c "o=$ours; h=$theirs; print(f'median forward: perceiver-cl {o*1e3:.1f} ms, transformers {h*1e3:.1f} ms, speed ratio (transformers/perceiver-cl) {h/o:.2f}x')"
+python3 -c "o=$ours; h=$theirs; print(f'forward: perceiver-cl {o*1e3:.1f} ms (mean), transformers {h*1e3:.1f} ms, speed ratio (transformers/perceiver-cl) {h/o:.2f}x')"

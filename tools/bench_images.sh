@@ -22,9 +22,9 @@ for a in "${ARCHS[@]}"; do
   [ -f "$M/model.safetensors" ] || "$VENV/bin/python" tools/check_fullsize_image.py --arch "$a" --make "$M" --bin "$BIN" >/dev/null
   echo "== $a =="
   for d in cpu "$DEV"; do
-    "$BIN" bench -m "$M" -d "$d" -t "$T" --repeat "$REPEAT" 2>/dev/null | grep -E '^(device|speed|total \(median\))' | sed "s/^/  [$d] /"
+    "$BIN" bench -q -m "$M" -d "$d" -t "$T" --repeat "$REPEAT" | sed "s/^/  [$d] /"
   done
-  fl=$("$BIN" bench -m "$M" --repeat 1 2>/dev/null | sed -n 's/^total (median) *[0-9.]* *\([0-9.]*\).*/\1/p')
+  fl=$("$BIN" bench -q -m "$M" --repeat 1 -o json | "$VENV/bin/python" -c "import json, sys; print(json.load(sys.stdin)['results'][0]['gflop'] * 1e9)")
   "$VENV/bin/python" tools/bench_hf.py --model "$M" --repeat "$REPEAT" --threads "$T" \
-    --flops "$(python3 -c "print($fl*1e9)")" | grep -E 'hf_forward_s|hf_gflop_s' | sed 's/^/  [transformers] /'
+    --flops "$fl" | grep -E 'hf_forward_s|hf_gflop_s' | sed 's/^/  [transformers] /'
 done

@@ -71,6 +71,7 @@ void pcv_backend_close(pcv_backend *be)
 
 const char *pcv_backend_name(const pcv_backend *be) { return be->name; }
 const char *pcv_backend_device(const pcv_backend *be) { return be->device_name; }
+const char *pcv_backend_driver(const pcv_backend *be) { return be->driver; }
 bool pcv_backend_is_cpu(const pcv_backend *be) { return strcmp(be->name, "cpu") == 0; }
 
 uint64_t pcv_backend_max_alloc(const pcv_backend *be)

@@ -73,6 +73,9 @@ pcv_backend *pcv_backend_open(const pcv_backend_options *opt, pcv_error *err);
 void pcv_backend_close(pcv_backend *be);
 const char *pcv_backend_name(const pcv_backend *be);   /* "cpu", "opencl:0" */
 const char *pcv_backend_device(const pcv_backend *be); /* human-readable description */
+/* The software doing the work ("BLIS 0.9.0 (zen3 kernels), OpenMP 201511"; for OpenCL the platform,
+ * its version and the driver version). */
+const char *pcv_backend_driver(const pcv_backend *be);
 bool pcv_backend_is_cpu(const pcv_backend *be);
 /* The largest single buffer the backend can allocate (bytes). */
 uint64_t pcv_backend_max_alloc(const pcv_backend *be);

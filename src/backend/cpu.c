@@ -512,5 +512,7 @@ pcv_backend *pcv_backend_cpu_create(const pcv_backend_options *opt, pcv_error *e
     snprintf(be->name, sizeof be->name, "cpu");
     snprintf(be->device_name, sizeof be->device_name, "CPU reference path (BLIS %s kernels, %d thread%s)",
              bli_arch_string(bli_arch_query_id()), threads, threads == 1 ? "" : "s");
+    snprintf(be->driver, sizeof be->driver, "BLIS %s (%s kernels), OpenMP %d", bli_info_get_version_str(),
+             bli_arch_string(bli_arch_query_id()), _OPENMP);
     return be;
 }

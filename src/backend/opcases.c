@@ -91,6 +91,11 @@ static const pcv_op_case cases[] = {
     ATTN2(1, 1, 1, 1, 1, 1, PCV_MASK_NONE), ATTN2(2, 3, 65, 47, 8, 5, PCV_MASK_RANDOM),
     ATTN2(1, 8, 130, 300, 32, 20, PCV_MASK_RANDOM), ATTN2(2, 1, 3, 1000, 61, 29, PCV_MASK_ROW0_ALL),
     ATTN2(3, 2, 200, 16, 4, 4, PCV_MASK_NONE),
+    /* the tiny flow fixture's cross-attention (one head as wide as its 322 input channels) */
+    LN(3072, 322, 0), GEMM(3072, 322, 322, 1, false, true, 0), GEMM(8, 322, 32, 1, false, true, 0),
+    ATTN2(1, 1, 8, 3072, 322, 322, PCV_MASK_NONE),
+    /* a long reduction (CLBlast's loops over k: Mesa's llvmpipe ends loops after 65535 iterations) */
+    GEMM(8, 64, 70001, 1, false, true, 0), GEMM(8, 32, 322, 1, false, true, 0),
     /* the full-size language model (deepmind/language-perceiver, 2048 bytes) */
     M_GEMM("lm", "enc.cross K/V proj (in 768 -> 256+1280)", 1, 2048, 1536, 768),
     M_GEMM("lm", "enc.cross Q proj", 1, 256, 256, 1280),

@@ -38,6 +38,7 @@
 #include <clblast_c.h>
 #include <float.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,7 @@ struct pcv_buffer {
 
 enum {
     K_BIAS_ADD, K_ADD, K_ACTIVATION, K_GATHER, K_REPEAT, K_SCALE, K_TRANSPOSE, K_COPY2D, K_IM2COL, K_CHANNEL_AFFINE,
-    K_MAXPOOL, K_LAYERNORM, K_SOFTMAX, K_ATTN_SOFTMAX, K_COUNT
+    K_MAXPOOL, K_LOOP_PROBE, K_LAYERNORM, K_SOFTMAX, K_ATTN_SOFTMAX, K_COUNT
 };
 static const struct {
     int program; /* 0 elementwise.cl, 1 rows.cl */
@@ -61,7 +62,8 @@ static const struct {
     [K_REPEAT] = {0, "repeat"},       [K_SCALE] = {0, "scale_matrix"},
     [K_TRANSPOSE] = {0, "transpose"}, [K_COPY2D] = {0, "copy2d"},
     [K_IM2COL] = {0, "im2col"},       [K_CHANNEL_AFFINE] = {0, "channel_affine"},
-    [K_MAXPOOL] = {0, "maxpool"},     [K_LAYERNORM] = {1, "layernorm"},
+    [K_MAXPOOL] = {0, "maxpool"},     [K_LOOP_PROBE] = {0, "loop_probe"},
+    [K_LAYERNORM] = {1, "layernorm"},
     [K_SOFTMAX] = {1, "softmax"},     [K_ATTN_SOFTMAX] = {1, "attn_softmax"},
 };
 static const char *const program_files[2] = {"elementwise.cl", "rows.cl"};
@@ -93,6 +95,8 @@ typedef struct cl_dev {
     size_t scratch_bytes[2];
     uint64_t in_use;
     int vw, row_ls;
+    int64_t loop_limit;        /* loop iterations a work-item runs before the driver ends its loops; 0: none */
+    bool loop_limit_probed;    /* measured on the device (not only the tuning key loop_limit=N) */
     bool gpu_like; /* GPU kernel configuration (a GPU, or a CPU device told so for testing) */
     char options[256];
     int layout, attn_path, force_splits;
@@ -103,7 +107,7 @@ typedef struct cl_dev {
 } cl_dev;
 
 static cl_dev *g_devs[MAX_DEVICES];
-static int64_t g_launches;
+static _Atomic int64_t g_launches; /* devices run from several threads (one per device) */
 
 int64_t pcv_cl_launch_count(void) { return g_launches; }
 
@@ -486,6 +490,33 @@ static int ocl_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* Devices that end loops early (loop_limit > 0) would return wrong numbers without an error;
+ * a kernel whose work-items would run more than a share of the limit is refused instead. The
+ * counts below are upper bounds made as if no loop were unrolled; the share leaves room for
+ * what a driver's lowering adds (vector loads, reductions). */
+enum { LOOP_SHARE = 4 };
+
+static int loop_check(cl_dev *d, const char *what, int64_t iters, pcv_error *err)
+{
+    if (d->loop_limit <= 0 || iters <= d->loop_limit / LOOP_SHARE)
+        return 0;
+    return pcv_set_error(err, PCV_ERR_UNSUPPORTED,
+                         "OpenCL device %d '%s' ends kernel loops after %lld iterations per work-item (%s); %s needs "
+                         "about %lld: this shape cannot run there correctly, use another device",
+                         d->info.index, d->info.name, (long long)d->loop_limit,
+                         d->loop_limit_probed ? "measured when the device was opened; Mesa's llvmpipe does this"
+                                              : "tuning key loop_limit",
+                         what, (long long)iters);
+}
+
+/* the row kernels (layernorm, softmax, attention softmax): three passes over a row, split
+ * between row_ls work-items, then the reductions */
+static int64_t row_iters(const cl_dev *d, int64_t cols)
+{
+    int64_t per = cdiv(cdiv(cols, d->vw), d->row_ls) + d->vw;
+    return 3 * per + 2 * 16;
+}
+
 static int ocl_bias_add(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols, pcv_buffer *bias,
                         size_t b_off, pcv_error *err)
 {
@@ -507,6 +538,9 @@ static int ocl_layernorm(pcv_backend *be, pcv_buffer *x, size_t x_off, pcv_buffe
     cl_float e = eps;
     karg args[] = {A(x->mem), A(xo), A(y->mem), A(yo), A(c), A(gamma->mem), A(go), A(beta->mem), A(bo), A(e)};
     size_t gws[2] = {(size_t)d->row_ls, (size_t)rows}, lws[2];
+    int rc = loop_check(d, "a layernorm of this row length", row_iters(d, cols), err);
+    if (rc)
+        return rc;
     return launch(d, d->k[K_LAYERNORM], "layernorm", 2, gws, row_local(d, lws), args, NARGS(args), err);
 }
 
@@ -542,6 +576,9 @@ static int ocl_softmax(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t row
     cl_mem mm = mask ? mask->mem : d->dummy;
     karg args[] = {A(x->mem), A(xo), A(c), A(mm), A(mo), A(has)};
     size_t gws[2] = {(size_t)d->row_ls, (size_t)rows}, lws[2];
+    int rc = loop_check(d, "a softmax of this row length", row_iters(d, cols), err);
+    if (rc)
+        return rc;
     return launch(d, d->k[K_SOFTMAX], "softmax", 2, gws, row_local(d, lws), args, NARGS(args), err);
 }
 
@@ -676,31 +713,23 @@ static attn_variant *attn_get(cl_dev *d, int64_t dv, pcv_error *err)
     return v;
 }
 
-static int attn_fused(cl_dev *d, const pcv_attention_args *a, pcv_error *err)
+/* Loop iterations of one attn_fused work-item over split_len keys, counted as if no loop were
+ * unrolled (the bound loop_check needs): per key tile the scores (dqk), the online softmax and
+ * the weighted sum of V; around them the set-up, the padding-mask scan and the stores. */
+static int64_t attn_iters(const attn_variant *v, int vw, const pcv_attention_args *a, int64_t split_len)
 {
-    attn_variant *v = attn_get(d, a->dv, err);
-    if (!v)
-        return err ? (int)err->code : PCV_ERR_DEVICE;
+    int64_t qb = v->qb, nv = v->nv;
+    int64_t tile = 1 + qb + a->dqk * (1 + qb) + qb * (1 + nv) + vw * (3 + qb + nv * (1 + qb));
+    int64_t fixed = 2 * qb * (1 + 2 * nv) + 2 * vw; /* no padding-mask scan under a loop limit */
+    return fixed + cdiv(split_len, vw) * tile;
+}
+
+/* One launch sequence (transpose K, fused, combine) over a's rows with nsplit key splits. */
+static int attn_fused_run(cl_dev *d, const attn_variant *v, const pcv_attention_args *a, int64_t nsplit,
+                          int64_t split_len, pcv_error *err)
+{
     int64_t chunks = cdiv(a->dv, (int64_t)v->nv * d->vw), groups = cdiv(a->nq, v->qb);
-    int64_t items = chunks * groups * a->batch * a->heads;
-
-    /* split the keys when there are too few work-items to fill the device (few queries, many
-     * keys: the encoder's cross-attention); each split covers at least 256 keys */
-    int64_t target = (int64_t)d->info.compute_units * (!d->gpu_like ? 4 : 256);
-    int64_t nsplit = 1;
-    if (d->force_splits > 0)
-        nsplit = d->force_splits;
-    else if (items < target && a->nk >= 512)
-        nsplit = cdiv(target, items) < a->nk / 256 ? cdiv(target, items) : a->nk / 256;
     size_t row_bytes = (size_t)(a->dv + 2) * sizeof(float);
-    size_t cap = d->info.max_alloc < ((size_t)256 << 20) ? d->info.max_alloc : ((size_t)256 << 20);
-    while (nsplit > 1 && (size_t)(a->batch * a->heads * nsplit * a->nq) * row_bytes > cap)
-        nsplit /= 2;
-    if (nsplit > a->nk)
-        nsplit = a->nk;
-    int64_t split_len = cdiv(cdiv(a->nk, nsplit), d->vw) * d->vw; /* whole key tiles */
-    nsplit = cdiv(a->nk, split_len);
-
     /* K transposed per head, rows padded to whole key tiles */
     int64_t nk_pad = cdiv(a->nk, d->vw) * d->vw;
     cl_mem kt = scratch(d, 0, (size_t)(a->batch * a->heads * a->dqk * nk_pad) * sizeof(float), err);
@@ -717,7 +746,7 @@ static int attn_fused(cl_dev *d, const pcv_attention_args *a, pcv_error *err)
     cl_mem km = a->kmask ? a->kmask->mem : d->dummy, qm = a->qmask ? a->qmask->mem : d->dummy;
     cl_int ns = (cl_int)nsplit, sl = (cl_int)split_len, heads = (cl_int)a->heads, nq = (cl_int)a->nq,
            nk = (cl_int)a->nk, nkp = (cl_int)nk_pad, dqk = (cl_int)a->dqk, dv = (cl_int)a->dv,
-           mode = a->mode == PCV_ATTN_HAIKU;
+           mode = a->mode == PCV_ATTN_HAIKU, scan = d->loop_limit == 0;
     cl_float scale = a->scale, inv = (float)(1.0 / (double)a->scale);
 
     karg targs[] = {A(a->k->mem), A(ko), A(kld), A(kt), A(heads), A(nk), A(nkp), A(dqk)};
@@ -728,27 +757,98 @@ static int attn_fused(cl_dev *d, const pcv_attention_args *a, pcv_error *err)
     karg args[] = {A(a->q->mem), A(qo),  A(qld), A(kt),   A(nkp), A(a->v->mem), A(vo),    A(vld),
                    A(a->o->mem), A(oo),  A(old), A(km),   A(kmo), A(hk),        A(qm),    A(qmo),
                    A(hq),        A(part), A(ns), A(sl),   A(heads), A(nq),      A(nk),    A(dqk),
-                   A(dv),        A(mode), A(scale), A(inv)};
+                   A(dv),        A(mode), A(scan), A(scale), A(inv)};
     size_t gws[3] = {(size_t)chunks, (size_t)groups, (size_t)(a->batch * a->heads * nsplit)};
     size_t one[3] = {1, 1, 1};
     rc = launch(d, v->fused, "attention", 3, gws, !d->gpu_like ? one : NULL, args, NARGS(args), err);
     if (rc || nsplit == 1)
+        return rc;
+    if ((rc = loop_check(d, "combining this many key splits", 2 * nsplit + 2, err)))
         return rc;
     karg cargs[] = {A(part), A(ns), A(nq), A(dv), A(heads), A(a->o->mem), A(oo), A(old)};
     size_t cg[3] = {(size_t)a->dv, (size_t)a->nq, (size_t)(a->batch * a->heads)};
     return launch(d, v->combine, "attention (combine splits)", 3, cg, NULL, cargs, NARGS(cargs), err);
 }
 
+
+static int attn_fused(cl_dev *d, const pcv_attention_args *a, pcv_error *err)
+{
+    attn_variant *v = attn_get(d, a->dv, err);
+    if (!v)
+        return err ? (int)err->code : PCV_ERR_DEVICE;
+    int64_t chunks = cdiv(a->dv, (int64_t)v->nv * d->vw), groups = cdiv(a->nq, v->qb);
+    int64_t items = chunks * groups * a->batch * a->heads;
+
+    /* split the keys when there are too few work-items to fill the device (few queries, many
+     * keys: the encoder's cross-attention); each split covers at least 256 keys */
+    int64_t target = (int64_t)d->info.compute_units * (!d->gpu_like ? 4 : 256);
+    int64_t nsplit = 1, min_split = 1;
+    if (d->force_splits > 0)
+        nsplit = d->force_splits;
+    else if (items < target && a->nk >= 512)
+        nsplit = cdiv(target, items) < a->nk / 256 ? cdiv(target, items) : a->nk / 256;
+    /* a device that ends loops early: splits short enough for its limit */
+    if (d->loop_limit > 0) {
+        int64_t fixed = attn_iters(v, d->vw, a, 0), tile = attn_iters(v, d->vw, a, d->vw) - fixed;
+        int64_t budget = d->loop_limit / LOOP_SHARE - fixed;
+        int rc = loop_check(d, "attention with heads this large", fixed + tile, err);
+        if (rc)
+            return rc;
+        min_split = cdiv(cdiv(a->nk, d->vw), budget / tile);
+        if (nsplit < min_split)
+            nsplit = min_split;
+    }
+    size_t row_bytes = (size_t)(a->dv + 2) * sizeof(float);
+    size_t cap = d->info.max_alloc < ((size_t)256 << 20) ? d->info.max_alloc : ((size_t)256 << 20);
+    while (nsplit > min_split && (size_t)(a->batch * a->heads * nsplit * a->nq) * row_bytes > cap)
+        nsplit = nsplit / 2 > min_split ? nsplit / 2 : min_split;
+    if (nsplit > a->nk)
+        nsplit = a->nk;
+    int64_t split_len = cdiv(cdiv(a->nk, nsplit), d->vw) * d->vw; /* whole key tiles */
+    nsplit = cdiv(a->nk, split_len);
+    size_t per_row = (size_t)(a->heads * nsplit) * row_bytes;
+    if (nsplit == 1 || (size_t)(a->batch * a->nq) * per_row <= cap)
+        return attn_fused_run(d, v, a, nsplit, split_len, err);
+
+    /* the partial results of every row do not fit: blocks of query rows, one batch entry at a time */
+    int64_t rows = (int64_t)(cap / per_row);
+    if (rows < 1)
+        return pcv_set_error(err, PCV_ERR_UNSUPPORTED,
+                             "OpenCL device %d '%s': attention over %lld keys needs %lld key splits, whose partial "
+                             "results for one query row (%zu bytes) exceed the scratch limit",
+                             d->info.index, d->info.name, (long long)a->nk, (long long)nsplit, per_row);
+    for (int64_t b = 0; b < a->batch; b++)
+        for (int64_t q0 = 0; q0 < a->nq; q0 += rows) {
+            pcv_attention_args s = *a;
+            s.batch = 1;
+            s.nq = a->nq - q0 < rows ? a->nq - q0 : rows;
+            s.q_off += (size_t)((b * a->nq + q0) * a->q_ld);
+            s.o_off += (size_t)((b * a->nq + q0) * a->o_ld);
+            s.k_off += (size_t)(b * a->nk * a->k_ld);
+            s.v_off += (size_t)(b * a->nk * a->v_ld);
+            if (s.kmask)
+                s.kmask_off += (size_t)(b * a->nk);
+            if (s.qmask)
+                s.qmask_off += (size_t)(b * a->nq + q0);
+            int rc = attn_fused_run(d, v, &s, nsplit, split_len, err);
+            if (rc)
+                return rc;
+        }
+    return 0;
+}
+
 /* Scores through CLBlast, per batch entry: S[h] = Q_h K_h^T (heads batched, each head a
  * column slice of Q and K), masked softmax in place, O_h = S[h] V_h. */
 static int attn_gemm(pcv_backend *be, cl_dev *d, const pcv_attention_args *a, pcv_error *err)
 {
+    int rc = loop_check(d, "an attention softmax over this many keys", row_iters(d, a->nk), err);
+    if (rc)
+        return rc;
     size_t sbytes = (size_t)(a->heads * a->nq * a->nk) * sizeof(float);
     cl_mem s = scratch(d, 0, sbytes, err);
     if (!s)
         return err ? (int)err->code : PCV_ERR_OOM;
     pcv_buffer sb = {s, sbytes};
-    int rc;
     for (int64_t b = 0; b < a->batch; b++) {
         pcv_gemm_args qk = {
             .trans_a = false, .trans_b = true, .m = a->nq, .n = a->nk, .k = a->dqk, .batch = a->heads,
@@ -887,6 +987,47 @@ static int tuning_choice(const char *key, const char *const *words, int n, int d
     return def;
 }
 
+/* Runs the loop probe (cl/elementwise.cl) once: sets d->loop_limit when the device ends a loop
+ * of 2^20 iterations early. The tuning key loop_limit=N lowers it (tests: the kernels' plans
+ * under a limit, on any device). */
+static int probe_loops(cl_dev *d, pcv_error *err)
+{
+    const cl_int n = 1 << 20;
+    cl_int ones[16], out = -1, r = CL_SUCCESS;
+    for (int i = 0; i < 16; i++)
+        ones[i] = 1;
+    cl_mem in = clCreateBuffer(d->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof ones, ones, &r);
+    if (!in || r != CL_SUCCESS)
+        return cl_fail(d, r, "clCreateBuffer (loop probe)", err);
+    cl_mem o = clCreateBuffer(d->ctx, CL_MEM_READ_WRITE, sizeof out, NULL, &r);
+    if (!o || r != CL_SUCCESS) {
+        clReleaseMemObject(in);
+        return cl_fail(d, r, "clCreateBuffer (loop probe)", err);
+    }
+    karg args[] = {A(in), A(o), A(n)};
+    size_t one = 1;
+    int rc = launch(d, d->k[K_LOOP_PROBE], "loop probe", 1, &one, &one, args, NARGS(args), err);
+    if (!rc && (r = clEnqueueReadBuffer(d->queue, o, CL_TRUE, 0, sizeof out, &out, 0, NULL, NULL)) != CL_SUCCESS)
+        rc = cl_fail(d, r, "reading the loop probe", err);
+    clReleaseMemObject(in);
+    clReleaseMemObject(o);
+    if (rc)
+        return rc;
+    if (out != n && (out < 1024 || out > n))
+        return pcv_set_error(err, PCV_ERR_DEVICE,
+                             "OpenCL device %d '%s' counted %d in a loop of %d iterations: its compiler or runtime "
+                             "computes wrong results; not used",
+                             d->info.index, d->info.name, (int)out, (int)n);
+    d->loop_limit = out < n ? out : 0;
+    d->loop_limit_probed = out < n;
+    char tv[32];
+    int64_t lim;
+    if (tuning_value("loop_limit", tv, sizeof tv) && (lim = strtoll(tv, NULL, 10)) > 0 &&
+        (d->loop_limit == 0 || lim < d->loop_limit))
+        d->loop_limit = lim, d->loop_limit_probed = false;
+    return 0;
+}
+
 static int dev_init(cl_dev *d, int index, pcv_error *err)
 {
     char eb[48];
@@ -966,6 +1107,8 @@ static int dev_init(cl_dev *d, int index, pcv_error *err)
     d->force_splits = tuning_value("splits", sv, sizeof sv) ? atoi(sv) : 0;
     d->fail_after = -1;
     d->trace = pcv_runtime()->trace;
+    if ((rc = probe_loops(d, err)))
+        return rc;
     clblast_tune(d);
     return 0;
 }
@@ -1037,6 +1180,11 @@ static const pcv_backend_ops ocl_ops = {
     .channel_affine = ocl_channel_affine,
     .maxpool = ocl_maxpool,
 };
+
+int64_t pcv_cl_loop_limit(const pcv_backend *be)
+{
+    return be && be->ops == &ocl_ops ? DEV(be)->loop_limit : -1;
+}
 
 bool pcv_cl_get_switches(const pcv_backend *be, pcv_cl_switches *s)
 {
@@ -1112,10 +1260,13 @@ pcv_backend *pcv_backend_opencl_create(int index, const pcv_backend_options *opt
     snprintf(be->name, sizeof be->name, "opencl:%d", index);
     snprintf(be->device_name, sizeof be->device_name, "OpenCL device %d: %s (%s, %s)", index, d->info.name,
              d->info.platform, d->info.driver);
+    snprintf(be->driver, sizeof be->driver, "%s, driver %s, %s; CLBlast", d->info.platform_version, d->info.driver,
+             d->info.version);
     return be;
 }
 
 #else
+int64_t pcv_cl_loop_limit(const pcv_backend *be) { return -1; }
 bool pcv_cl_get_switches(const pcv_backend *be, pcv_cl_switches *s) { return false; }
 bool pcv_cl_set_switches(pcv_backend *be, const pcv_cl_switches *s) { return false; }
 bool pcv_backend_test_fail_after(pcv_backend *be, int64_t launches) { return false; }

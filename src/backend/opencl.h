@@ -61,6 +61,12 @@ typedef struct pcv_cl_switches {
 bool pcv_cl_get_switches(const pcv_backend *be, pcv_cl_switches *s);
 bool pcv_cl_set_switches(pcv_backend *be, const pcv_cl_switches *s);
 
+/* Loop iterations a work-item of be's device runs before the driver ends its loops (measured
+ * when the device is opened: Mesa's llvmpipe stops at 65535, silently), or lowered by the tuning
+ * key loop_limit=N; 0 when the device has no such limit, -1 when be is not an OpenCL backend.
+ * Kernels that would exceed a share of it are split (attention) or refused with an error. */
+int64_t pcv_cl_loop_limit(const pcv_backend *be);
+
 /* Kernel launches (own kernels and CLBlast GEMMs) by all OpenCL backends of this process: tests
  * use it to prove that work ran on an OpenCL device. */
 int64_t pcv_cl_launch_count(void);

@@ -64,6 +64,11 @@ bool cli_int(cli_parser *p, long lo, long hi, long *out);
 bool cli_double(cli_parser *p, double lo, double hi, double *out);
 const cli_option *cli_find_option(const cli_parser *p, int key);
 void cli_print_help(const cli_command *c, FILE *f);
+/* A command's options in --help order (its own, the common groups, --help); returns the count. */
+int cli_all_options(const cli_command *c, const cli_option **out, int cap);
+/* manpage.c: the troff man page of the n commands, and one command's options for completions */
+void cli_print_man(FILE *f, const cli_command *const *cmds, const char *const *summaries, int n);
+void cli_print_option_list(FILE *f, const cli_command *c);
 
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int cli_fail(const pcv_error *err);
@@ -86,6 +91,8 @@ void cli_progress(bool force, const char *fmt, ...) __attribute__((format(printf
 void cli_progress_context(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Erases the line, if one is shown (before anything else is written to the terminal). */
 void cli_progress_clear(void);
+/* Reports from the calling thread are not shown (the worker threads of several devices). */
+void cli_progress_thread_silent(bool silent);
 /* The library's callback (pcv_runtime_options.progress). */
 void cli_library_progress(void *user, const char *what, int64_t done, int64_t total);
 

@@ -282,7 +282,7 @@ int cmd_verify(int argc, char **argv)
         jw w;
         jw_init(&w, stdout, 2);
         jw_object(&w);
-        jw_key(&w, "model"), jw_path(&w, model_dir);
+        jw_path(&w, "model", model_dir);
         jw_key(&w, "architecture"), jw_str(&w, pcv_arch_name(arch));
         jw_key(&w, "parameters"), jw_int(&w, pcv_model_num_params(ref));
         jw_key(&w, "input"), jw_str(&w, input_desc);

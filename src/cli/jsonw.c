@@ -88,7 +88,7 @@ static size_t utf8_valid(const unsigned char *s, size_t n)
     return len;
 }
 
-static void string(jw *w, const char *str, size_t n, bool lossless)
+static void string(jw *w, const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
     FILE *f = w->f;
@@ -96,11 +96,8 @@ static void string(jw *w, const char *str, size_t n, bool lossless)
     for (size_t i = 0; i < n;) {
         unsigned c = s[i];
         size_t len = utf8_valid(s + i, n - i);
-        if (len == 0) {
-            if (lossless)
-                fprintf(f, "\\udc%02x", c);
-            else
-                fputs("\xEF\xBF\xBD", f);
+        if (len == 0) { /* U+FFFD for each byte of an invalid sequence */
+            fputs("\xEF\xBF\xBD", f);
             i++;
             continue;
         }
@@ -128,7 +125,7 @@ static void string(jw *w, const char *str, size_t n, bool lossless)
 void jw_key(jw *w, const char *key)
 {
     value_start(w);
-    string(w, key, strlen(key), false);
+    string(w, key, strlen(key));
     fputs(w->indent ? ": " : ":", w->f);
     w->after_key = true;
 }
@@ -136,7 +133,7 @@ void jw_key(jw *w, const char *key)
 void jw_text(jw *w, const char *s, size_t n)
 {
     value_start(w);
-    string(w, s, n, false);
+    string(w, s, n);
 }
 
 void jw_str(jw *w, const char *s)
@@ -148,10 +145,32 @@ void jw_str(jw *w, const char *s)
     jw_text(w, s, strlen(s));
 }
 
-void jw_path(jw *w, const char *s)
+bool jw_utf8_valid(const char *s, size_t n)
 {
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_valid((const unsigned char *)s + i, n - i);
+        if (!len)
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+void jw_path(jw *w, const char *key, const char *path)
+{
+    size_t n = strlen(path);
+    jw_key(w, key);
+    jw_text(w, path, n);
+    if (jw_utf8_valid(path, n))
+        return;
+    char k[128];
+    snprintf(k, sizeof k, "%s_bytes", key);
+    jw_key(w, k);
     value_start(w);
-    string(w, s, strlen(s), true);
+    fputc('"', w->f);
+    for (size_t i = 0; i < n; i++)
+        fprintf(w->f, "%02x", (unsigned char)path[i]);
+    fputc('"', w->f);
 }
 
 void jw_int(jw *w, long long v)

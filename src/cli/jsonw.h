@@ -25,10 +25,12 @@ void jw_key(jw *w, const char *key);
 /* Text: invalid UTF-8 sequences become U+FFFD (as Python's bytes.decode(errors="replace")). */
 void jw_text(jw *w, const char *s, size_t n);
 void jw_str(jw *w, const char *s); /* jw_text of a NUL-terminated string; NULL writes null */
-/* A file name: exact bytes; each byte of an invalid sequence becomes the lone surrogate
- * U+DC80..U+DCFF, written "\udcXX" (Python's surrogateescape: os.fsencode(name) gives the
- * bytes back). */
-void jw_path(jw *w, const char *s);
+/* A file name: jw_str, and when it is not valid UTF-8, also key_bytes: its exact bytes in hex
+ * (every JSON parser accepts the pair; lone surrogates, the other way to keep the bytes, are
+ * refused by some). */
+void jw_path(jw *w, const char *key, const char *path);
+/* Whether s is valid UTF-8. */
+bool jw_utf8_valid(const char *s, size_t n);
 void jw_int(jw *w, long long v);
 void jw_float(jw *w, float v);   /* shortest decimal that reads back as the same float32 */
 void jw_double(jw *w, double v); /* shortest decimal that reads back as the same double */

@@ -1,5 +1,6 @@
 /* perceiver-cl: command-line entry point (the subcommands are cmd_*.c; shared options in options.c). */
 #include "cli/cli.h"
+#include "cli/dispatch.h"
 
 #include "perceiver/presets.h"
 
@@ -69,6 +70,29 @@ int main(int argc, char **argv)
             usage(stdout);
             return EXIT_OK;
         }
+        /* for the man page and the shell completions (docs/perceiver-cl.1, contrib/completion) */
+        if (!strcmp(argv[2], "--man")) {
+            const cli_command *specs[NCOMMANDS];
+            const char *summaries[NCOMMANDS];
+            for (int i = 0; i < NCOMMANDS; i++)
+                specs[i] = commands[i].spec, summaries[i] = commands[i].summary;
+            cli_print_man(stdout, specs, summaries, NCOMMANDS);
+            return EXIT_OK;
+        }
+        if (!strcmp(argv[2], "--commands")) {
+            for (int i = 0; i < NCOMMANDS; i++)
+                printf("%s\n", commands[i].name);
+            return EXIT_OK;
+        }
+        if (!strcmp(argv[2], "--options")) {
+            const command *oc = argc > 3 ? find(argv[3]) : NULL;
+            if (!oc) {
+                fprintf(stderr, "perceiver-cl: help --options needs a command\n");
+                return EXIT_USAGE;
+            }
+            cli_print_option_list(stdout, oc->spec);
+            return EXIT_OK;
+        }
         const command *c = find(argv[2]);
         if (!c) {
             fprintf(stderr, "perceiver-cl: no command '%s'; run 'perceiver-cl --help' for the list\n", argv[2]);
@@ -88,7 +112,20 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     pcv_error err = {0};
-    if (cli_runtime_setup(&err))
+    /* started by mpirun: classify, fill and flow share the work between the ranks (dispatch.h);
+     * other commands run whole on every rank */
+    bool sharded = !strcmp(cmd, "classify") || !strcmp(cmd, "fill") || !strcmp(cmd, "flow");
+    if (sharded && cli_mpi_init(&argc, &argv, &err))
         return cli_fail(&err);
-    return c->run(argc - 1, argv + 1);
+    if (cli_runtime_setup(&err)) {
+        cli_fail(&err);
+        cli_mpi_abort(EXIT_FAIL);
+        cli_mpi_finalize();
+        return EXIT_FAIL;
+    }
+    int rc = c->run(argc - 1, argv + 1);
+    if (cli_mpi_size() > 1 && rc != EXIT_OK && !cli_dispatch_completed())
+        cli_mpi_abort(rc); /* the other ranks may wait for this one */
+    cli_mpi_finalize();
+    return rc;
 }

@@ -41,7 +41,7 @@ static const cli_option common_help[] = {
 };
 
 /* the options of a command in --help order: its own, the common ones, --help */
-static int all_options(const cli_command *c, const cli_option **out, int cap)
+int cli_all_options(const cli_command *c, const cli_option **out, int cap)
 {
     const cli_option *lists[4] = {c->options, (c->common & CLI_MODEL) ? common_model : NULL,
                                   (c->common & CLI_QUIET) ? common_quiet : NULL, common_help};
@@ -56,7 +56,7 @@ void cli_print_help(const cli_command *c, FILE *f)
 {
     fprintf(f, "Usage: perceiver-cl %s %s\n\n%s", c->name, c->synopsis, c->description);
     const cli_option *all[CLI_MAX_OPTIONS];
-    int n = all_options(c, all, CLI_MAX_OPTIONS);
+    int n = cli_all_options(c, all, CLI_MAX_OPTIONS);
     fprintf(f, "\nOptions:\n");
     for (int i = 0; i < n; i++) {
         const cli_option *o = all[i];
@@ -90,7 +90,7 @@ void cli_parse_begin(cli_parser *p, const cli_command *c, int argc, char **argv)
     p->cmd = c;
     p->argc = argc;
     p->argv = argv;
-    p->n = all_options(c, p->all, CLI_MAX_OPTIONS);
+    p->n = cli_all_options(c, p->all, CLI_MAX_OPTIONS);
     size_t k = 0;
     p->so[k++] = ':'; /* a missing value returns ':' */
     for (int i = 0; i < p->n; i++) {

@@ -4,6 +4,7 @@
 
 #include "util/clock.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,10 @@ static int tty = -1;      /* standard error is a terminal (decided once) */
 static bool shown;        /* a line is on the screen */
 static double last_draw;  /* when it was drawn */
 static char context[256]; /* the command's part of the line */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER; /* devices report from worker threads */
+static _Thread_local bool t_silent;                    /* this thread's reports are not shown */
+
+void cli_progress_thread_silent(bool silent) { t_silent = silent; }
 
 static bool enabled(void)
 {
@@ -38,49 +43,63 @@ static void draw(const char *text)
 
 void cli_progress(bool force, const char *fmt, ...)
 {
-    if (!enabled() || (!force && shown && pcv_now() - last_draw < 0.1))
+    if (!enabled() || t_silent)
         return;
-    char text[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    draw(text);
+    pthread_mutex_lock(&mu);
+    if (force || !shown || pcv_now() - last_draw >= 0.1) {
+        char text[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(text, sizeof text, fmt, ap);
+        va_end(ap);
+        draw(text);
+    }
+    pthread_mutex_unlock(&mu);
 }
 
 void cli_progress_context(const char *fmt, ...)
 {
-    context[0] = '\0';
-    if (!fmt)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(context, sizeof context, fmt, ap);
-    va_end(ap);
-    cli_progress(false, "%s", context);
+    char text[sizeof context] = "";
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(text, sizeof text, fmt, ap);
+        va_end(ap);
+    }
+    pthread_mutex_lock(&mu);
+    memcpy(context, text, sizeof context);
+    pthread_mutex_unlock(&mu);
+    if (fmt)
+        cli_progress(false, "%s", text);
 }
 
 void cli_progress_clear(void)
 {
-    if (!shown)
-        return;
-    fputs("\r\033[K", stderr);
-    fflush(stderr);
-    shown = false;
+    pthread_mutex_lock(&mu);
+    if (shown) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+        shown = false;
+    }
+    pthread_mutex_unlock(&mu);
 }
 
 void cli_library_progress(void *user, const char *what, int64_t done, int64_t total)
 {
     (void)user;
-    if (!enabled())
+    if (!enabled() || t_silent)
         return;
-    const char *sep = context[0] ? "; " : "";
+    char ctx[sizeof context];
+    pthread_mutex_lock(&mu);
+    memcpy(ctx, context, sizeof ctx);
+    pthread_mutex_unlock(&mu);
+    const char *sep = ctx[0] ? "; " : "";
     if (!strncmp(what, "compiling", 9)) { /* a long silence follows (20-40 s on PoCL): say why */
         if (done < total)
-            cli_progress(true, "%s%s%s, first use (cached afterwards)...", context, sep, what);
+            cli_progress(true, "%s%s%s, first use (cached afterwards)...", ctx, sep, what);
     } else if (!strcmp(what, "loading weights") && total > 0)
-        cli_progress(done == total, "%s%sloading weights %d%% (%.1fM of %.1fM parameters)", context, sep,
+        cli_progress(done == total, "%s%sloading weights %d%% (%.1fM of %.1fM parameters)", ctx, sep,
                      (int)(100 * done / total), done / 1e6, total / 1e6);
     else if (total > 0)
-        cli_progress(false, "%s%s%s %lld/%lld", context, sep, what, (long long)done, (long long)total);
+        cli_progress(false, "%s%s%s %lld/%lld", ctx, sep, what, (long long)done, (long long)total);
 }
