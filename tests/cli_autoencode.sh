@@ -102,6 +102,6 @@ expect 1 'nothere.png' -- "$BIN" autoencode -m "$M" --frames "$F/frame_0.png" "$
 # shellcheck disable=SC2086
 expect 1 'nothere.wav' -- "$BIN" autoencode -m "$M" --frames $FR --audio "$TMP/nothere.wav" -o "$TMP/e12"
 # shellcheck disable=SC2086
-expect 1 'meta.json: [0-9]+ labels, but the model has 5 classes' -- "$BIN" autoencode -m "$M" --frames $FR --audio "$F/audio.wav" --labels "$F/meta.json" -o "$TMP/e13"
+expect 1 'fixture.json: [0-9]+ labels, but the model has 5 classes' -- "$BIN" autoencode -m "$M" --frames $FR --audio "$F/audio.wav" --labels "$F/fixture.json" -o "$TMP/e13"
 check '[ -z "$(find "$TMP" -maxdepth 1 -name "e[0-9]*")" ]' "an output folder was left after an error: $(find "$TMP" -maxdepth 1 -name "e[0-9]*")"
 finish

@@ -46,9 +46,10 @@ cv_linear.safetensors: OpenCV's cv2.resize INTER_LINEAR (the colab's resize) on 
   then one byte (state >> 24) per value): cv_linear.sizes i32 [n][4] (sw, sh, dw, dh),
   cv_linear.out.<k> u8 [dh][dw][3] for small outputs, cv_linear.fnv1a64 i64 [n] (FNV-1a 64
   of every output, for the 224-wide cases too).
-meta.json: versions, the crop, how many reference pixels / samples lie within float32 noise of
-  a truncation / rounding boundary, the label margins, and (with --lib) the result of comparing
-  the engine's pcv_image_resize_cv_linear with cv2.resize on thousands of random sizes.
+fixture.json (not meta.json, which test_golden takes for a model fixture): versions, the crop,
+  how many reference pixels / samples lie within float32 noise of a truncation / rounding
+  boundary, the label margins, and (with --lib) the result of comparing the engine's
+  pcv_image_resize_cv_linear with cv2.resize on thousands of random sizes.
 
   /work/venv-ref/bin/python tools/make_autoencode_fixture.py \
       --deepmind-src /work/scratch/deepmind-research --venv-haiku /work/venv-haiku \
@@ -445,7 +446,7 @@ def main(argv=None) -> int:
     if args.lib:
         meta["engine_resize_vs_cv2"] = check_engine_resize(args.lib, args.random_resize_cases)
         print("engine pcv_image_resize_cv_linear vs cv2.resize:", json.dumps(meta["engine_resize_vs_cv2"]))
-    (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    (out / "fixture.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(json.dumps({"references": meta_ref, "haiku_minus_hf_max_abs": d}, indent=1))
     return 0
 
