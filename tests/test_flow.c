@@ -80,6 +80,14 @@ static void test_grid(void)
             }
             CHECK(ok, "grid of %dx%d", h, w);
         }
+    /* more than 4096 origins on one axis (a tall frame, overlap = tile - 1): every origin is
+     * kept, the last one flush with the border (a fixed 4096-entry table dropped the bottom rows,
+     * whose pixels then had no tile: NaN flow) */
+    int *big = malloc(sizeof(int) * 2 * 5000);
+    n = pcv_flow_grid(5000, 64, 48, 64, 47, big, 5000);
+    CHECK(n == 5000 - 48 + 1 && big[2 * (n - 1)] == 5000 - 48 && big[2 * 4096] == 4096, "tall frame: %d tiles, last y %d",
+          n, n > 0 ? big[2 * (n - 1)] : -1);
+    free(big);
 }
 
 static bool load_img(const char *dir, const char *name, pcv_image *img)

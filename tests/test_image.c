@@ -362,6 +362,66 @@ static void test_haiku(void)
     free(one.rgb);
 }
 
+/* OpenCV's cv2.resize INTER_LINEAR (the video-autoencoding colab's resize) against cv2 itself:
+ * tests/fixtures/autoencode/cv_linear.safetensors (tools/make_autoencode_fixture.py) holds the
+ * outputs (small ones) and FNV-1a hashes (all) of cv2.resize on sources drawn from this
+ * xorshift32, up- and downscaling, 1 to 360 pixels, 224-wide outputs included. */
+static uint32_t xs_next(uint32_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    return *x;
+}
+
+static void test_cv_linear(void)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/autoencode/cv_linear.safetensors", tu_fixtures());
+    pcv_safetensors cv;
+    pcv_error err;
+    if (pcv_st_map(&cv, path, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    const pcv_st_tensor *sz = pcv_st_find(&cv, "cv_linear.sizes"), *hs = pcv_st_find(&cv, "cv_linear.fnv1a64");
+    CHECK(sz && hs && sz->dtype == PCV_DT_I32 && sz->ndim == 2 && sz->shape[1] == 4 && hs->dtype == PCV_DT_I64 &&
+              hs->numel == sz->shape[0],
+          "%s: no cv_linear.sizes / cv_linear.fnv1a64", path);
+    int n = sz && hs && hs->numel == sz->shape[0] ? (int)sz->shape[0] : 0, same = 0, stored = 0;
+    for (int k = 0; k < n; k++) {
+        int32_t d4[4];
+        uint64_t want_hash;
+        memcpy(d4, (const char *)sz->data + 16 * (size_t)k, 16);
+        memcpy(&want_hash, (const char *)hs->data + 8 * (size_t)k, 8);
+        int sw = d4[0], sh = d4[1], dw = d4[2], dh = d4[3];
+        unsigned char *src = malloc((size_t)sw * sh * 3), *dst = malloc((size_t)dw * dh * 3);
+        uint32_t x = (uint32_t)k + 1;
+        for (int i = 0; i < 8; i++)
+            xs_next(&x);
+        for (size_t i = 0; i < (size_t)sw * sh * 3; i++)
+            src[i] = (unsigned char)(xs_next(&x) >> 24);
+        CHECK(pcv_image_resize_cv_linear(src, sw, sh, dst, dw, dh, &err) == 0, "resize %dx%d: %s", sw, sh, err.msg);
+        uint64_t h = 0xCBF29CE484222325ull;
+        for (size_t i = 0; i < (size_t)dw * dh * 3; i++)
+            h = (h ^ dst[i]) * 0x100000001B3ull;
+        char name[64], what[128];
+        snprintf(name, sizeof name, "cv_linear.out.%d", k);
+        snprintf(what, sizeof what, "cv2.resize INTER_LINEAR %dx%d -> %dx%d", sw, sh, dw, dh);
+        const pcv_st_tensor *t = pcv_st_find(&cv, name);
+        if (t) { /* names the first differing pixel */
+            stored++;
+            diff_u8(what, dst, t, dh, dw);
+        }
+        CHECK(h == want_hash, "%s: differs from cv2 (hash)", what);
+        same += h == want_hash;
+        free(src);
+        free(dst);
+    }
+    printf("  cv2 INTER_LINEAR: %d of %d resizes bit-exact (%d compared pixel by pixel)\n", same, n, stored);
+    pcv_st_unmap(&cv);
+}
+
 /* ---- errors ------------------------------------------------------------------------------- */
 
 static unsigned char *slurp(const char *path, size_t *len)
@@ -779,6 +839,7 @@ int main(void)
     test_configs();
     test_value_table();
     test_haiku();
+    test_cv_linear();
     test_errors();
     test_mutations();
     test_config_errors();

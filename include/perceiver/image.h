@@ -179,7 +179,9 @@ PCV_API pcv_status pcv_image_resize_cv_cubic(const unsigned char *src, int sw, i
 
 /* OpenCV cv2.resize(src, (dw, dh)) with its default INTER_LINEAR on 8-bit RGB (centre-aligned
  * bilinear, no antialiasing, 11-bit fixed-point weights, OpenCV's SIMD rounding of the vertical
- * pass): the resize of DeepMind's video-autoencoding colab. */
+ * pass, rows clipped but their weights kept at the top and bottom): the resize of DeepMind's
+ * video-autoencoding colab. Bit-exact with cv2.resize of opencv-python 5.0.0 (IPP on or off) on
+ * 3,684 random images of 1 to 1080 pixels per side, up- and downscaling. */
 PCV_API pcv_status pcv_image_resize_cv_linear(const unsigned char *src, int sw, int sh, unsigned char *dst, int dw,
                                               int dh, pcv_error *err);
 

@@ -24,8 +24,11 @@ static const cli_option options[] = {
     {"labels", CLI_KEY + 2, "FILE", "class names, one per line"},
     {"chunk", CLI_KEY + 3, "N", "decoder queries per step (default 8192; bounds the memory)"},
     {"video", CLI_KEY + 4, "FILE", "side-by-side video (.mp4, .mkv, .avi)"},
-    {"no-audio", CLI_KEY + 5, NULL, "feed silence when the clip has no audio track"},
+    {"no-audio", CLI_KEY + 5, NULL, "feed silence when the clip has no audio track (or no --audio\n"
+                                     "is given); an audio track that is there is used"},
     {"json", CLI_KEY + 6, NULL, "machine-readable summary on standard output"},
+    {"save-inputs", CLI_KEY + 7, "FILE", "also write the prepared inputs (float32 inputs.image\n"
+                                         "[1][T][3][H][W], inputs.audio [1][samples][1]): a run inputs file"},
     {0},
 };
 
@@ -42,7 +45,7 @@ const cli_command cli_cmd_autoencode = {
     "224 x 224 for the published model):\n"
     "  video: the first T frames, each cropped to its centre square (offsets width/2 - side/2,\n"
     "         height/2 - side/2), resized with OpenCV's INTER_LINEAR (cv2.resize's default, the\n"
-    "         colab's; bit-exact for 224-wide outputs), RGB, / 255; the first audio track, channel\n"
+    "         colab's; bit-exact with cv2.resize), RGB, / 255; the first audio track, channel\n"
     "         0, resampled to 25 x audio_samples_per_frame Hz (48 kHz), the first\n"
     "         num_frames x audio_samples_per_frame samples (30720); videos need FFmpeg\n"
     "  --frames F1 ... FT  T PNG/JPEG files (prepared the same way) and --audio WAV\n"
@@ -103,7 +106,8 @@ int cmd_autoencode(int argc, char **argv)
 {
     cli_parser p;
     pcv_model_options opt = cli_model_options();
-    const char *model_dir = NULL, *outdir = NULL, *audio_path = NULL, *labels_path = NULL, *video_out = NULL;
+    const char *model_dir = NULL, *outdir = NULL, *audio_path = NULL, *labels_path = NULL, *video_out = NULL,
+               *inputs_out = NULL;
     bool json = false, no_audio = false, frames_mode = false;
     long topk = 5, chunk = 8192;
     cli_parse_begin(&p, &cli_cmd_autoencode, argc, argv);
@@ -127,6 +131,7 @@ int cmd_autoencode(int argc, char **argv)
         case CLI_KEY + 4: video_out = p.arg; break;
         case CLI_KEY + 5: no_audio = true; break;
         case CLI_KEY + 6: json = true; break;
+        case CLI_KEY + 7: inputs_out = p.arg; break;
         default: return EXIT_USAGE;
         }
     }
@@ -207,7 +212,9 @@ int cmd_autoencode(int argc, char **argv)
     /* audio */
     int64_t got = 0;
     const char *apath = frames_mode ? audio_path : args[0];
-    if (apath && (!no_audio || frames_mode) && pcv_audio_load(apath, rate, nsamp, &audio, &got, &err)) {
+    /* --no-audio: a clip without an audio track gets silence; a track that is there is used (in
+     * both modes), and a short one is still an error */
+    if (apath && pcv_audio_load(apath, rate, nsamp, &audio, &got, &err)) {
         if (!no_audio)
             goto done;
         memset(&err, 0, sizeof err);
@@ -230,6 +237,15 @@ int cmd_autoencode(int argc, char **argv)
         {.name = "inputs.image", .dtype = PCV_DT_F32, .ndim = 5, .shape = {1, T, 3, H, W}, .data = video},
         {.name = "inputs.audio", .dtype = PCV_DT_F32, .ndim = 3, .shape = {1, nsamp, 1}, .data = audio},
     };
+    if (inputs_out) {
+        pcv_st_entry e[2];
+        for (int i = 0; i < 2; i++)
+            e[i] = (pcv_st_entry){.name = in[i].name, .dtype = PCV_DT_F32, .ndim = in[i].ndim, .data = in[i].data};
+        memcpy(e[0].shape, in[0].shape, sizeof e[0].shape);
+        memcpy(e[1].shape, in[1].shape, sizeof e[1].shape);
+        if (pcv_st_write(inputs_out, e, 2, &err))
+            goto done;
+    }
     const pcv_io_tensor *outs;
     int nout;
     double t0 = pcv_now();

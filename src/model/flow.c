@@ -16,11 +16,8 @@ static int grid_axis(int size, int tile, int overlap, int *out, int cap)
     int step = tile - overlap > 0 ? tile - overlap : 1, n = 0, last = size - tile;
     for (int v = 0; v < size; v += step) {
         int next = v + step >= size ? last : v; /* the last entry is replaced */
-        int c = next < last ? next : last;
-        bool dup = false;
-        for (int k = 0; k < n && !dup; k++)
-            dup = out[k] == c;
-        if (!dup && n < cap)
+        int c = next < last ? next : last; /* non-decreasing: a duplicate follows its twin */
+        if ((n == 0 || out[n - 1] != c) && n < cap)
             out[n++] = c;
     }
     return n;
@@ -30,8 +27,14 @@ int pcv_flow_grid(int h, int w, int tile_h, int tile_w, int min_overlap, int *or
 {
     if (h < tile_h || w < tile_w || tile_h < 1 || tile_w < 1)
         return -1;
-    int ys[4096], xs[4096];
-    int ny = grid_axis(h, tile_h, min_overlap, ys, 4096), nx = grid_axis(w, tile_w, min_overlap, xs, 4096);
+    /* an axis has at most `size` origins (steps of at least 1 pixel) */
+    int *ys = malloc(sizeof(int) * (size_t)h), *xs = malloc(sizeof(int) * (size_t)w);
+    if (!ys || !xs) {
+        free(ys);
+        free(xs);
+        return -1;
+    }
+    int ny = grid_axis(h, tile_h, min_overlap, ys, h), nx = grid_axis(w, tile_w, min_overlap, xs, w);
     int n = 0;
     for (int i = 0; i < ny; i++)
         for (int j = 0; j < nx; j++, n++)
@@ -39,6 +42,8 @@ int pcv_flow_grid(int h, int w, int tile_h, int tile_w, int min_overlap, int *or
                 origins[2 * n] = ys[i];
                 origins[2 * n + 1] = xs[j];
             }
+    free(ys);
+    free(xs);
     return n;
 }
 
