@@ -61,17 +61,19 @@ cp "$I/digit_5_1098.png" "$TMP/$bad_name"
 expect 0 '' -- "$BIN" classify -m "$D" --json --top 1 "$TMP/$bad_name"
 check 'grep -q "\"image\":\"[^\"]*caf$(printf "\357\277\275").png\",\"image_bytes\":\"[0-9a-f]*636166e92e706e67\",\"top\"" "$TMP/out"' "--json: a non-UTF-8 name with its bytes"
 
-# ---- streaming: results come before the last image is even opened (a FIFO, which then fails
-# as not a regular file) ----
+# ---- streaming: results come before the last input is even available (standard input, written
+# only once 120 results are out); a FIFO among the files is refused at once, never waited on ----
 mkdir -p "$TMP/many"
 for i in $(seq -w 1 120); do ln -s "$I/digit_$((10#$i % 10))_"*.png "$TMP/many/$i.png" 2>/dev/null || cp "$I"/digit_$((10#$i % 10))_*.png "$TMP/many/$i.png"; done
 mkfifo "$TMP/many/zz.png"
-"$BIN" classify -q -m "$D" --top 1 -b 8 "$TMP/many" >"$TMP/stream.out" 2>"$TMP/stream.err" &
+(for _ in $(seq 1 600); do [ -e "$TMP/go" ] && break; sleep 0.1; done; cat "$I/digit_4_380.png") |
+  "$BIN" classify -q -m "$D" --top 1 -b 8 "$TMP/many" - >"$TMP/stream.out" 2>"$TMP/stream.err" &
 pid=$!
 for _ in $(seq 1 600); do [ "$(grep -vc "^ " "$TMP/stream.out" 2>/dev/null)" -ge 120 ] && break; sleep 0.1; done
 early=$(grep -vc "^ " "$TMP/stream.out")
-cat "$I/digit_4_380.png" >"$TMP/many/zz.png"
-wait $pid
-check '[ "$early" -eq 120 ]' "only $early of 120 images classified before the last one was opened"
-check '[ "$(grep -vc "^ " "$TMP/stream.out")" -eq 120 ] && grep -q "zz.png" "$TMP/stream.err"' "120 images classified, the FIFO reported"
+touch "$TMP/go"
+rc=0; wait $pid || rc=$?
+check '[ "$early" -eq 120 ]' "only $early of 120 images classified before standard input was written"
+check '[ "$rc" -eq 1 ] && [ "$(grep -vc "^ " "$TMP/stream.out")" -eq 121 ] && [ "$(tail -2 "$TMP/stream.out" | head -1)" = "(standard input)" ]' "121 images classified (the last from standard input), exit 1 (rc $rc)"
+check 'grep -q "zz.png.*not a regular file" "$TMP/stream.err"' "the FIFO is reported as not a regular file: $(cat "$TMP/stream.err")"
 finish
