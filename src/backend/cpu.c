@@ -110,12 +110,68 @@ static void blis_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
                  rntm);
 }
 
+/* GEMMs are cut into tiles that the OpenMP threads take one at a time (dynamic schedule), each
+ * tile one single-threaded BLIS call. BLIS's own threading is not used: its threads meet at
+ * spinning barriers inside every call, and when one of them loses its core (a shared machine,
+ * a virtual CPU the hypervisor deschedules) the others spin until it comes back; perf on the
+ * 2-vCPU project machine under load found 64% of the process's CPU time in that spin loop
+ * (bli_thrcomm_barrier). With independent tiles a thread that stalls delays the call by one
+ * tile. Tiles split the output columns first (each tile packs a disjoint part of B and all of
+ * A), then the rows when there are too few column blocks for the team. */
+enum { TILE_COLS_MIN = 128, TILE_ROWS_MIN = 96, TILES_PER_THREAD = 3 };
+
+static int64_t round_up(int64_t v, int64_t q) { return (v + q - 1) / q * q; }
+
 static int cpu_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
 {
-    for (int64_t i = 0; i < g->batch; i++)
-        blis_gemm(g->trans_a, g->trans_b, g->m, g->n, g->k, g->alpha,
-                  F(g->a, g->a_off + i * g->stride_a), g->lda, F(g->b, g->b_off + i * g->stride_b),
-                  g->ldb, g->beta, F(g->c, g->c_off + i * g->stride_c), g->ldc, NULL);
+    cpu_ctx *ctx = be->ctx;
+    int threads = ctx->threads;
+    if (g->m <= 0 || g->n <= 0 || g->batch <= 0)
+        return 0;
+    double flops = 2.0 * (double)g->m * (double)g->n * (double)g->k * (double)g->batch;
+    /* column tiles (multiples of 16 floats: every x86 micro-kernel's N or M register block
+     * divides it), then row tiles, aiming at TILES_PER_THREAD tiles per thread */
+    int64_t want = (int64_t)threads * TILES_PER_THREAD;
+    int64_t per_batch = g->batch >= want ? 1 : (want + g->batch - 1) / g->batch;
+    int64_t cw = round_up((g->n + per_batch - 1) / per_batch, 16);
+    if (cw < TILE_COLS_MIN)
+        cw = TILE_COLS_MIN;
+    if (cw > g->n)
+        cw = g->n > 0 ? g->n : 1;
+    int64_t ncb = (g->n + cw - 1) / cw;
+    int64_t rows_want = (per_batch + ncb - 1) / ncb;
+    int64_t rh = round_up((g->m + rows_want - 1) / rows_want, 48);
+    if (rh < TILE_ROWS_MIN)
+        rh = TILE_ROWS_MIN;
+    if (rh > g->m)
+        rh = g->m > 0 ? g->m : 1;
+    int64_t nrb = (g->m + rh - 1) / rh;
+    int64_t ntiles = g->batch * nrb * ncb;
+    if (threads < 2 || ntiles < 2 || flops < 4e6)
+        threads = 1;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        rntm_t rntm = BLIS_RNTM_INITIALIZER;
+        bli_rntm_set_num_threads(1, &rntm);
+        if (threads == 1) {
+            for (int64_t i = 0; i < g->batch; i++)
+                blis_gemm(g->trans_a, g->trans_b, g->m, g->n, g->k, g->alpha,
+                          F(g->a, g->a_off + i * g->stride_a), g->lda, F(g->b, g->b_off + i * g->stride_b),
+                          g->ldb, g->beta, F(g->c, g->c_off + i * g->stride_c), g->ldc, &rntm);
+        } else {
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t t = 0; t < ntiles; t++) {
+                int64_t cb = t % ncb, rb = (t / ncb) % nrb, i = t / (ncb * nrb);
+                int64_t r0 = rb * rh, c0 = cb * cw;
+                int64_t mm = g->m - r0 < rh ? g->m - r0 : rh, nn = g->n - c0 < cw ? g->n - c0 : cw;
+                /* row r0 of op(A) and column c0 of op(B) */
+                size_t a_at = g->a_off + i * g->stride_a + (size_t)(g->trans_a ? r0 : r0 * g->lda);
+                size_t b_at = g->b_off + i * g->stride_b + (size_t)(g->trans_b ? c0 * g->ldb : c0);
+                blis_gemm(g->trans_a, g->trans_b, mm, nn, g->k, g->alpha, F(g->a, a_at), g->lda, F(g->b, b_at),
+                          g->ldb, g->beta, F(g->c, g->c_off + i * g->stride_c + r0 * g->ldc + c0), g->ldc, &rntm);
+            }
+        }
+    }
     return 0;
 }
 
@@ -505,7 +561,7 @@ pcv_backend *pcv_backend_cpu_create(const pcv_backend_options *opt, pcv_error *e
         return NULL;
     }
     ctx->threads = threads;
-    bli_thread_set_num_threads(threads);
+    bli_thread_set_num_threads(1); /* every call passes its own rntm_t; threads are ours (cpu_gemm) */
     omp_set_num_threads(threads);
     be->ops = &cpu_ops;
     be->ctx = ctx;
