@@ -9,6 +9,11 @@ for f in mlm_heads_default seqcls_basic image_learned image_fourier image_conv f
   check 'grep -q "\"allocs_per_forward\": 0" "$TMP/out" && grep -Eq "\"percent_of_peak\": [0-9.e+-]+" "$TMP/out"' "bench $f: no JSON result"
 done
 check 'grep -q "\"input\": \"2x[0-9]*x[0-9]* frames\"" "$TMP/out" && grep -q "\"input_shape\": \[\s*1,\s*2,\s*27," <(tr -d "\n" <"$TMP/out")' "optical flow: frames at train_size"
+# the multimodal autoencoder: video and audio at its config's sizes; peak RSS and each stage's share of the peak
+expect 0 '' -- "$BIN" bench -m "$FIX/mm_small" -r 1 -o json
+check 'grep -Eq "\"input\": \"[0-9]+x[0-9]+x[0-9]+ video \+ [0-9]+ audio samples\"" "$TMP/out" && grep -Eq "\"peak_rss_bytes\": [1-9][0-9]*" "$TMP/out" && grep -Eq "\"percent_of_peak\": [0-9.e+-]+" "$TMP/out"' "bench: multimodal autoencoder"
+expect 0 '' -- "$BIN" bench -m "$FIX/mm_small" -r 1 --stages
+check 'grep -q "| peak RSS MiB |" "$TMP/out" && grep -q "| stage | ms | GFLOP | GFLOP/s | % peak | time % |" "$TMP/out"' "bench --stages: share of the peak"
 
 # JSON: the build, the device and its driver, the measured peak, mean and stddev of every test
 expect 0 '' -- "$BIN" bench -m "$FIX/mlm_q_shape" -r 3 --json

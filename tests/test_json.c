@@ -152,8 +152,10 @@ static const field bench_res[] = {{"batch", T_INT}, {"input", T_STR}, {"input_sh
 static const field mean_sd[] = {{"mean", T_NUM}, {"stddev", T_NUM}, {0}};
 static const field fwd[] = {{"mean", T_NUM}, {"stddev", T_NUM}, {"best", T_NUM}, {"samples", T_ARR}, {0}};
 static const field mem[] = {{"activation_bytes", T_INT}, {"output_bytes", T_INT}, {"device_bytes", T_INT},
-                            {"device_peak_bytes", T_INT}, {"plans", T_INT}, {"allocs_per_forward", T_INT}, {0}};
-static const field stage[] = {{"stage", T_STR}, {"seconds", T_NUM}, {"gflop", T_NUM}, {"gflops", T_NUM}, {0}};
+                            {"device_peak_bytes", T_INT}, {"plans", T_INT}, {"allocs_per_forward", T_INT},
+                            {"peak_rss_bytes", T_INT}, {0}};
+static const field stage[] = {{"stage", T_STR}, {"seconds", T_NUM}, {"gflop", T_NUM}, {"gflops", T_NUM},
+                              {"percent_of_peak", T_NUM}, {0}};
 static const field verify_doc[] = {{"model", T_STR}, {"architecture", T_STR}, {"parameters", T_INT}, {"input", T_STR},
                                    {"device", T_STR}, {"reference", T_STR}, {"metric", T_STR},
                                    {"device_forward_s", T_NUM}, {"reference_forward_s", T_NUM}, {"tolerance", T_OBJ},

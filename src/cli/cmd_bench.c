@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 enum { MAX_SWEEP = 32, MAX_STAGES = 16 };
 
@@ -36,14 +37,16 @@ static const cli_option options[] = {
 const cli_command cli_cmd_bench = {
     "bench", "(--model DIR | --preset NAME | --config FILE) [options]",
     "Times forward passes of one model, for every combination of --batch and --seq (text models)\n"
-    "or --image-size (image classifiers); optical flow runs at the config's train_size. Each test\n"
+    "or --image-size (image classifiers); optical flow runs at the config's train_size, the\n"
+    "multimodal autoencoder at its config's video and audio sizes. Each test\n"
     "is one untimed warm-up (it plans the memory) and --repeat timed passes: the mean and the\n"
     "standard deviation of the forward time, items/s, the matrix-multiply GFLOP of one pass,\n"
     "GFLOP/s, and the share of the device's peak, which is measured first by timing one large\n"
-    "SGEMM on the same device. Memory: the activation arena, everything the device holds, and the\n"
+    "SGEMM on the same device (--stages: each stage's rate and share of it). Memory: the activation\n"
+    "arena, everything the device holds, the process's peak resident set so far, and the\n"
     "allocations of the last pass (0 once planned). Text models get the Hugging Face test\n"
-    "sentence with ' missing.' masked, padded to the length; image models and optical flow\n"
-    "deterministic random inputs. With --preset or --config the weights are random.\n",
+    "sentence with ' missing.' masked, padded to the length; image models, optical flow and the\n"
+    "autoencoder deterministic random inputs. With --preset or --config the weights are random.\n",
     options, CLI_MODEL | CLI_QUIET,
     "Examples:\n"
     "  perceiver-cl bench --preset language-perceiver --batch 1,2,4 --seq 512,2048\n"
@@ -122,6 +125,7 @@ typedef struct result {
     int repeat;
     double mean, sd, best, flops;
     pcv_memory_stats mem;
+    long long peak_rss; /* the process's resident-set high-water mark after the test, bytes */
     pcv_stage_stats stages[MAX_STAGES];
     int nstages;
 } result;
@@ -178,6 +182,9 @@ static int run_test(pcv_model *m, long batch, long size, int repeat, result *r, 
     memcpy(r->shape, in.t[0].shape, sizeof r->shape);
     if (text)
         snprintf(r->input, sizeof r->input, "%lld tokens", (long long)in.t[0].shape[1]);
+    else if (arch == PCV_ARCH_MULTIMODAL)
+        snprintf(r->input, sizeof r->input, "%lldx%lldx%lld video + %lld audio samples", (long long)in.t[0].shape[1],
+                 (long long)in.t[0].shape[3], (long long)in.t[0].shape[4], (long long)in.t[1].shape[1]);
     else if (arch == PCV_ARCH_OPTICAL_FLOW)
         snprintf(r->input, sizeof r->input, "2x%lldx%lld frames", (long long)in.t[0].shape[3],
                  (long long)in.t[0].shape[4]);
@@ -206,6 +213,9 @@ static int run_test(pcv_model *m, long batch, long size, int repeat, result *r, 
         for (int s = 0; s < r->nstages; s++)
             r->flops += r->stages[s].flops;
         pcv_model_memory(m, &r->mem);
+        struct rusage ru;
+        if (getrusage(RUSAGE_SELF, &ru) == 0)
+            r->peak_rss = (long long)ru.ru_maxrss * 1024; /* kilobytes on Linux */
     }
     cli_inputs_free(&in);
     return rc;
@@ -393,6 +403,7 @@ int cmd_bench(int argc, char **argv)
             jw_key(&w, "device_peak_bytes"), jw_int(&w, (long long)r->mem.device_peak_bytes);
             jw_key(&w, "plans"), jw_int(&w, r->mem.plans);
             jw_key(&w, "allocs_per_forward"), jw_int(&w, r->mem.last_forward_allocs);
+            jw_key(&w, "peak_rss_bytes"), jw_int(&w, r->peak_rss);
             jw_object_end(&w);
             jw_key(&w, "stages");
             jw_array(&w);
@@ -401,8 +412,9 @@ int cmd_bench(int argc, char **argv)
                 jw_key(&w, "stage"), jw_str(&w, r->stages[s].name);
                 jw_key(&w, "seconds"), jw_double(&w, r->stages[s].seconds);
                 jw_key(&w, "gflop"), jw_double(&w, r->stages[s].flops / 1e9);
-                jw_key(&w, "gflops"),
-                    jw_double(&w, r->stages[s].seconds > 0 ? r->stages[s].flops / r->stages[s].seconds / 1e9 : 0);
+                double sg = r->stages[s].seconds > 0 ? r->stages[s].flops / r->stages[s].seconds / 1e9 : 0;
+                jw_key(&w, "gflops"), jw_double(&w, sg);
+                jw_key(&w, "percent_of_peak"), jw_double(&w, 100.0 * sg / peak);
                 jw_object_end(&w);
             }
             jw_array_end(&w);
@@ -414,7 +426,7 @@ int cmd_bench(int argc, char **argv)
     } else if (!strcmp(fmt, "csv")) {
         printf("model,architecture,parameters,device,driver,version,git_commit,batch,input,repeat,forward_ms_mean,"
                "forward_ms_stddev,items_per_s_mean,items_per_s_stddev,gflop,gflops_mean,gflops_stddev,peak_gflops,"
-               "percent_of_peak,activation_bytes,device_bytes,device_peak_bytes,allocs_per_forward%s\n",
+               "percent_of_peak,activation_bytes,device_bytes,device_peak_bytes,allocs_per_forward,peak_rss_bytes%s\n",
                show_stages ? ",stage,stage_ms,stage_gflop" : "");
         for (int i = 0; i < nres; i++) {
             const result *r = &res[i];
@@ -429,9 +441,10 @@ int cmd_bench(int argc, char **argv)
                 csv_field(driver);
                 printf("%s,%s,%ld,", pcv_version(), pcv_cli_git_commit, r->batch);
                 csv_field(r->input);
-                printf("%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.3f,%.3f,%.3f,%.2f,%zu,%zu,%zu,%lld", r->repeat, r->mean * 1e3,
-                       r->sd * 1e3, im, isd, r->flops / 1e9, gm, gsd, peak, 100.0 * gm / peak, r->mem.activation_bytes,
-                       r->mem.device_bytes, r->mem.device_peak_bytes, (long long)r->mem.last_forward_allocs);
+                printf("%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.3f,%.3f,%.3f,%.2f,%zu,%zu,%zu,%lld,%lld", r->repeat,
+                       r->mean * 1e3, r->sd * 1e3, im, isd, r->flops / 1e9, gm, gsd, peak, 100.0 * gm / peak,
+                       r->mem.activation_bytes, r->mem.device_bytes, r->mem.device_peak_bytes,
+                       (long long)r->mem.last_forward_allocs, r->peak_rss);
                 if (show_stages)
                     printf(",%s,%.4f,%.4f", r->stages[s].name, r->stages[s].seconds * 1e3, r->stages[s].flops / 1e9);
                 printf("\n");
@@ -439,18 +452,18 @@ int cmd_bench(int argc, char **argv)
         }
     } else {
         printf("| model | architecture | params | batch | input | forward ms | items/s | GFLOP | GFLOP/s | %% peak "
-               "| act. MiB | dev. MiB | allocs/fwd |\n");
-        printf("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+               "| act. MiB | dev. MiB | peak RSS MiB | allocs/fwd |\n");
+        printf("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
         for (int i = 0; i < nres; i++) {
             const result *r = &res[i];
             double im, isd, gm, gsd;
             rate_stats(r, (double)r->batch, &im, &isd);
             rate_stats(r, r->flops / 1e9, &gm, &gsd);
             printf("| %s | %s | %.2fM | %ld | %s | %.2f ± %.2f | %.2f ± %.2f | %.3f | %.1f ± %.1f | %.1f | %.1f | "
-                   "%.1f | %lld |\n",
+                   "%.1f | %.1f | %lld |\n",
                    name, pcv_arch_name(arch), params / 1e6, r->batch, r->input, r->mean * 1e3, r->sd * 1e3, im, isd,
                    r->flops / 1e9, gm, gsd, 100.0 * gm / peak, r->mem.activation_bytes / 1048576.0,
-                   r->mem.device_bytes / 1048576.0, (long long)r->mem.last_forward_allocs);
+                   r->mem.device_bytes / 1048576.0, r->peak_rss / 1048576.0, (long long)r->mem.last_forward_allocs);
         }
         printf("\ndevice: %s; %s\n", dev, driver);
         printf("peak: %.1f GFLOP/s (SGEMM n=%lld, measured); load %.2f s; %ld timed runs after 1 warm-up per test; "
@@ -458,14 +471,14 @@ int cmd_bench(int argc, char **argv)
                peak, (long long)peak_n, load_s, repeat, pcv_version(), pcv_cli_git_commit);
         for (int i = 0; show_stages && i < nres; i++) {
             const result *r = &res[i];
-            printf("\nstages, batch %ld, %s (best run, %.2f ms):\n\n| stage | ms | GFLOP | GFLOP/s | time %% |\n"
-                   "| --- | ---: | ---: | ---: | ---: |\n",
-                   r->batch, r->input, r->best * 1e3);
-            for (int s = 0; s < r->nstages; s++)
-                printf("| %s | %.2f | %.3f | %.1f | %.1f |\n", r->stages[s].name, r->stages[s].seconds * 1e3,
-                       r->stages[s].flops / 1e9,
-                       r->stages[s].seconds > 0 ? r->stages[s].flops / r->stages[s].seconds / 1e9 : 0.0,
-                       100.0 * r->stages[s].seconds / r->best);
+            printf("\nstages, batch %ld, %s (best run, %.2f ms; peak %.1f GFLOP/s):\n\n"
+                   "| stage | ms | GFLOP | GFLOP/s | %% peak | time %% |\n| --- | ---: | ---: | ---: | ---: | ---: |\n",
+                   r->batch, r->input, r->best * 1e3, peak);
+            for (int s = 0; s < r->nstages; s++) {
+                double sg = r->stages[s].seconds > 0 ? r->stages[s].flops / r->stages[s].seconds / 1e9 : 0.0;
+                printf("| %s | %.2f | %.3f | %.1f | %.1f | %.1f |\n", r->stages[s].name, r->stages[s].seconds * 1e3,
+                       r->stages[s].flops / 1e9, sg, 100.0 * sg / peak, 100.0 * r->stages[s].seconds / r->best);
+            }
         }
     }
     rc = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;

@@ -130,6 +130,35 @@ int cli_make_inputs(pcv_model *m, long batch, long seq, long image_size, const c
                  "deterministic random in [-2, 2)", batch, (long long)H, (long long)W);
         return 0;
     }
+    if (arch == PCV_ARCH_MULTIMODAL) {
+        /* the autoencoder's video and audio at the config's sizes (as autoencode feeds them) */
+        if (image_size)
+            return pcv_set_error(err, PCV_ERR_INPUT, "--image-size: the multimodal autoencoder runs at its config's "
+                                 "%dx%d frames", c->output_shape[2], c->output_shape[3]);
+        int64_t T = c->output_shape[1], H = c->output_shape[2], W = c->output_shape[3];
+        int64_t ns = (int64_t)c->num_frames * c->audio_samples_per_frame;
+        size_t nv = (size_t)(batch * T * 3 * H * W), na = (size_t)(batch * ns);
+        float *v = malloc(nv * sizeof *v), *a = malloc((na ? na : 1) * sizeof *a);
+        if (!v || !a) {
+            free(v);
+            free(a);
+            return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+        }
+        fill_uniform(v, nv, 0x9E3779B97F4A7C15ull);
+        fill_uniform(a, na, 0xD1B54A32D192ED03ull);
+        in->buf[0] = v;
+        in->buf[1] = a;
+        in->t[0] = (pcv_io_tensor){.name = "inputs.image", .dtype = PCV_DT_F32, .ndim = 5,
+                                   .shape = {batch, T, 3, H, W}, .data = v};
+        in->t[1] = (pcv_io_tensor){.name = "inputs.audio", .dtype = PCV_DT_F32, .ndim = 3, .shape = {batch, ns, 1},
+                                   .data = a};
+        in->n = 2;
+        in->tokens = T * H * W;
+        snprintf(in->desc, sizeof in->desc, "inputs.image [%ld,%lld,3,%lld,%lld] + inputs.audio [%ld,%lld,1], "
+                 "deterministic random in [-2, 2)", batch, (long long)T, (long long)H, (long long)W, batch,
+                 (long long)ns);
+        return 0;
+    }
     if (arch != PCV_ARCH_IMAGE_LEARNED && arch != PCV_ARCH_IMAGE_FOURIER && arch != PCV_ARCH_IMAGE_CONV)
         return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "no synthetic input for %s: give an inputs file",
                              pcv_arch_name(arch));
