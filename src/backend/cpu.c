@@ -117,8 +117,11 @@ static void blis_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
  * 2-vCPU project machine under load found 64% of the process's CPU time in that spin loop
  * (bli_thrcomm_barrier). With independent tiles a thread that stalls delays the call by one
  * tile. Tiles split the output columns first (each tile packs a disjoint part of B and all of
- * A), then the rows when there are too few column blocks for the team. */
-enum { TILE_COLS_MIN = 128, TILE_ROWS_MIN = 96, TILES_PER_THREAD = 3 };
+ * A), then the rows when there are too few column blocks for the team. One tile per thread: every
+ * tile packs A again, and with three per thread the 512-row GEMMs of the image models ran
+ * slower (bench-ops, below in the commit history) than with one; the passive OpenMP wait
+ * (cli/main.c) keeps a thread that finishes first from spinning. */
+enum { TILE_COLS_MIN = 128, TILE_ROWS_MIN = 96, TILES_PER_THREAD = 1 };
 
 static int64_t round_up(int64_t v, int64_t q) { return (v + q - 1) / q * q; }
 
