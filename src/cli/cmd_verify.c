@@ -197,7 +197,7 @@ int cmd_verify(int argc, char **argv)
         return cli_usage_error("verify", "--model is required");
     if (in_path && (text || seq || image_size))
         return cli_usage_error("verify", "an inputs file replaces --text, --seq and --image-size");
-    if (!opt.backend.device || !*opt.backend.device) { /* the first OpenCL device, if any */
+    if (!opt.backend.device) { /* the first OpenCL device, if any ('' is an error: issue 12) */
         pcv_cl_device_info *devs = NULL;
         pcv_error e2 = {0};
         int n = pcv_cl_list_devices(&devs, &e2);
