@@ -329,6 +329,10 @@ int cli_runtime_setup(pcv_error *err)
         rt.kernel_dir = v;
     if (env_flag("PERCEIVER_CL_TRACE", &flag))
         rt.trace = flag;
+    /* PERCEIVER_TUNING: any tuning keys, "key=value,..." (docs/opencl.md); the variables below
+     * are older names of single keys and come after it */
+    if ((v = getenv("PERCEIVER_TUNING")) && *v)
+        snprintf(tuning, sizeof tuning, "%s", v);
     tuning_from_env(tuning, sizeof tuning, "PERCEIVER_ATTENTION", "attention");
     tuning_from_env(tuning, sizeof tuning, "PERCEIVER_GEMM_LAYOUT", "layout");
     tuning_from_env(tuning, sizeof tuning, "PERCEIVER_ATTN_SPLITS", "splits");
