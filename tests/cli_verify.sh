@@ -68,6 +68,7 @@ check '[ ! -s "$TMP/out" ]' "verify with a bad --against wrote a report"
 expect 1 "--against 'no-such-gpu'.*matches no device" -- "$BIN" verify -m "$M" --all --against no-such-gpu
 expect 1 "device '9' does not exist" -- "$BIN" verify -m "$M" -d 9 --against 0
 expect 2 'same device \(OpenCL device 0\)' -- "$BIN" verify -m "$M" -d 0 --against 0
+expect 1 'empty device name' -- "$BIN" verify -m "$M" -d '' --against 0
 expect 2 'same device \(OpenCL device 0\)' -- "$BIN" verify -m "$M" -d pthread --against 0
 expect 2 '\$PERCEIVER_DEVICE 1 and --against 1 are the same device' -- env PERCEIVER_DEVICE=1 "$BIN" verify -m "$M" --against 1
 

@@ -400,7 +400,7 @@ int cmd_verify(int argc, char **argv)
             goto done;
         }
     } else {
-        if (!opt.backend.device || !*opt.backend.device) { /* the first OpenCL device that is not the reference */
+        if (!opt.backend.device) { /* the first OpenCL device that is not the reference ('' is an error) */
             opt.backend.device = "cpu";
             static char first[16];
             for (int i = 0; i < ndev; i++)
