@@ -659,8 +659,9 @@ int cmd_verify(int argc, char **argv)
             const dev_result *r = &res[i];
             if (!r->err.msg[0] && r->nfail)
                 printf("  device %d: %d of %d tensors outside tolerance; the error first appears in %s (verify "
-                       "--device %d shows every stage)\n",
-                       index[i], r->nfail, r->n, r->cmp[r->first_fail].name, index[i]);
+                       "--device %d%s%s shows every stage)\n",
+                       index[i], r->nfail, r->n, r->cmp[r->first_fail].name, index[i], against ? " --against " : "",
+                       against ? against : "");
             else if (r->err.msg[0])
                 printf("  device %d: did not run (the error is on standard error)\n", index[i]);
         }
