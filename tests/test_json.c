@@ -162,6 +162,16 @@ static const field verify_stage[] = {{"name", T_STR}, {"shape", T_ARR}, {"pass",
                                      {"max_abs_err", T_NUM}, {"max_rel_err", T_NUM}, {"nmse", T_NUM},
                                      {"nonfinite", T_INT}, {"worst_index", T_ARR}, {"worst_device", T_NUM},
                                      {"worst_reference", T_NUM}, {0}};
+static const field verify_all_doc[] = {{"model", T_STR}, {"architecture", T_STR}, {"parameters", T_INT},
+                                       {"input", T_STR}, {"reference", T_STR}, {"reference_forward_s", T_NUM},
+                                       {"metric", T_STR}, {"tolerance", T_OBJ}, {"devices", T_ARR}, {"pass", T_BOOL},
+                                       {"devices_passed", T_INT}, {"devices_failed", T_INT}, {0}};
+static const field verify_all_dev[] = {{"index", T_INT}, {"name", T_STR}, {"type", T_STR}, {"platform", T_STR},
+                                       {"platform_version", T_STR}, {"vendor", T_STR}, {"driver", T_STR},
+                                       {"version", T_STR}, {"opencl_c", T_STR}, {"pass", T_BOOL},
+                                       {"error", T_STR_OR_NULL}, {"forward_s", T_NUM}, {"failed", T_INT},
+                                       {"first_failure", T_STR_OR_NULL}, {"worst_stage", T_STR_OR_NULL},
+                                       {"worst_of_tolerance", T_NUM}, {"stages", T_ARR}, {0}};
 static const field devices_doc[] = {{"cpu", T_STR}, {"opencl_built", T_BOOL}, {"opencl", T_ARR},
                                     {"kernel_cache", T_STR}, {0}};
 static const field device[] = {{"index", T_INT}, {"name", T_STR}, {"type", T_STR}, {"platform", T_STR},
@@ -306,6 +316,37 @@ int main(void)
         nfloat += check_floats(docs[d].what, out ? out : "");
         json_decref(o);
         free(out);
+    }
+    /* verify --all: where there is an OpenCL device (CI: PCV_REQUIRE_OPENCL=1 makes it required) */
+    snprintf(cmd, sizeof cmd, "'%s' devices --json 2>/dev/null", bin);
+    out = run(cmd);
+    json_t *dl = out ? json_loads(out, 0, NULL) : NULL;
+    size_t ncl = json_array_size(json_object_get(dl, "opencl"));
+    json_decref(dl);
+    free(out);
+    const char *req = getenv("PCV_REQUIRE_OPENCL");
+    CHECK(ncl > 0 || !req || !strcmp(req, "0"), "PCV_REQUIRE_OPENCL is set but there is no OpenCL device");
+    if (ncl > 0) {
+        snprintf(cmd, sizeof cmd, "'%s' verify -q --json --all -m '%s/mlm_q_shape' 2>/dev/null", bin, fx);
+        out = run(cmd);
+        json_error_t je;
+        json_t *o = out ? json_loads(out, 0, &je) : NULL;
+        CHECK(json_is_object(o), "verify --all --json: not one JSON document: %s", o ? "" : je.text);
+        if (o) {
+            need("verify --all", o, verify_all_doc);
+            json_t *devs = json_object_get(o, "devices");
+            each(devs, "verify --all devices", verify_all_dev);
+            CHECK(json_array_size(devs) == ncl, "verify --all: %zu devices, devices --json lists %zu",
+                  json_array_size(devs), ncl);
+            size_t i;
+            json_t *e;
+            json_array_foreach(devs, i, e) each(json_object_get(e, "stages"), "verify --all stages", verify_stage);
+        }
+        nfloat += check_floats("verify --all", out ? out : "");
+        json_decref(o);
+        free(out);
+    } else {
+        printf("json: no OpenCL device, verify --all not checked\n");
     }
     CHECK(nfloat > 50, "only %d floats checked", nfloat);
     printf("json: every documented field present and typed; %d floats in their shortest round-trip form\n", nfloat);
