@@ -523,19 +523,17 @@ int cli_dispatch(const cli_models *ms, const cli_work *w, pcv_error *err)
     while (!rc) {
         pthread_mutex_lock(&p.mu);
         job *h;
-        while (!((h = p.head) && (!h->local || h->state == JOB_DONE)) && !(!h && p.eof) && !p.read_rc)
+        /* a read error (which ends the input) is reported after the jobs read before it: never
+         * before the job at the head is done, whose worker still uses it */
+        while (!((h = p.head) && (!h->local || h->state == JOB_DONE)) && !(!h && p.eof))
             pthread_cond_wait(&p.cv_done, &p.mu);
-        if (!h && (p.eof || p.read_rc)) {
+        if (!h) {
             if (p.read_rc) {
                 *err = p.read_err;
                 rc = p.read_rc;
             }
             pthread_mutex_unlock(&p.mu);
             break;
-        }
-        if (!h) { /* a read error with jobs still in flight: report it first */
-            pthread_mutex_unlock(&p.mu);
-            continue;
         }
         pthread_mutex_unlock(&p.mu);
 #ifdef PCV_HAVE_MPI
