@@ -31,6 +31,22 @@ static int env_int(const char *const *names, int def)
     return def;
 }
 
+const char *cli_mpi_build(void)
+{
+#ifdef PCV_HAVE_MPI
+#define PCV_STR2(x) #x
+#define PCV_STR(x) PCV_STR2(x)
+#ifdef OMPI_MAJOR_VERSION
+    return "Open MPI " PCV_STR(OMPI_MAJOR_VERSION) "." PCV_STR(OMPI_MINOR_VERSION) "." PCV_STR(OMPI_RELEASE_VERSION)
+           " (MPI " PCV_STR(MPI_VERSION) "." PCV_STR(MPI_SUBVERSION) "): mpirun -n N shares classify, fill and flow";
+#else
+    return "MPI " PCV_STR(MPI_VERSION) "." PCV_STR(MPI_SUBVERSION) ": mpirun -n N shares classify, fill and flow";
+#endif
+#else
+    return "not built (install libopenmpi-dev and configure with -DPCV_MPI=ON for mpirun)";
+#endif
+}
+
 bool cli_mpi_launched(void)
 {
     static const char *const sizes[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", NULL};

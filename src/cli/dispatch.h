@@ -74,6 +74,8 @@ bool cli_rec_next(const char **data, size_t *len, char *tag, const char **p, siz
 
 /* ---- MPI ------------------------------------------------------------------------------------ */
 
+/* "Open MPI 4.1.4 (MPI 3.1): mpirun -n N shares classify, fill and flow", or "not built (...)" */
+const char *cli_mpi_build(void);
 /* Whether this process was started by mpirun/mpiexec with more than one rank (environment). */
 bool cli_mpi_launched(void);
 /* Initializes MPI when launched by mpirun (idempotent; main calls it for the sharded commands).

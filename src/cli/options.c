@@ -4,6 +4,7 @@
  * library's options (the library itself reads none of them). */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include "cli/cli.h"
+#include "cli/dispatch.h"
 
 #include "formats/sniff.h"
 #include "perceiver/image.h"
@@ -403,6 +404,8 @@ void cli_print_version(FILE *f)
             "; OpenCL not built (-DPCV_OPENCL=OFF)"
 #endif
     );
+    /* the MPI of the build: mpirun -n N shares classify, fill and flow (dispatch.h) */
+    fprintf(f, "mpi: %s\n", cli_mpi_build());
 #if defined(__clang__)
     fprintf(f, "compiler: clang %s\n", __clang_version__);
 #elif defined(__GNUC__)
