@@ -59,6 +59,12 @@ for t in CLS FILL FLOW; do
 done
 check '[ "$(ls "$TMP/FLOW-01/flo")" = "$(printf "flow_0001.flo\nflow_0002.flo")" ] && [ -s "$TMP/FLOW-01/flow.st" ]' "flow -d 0,1: not every output written"
 
+# a frame that cannot be read: reported in pair order, after the pairs before it are written
+printf 'garbage' >"$TMP/broken.png"
+BADSEQ=("$SEQ/frame1.png" "$SEQ/frame2.png" "$TMP/broken.png" "$SEQ/frame3.png")
+expect 1 'broken.png' -- "$BIN" flow -m "$FT/model" -d 0,1 "${BADSEQ[@]}" -o "$TMP/eflo" -q
+check 'cmp -s "$TMP/eflo/flow_0001.flo" "$TMP/FLOW-0/flo/flow_0001.flo" && [ ! -e "$TMP/eflo/flow_0002.flo" ]' "flow -d 0,1: not the pairs before a bad frame, or more"
+
 # ---- bad device lists --------------------------------------------------------------------------
 expect 1 "'0' and '0' are the same device" -- "$BIN" classify -m "$DG" -d 0,0 "$DG/images/digit_0_1167.png"
 expect 1 "device '7' does not exist" -- "$BIN" fill -m "$TM" -d 0,7 'a [MASK] b'
@@ -83,6 +89,8 @@ if [ "$mpi_built" = 0 ] || ! command -v mpirun >/dev/null; then
   finish
 fi
 MPIRUN=(mpirun -n 2 --oversubscribe --allow-run-as-root)
+# containers often forbid the cross-memory attach of Open MPI's shared-memory transport
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
 for t in CLS FILL FLOW; do
   declare -n cmd=$t
   # auto (the default under mpirun): rank 0 on device 0, rank 1 on device 1
@@ -93,6 +101,8 @@ done
 # two devices in each of two ranks
 run_in FILL-mpi01 "${MPIRUN[@]}" "$BIN" "${FILL[@]}" -d 0,1
 check '[ $rc -eq 0 ] && same FILL-0 FILL-mpi01' "fill: mpirun -n 2 with --device 0,1 differs from one process"
+expect 1 'broken.png' -- "${MPIRUN[@]}" "$BIN" flow -m "$FT/model" "${BADSEQ[@]}" -o "$TMP/eflo-mpi" -q
+check 'cmp -s "$TMP/eflo-mpi/flow_0001.flo" "$TMP/FLOW-0/flo/flow_0001.flo" && [ ! -e "$TMP/eflo-mpi/flow_0002.flo" ]' "flow under mpirun: not the pairs before a bad frame, or more"
 expect 1 'under mpirun only rank 0 has standard input' -- "${MPIRUN[@]}" "$BIN" fill -m "$TM" -f - </dev/null
 expect 1 "'0' and '0' are the same device" -- "${MPIRUN[@]}" "$BIN" classify -m "$DG" -d 0,0 "$DG/images"
 finish

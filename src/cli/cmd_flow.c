@@ -307,16 +307,18 @@ static int flow_next(void *vctx, long index, void **input, pcv_error *err)
     return 1;
 }
 
-static void put_error(FILE *out, int code, const char *msg)
+/* an 'E' record: the error's code, then its message; nonzero (err set) without memory */
+static int put_error(FILE *out, int code, const char *msg, pcv_error *err)
 {
     size_t n = strlen(msg);
     char *rec = malloc(sizeof code + n);
     if (!rec)
-        return;
+        return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
     memcpy(rec, &code, sizeof code);
     memcpy(rec + sizeof code, msg, n);
     cli_rec_put(out, 'E', rec, sizeof code + n);
     free(rec);
+    return 0;
 }
 
 typedef struct pair_info {
@@ -330,10 +332,8 @@ static int flow_run(void *vctx, pcv_model *m, void *input, FILE *out, pcv_error 
 {
     flow_ctx *c = vctx;
     flow_job *j = input;
-    if (j->error) {
-        put_error(out, j->code, j->error);
-        return 0;
-    }
+    if (j->error)
+        return put_error(out, j->code, j->error, err);
     pcv_image fa = {0}, fb = {0};
     const pcv_image *a, *b;
     int rc = 0;
@@ -346,14 +346,14 @@ static int flow_run(void *vctx, pcv_model *m, void *input, FILE *out, pcv_error 
     } else {
         a = &fa, b = &fb;
         if (pcv_image_load(c->fr->paths[j->pair - 1], &fa, &e) || pcv_image_load(c->fr->paths[j->pair], &fb, &e)) {
-            put_error(out, e.code ? (int)e.code : PCV_ERR_INPUT, e.msg);
+            rc = put_error(out, e.code ? (int)e.code : PCV_ERR_INPUT, e.msg, err);
             goto done;
         }
     }
     if (a->width != b->width || a->height != b->height) {
         pcv_set_error(&e, PCV_ERR_INPUT, "%s is %dx%d but %s is %dx%d: all frames must have one size", name2,
                       b->width, b->height, name1, a->width, a->height);
-        put_error(out, (int)e.code, e.msg);
+        rc = put_error(out, (int)e.code, e.msg, err);
         goto done;
     }
     size_t fsz = (size_t)a->width * (size_t)a->height * 2;
@@ -371,7 +371,7 @@ static int flow_run(void *vctx, pcv_model *m, void *input, FILE *out, pcv_error 
         if (e.code == PCV_ERR_INPUT || e.code == PCV_ERR_UNSUPPORTED) { /* this pair's frames */
             char msg[sizeof e.msg + 8500];
             snprintf(msg, sizeof msg, "%s -> %s: %s", name1, name2, e.msg);
-            put_error(out, (int)e.code, msg);
+            rc = put_error(out, (int)e.code, msg, err);
         } else { /* the device: ends the run now (the dispatcher names the device) */
             snprintf(err->msg, sizeof err->msg, "%s -> %s: %s", name1, name2, e.msg);
             err->code = e.code;
@@ -403,8 +403,9 @@ static int flow_emit(void *vctx, long index, const char *data, size_t len, pcv_e
     while (cli_rec_next(&data, &len, &tag, &p, &n)) {
         if (tag == 'E') {
             int code = PCV_ERR_INPUT;
-            if (n >= sizeof code)
-                memcpy(&code, p, sizeof code);
+            if (n < sizeof code)
+                return pcv_set_error(err, PCV_ERR_INPUT, "pair %d: malformed result", i);
+            memcpy(&code, p, sizeof code);
             snprintf(err->msg, sizeof err->msg, "%.*s", (int)(n - sizeof code), p + sizeof code);
             err->code = code;
             return code ? code : PCV_ERR_INPUT;
