@@ -59,6 +59,20 @@ for t in CLS FILL FLOW; do
 done
 check '[ "$(ls "$TMP/FLOW-01/flo")" = "$(printf "flow_0001.flo\nflow_0002.flo")" ] && [ -s "$TMP/FLOW-01/flow.st" ]' "flow -d 0,1: not every output written"
 
+# a video (decoded in order by the input thread): the flow of its frames, as from the files
+VIDEO=0
+if command -v ffmpeg >/dev/null && "$BIN" flow --help | grep -q VIDEO; then
+  VIDEO=1
+  ffmpeg -loglevel error -y -framerate 5 -i "$SEQ/frame%d.png" -c:v png "$TMP/seq.mkv"
+  run_in VID-01 "$BIN" flow -m "$FT/model" -d 0,1 "$TMP/seq.mkv" -o flo -q
+  check '[ $rc -eq 0 ] && diff -r -q "$TMP/VID-01/flo" "$TMP/FLOW-0/flo" >/dev/null' "flow -d 0,1 of a video differs from its frames on --device 0"
+fi
+# several devices on a terminal: a progress line of the pairs done
+if command -v script >/dev/null; then
+  script -qec "'$BIN' flow -m '$FT/model' -d 0,1 '$SEQ/frame1.png' '$SEQ/frame2.png' '$SEQ/frame3.png' -o '$TMP/ttyflo' >/dev/null" /dev/null >"$TMP/tty" 2>&1
+  check 'grep -q "$(printf "\r\033\\[K")flow: [12]/2 pairs done" "$TMP/tty"' "flow -d 0,1: no progress line of the pairs done on a terminal"
+fi
+
 # a frame that cannot be read: reported in pair order, after the pairs before it are written
 printf 'garbage' >"$TMP/broken.png"
 BADSEQ=("$SEQ/frame1.png" "$SEQ/frame2.png" "$TMP/broken.png" "$SEQ/frame3.png")
@@ -98,6 +112,10 @@ for t in CLS FILL FLOW; do
   check '[ $rc -eq 0 ] && same "$t-0" "$t-mpi"' "$t: mpirun -n 2 differs from one process: $(head -3 "$TMP/$t-mpi.err")"
   unset -n cmd
 done
+if [ "$VIDEO" = 1 ]; then # every rank decodes the video
+  run_in VID-mpi "${MPIRUN[@]}" "$BIN" flow -m "$FT/model" "$TMP/seq.mkv" -o flo -q
+  check '[ $rc -eq 0 ] && diff -r -q "$TMP/VID-mpi/flo" "$TMP/FLOW-0/flo" >/dev/null' "flow of a video under mpirun differs from its frames in one process"
+fi
 # two devices in each of two ranks
 run_in FILL-mpi01 "${MPIRUN[@]}" "$BIN" "${FILL[@]}" -d 0,1
 check '[ $rc -eq 0 ] && same FILL-0 FILL-mpi01' "fill: mpirun -n 2 with --device 0,1 differs from one process"
