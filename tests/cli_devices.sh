@@ -84,6 +84,10 @@ expect 1 "'0' and '0' are the same device" -- "$BIN" classify -m "$DG" -d 0,0 "$
 expect 1 "device '7' does not exist" -- "$BIN" fill -m "$TM" -d 0,7 'a [MASK] b'
 expect 1 "'all' cannot be part of a list" -- "$BIN" flow -m "$FT/model" -d 0,all "$SEQ/frame1.png" "$SEQ/frame2.png" -o "$TMP/x.flo"
 check '[ ! -e "$TMP/x.flo" ]' "flow wrote an output after a bad --device"
+# --device '' is an error, never silently the default device
+expect 1 'empty device name' -- "$BIN" classify -m "$DG" -d '' "$DG/images/digit_0_1167.png"
+expect 1 'empty device name' -- "$BIN" flow -m "$FT/model" -d '' "$SEQ/frame1.png" "$SEQ/frame2.png" -o "$TMP/x.flo"
+expect 1 'empty device name' -- "$BIN" bench -m "$FIX/mlm_heads_default" -d '' -r 1
 
 # ---- bench: each device's throughput and the total -----------------------------------------------
 expect 0 '' -- "$BIN" bench -m "$FIX/mlm_heads_default" -d 0,1 -r 2 --json

@@ -133,7 +133,10 @@ int cli_device_list(const char *spec, char ***list, int *n, pcv_error *err)
     *list = NULL;
     *n = 0;
     char num[16];
-    if (!spec || !*spec || !strcmp(spec, "auto")) {
+    if (spec && !*spec) /* --device '' (an empty $PERCEIVER_DEVICE is NULL here: unset) */
+        return pcv_set_error(err, PCV_ERR_INPUT, "empty device name: give 'cpu', an OpenCL device index or part of a "
+                             "device name (see 'perceiver-cl devices')");
+    if (!spec || !strcmp(spec, "auto")) {
         const char *def = getenv("PERCEIVER_DEVICE");
         if (g_size > 1 || (spec && !strcmp(spec, "auto") && !(def && *def && strcmp(def, "auto")))) {
             /* under mpirun: the node-local rank's OpenCL device, else the CPU path */

@@ -30,8 +30,8 @@ typedef struct cli_models {
 
 /* The devices of a --device value: a single device ("cpu", an index, part of a name), a list
  * ("0,1", "0,cpu"), "all" (every OpenCL device, the CPU path when there is none) or "auto" (the
- * default; under mpirun: OpenCL device (node-local rank mod count), else the CPU path). NULL or
- * "" is the default device. */
+ * default; under mpirun: OpenCL device (node-local rank mod count), else the CPU path). NULL is the
+ * default device; "" is an error (as for a single device). */
 int cli_device_list(const char *spec, char ***list, int *n, pcv_error *err);
 void cli_device_list_free(char **list, int n);
 
