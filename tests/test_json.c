@@ -149,6 +149,9 @@ static const field bench_doc[] = {{"version", T_STR}, {"git_commit", T_STR}, {"m
 static const field bench_res[] = {{"batch", T_INT}, {"input", T_STR}, {"input_shape", T_ARR}, {"repeat", T_INT},
                                   {"forward_s", T_OBJ}, {"items_per_s", T_OBJ}, {"gflop", T_NUM}, {"gflops", T_OBJ},
                                   {"percent_of_peak", T_NUM}, {"memory", T_OBJ}, {"stages", T_ARR}, {0}};
+static const field bench_dev[] = {{"device_index", T_INT}, {"device", T_STR}, {"items_per_s", T_NUM},
+                                  {"seconds", T_NUM}, {0}};
+static const field bench_res_devs[] = {{"devices", T_ARR}, {"total_items_per_s", T_NUM}, {"wall_s", T_NUM}, {0}};
 static const field mean_sd[] = {{"mean", T_NUM}, {"stddev", T_NUM}, {0}};
 static const field fwd[] = {{"mean", T_NUM}, {"stddev", T_NUM}, {"best", T_NUM}, {"samples", T_ARR}, {0}};
 static const field mem[] = {{"activation_bytes", T_INT}, {"output_bytes", T_INT}, {"device_bytes", T_INT},
@@ -275,6 +278,7 @@ int main(void)
     free(copy);
 
     /* single documents */
+    char *devices_out = NULL; /* devices --json, to know whether there is an OpenCL device */
     struct {
         const char *what, *args;
     } docs[] = {
@@ -282,11 +286,15 @@ int main(void)
         {"verify", "verify -q --json -d cpu -m '%s/mlm_q_shape'"},
         {"devices", "devices --json"},
         {"bench-ops", "bench-ops -q --json -d cpu -r 1 --only layernorm"},
+        /* several devices (the CPU path and OpenCL device 0): skipped without an OpenCL device */
+        {"bench -d cpu,0", "bench -q --json -r 1 -d cpu,0 -m '%s/mlm_q_shape'"},
     };
     for (size_t d = 0; d < sizeof docs / sizeof *docs; d++) {
         char args[4096];
         snprintf(args, sizeof args, docs[d].args, fx);
         snprintf(cmd, sizeof cmd, "'%s' %s 2>/dev/null", bin, args);
+        if (d == 4 && !strstr(devices_out ? devices_out : "", "\"index\": 0"))
+            continue;
         out = run(cmd);
         json_error_t je;
         json_t *o = out ? json_loads(out, 0, &je) : NULL;
@@ -312,6 +320,17 @@ int main(void)
         } else if (o && d == 3) {
             need("bench-ops", o, ops_doc);
             each(json_object_get(o, "ops"), "bench-ops ops", op);
+        } else if (o && d == 4) {
+            need("bench -d cpu,0", o, bench_doc);
+            json_t *r = json_array_get(json_object_get(o, "results"), 0);
+            need("bench -d cpu,0 results", r, bench_res);
+            need("bench -d cpu,0 results", r, bench_res_devs);
+            each(json_object_get(r, "devices"), "bench -d cpu,0 devices", bench_dev);
+            CHECK(json_array_size(json_object_get(r, "devices")) == 2, "bench -d cpu,0: 2 devices");
+        }
+        if (o && d == 2) {
+            free(devices_out);
+            devices_out = strdup(out);
         }
         nfloat += check_floats(docs[d].what, out ? out : "");
         json_decref(o);
@@ -348,6 +367,7 @@ int main(void)
     } else {
         printf("json: no OpenCL device, verify --all not checked\n");
     }
+    free(devices_out);
     CHECK(nfloat > 50, "only %d floats checked", nfloat);
     printf("json: every documented field present and typed; %d floats in their shortest round-trip form\n", nfloat);
     return TEST_DONE();

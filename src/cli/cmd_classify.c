@@ -53,7 +53,7 @@ const cli_command cli_cmd_classify = {
     "crop, 224x224, ImageNet mean and std). With --numerics haiku the ImageNet crop and resize of\n"
     "DeepMind's colab are used instead (OpenCV cubic). Probabilities are a softmax over all\n"
     "classes. Labels come from config.json's id2label, or from --labels FILE (one per line).\n",
-    options, CLI_MODEL | CLI_QUIET, NULL,
+    options, CLI_MODEL | CLI_QUIET | CLI_DEVICES, NULL,
 };
 
 static char **read_labels(const char *path, int *n, pcv_error *err)

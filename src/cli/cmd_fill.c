@@ -57,7 +57,7 @@ const cli_command cli_cmd_fill = {
     "line; invalid UTF-8 becomes U+FFFD (as Python's bytes.decode(errors=\"replace\")). With\n"
     "--top K, each filled line is followed by one line per masked byte: '  @POS' and the K\n"
     "bytes with their probabilities (softmax over the whole vocabulary).\n",
-    options, CLI_MODEL | CLI_QUIET,
+    options, CLI_MODEL | CLI_QUIET | CLI_DEVICES,
     "Example: perceiver-cl fill -m model 'The capital of France is {Paris}.'\n",
 };
 
