@@ -5,7 +5,9 @@
 #include "backend/opencl.h"
 #include "util/error.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,6 +266,26 @@ bool cli_rec_next(const char **data, size_t *len, char *tag, const char **p, siz
     *data += 1 + sizeof l + l;
     *len -= 1 + sizeof l + l;
     return true;
+}
+
+int cli_rec_print(const char *data, size_t len, long *good, long *bad, pcv_error *err)
+{
+    char tag;
+    const char *p;
+    size_t n;
+    cli_progress_clear();
+    while (cli_rec_next(&data, &len, &tag, &p, &n)) {
+        if (tag == 'E') {
+            fprintf(stderr, "perceiver-cl: error: %.*s\n", (int)n, p);
+            ++*bad;
+        } else {
+            fwrite(p, 1, n, stdout);
+            *good += tag == 'O';
+        }
+    }
+    if (fflush(stdout) != 0)
+        return pcv_set_error(err, PCV_ERR_IO, "standard output: %s", strerror(errno));
+    return 0;
 }
 
 /* ---- the dispatcher --------------------------------------------------------------------------- */

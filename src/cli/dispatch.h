@@ -71,6 +71,10 @@ bool cli_dispatch_completed(void);
 void cli_rec_put(FILE *out, char tag, const void *p, size_t n);
 /* The next record of data[0..len) (advanced past it); false at the end or on a malformed one. */
 bool cli_rec_next(const char **data, size_t *len, char *tag, const char **p, size_t *n);
+/* Prints the records of a text command's result: 'E' on standard error as an error message,
+ * the others on standard output; counts the 'O' records in *good and the 'E' ones in *bad.
+ * Nonzero (err set) when standard output cannot be written. */
+int cli_rec_print(const char *data, size_t len, long *good, long *bad, pcv_error *err);
 
 /* ---- MPI ------------------------------------------------------------------------------------ */
 
