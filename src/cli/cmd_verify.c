@@ -581,15 +581,7 @@ int cmd_verify(int argc, char **argv)
             const pcv_cl_device_info *d = &devs[index[i]];
             bool ran = !r->err.msg[0];
             jw_object(&w);
-            jw_key(&w, "index"), jw_int(&w, d->index);
-            jw_key(&w, "name"), jw_str(&w, d->name);
-            jw_key(&w, "type"), jw_str(&w, d->type);
-            jw_key(&w, "platform"), jw_str(&w, d->platform);
-            jw_key(&w, "platform_version"), jw_str(&w, d->platform_version);
-            jw_key(&w, "vendor"), jw_str(&w, d->vendor);
-            jw_key(&w, "driver"), jw_str(&w, d->driver);
-            jw_key(&w, "version"), jw_str(&w, d->version);
-            jw_key(&w, "opencl_c"), jw_str(&w, d->c_version);
+            jw_cl_device(&w, d);
             jw_key(&w, "pass"), jw_bool(&w, r->pass);
             jw_key(&w, "error"), jw_str(&w, ran ? NULL : r->err.msg);
             jw_key(&w, "forward_s");
