@@ -211,5 +211,7 @@ fi
 
 # ---- --device '' is an error, never silently the CPU ----
 expect 1 'empty device name' -- $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/o.st" --device ''
+expect 1 'empty device name' -- $T "$BIN" verify -m "$M" --device ''
+expect 1 'empty device name' -- $T "$BIN" bench-ops --device '' --no-cpu
 expect 1 'empty device name' -- env PERCEIVER_DEVICE=0 $T "$BIN" run -m "$M" -i "$IN" -o "$TMP/o.st" --device=
 finish

@@ -14,36 +14,11 @@
 #include "perceiver/flow.h"
 #include "backend/opencl.h"
 #include "testutil.h"
+#include "tu_tolerance.h"
 
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
-
-static json_t *tolerances;
-
-typedef struct tol {
-    double atol, rtol;
-} tol;
-
-static tol model_tol(const char *profile)
-{
-    json_t *p = json_object_get(json_object_get(tolerances, "models"), profile);
-    CHECK(p != NULL, "tolerances.json has no models.%s", profile);
-    return (tol){json_number_value(json_object_get(p, "atol")), json_number_value(json_object_get(p, "rtol"))};
-}
-
-static long compare(const char *what, const float *got, const float *want, int64_t n, tol t)
-{
-    long bad = 0;
-    double worst = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - want[i]), lim = t.atol + t.rtol * fabs((double)want[i]);
-        bad += !(d <= lim);
-        worst = d / lim > worst ? d / lim : worst;
-    }
-    printf("  %-44s n=%-8lld worst err/tol=%.3f%s\n", what, (long long)n, worst, bad ? "  FAIL" : "");
-    return bad;
-}
 
 static const float *tensor_f32(const pcv_safetensors *st, const char *name, int64_t *n)
 {
@@ -139,7 +114,7 @@ static void test_case(const char *casename, const char *device)
             char what[128];
             snprintf(what, sizeof what, "%s pair %zu flow (px)", casename, p);
             CHECK((int64_t)(sz * json_array_size(pairs)) == n, "%s: flow size", casename);
-            CHECK(compare(what, f, want + p * sz, (int64_t)sz, t) == 0, "%s: flow outside tolerance", what);
+            CHECK(tol_compare(what, f, want + p * sz, (int64_t)sz, t) == 0, "%s: flow outside tolerance", what);
             free(f);
         }
         pcv_image_free(&a);
@@ -225,7 +200,7 @@ static void test_haiku(const char *device)
                 const pcv_io_tensor *o = pcv_io_find(outs, nout, names[k]);
                 char what[96];
                 snprintf(what, sizeof what, "%s (%s numerics)", names[k], prof ? "hf" : "haiku");
-                CHECK(o && want && compare(what, o->data, want, n, t) == 0, "haiku_flow %s", what);
+                CHECK(o && want && tol_compare(what, o->data, want, n, t) == 0, "haiku_flow %s", what);
             }
         }
         /* the colab's whole pipeline on the frames (haiku numerics: DeepMind's flow) */
@@ -237,7 +212,7 @@ static void test_haiku(const char *device)
             pcv_flow_info info;
             CHECK(pcv_flow_pair(m, &a, &b, NULL, f, &info, &err) == 0, "%s", err.msg);
             CHECK(info.tiles == 4, "haiku_flow: %d tiles", info.tiles);
-            CHECK(want && n == (int64_t)a.width * a.height * 2 && compare("flow (colab pipeline, px)", f, want, n, t) == 0,
+            CHECK(want && n == (int64_t)a.width * a.height * 2 && tol_compare("flow (colab pipeline, px)", f, want, n, t) == 0,
                   "haiku_flow: flow outside tolerance");
             free(f);
         }
@@ -316,12 +291,7 @@ static void test_color(void)
 
 int main(void)
 {
-    char path[4096];
-    json_error_t je;
-    snprintf(path, sizeof path, "%s/../tolerances.json", tu_fixtures());
-    tolerances = json_load_file(path, 0, &je);
-    CHECK(tolerances != NULL, "%s: %s", path, je.text);
-    if (!tolerances)
+    if (!tu_tolerances_load())
         return TEST_DONE();
     tu_runtime_setup();
     static const char *cases[] = {"a_larger", "b_exact", "c_repaired", "d_sequence"};
@@ -348,6 +318,6 @@ int main(void)
               (long long)(pcv_cl_launch_count() - before));
     }
     free(devs);
-    json_decref(tolerances);
+    tu_tolerances_free();
     return TEST_DONE();
 }

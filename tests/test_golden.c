@@ -9,6 +9,7 @@
 #include "backend/opencl.h"
 #include "perceiver/model.h"
 #include "testutil.h"
+#include "tu_tolerance.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -16,15 +17,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-typedef struct tol {
-    double atol, rtol;
-} tol;
-
-static json_t *tolerances;
-
 static bool load_tol(const char *profile, tol *t)
 {
-    json_t *p = json_object_get(json_object_get(tolerances, "models"), profile);
+    json_t *p = json_object_get(json_object_get(tu_tolerances, "models"), profile);
     if (!p)
         return false;
     t->atol = json_number_value(json_object_get(p, "atol"));
@@ -231,11 +226,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 int main(void)
 {
     char path[4096];
-    json_error_t je;
-    snprintf(path, sizeof path, "%s/../tolerances.json", tu_fixtures());
-    tolerances = json_load_file(path, 0, &je);
-    CHECK(tolerances != NULL, "%s: %s", path, je.text);
-    if (!tolerances)
+    if (!tu_tolerances_load())
         return TEST_DONE();
 
     DIR *d = opendir(tu_fixtures());
@@ -284,6 +275,6 @@ int main(void)
     free(devs);
     for (int i = 0; i < n; i++)
         free(names[i]);
-    json_decref(tolerances);
+    tu_tolerances_free();
     return TEST_DONE();
 }

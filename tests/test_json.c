@@ -149,6 +149,9 @@ static const field bench_doc[] = {{"version", T_STR}, {"git_commit", T_STR}, {"m
 static const field bench_res[] = {{"batch", T_INT}, {"input", T_STR}, {"input_shape", T_ARR}, {"repeat", T_INT},
                                   {"forward_s", T_OBJ}, {"items_per_s", T_OBJ}, {"gflop", T_NUM}, {"gflops", T_OBJ},
                                   {"percent_of_peak", T_NUM}, {"memory", T_OBJ}, {"stages", T_ARR}, {0}};
+static const field bench_dev[] = {{"device_index", T_INT}, {"device", T_STR}, {"items_per_s", T_NUM},
+                                  {"seconds", T_NUM}, {0}};
+static const field bench_res_devs[] = {{"devices", T_ARR}, {"total_items_per_s", T_NUM}, {"wall_s", T_NUM}, {0}};
 static const field mean_sd[] = {{"mean", T_NUM}, {"stddev", T_NUM}, {0}};
 static const field fwd[] = {{"mean", T_NUM}, {"stddev", T_NUM}, {"best", T_NUM}, {"samples", T_ARR}, {0}};
 static const field mem[] = {{"activation_bytes", T_INT}, {"output_bytes", T_INT}, {"device_bytes", T_INT},
@@ -164,6 +167,16 @@ static const field verify_stage[] = {{"name", T_STR}, {"shape", T_ARR}, {"pass",
                                      {"max_abs_err", T_NUM}, {"max_rel_err", T_NUM}, {"nmse", T_NUM},
                                      {"nonfinite", T_INT}, {"worst_index", T_ARR}, {"worst_device", T_NUM},
                                      {"worst_reference", T_NUM}, {0}};
+static const field verify_all_doc[] = {{"model", T_STR}, {"architecture", T_STR}, {"parameters", T_INT},
+                                       {"input", T_STR}, {"reference", T_STR}, {"reference_forward_s", T_NUM},
+                                       {"metric", T_STR}, {"tolerance", T_OBJ}, {"devices", T_ARR}, {"pass", T_BOOL},
+                                       {"devices_passed", T_INT}, {"devices_failed", T_INT}, {0}};
+static const field verify_all_dev[] = {{"index", T_INT}, {"name", T_STR}, {"type", T_STR}, {"platform", T_STR},
+                                       {"platform_version", T_STR}, {"vendor", T_STR}, {"driver", T_STR},
+                                       {"version", T_STR}, {"opencl_c", T_STR}, {"pass", T_BOOL},
+                                       {"error", T_STR_OR_NULL}, {"forward_s", T_NUM}, {"failed", T_INT},
+                                       {"first_failure", T_STR_OR_NULL}, {"worst_stage", T_STR_OR_NULL},
+                                       {"worst_of_tolerance", T_NUM}, {"stages", T_ARR}, {0}};
 static const field devices_doc[] = {{"cpu", T_STR}, {"opencl_built", T_BOOL}, {"opencl", T_ARR},
                                     {"kernel_cache", T_STR}, {0}};
 static const field device[] = {{"index", T_INT}, {"name", T_STR}, {"type", T_STR}, {"platform", T_STR},
@@ -267,6 +280,7 @@ int main(void)
     free(copy);
 
     /* single documents */
+    char *devices_out = NULL; /* devices --json, to know whether there is an OpenCL device */
     struct {
         const char *what, *args;
     } docs[] = {
@@ -274,11 +288,15 @@ int main(void)
         {"verify", "verify -q --json -d cpu -m '%s/mlm_q_shape'"},
         {"devices", "devices --json"},
         {"bench-ops", "bench-ops -q --json -d cpu -r 1 --only layernorm"},
+        /* several devices (the CPU path and OpenCL device 0): skipped without an OpenCL device */
+        {"bench -d cpu,0", "bench -q --json -r 1 -d cpu,0 -m '%s/mlm_q_shape'"},
     };
     for (size_t d = 0; d < sizeof docs / sizeof *docs; d++) {
         char args[4096];
         snprintf(args, sizeof args, docs[d].args, fx);
         snprintf(cmd, sizeof cmd, "'%s' %s 2>/dev/null", bin, args);
+        if (d == 4 && !strstr(devices_out ? devices_out : "", "\"index\": 0"))
+            continue;
         out = run(cmd);
         json_error_t je;
         json_t *o = out ? json_loads(out, 0, &je) : NULL;
@@ -304,11 +322,54 @@ int main(void)
         } else if (o && d == 3) {
             need("bench-ops", o, ops_doc);
             each(json_object_get(o, "ops"), "bench-ops ops", op);
+        } else if (o && d == 4) {
+            need("bench -d cpu,0", o, bench_doc);
+            json_t *r = json_array_get(json_object_get(o, "results"), 0);
+            need("bench -d cpu,0 results", r, bench_res);
+            need("bench -d cpu,0 results", r, bench_res_devs);
+            each(json_object_get(r, "devices"), "bench -d cpu,0 devices", bench_dev);
+            CHECK(json_array_size(json_object_get(r, "devices")) == 2, "bench -d cpu,0: 2 devices");
+        }
+        if (o && d == 2) {
+            free(devices_out);
+            devices_out = strdup(out);
         }
         nfloat += check_floats(docs[d].what, out ? out : "");
         json_decref(o);
         free(out);
     }
+    /* verify --all: where there is an OpenCL device (CI: PCV_REQUIRE_OPENCL=1 makes it required) */
+    snprintf(cmd, sizeof cmd, "'%s' devices --json 2>/dev/null", bin);
+    out = run(cmd);
+    json_t *dl = out ? json_loads(out, 0, NULL) : NULL;
+    size_t ncl = json_array_size(json_object_get(dl, "opencl"));
+    json_decref(dl);
+    free(out);
+    const char *req = getenv("PCV_REQUIRE_OPENCL");
+    CHECK(ncl > 0 || !req || !strcmp(req, "0"), "PCV_REQUIRE_OPENCL is set but there is no OpenCL device");
+    if (ncl > 0) {
+        snprintf(cmd, sizeof cmd, "'%s' verify -q --json --all -m '%s/mlm_q_shape' 2>/dev/null", bin, fx);
+        out = run(cmd);
+        json_error_t je;
+        json_t *o = out ? json_loads(out, 0, &je) : NULL;
+        CHECK(json_is_object(o), "verify --all --json: not one JSON document: %s", o ? "" : je.text);
+        if (o) {
+            need("verify --all", o, verify_all_doc);
+            json_t *devs = json_object_get(o, "devices");
+            each(devs, "verify --all devices", verify_all_dev);
+            CHECK(json_array_size(devs) == ncl, "verify --all: %zu devices, devices --json lists %zu",
+                  json_array_size(devs), ncl);
+            size_t i;
+            json_t *e;
+            json_array_foreach(devs, i, e) each(json_object_get(e, "stages"), "verify --all stages", verify_stage);
+        }
+        nfloat += check_floats("verify --all", out ? out : "");
+        json_decref(o);
+        free(out);
+    } else {
+        printf("json: no OpenCL device, verify --all not checked\n");
+    }
+    free(devices_out);
     CHECK(nfloat > 50, "only %d floats checked", nfloat);
     printf("json: every documented field present and typed; %d floats in their shortest round-trip form\n", nfloat);
     return TEST_DONE();

@@ -10,36 +10,11 @@
 #include "formats/formats.h"
 #include "perceiver/model.h"
 #include "testutil.h"
+#include "tu_tolerance.h"
 
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
-
-static json_t *tolerances;
-
-typedef struct tol {
-    double atol, rtol;
-} tol;
-
-static tol model_tol(const char *profile)
-{
-    json_t *p = json_object_get(json_object_get(tolerances, "models"), profile);
-    CHECK(p != NULL, "tolerances.json has no models.%s", profile);
-    return (tol){json_number_value(json_object_get(p, "atol")), json_number_value(json_object_get(p, "rtol"))};
-}
-
-static long compare(const char *what, const float *got, const float *want, int64_t n, tol t)
-{
-    long bad = 0;
-    double worst = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - want[i]), lim = t.atol + t.rtol * fabs((double)want[i]);
-        bad += !(d <= lim);
-        worst = d / lim > worst ? d / lim : worst;
-    }
-    printf("  %-48s n=%-8lld worst err/tol=%.3f%s\n", what, (long long)n, worst, bad ? "  FAIL" : "");
-    return bad;
-}
 
 /* inputs of a fixture without the subsampled points (= every point) */
 static int load_inputs(pcv_safetensors *in, pcv_io_tensor *ios, bool with_points)
@@ -93,7 +68,7 @@ static void test_full(const char *fixture, const char *profile, const char *devi
             char what[160];
             snprintf(what, sizeof what, "%s %s, decode chunk %lld, %s", fixture, names[k][1], (long long)chunks[c],
                      device ? device : "cpu");
-            CHECK(compare(what, o->data, e->data, no, t) == 0, "%s: outside tolerance", what);
+            CHECK(tol_compare(what, o->data, e->data, no, t) == 0, "%s: outside tolerance", what);
             if (c == 0) {
                 first[k] = malloc((size_t)no * sizeof(float));
                 memcpy(first[k], o->data, (size_t)no * sizeof(float));
@@ -194,7 +169,7 @@ static void test_haiku_as_hf(void)
             const pcv_io_tensor *o = pcv_io_find(outs, nout, e->name);
             char what[128];
             snprintf(what, sizeof what, "haiku_multimodal --numerics hf %s", e->name);
-            CHECK(o && compare(what, o->data, e->data, e->numel, t) == 0, "%s", what);
+            CHECK(o && tol_compare(what, o->data, e->data, e->numel, t) == 0, "%s", what);
         }
     }
     pcv_model_free(m);
@@ -252,12 +227,7 @@ static void test_errors(void)
 
 int main(void)
 {
-    char path[4096];
-    json_error_t je;
-    snprintf(path, sizeof path, "%s/../tolerances.json", tu_fixtures());
-    tolerances = json_load_file(path, 0, &je);
-    CHECK(tolerances != NULL, "%s: %s", path, je.text);
-    if (!tolerances)
+    if (!tu_tolerances_load())
         return TEST_DONE();
     tu_runtime_setup();
     test_full("mm_small", "mm-tiny", NULL);
@@ -277,6 +247,6 @@ int main(void)
     test_label_masked();
     test_haiku_as_hf();
     test_errors();
-    json_decref(tolerances);
+    tu_tolerances_free();
     return TEST_DONE();
 }

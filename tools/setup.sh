@@ -21,6 +21,8 @@ PACKAGES+=(clang libclang-rt-dev)
 PACKAGES+=(libavformat-dev libavcodec-dev libswscale-dev libswresample-dev libavutil-dev)
 # the tests make small lossless videos with the ffmpeg command
 PACKAGES+=(ffmpeg)
+# MPI (mpirun -n N shares classify, fill and flow between processes; tests/cli_devices.sh)
+PACKAGES+=(libopenmpi-dev openmpi-bin)
 
 if [ "${1:-}" != "--no-apt" ]; then
   missing=()
@@ -38,6 +40,6 @@ fi
 
 BUILD_DIR=${BUILD_DIR:-build}
 # shellcheck disable=SC2086
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-} >/dev/null
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DPCV_MPI=ON ${CMAKE_ARGS:-} >/dev/null
 cmake --build "$BUILD_DIR" -j"$(nproc)"
 echo "setup: built $BUILD_DIR/perceiver-cl" >&2

@@ -3,9 +3,11 @@
 #   tools/test.sh [--sanitize] [--fuzz SECONDS] [CTEST_ARGS...]
 # Extra arguments go to ctest (e.g. -R golden).
 #   --sanitize      then builds the suite with AddressSanitizer + UBSan into $BUILD_DIR-asan and runs
-#                   it there too (every test, the CPU path and every OpenCL device): any sanitizer
-#                   report fails the test (exit code 86); LeakSanitizer ignores the third-party
-#                   leaks listed in tools/lsan.supp (OpenCL drivers and compilers only)
+#                   it there too (every test, the CPU path and PoCL's device; Mesa's rusticl is left
+#                   out of this pass: it runs the same host code as PoCL, and its slow compiler and
+#                   llvmpipe would double CI's time): any sanitizer report fails the test (exit code
+#                   86); LeakSanitizer ignores the third-party leaks listed in tools/lsan.supp
+#                   (OpenCL drivers and compilers only)
 #   --fuzz SECONDS  then builds the libFuzzer targets with clang into $BUILD_DIR-fuzz and runs each
 #                   one for SECONDS on its committed corpus (fuzz/run.sh; longer runs: call it
 #                   directly)
@@ -35,7 +37,10 @@ if [ "$sanitize" = 1 ]; then
   export ASAN_OPTIONS=exitcode=86:fast_unwind_on_malloc=0:detect_leaks=1
   export LSAN_OPTIONS=suppressions=$PWD/tools/lsan.supp:print_suppressions=0
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=86
-  (cd "$BUILD_DIR-asan" && ctest --output-on-failure -j"$(nproc)" "$@")
+  # PoCL only (see --sanitize above); PCV_REQUIRE_PLATFORMS keeps requiring it when it was set
+  (cd "$BUILD_DIR-asan" && env -u RUSTICL_ENABLE \
+    ${PCV_REQUIRE_PLATFORMS:+PCV_REQUIRE_PLATFORMS="Portable Computing Language"} \
+    ctest --output-on-failure -j"$(nproc)" "$@")
 fi
 
 if [ "$fuzz" != 0 ]; then

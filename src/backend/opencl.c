@@ -97,7 +97,8 @@ typedef struct cl_dev {
     int vw, row_ls;
     int64_t loop_limit;        /* loop iterations a work-item runs before the driver ends its loops; 0: none */
     bool loop_limit_probed;    /* measured on the device (not only the tuning key loop_limit=N) */
-    bool gpu_like; /* GPU kernel configuration (a GPU, or a CPU device told so for testing) */
+    bool gpu_like; /* GPU kernel configuration (see dev_init) */
+    bool attn_gemm_auto; /* the automatic attention path is the CLBlast one (see dev_init) */
     char options[256];
     int layout, attn_path, force_splits;
     int64_t fail_after;        /* test hook: launches left before a simulated loss, -1 = never */
@@ -899,8 +900,9 @@ static int ocl_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error
     /* the GEMM path materializes one batch entry's scores: only where they are small */
     size_t sbytes = (size_t)(a->heads * a->nq * a->nk) * sizeof(float);
     bool gemm = d->attn_path == ATTN_GEMM && sbytes <= MAX_ALLOC(be);
-    if (d->attn_path == ATTN_AUTO)
-        gemm = false; /* measured on PoCL: the fused kernel is faster at every model shape (docs/opencl.md) */
+    if (d->attn_path == ATTN_AUTO) /* measured: docs/opencl.md; a row the device's loop limit refuses stays fused */
+        gemm = d->attn_gemm_auto && sbytes <= MAX_ALLOC(be) &&
+               (d->loop_limit <= 0 || row_iters(d, a->nk) <= d->loop_limit / LOOP_SHARE);
     return gemm ? attn_gemm(be, d, a, err) : attn_fused(d, a, err);
 }
 
@@ -1070,7 +1072,17 @@ static int dev_init(cl_dev *d, int index, pcv_error *err)
     }
     if (tuning_value("local", tv, sizeof tv) && (cap = strtoul(tv, NULL, 10)) > 0 && cap < d->info.local_mem)
         d->info.local_mem = cap;
-    d->gpu_like = !in->is_cpu || (tuning_value("as", tv, sizeof tv) && !strcasecmp(tv, "gpu"));
+    /* Kernel style. PoCL's CPU device runs explicit float16 vectors with one work-item per row
+     * best (measured, docs/opencl.md); every other device, GPUs and also Mesa's llvmpipe (which
+     * runs work-items as SIMD lanes like a GPU: float16 per work-item was 5x slower there), gets
+     * the GPU style. Tuning key as=gpu / as=cpu overrides. */
+    bool pocl_cpu = in->is_cpu && strstr(in->platform, "Portable Computing Language") != NULL;
+    d->gpu_like = !pocl_cpu;
+    if (tuning_value("as", tv, sizeof tv))
+        d->gpu_like = !strcasecmp(tv, "gpu") ? true : !strcasecmp(tv, "cpu") ? false : d->gpu_like;
+    /* the fused attention kernel is the faster path on PoCL and on GPUs; on other CPU drivers
+     * (llvmpipe: 35 s against 11 s for the tiny language model) the CLBlast path is */
+    d->attn_gemm_auto = in->is_cpu && !pocl_cpu;
     /* CPUs: explicit float16 (one AVX-512 register; LLVM splits it on narrower CPUs) and one
      * work-item per row; GPUs: float4 and up to 64 work-items per row, within the work-group
      * size, the first dimension's item limit and the local memory (a double and a float of

@@ -22,7 +22,8 @@ enum {
     CLI_MAX_IMAGE_PIXELS = 257,
     CLI_KEY = 300       /* first key free for the commands */
 };
-enum { CLI_MODEL = 1, CLI_QUIET = 2 }; /* common option groups (cli_command.common) */
+/* common option groups (cli_command.common); CLI_DEVICES: with CLI_MODEL, --device takes a list */
+enum { CLI_MODEL = 1, CLI_QUIET = 2, CLI_DEVICES = 4 };
 
 typedef struct cli_option {
     const char *name; /* long name, without "--" */

@@ -2,6 +2,7 @@
  * mean and standard deviation over repetitions, GFLOP/s and the share of the device's SGEMM
  * peak (measured here), memory and allocations; markdown, CSV or JSON. */
 #include "cli/cli.h"
+#include "cli/dispatch.h"
 #include "cli/jsonw.h"
 #include "util/error.h"
 
@@ -10,6 +11,7 @@
 #include "util/clock.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -46,8 +48,14 @@ const cli_command cli_cmd_bench = {
     "arena, everything the device holds, the process's peak resident set so far, and the\n"
     "allocations of the last pass (0 once planned). Text models get the Hugging Face test\n"
     "sentence with ' missing.' masked, padded to the length; image models, optical flow and the\n"
-    "autoencoder deterministic random inputs. With --preset or --config the weights are random.\n",
-    options, CLI_MODEL | CLI_QUIET,
+    "autoencoder deterministic random inputs. With --preset or --config the weights are random.\n"
+    "\n"
+    "With several devices (--device 0,1 or all), the table and the peak are the first device's,\n"
+    "and then every test runs on all the devices at once (a model and a thread per device, one\n"
+    "warm-up and --repeat passes each): each device's items/s and the total items/s of all of\n"
+    "them together (items of all devices / wall-clock time); with --json, \"devices\" and\n"
+    "\"total_items_per_s\" in every result.\n",
+    options, CLI_MODEL | CLI_QUIET | CLI_DEVICES,
     "Examples:\n"
     "  perceiver-cl bench --preset language-perceiver --batch 1,2,4 --seq 512,2048\n"
     "  perceiver-cl bench -m vision-perceiver-fourier --image-size 224 -o csv\n",
@@ -128,6 +136,8 @@ typedef struct result {
     long long peak_rss; /* the process's resident-set high-water mark after the test, bytes */
     pcv_stage_stats stages[MAX_STAGES];
     int nstages;
+    /* several devices: the same test on all of them at once */
+    double dev_rate[CLI_MAX_DEVICES], dev_seconds[CLI_MAX_DEVICES], total_rate, wall;
 } result;
 
 /* a CSV text field and its comma: quoted when it holds a comma, a quote or a line break */
@@ -221,6 +231,100 @@ static int run_test(pcv_model *m, long batch, long size, int repeat, result *r, 
     return rc;
 }
 
+/* ---- several devices: one test on all of them at once ---------------------------------------- */
+
+typedef struct dev_start {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int ready;
+    bool go;
+} dev_start;
+
+typedef struct dev_run {
+    pcv_model *m;
+    long batch, size;
+    int repeat;
+    dev_start *start;
+    double t0, t1; /* the timed passes: from the common start to this device's end */
+    int rc;
+    pcv_error err;
+} dev_run;
+
+static void *dev_main(void *arg)
+{
+    dev_run *d = arg;
+    cli_progress_thread_silent(true);
+    pcv_arch arch = pcv_model_arch(d->m);
+    bool text = arch == PCV_ARCH_MASKED_LM || arch == PCV_ARCH_SEQ_CLASSIFIER;
+    cli_inputs in;
+    const pcv_io_tensor *outs;
+    int nout;
+    d->rc = cli_make_inputs(d->m, d->batch, text ? d->size : 0, text ? 0 : d->size, NULL, &in, &d->err);
+    bool have_in = d->rc == 0;
+    if (!d->rc) /* the warm-up, before the common start */
+        d->rc = pcv_model_forward(d->m, in.t, in.n, &outs, &nout, &d->err);
+    pthread_mutex_lock(&d->start->mu);
+    d->start->ready++;
+    pthread_cond_broadcast(&d->start->cv);
+    while (!d->start->go)
+        pthread_cond_wait(&d->start->cv, &d->start->mu);
+    pthread_mutex_unlock(&d->start->mu);
+    d->t0 = pcv_now();
+    for (int i = 0; !d->rc && i < d->repeat; i++)
+        d->rc = pcv_model_forward(d->m, in.t, in.n, &outs, &nout, &d->err);
+    d->t1 = pcv_now();
+    if (have_in)
+        cli_inputs_free(&in);
+    return NULL;
+}
+
+/* r's test on every model at once, all starting together after their warm-ups: each device's
+ * items/s, and the items of all of them / the wall-clock time from the start to the last end */
+static int run_devices(pcv_model *const *ms, int n, result *r, pcv_error *err)
+{
+    dev_run d[CLI_MAX_DEVICES];
+    pthread_t th[CLI_MAX_DEVICES];
+    dev_start start = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    cli_progress(true, "bench: batch %ld, %s, on %d devices at once", r->batch, r->input, n);
+    int started = 0, rc = 0;
+    for (int i = 0; i < n; i++) {
+        d[i] = (dev_run){.m = ms[i], .batch = r->batch, .size = r->size, .repeat = r->repeat, .start = &start};
+        if (pthread_create(&th[i], NULL, dev_main, &d[i]) != 0) {
+            rc = pcv_set_error(err, PCV_ERR_OOM, "cannot start a thread for %s", pcv_model_device(ms[i]));
+            break;
+        }
+        started++;
+    }
+    pthread_mutex_lock(&start.mu);
+    while (start.ready < started)
+        pthread_cond_wait(&start.cv, &start.mu);
+    start.go = true;
+    pthread_cond_broadcast(&start.cv);
+    pthread_mutex_unlock(&start.mu);
+    double t0 = 0, t1 = 0;
+    for (int i = 0; i < started; i++) {
+        pthread_join(th[i], NULL);
+        if (d[i].rc && !rc) {
+            rc = d[i].rc;
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", d[i].err.msg);
+            pcv_set_error(err, d[i].err.code, "%s (on %s)", msg, pcv_model_device(ms[i]));
+        }
+        t0 = i == 0 || d[i].t0 < t0 ? d[i].t0 : t0;
+        t1 = i == 0 || d[i].t1 > t1 ? d[i].t1 : t1;
+    }
+    if (rc)
+        return rc;
+    double items = (double)r->batch * r->repeat;
+    for (int i = 0; i < n; i++) {
+        r->dev_seconds[i] = d[i].t1 - d[i].t0;
+        r->dev_rate[i] = items / r->dev_seconds[i];
+    }
+    r->wall = t1 - t0;
+    r->total_rate = items * n / r->wall;
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     cli_parser p;
@@ -280,11 +384,19 @@ int cmd_bench(int argc, char **argv)
     pcv_error err = {0};
     pcv_config cfg;
     pcv_model *m = NULL;
+    pcv_model *ms[CLI_MAX_DEVICES] = {0}; /* ms[0] = m: one model per device of a list */
     pcv_backend *be = NULL;
     result *res = NULL;
-    int nres = 0, rc = EXIT_FAIL;
+    int nres = 0, rc = EXIT_FAIL, ndev = 0;
+    char **devlist = NULL;
     pcv_config_init(&cfg);
     const char *name = model_dir ? model_dir : preset ? preset : config;
+
+    /* a device list (0,1 / all): the table and the peak are the first device's */
+    if (cli_device_list(opt.backend.device, &devlist, &ndev, &err))
+        goto done;
+    if (opt.backend.device)
+        opt.backend.device = devlist[0];
 
     /* the device's peak, on a backend of its own */
     int64_t peak_n = 0;
@@ -312,6 +424,19 @@ int cmd_bench(int argc, char **argv)
             goto done;
     }
     double load_s = pcv_now() - t0;
+    ms[0] = m;
+    for (int i = 1; i < ndev; i++) {
+        pcv_model_options o = opt;
+        o.backend.device = devlist[i];
+        if (model_dir ? pcv_model_load(model_dir, &o, &ms[i], &err) : pcv_model_create_random(&cfg, 1, &o, &ms[i], &err))
+            goto done;
+        for (int j = 0; j < i; j++)
+            if (!strcmp(pcv_model_device(ms[j]), pcv_model_device(ms[i]))) {
+                pcv_set_error(&err, PCV_ERR_INPUT, "--device: '%s' and '%s' are the same device (%s); list each device "
+                              "once", devlist[j], devlist[i], pcv_model_device(ms[i]));
+                goto done;
+            }
+    }
     pcv_arch arch = pcv_model_arch(m);
     bool text = arch == PCV_ARCH_MASKED_LM || arch == PCV_ARCH_SEQ_CLASSIFIER;
     if (seq_given && !text) {
@@ -328,6 +453,8 @@ int cmd_bench(int argc, char **argv)
         ns = 1;
     cli_info("%s on %s, peak SGEMM %.1f GFLOP/s (n=%lld)", pcv_arch_name(arch), pcv_model_device(m), peak,
              (long long)peak_n);
+    for (int i = 1; i < ndev; i++)
+        cli_info("and on %s (all devices at once after each test)", pcv_model_device(ms[i]));
     res = calloc((size_t)(nb * ns), sizeof *res);
     if (!res) {
         pcv_set_error(&err, PCV_ERR_OOM, "out of memory");
@@ -335,7 +462,8 @@ int cmd_bench(int argc, char **argv)
     }
     for (int i = 0; i < nb; i++)
         for (int j = 0; j < ns; j++, nres++)
-            if (run_test(m, batches[i], sizes[j], (int)repeat, &res[nres], &err))
+            if (run_test(m, batches[i], sizes[j], (int)repeat, &res[nres], &err) ||
+                (ndev > 1 && run_devices(ms, ndev, &res[nres], &err)))
                 goto done;
     cli_progress_clear();
 
@@ -395,6 +523,21 @@ int cmd_bench(int argc, char **argv)
             jw_key(&w, "stddev"), jw_double(&w, gsd);
             jw_object_end(&w);
             jw_key(&w, "percent_of_peak"), jw_double(&w, 100.0 * gm / peak);
+            if (ndev > 1) {
+                jw_key(&w, "devices");
+                jw_array(&w);
+                for (int d = 0; d < ndev; d++) {
+                    jw_object(&w);
+                    jw_key(&w, "device_index"), jw_int(&w, d);
+                    jw_key(&w, "device"), jw_str(&w, pcv_model_device(ms[d]));
+                    jw_key(&w, "items_per_s"), jw_double(&w, r->dev_rate[d]);
+                    jw_key(&w, "seconds"), jw_double(&w, r->dev_seconds[d]);
+                    jw_object_end(&w);
+                }
+                jw_array_end(&w);
+                jw_key(&w, "total_items_per_s"), jw_double(&w, r->total_rate);
+                jw_key(&w, "wall_s"), jw_double(&w, r->wall);
+            }
             jw_key(&w, "memory");
             jw_object(&w);
             jw_key(&w, "activation_bytes"), jw_int(&w, (long long)r->mem.activation_bytes);
@@ -469,6 +612,14 @@ int cmd_bench(int argc, char **argv)
         printf("peak: %.1f GFLOP/s (SGEMM n=%lld, measured); load %.2f s; %ld timed runs after 1 warm-up per test; "
                "perceiver-cl %s (git %s)\n",
                peak, (long long)peak_n, load_s, repeat, pcv_version(), pcv_cli_git_commit);
+        for (int i = 0; ndev > 1 && i < nres; i++) {
+            const result *r = &res[i];
+            printf("\nall %d devices at once, batch %ld, %s (%d timed runs each after 1 warm-up):\n", ndev, r->batch,
+                   r->input, r->repeat);
+            for (int d = 0; d < ndev; d++)
+                printf("device %d: %.2f items/s (%s)\n", d, r->dev_rate[d], pcv_model_device(ms[d]));
+            printf("total: %.2f items/s on %d devices (%.3f s)\n", r->total_rate, ndev, r->wall);
+        }
         for (int i = 0; show_stages && i < nres; i++) {
             const result *r = &res[i];
             printf("\nstages, batch %ld, %s (best run, %.2f ms; peak %.1f GFLOP/s):\n\n"
@@ -490,6 +641,9 @@ done:
     free(res);
     if (be)
         pcv_backend_close(be);
+    for (int i = 1; i < ndev; i++)
+        pcv_model_free(ms[i]);
+    cli_device_list_free(devlist, ndev);
     pcv_model_free(m);
     pcv_config_free(&cfg);
     return rc;

@@ -73,6 +73,8 @@ int cmd_bench_ops(int argc, char **argv)
 {
     cli_parser p;
     const char *device = getenv("PERCEIVER_DEVICE"), *only = NULL, *model = "lm";
+    if (device && !*device)
+        device = NULL; /* set but empty: as if unset (--device '' is an error) */
     long repeat = 5, threads = 0;
     bool json = false, variants = false, no_cpu = false, check = false;
     cli_parse_begin(&p, &cli_cmd_bench_ops, argc, argv);
@@ -104,7 +106,7 @@ int cmd_bench_ops(int argc, char **argv)
     if (p.first_operand < argc)
         return cli_usage_error("bench-ops", "unexpected argument '%s'", argv[p.first_operand]);
     pcv_error err = {0};
-    if (!device || !*device) {
+    if (!device) {
         pcv_cl_device_info *devs = NULL;
         int n = pcv_cl_list_devices(&devs, &err);
         free(devs);

@@ -53,7 +53,7 @@ const cli_command cli_cmd_classify = {
     "crop, 224x224, ImageNet mean and std). With --numerics haiku the ImageNet crop and resize of\n"
     "DeepMind's colab are used instead (OpenCV cubic). Probabilities are a softmax over all\n"
     "classes. Labels come from config.json's id2label, or from --labels FILE (one per line).\n",
-    options, CLI_MODEL | CLI_QUIET, NULL,
+    options, CLI_MODEL | CLI_QUIET | CLI_DEVICES, NULL,
 };
 
 static char **read_labels(const char *path, int *n, pcv_error *err)
@@ -410,21 +410,9 @@ static int cls_emit(void *vctx, long index, const char *data, size_t len, pcv_er
 {
     (void)index;
     cls_ctx *c = vctx;
-    char tag;
-    const char *p;
-    size_t n;
-    cli_progress_clear();
-    while (cli_rec_next(&data, &len, &tag, &p, &n)) {
-        if (tag == 'E') {
-            fprintf(stderr, "perceiver-cl: error: %.*s\n", (int)n, p);
-            c->nbad++;
-        } else {
-            fwrite(p, 1, n, stdout);
-            c->ndone += tag == 'O';
-        }
-    }
-    if (fflush(stdout) != 0)
-        return pcv_set_error(err, PCV_ERR_IO, "standard output: %s", strerror(errno));
+    int rc = cli_rec_print(data, len, &c->ndone, &c->nbad, err);
+    if (rc)
+        return rc;
     long seen = c->ndone + c->nbad;
     double el = pcv_now() - c->t0, rate = c->ndone / (el > 1e-9 ? el : 1e-9);
     if (c->ndone && rate > 0)

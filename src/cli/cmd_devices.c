@@ -45,6 +45,19 @@ static const char *unusable(const pcv_cl_device_info *d)
     return NULL;
 }
 
+void jw_cl_device(jw *w, const pcv_cl_device_info *d)
+{
+    jw_key(w, "index"), jw_int(w, d->index);
+    jw_key(w, "name"), jw_str(w, d->name);
+    jw_key(w, "type"), jw_str(w, d->type);
+    jw_key(w, "platform"), jw_str(w, d->platform);
+    jw_key(w, "platform_version"), jw_str(w, d->platform_version);
+    jw_key(w, "vendor"), jw_str(w, d->vendor);
+    jw_key(w, "driver"), jw_str(w, d->driver);
+    jw_key(w, "version"), jw_str(w, d->version);
+    jw_key(w, "opencl_c"), jw_str(w, d->c_version);
+}
+
 int cmd_devices(int argc, char **argv)
 {
     cli_parser p;
@@ -89,15 +102,7 @@ int cmd_devices(int argc, char **argv)
             const pcv_cl_device_info *d = &devs[i];
             const char *why = unusable(d);
             jw_object(&w);
-            jw_key(&w, "index"), jw_int(&w, d->index);
-            jw_key(&w, "name"), jw_str(&w, d->name);
-            jw_key(&w, "type"), jw_str(&w, d->type);
-            jw_key(&w, "platform"), jw_str(&w, d->platform);
-            jw_key(&w, "platform_version"), jw_str(&w, d->platform_version);
-            jw_key(&w, "vendor"), jw_str(&w, d->vendor);
-            jw_key(&w, "driver"), jw_str(&w, d->driver);
-            jw_key(&w, "version"), jw_str(&w, d->version);
-            jw_key(&w, "opencl_c"), jw_str(&w, d->c_version);
+            jw_cl_device(&w, d);
             jw_key(&w, "compute_units"), jw_int(&w, d->compute_units);
             jw_key(&w, "clock_mhz"), jw_int(&w, d->clock_mhz);
             jw_key(&w, "global_mem_bytes"), jw_int(&w, (long long)d->global_mem);

@@ -57,7 +57,7 @@ const cli_command cli_cmd_fill = {
     "line; invalid UTF-8 becomes U+FFFD (as Python's bytes.decode(errors=\"replace\")). With\n"
     "--top K, each filled line is followed by one line per masked byte: '  @POS' and the K\n"
     "bytes with their probabilities (softmax over the whole vocabulary).\n",
-    options, CLI_MODEL | CLI_QUIET,
+    options, CLI_MODEL | CLI_QUIET | CLI_DEVICES,
     "Example: perceiver-cl fill -m model 'The capital of France is {Paris}.'\n",
 };
 
@@ -447,21 +447,9 @@ static int fill_emit(void *vctx, long index, const char *data, size_t len, pcv_e
 {
     (void)index;
     fill_ctx *c = vctx;
-    char tag;
-    const char *p;
-    size_t n;
-    cli_progress_clear();
-    while (cli_rec_next(&data, &len, &tag, &p, &n)) {
-        if (tag == 'E') {
-            fprintf(stderr, "perceiver-cl: error: %.*s\n", (int)n, p);
-            c->nbad++;
-        } else {
-            fwrite(p, 1, n, stdout);
-            c->ngood += tag == 'O';
-        }
-    }
-    if (fflush(stdout) != 0)
-        return pcv_set_error(err, PCV_ERR_IO, "standard output: %s", strerror(errno));
+    int rc = cli_rec_print(data, len, &c->ngood, &c->nbad, err);
+    if (rc)
+        return rc;
     cli_progress_context("fill: %ld line%s done, %.1f lines/s", c->ngood, c->ngood == 1 ? "" : "s",
                          c->ngood / (pcv_now() - c->t0 + 1e-9));
     return 0;

@@ -5,7 +5,9 @@
 #include "backend/opencl.h"
 #include "util/error.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,22 @@ static int env_int(const char *const *names, int def)
             return atoi(v);
     }
     return def;
+}
+
+const char *cli_mpi_build(void)
+{
+#ifdef PCV_HAVE_MPI
+#define PCV_STR2(x) #x
+#define PCV_STR(x) PCV_STR2(x)
+#ifdef OMPI_MAJOR_VERSION
+    return "Open MPI " PCV_STR(OMPI_MAJOR_VERSION) "." PCV_STR(OMPI_MINOR_VERSION) "." PCV_STR(OMPI_RELEASE_VERSION)
+           " (MPI " PCV_STR(MPI_VERSION) "." PCV_STR(MPI_SUBVERSION) "): mpirun -n N shares classify, fill and flow";
+#else
+    return "MPI " PCV_STR(MPI_VERSION) "." PCV_STR(MPI_SUBVERSION) ": mpirun -n N shares classify, fill and flow";
+#endif
+#else
+    return "not built (install libopenmpi-dev and configure with -DPCV_MPI=ON for mpirun)";
+#endif
 }
 
 bool cli_mpi_launched(void)
@@ -117,7 +135,10 @@ int cli_device_list(const char *spec, char ***list, int *n, pcv_error *err)
     *list = NULL;
     *n = 0;
     char num[16];
-    if (!spec || !*spec || !strcmp(spec, "auto")) {
+    if (spec && !*spec) /* --device '' (an empty $PERCEIVER_DEVICE is NULL here: unset) */
+        return pcv_set_error(err, PCV_ERR_INPUT, "empty device name: give 'cpu', an OpenCL device index or part of a "
+                             "device name (see 'perceiver-cl devices')");
+    if (!spec || !strcmp(spec, "auto")) {
         const char *def = getenv("PERCEIVER_DEVICE");
         if (g_size > 1 || (spec && !strcmp(spec, "auto") && !(def && *def && strcmp(def, "auto")))) {
             /* under mpirun: the node-local rank's OpenCL device, else the CPU path */
@@ -245,6 +266,26 @@ bool cli_rec_next(const char **data, size_t *len, char *tag, const char **p, siz
     *data += 1 + sizeof l + l;
     *len -= 1 + sizeof l + l;
     return true;
+}
+
+int cli_rec_print(const char *data, size_t len, long *good, long *bad, pcv_error *err)
+{
+    char tag;
+    const char *p;
+    size_t n;
+    cli_progress_clear();
+    while (cli_rec_next(&data, &len, &tag, &p, &n)) {
+        if (tag == 'E') {
+            fprintf(stderr, "perceiver-cl: error: %.*s\n", (int)n, p);
+            ++*bad;
+        } else {
+            fwrite(p, 1, n, stdout);
+            *good += tag == 'O';
+        }
+    }
+    if (fflush(stdout) != 0)
+        return pcv_set_error(err, PCV_ERR_IO, "standard output: %s", strerror(errno));
+    return 0;
 }
 
 /* ---- the dispatcher --------------------------------------------------------------------------- */
@@ -523,19 +564,17 @@ int cli_dispatch(const cli_models *ms, const cli_work *w, pcv_error *err)
     while (!rc) {
         pthread_mutex_lock(&p.mu);
         job *h;
-        while (!((h = p.head) && (!h->local || h->state == JOB_DONE)) && !(!h && p.eof) && !p.read_rc)
+        /* a read error (which ends the input) is reported after the jobs read before it: never
+         * before the job at the head is done, whose worker still uses it */
+        while (!((h = p.head) && (!h->local || h->state == JOB_DONE)) && !(!h && p.eof))
             pthread_cond_wait(&p.cv_done, &p.mu);
-        if (!h && (p.eof || p.read_rc)) {
+        if (!h) {
             if (p.read_rc) {
                 *err = p.read_err;
                 rc = p.read_rc;
             }
             pthread_mutex_unlock(&p.mu);
             break;
-        }
-        if (!h) { /* a read error with jobs still in flight: report it first */
-            pthread_mutex_unlock(&p.mu);
-            continue;
         }
         pthread_mutex_unlock(&p.mu);
 #ifdef PCV_HAVE_MPI

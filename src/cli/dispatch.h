@@ -30,8 +30,8 @@ typedef struct cli_models {
 
 /* The devices of a --device value: a single device ("cpu", an index, part of a name), a list
  * ("0,1", "0,cpu"), "all" (every OpenCL device, the CPU path when there is none) or "auto" (the
- * default; under mpirun: OpenCL device (node-local rank mod count), else the CPU path). NULL or
- * "" is the default device. */
+ * default; under mpirun: OpenCL device (node-local rank mod count), else the CPU path). NULL is the
+ * default device; "" is an error (as for a single device). */
 int cli_device_list(const char *spec, char ***list, int *n, pcv_error *err);
 void cli_device_list_free(char **list, int n);
 
@@ -71,9 +71,15 @@ bool cli_dispatch_completed(void);
 void cli_rec_put(FILE *out, char tag, const void *p, size_t n);
 /* The next record of data[0..len) (advanced past it); false at the end or on a malformed one. */
 bool cli_rec_next(const char **data, size_t *len, char *tag, const char **p, size_t *n);
+/* Prints the records of a text command's result: 'E' on standard error as an error message,
+ * the others on standard output; counts the 'O' records in *good and the 'E' ones in *bad.
+ * Nonzero (err set) when standard output cannot be written. */
+int cli_rec_print(const char *data, size_t len, long *good, long *bad, pcv_error *err);
 
 /* ---- MPI ------------------------------------------------------------------------------------ */
 
+/* "Open MPI 4.1.4 (MPI 3.1): mpirun -n N shares classify, fill and flow", or "not built (...)" */
+const char *cli_mpi_build(void);
 /* Whether this process was started by mpirun/mpiexec with more than one rank (environment). */
 bool cli_mpi_launched(void);
 /* Initializes MPI when launched by mpirun (idempotent; main calls it for the sharded commands).

@@ -39,6 +39,11 @@ void jw_null(jw *w);
 /* Ends a top-level value with a newline. */
 void jw_end(jw *w);
 
+struct pcv_cl_device_info;
+/* the fields that name an OpenCL device (index, name, type, platform, platform_version, vendor,
+ * driver, version, opencl_c): devices --json and verify --all --json (docs/json.md) */
+void jw_cl_device(jw *w, const struct pcv_cl_device_info *d);
+
 /* Shortest "%.*g" form of v that strtof / strtod read back exactly (NaN and infinities: "null"). */
 void jw_format_float(char *buf, size_t cap, float v);
 void jw_format_double(char *buf, size_t cap, double v);

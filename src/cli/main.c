@@ -28,7 +28,7 @@ static const command commands[] = {
     {"convert", cmd_convert, &cli_cmd_convert, "DeepMind Haiku pickle (or any checkpoint) -> Hugging Face folder"},
     {"inspect", cmd_inspect, &cli_cmd_inspect, "list a checkpoint's tensors, architecture and config"},
     {"devices", cmd_devices, &cli_cmd_devices, "list the compute devices (--device N picks one)"},
-    {"verify", cmd_verify, &cli_cmd_verify, "run a model on a device and on the CPU path; compare every stage"},
+    {"verify", cmd_verify, &cli_cmd_verify, "run a model on two devices (default: one and the CPU path); compare every stage"},
     {"bench-ops", cmd_bench_ops, &cli_cmd_bench_ops, "GFLOP/s of single operations at the shapes of the full-size models"},
 };
 enum { NCOMMANDS = sizeof commands / sizeof *commands };

@@ -4,6 +4,7 @@
  * library's options (the library itself reads none of them). */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include "cli/cli.h"
+#include "cli/dispatch.h"
 
 #include "formats/sniff.h"
 #include "perceiver/image.h"
@@ -32,6 +33,20 @@ static const cli_option common_model[] = {
                                                     "Pillow's decompression-bomb rule; docs/limits.md)"},
     {0},
 };
+/* the same, for the commands that share their work between devices and MPI ranks (dispatch.h) */
+static const cli_option common_model_devices[] = {
+    {"device", 'd', "LIST", "cpu, an OpenCL device index, or part of its name (see 'perceiver-cl\n"
+                            "devices'); a list such as 0,1 (the work is shared, results in input\n"
+                            "order); all (every OpenCL device); auto (OpenCL device node-local\n"
+                            "MPI rank mod count, else cpu). Default: $PERCEIVER_DEVICE, else cpu;\n"
+                            "auto under mpirun"},
+    {"threads", 't', "N", "CPU threads (default: all cores)"},
+    {"numerics", CLI_NUMERICS, "P", "hf or haiku (DeepMind's original forward pass); default:\n"
+                                     "haiku for DeepMind pickles, hf otherwise"},
+    {"max-image-pixels", CLI_MAX_IMAGE_PIXELS, "N", "refuse images of more than N pixels (default 178956970,\n"
+                                                    "Pillow's decompression-bomb rule; docs/limits.md)"},
+    {0},
+};
 static const cli_option common_quiet[] = {
     {"quiet", 'q', NULL, "no progress or information on standard error (errors and\n"
                          "warnings are still printed)"},
@@ -45,7 +60,8 @@ static const cli_option common_help[] = {
 /* the options of a command in --help order: its own, the common ones, --help */
 int cli_all_options(const cli_command *c, const cli_option **out, int cap)
 {
-    const cli_option *lists[4] = {c->options, (c->common & CLI_MODEL) ? common_model : NULL,
+    const cli_option *model = (c->common & CLI_DEVICES) ? common_model_devices : common_model;
+    const cli_option *lists[4] = {c->options, (c->common & CLI_MODEL) ? model : NULL,
                                   (c->common & CLI_QUIET) ? common_quiet : NULL, common_help};
     int n = 0;
     for (int l = 0; l < 4; l++)
@@ -329,6 +345,10 @@ int cli_runtime_setup(pcv_error *err)
         rt.kernel_dir = v;
     if (env_flag("PERCEIVER_CL_TRACE", &flag))
         rt.trace = flag;
+    /* PERCEIVER_TUNING: any tuning keys, "key=value,..." (docs/opencl.md); the variables below
+     * are older names of single keys and come after it */
+    if ((v = getenv("PERCEIVER_TUNING")) && *v)
+        snprintf(tuning, sizeof tuning, "%s", v);
     tuning_from_env(tuning, sizeof tuning, "PERCEIVER_ATTENTION", "attention");
     tuning_from_env(tuning, sizeof tuning, "PERCEIVER_GEMM_LAYOUT", "layout");
     tuning_from_env(tuning, sizeof tuning, "PERCEIVER_ATTN_SPLITS", "splits");
@@ -388,6 +408,8 @@ void cli_print_version(FILE *f)
             "; OpenCL not built (-DPCV_OPENCL=OFF)"
 #endif
     );
+    /* the MPI of the build: mpirun -n N shares classify, fill and flow (dispatch.h) */
+    fprintf(f, "mpi: %s\n", cli_mpi_build());
 #if defined(__clang__)
     fprintf(f, "compiler: clang %s\n", __clang_version__);
 #elif defined(__GNUC__)

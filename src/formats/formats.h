@@ -15,6 +15,9 @@ struct pcv_safetensors {
 /* The limits on a config's layer counts (num_blocks, num_blocks x num_self_attends_per_block):
  * checked when a config.json is read and when a model is built from any config. */
 int pcv_config_check_limits(const pcv_config *cfg, const char *what, pcv_error *err);
+/* config.json text (len bytes, not NUL-terminated) into cfg, with every check of
+ * pcv_config_load; `path` names it in errors (config_save.c checks what it renders) */
+int pcv_config_parse_text(pcv_config *cfg, const char *path, const char *text, size_t len, pcv_error *err);
 
 /* Maps st (caller-owned storage) / releases what pcv_st_map set up. */
 int pcv_st_map(pcv_safetensors *st, const char *path, pcv_error *err);
