@@ -118,22 +118,28 @@ static bool add_dir(inputs *in, const char *dir, bool recursive, int depth)
         return push(in, dir);
     char **names = NULL;
     int n = 0, cap = 0;
+    bool ok = true; /* false: out of memory */
     struct dirent *de;
-    while ((de = readdir(d))) {
+    while (ok && (de = readdir(d))) {
         if (de->d_name[0] == '.')
             continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 64;
             char **nn = realloc(names, (size_t)cap * sizeof *nn);
-            if (!nn)
+            if (!nn) {
+                ok = false;
                 break;
+            }
             names = nn;
         }
-        names[n++] = strdup(de->d_name);
+        if ((names[n] = strdup(de->d_name)) != NULL)
+            n++;
+        else
+            ok = false;
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof *names, cmp_name);
-    bool ok = true;
+    if (n > 1) /* an empty folder has no list at all (qsort wants one) */
+        qsort(names, (size_t)n, sizeof *names, cmp_name);
     char path[8192];
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < n && ok; i++) {
