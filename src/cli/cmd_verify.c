@@ -308,6 +308,18 @@ static void use_str(char *buf, size_t cap, const dev_result *r)
         snprintf(buf, cap, "%.2e%%", 100.0 * r->worst_use);
 }
 
+/* The opening of both JSON documents (one device, --all): the model, its architecture and size,
+ * the input (docs/json.md) */
+static void json_begin(jw *w, const char *model_dir, pcv_arch arch, const pcv_model *ref, const char *input_desc)
+{
+    jw_init(w, stdout, 2);
+    jw_object(w);
+    jw_path(w, "model", model_dir);
+    jw_key(w, "architecture"), jw_str(w, pcv_arch_name(arch));
+    jw_key(w, "parameters"), jw_int(w, pcv_model_num_params(ref));
+    jw_key(w, "input"), jw_str(w, input_desc);
+}
+
 int cmd_verify(int argc, char **argv)
 {
     cli_parser p;
@@ -496,12 +508,7 @@ int cmd_verify(int argc, char **argv)
         const stage_cmp *cmp = r->cmp;
         if (json) {
             jw w;
-            jw_init(&w, stdout, 2);
-            jw_object(&w);
-            jw_path(&w, "model", model_dir);
-            jw_key(&w, "architecture"), jw_str(&w, pcv_arch_name(arch));
-            jw_key(&w, "parameters"), jw_int(&w, pcv_model_num_params(ref));
-            jw_key(&w, "input"), jw_str(&w, input_desc);
+            json_begin(&w, model_dir, arch, ref, input_desc);
             jw_key(&w, "device"), jw_str(&w, r->device);
             jw_key(&w, "reference"), jw_str(&w, ref_desc);
             jw_key(&w, "metric"), jw_str(&w, "max_rel = max|dev-ref| / max|ref|; nmse = sum (dev-ref)^2 / sum ref^2");
@@ -559,12 +566,7 @@ int cmd_verify(int argc, char **argv)
         }
     } else if (json) {
         jw w;
-        jw_init(&w, stdout, 2);
-        jw_object(&w);
-        jw_path(&w, "model", model_dir);
-        jw_key(&w, "architecture"), jw_str(&w, pcv_arch_name(arch));
-        jw_key(&w, "parameters"), jw_int(&w, pcv_model_num_params(ref));
-        jw_key(&w, "input"), jw_str(&w, input_desc);
+        json_begin(&w, model_dir, arch, ref, input_desc);
         jw_key(&w, "reference"), jw_str(&w, ref_desc);
         jw_key(&w, "reference_forward_s"), jw_double(&w, t_ref);
         jw_key(&w, "metric"), jw_str(&w, "max_rel = max|dev-ref| / max|ref|; nmse = sum (dev-ref)^2 / sum ref^2; "
