@@ -88,17 +88,26 @@ static void test_full(const char *fixture, const char *profile, const char *devi
     pcv_st_unmap(&full);
 }
 
-/* the label input's values never matter: it is replaced by the mask token */
-static void test_label_masked(void)
+/* tests/fixtures/mm_small: its model (NULL and a failed check if it cannot be loaded) and its
+ * inputs mapped into *in */
+static pcv_model *open_mm_small(pcv_safetensors *in)
 {
     char dir[4096], path[4200];
     pcv_error err = {0};
     snprintf(dir, sizeof dir, "%s/mm_small", tu_fixtures());
-    pcv_safetensors in = {0};
     snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
-    CHECK(pcv_st_map(&in, path, &err) == 0, "%s", err.msg);
+    CHECK(pcv_st_map(in, path, &err) == 0, "%s", err.msg);
     pcv_model *m = NULL;
     CHECK(pcv_model_load(dir, NULL, &m, &err) == 0, "%s", err.msg);
+    return m;
+}
+
+/* the label input's values never matter: it is replaced by the mask token */
+static void test_label_masked(void)
+{
+    pcv_error err = {0};
+    pcv_safetensors in = {0};
+    pcv_model *m = open_mm_small(&in);
     if (m && in.count) {
         pcv_io_tensor ios[8];
         int n = load_inputs(&in, ios, true);
@@ -179,14 +188,9 @@ static void test_haiku_as_hf(void)
 
 static void test_errors(void)
 {
-    char dir[4096], path[4200];
     pcv_error err = {0};
-    snprintf(dir, sizeof dir, "%s/mm_small", tu_fixtures());
     pcv_safetensors in = {0};
-    snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
-    CHECK(pcv_st_map(&in, path, &err) == 0, "%s", err.msg);
-    pcv_model *m = NULL;
-    CHECK(pcv_model_load(dir, NULL, &m, &err) == 0, "%s", err.msg);
+    pcv_model *m = open_mm_small(&in);
     if (!m)
         return;
     pcv_io_tensor ios[8];
