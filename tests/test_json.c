@@ -184,7 +184,19 @@ static const field device[] = {{"index", T_INT}, {"name", T_STR}, {"type", T_STR
                                {"opencl_c", T_STR}, {"compute_units", T_INT}, {"clock_mhz", T_INT},
                                {"global_mem_bytes", T_INT}, {"max_alloc_bytes", T_INT}, {"local_mem_bytes", T_INT},
                                {"fp64", T_BOOL}, {"usable", T_BOOL}, {"unusable_reason", T_STR_OR_NULL},
-                               {"kernel_cache_used", T_BOOL}, {0}};
+                               {"kernel_cache_used", T_BOOL}, {"tuning_profile", T_STR_OR_NULL},
+                               {"tuning", T_STR_OR_NULL}, {0}};
+static const field device_id[] = {{"index", T_INT}, {"name", T_STR}, {"type", T_STR}, {"platform", T_STR},
+                                  {"platform_version", T_STR}, {"vendor", T_STR}, {"driver", T_STR},
+                                  {"version", T_STR}, {"opencl_c", T_STR}, {0}};
+static const field tune_doc[] = {{"device", T_OBJ}, {"backend", T_STR}, {"model", T_STR}, {"rows", T_INT},
+                                 {"budget_s", T_NUM}, {"seconds", T_NUM}, {"best", T_STR}, {"before_ms", T_NUM},
+                                 {"after_ms", T_NUM}, {"speedup", T_NUM}, {"tried", T_INT}, {"wrong", T_INT},
+                                 {"failed", T_INT}, {"slower", T_INT}, {"profile", T_STR_OR_NULL},
+                                 {"operations", T_ARR}, {"candidates", T_ARR}, {0}};
+static const field tune_op[] = {{"op", T_STR}, {"model", T_STR}, {"shape", T_STR}, {"weight", T_NUM},
+                                {"before_ms", T_NUM}, {"after_ms", T_NUM}, {"after_gflops", T_NUM}, {0}};
+static const field tune_cand[] = {{"tuning", T_STR}, {"status", T_STR}, {0}};
 static const field ops_doc[] = {{"device", T_STR}, {"reference", T_STR}, {"repeat", T_INT}, {"ops", T_ARR}, {0}};
 static const field op[] = {{"op", T_STR}, {"variant", T_STR}, {"kind", T_STR}, {"shape", T_STR}, {"unit", T_STR},
                            {"device_ms", T_NUM}, {"device_rate", T_NUM}, {"cpu_ms", T_NUM}, {"cpu_rate", T_NUM}, {0}};
@@ -290,12 +302,14 @@ int main(void)
         {"bench-ops", "bench-ops -q --json -d cpu -r 1 --only layernorm"},
         /* several devices (the CPU path and OpenCL device 0): skipped without an OpenCL device */
         {"bench -d cpu,0", "bench -q --json -r 1 -d cpu,0 -m '%s/mlm_q_shape'"},
+        /* tuning OpenCL device 0 (a short search, nothing stored): skipped without one */
+        {"tune", "tune -q --json -d 0 --model lm --rows 8 --budget 1 --dry-run"},
     };
     for (size_t d = 0; d < sizeof docs / sizeof *docs; d++) {
         char args[4096];
         snprintf(args, sizeof args, docs[d].args, fx);
         snprintf(cmd, sizeof cmd, "'%s' %s 2>/dev/null", bin, args);
-        if (d == 4 && !strstr(devices_out ? devices_out : "", "\"index\": 0"))
+        if ((d == 4 || d == 5) && !strstr(devices_out ? devices_out : "", "\"index\": 0"))
             continue;
         out = run(cmd);
         json_error_t je;
@@ -329,6 +343,12 @@ int main(void)
             need("bench -d cpu,0 results", r, bench_res_devs);
             each(json_object_get(r, "devices"), "bench -d cpu,0 devices", bench_dev);
             CHECK(json_array_size(json_object_get(r, "devices")) == 2, "bench -d cpu,0: 2 devices");
+        } else if (o && d == 5) {
+            need("tune", o, tune_doc);
+            need("tune device", json_object_get(o, "device"), device_id);
+            each(json_object_get(o, "operations"), "tune operations", tune_op);
+            each(json_object_get(o, "candidates"), "tune candidates", tune_cand);
+            CHECK(json_is_null(json_object_get(o, "profile")), "tune --dry-run: profile is null");
         }
         if (o && d == 2) {
             free(devices_out);

@@ -1,8 +1,8 @@
 /* Every backend operation against float64 references: the one table of operation cases
  * (src/backend/opcases.c, shared with `perceiver-cl bench-ops`) plus random odd shapes, on the
  * CPU reference backend and on every OpenCL device. Every output buffer is followed by a guard
- * region of sentinel values that must survive (catches out-of-bounds writes). Tolerances:
- * tests/tolerances.json "ops".
+ * region of sentinel values that must survive (catches out-of-bounds writes). Tolerances: the
+ * library's one table, pcv_op_tolerance (src/backend/opcases.c; policy in tests/TOLERANCES.md).
  *
  * OpenCL devices also run the attention cases through each of their code paths (fused kernel
  * with and without key splits, CLBlast GEMMs), with head sizes up to 1280 and long key/query
@@ -22,35 +22,9 @@
 #include <math.h>
 #include <string.h>
 
-static json_t *tolerances;
 static const char *filter;
 static uint64_t seed = 1;
 
-typedef struct tol {
-    double atol, rtol, nmse;
-} tol;
-
-/* An operation's tolerance: tests/tolerances.json ops.<name>; operations that only move or
- * add float32 values must be exact. */
-static tol op_tol(const pcv_op_case *c)
-{
-    const char *key = NULL;
-    switch (c->op) {
-    case PCV_OP_GEMM: key = "gemm"; break;
-    case PCV_OP_LAYERNORM: key = "layernorm"; break;
-    case PCV_OP_ACTIVATION:
-        key = c->act == PCV_ACT_GELU || c->act == PCV_ACT_GELU_TANH ? "gelu" : "activation";
-        break;
-    case PCV_OP_SOFTMAX: key = "softmax"; break;
-    case PCV_OP_ATTENTION: key = "attention"; break;
-    case PCV_OP_CHANNEL_AFFINE: key = "channel_affine"; break;
-    default: return (tol){0, 0, 0}; /* exact */
-    }
-    json_t *o = json_object_get(json_object_get(tolerances, "ops"), key);
-    CHECK(o != NULL, "tolerances.json has no ops.%s", key);
-    return (tol){json_number_value(json_object_get(o, "atol")), json_number_value(json_object_get(o, "rtol")),
-                 json_number_value(json_object_get(o, "nmse"))};
-}
 
 /* Runs one case on a backend and checks it; returns the instance (output kept) when keep. */
 static void run_case(pcv_backend *be, const pcv_op_case *c, const char *how)
@@ -69,7 +43,7 @@ static void run_case(pcv_backend *be, const pcv_op_case *c, const char *how)
         return;
     }
     CHECK(pcv_op_run(be, &in, &err) == 0, "%s: %s", what, err.msg);
-    tol t = op_tol(c);
+    pcv_op_tol t = pcv_op_tolerance(c); /* the library's table (backend/opcases.c) */
     pcv_op_result r;
     bool by_nmse = t.nmse > 0;
     if (pcv_op_check(be, &in, by_nmse ? -1 : t.atol, t.rtol, &r, &err) != 0) {
@@ -261,13 +235,6 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    char path[4096];
-    json_error_t je;
-    snprintf(path, sizeof path, "%s/../tolerances.json", tu_fixtures());
-    tolerances = json_load_file(path, 0, &je);
-    CHECK(tolerances != NULL, "%s: %s", path, je.text);
-    if (!tolerances)
-        return TEST_DONE();
     tu_runtime_setup(); /* compiled kernels go to the test folder, not the user's cache */
 
     pcv_error err = {0};
@@ -282,7 +249,6 @@ int main(int argc, char **argv)
         }
     }
     if (only_backend && !strcmp(only_backend, "cpu")) {
-        json_decref(tolerances);
         return TEST_DONE();
     }
 
@@ -339,6 +305,5 @@ int main(int argc, char **argv)
     if (ndev > 0 && !filter && !getenv("PCV_TEST_TUNING") && (!only_backend || !strcmp(only_backend, "0")))
         run_device_loss("0");
     free(devs);
-    json_decref(tolerances);
     return TEST_DONE();
 }

@@ -87,7 +87,7 @@ struct pcv_backend {
     const pcv_backend_ops *ops;
     char name[128];        /* "cpu", "opencl:0" */
     char device_name[256]; /* human-readable device description */
-    char driver[256];      /* the software doing the work: "BLIS 0.9.0, OpenMP", "PoCL 3.1 ..., driver ..." */
+    char driver[512];      /* the software doing the work: "BLIS 0.9.0, OpenMP", "PoCL 3.1 ..., driver ..." */
     void *ctx;
     /* kept by the wrappers */
     int64_t allocs, releases; /* buffers allocated and released over the backend's life */

@@ -77,6 +77,15 @@ int pcv_op_setup(pcv_backend *be, const pcv_op_case *c, uint64_t seed, pcv_op_in
 int pcv_op_run(pcv_backend *be, pcv_op_inst *in, pcv_error *err);
 void pcv_op_free(pcv_backend *be, pcv_op_inst *in);
 
+/* An operation's tolerance against the float64 reference, written down once here for every
+ * user (tests/test_ops on every backend, `perceiver-cl tune` for every candidate it keeps):
+ * nmse > 0 means the check is by NMSE alone (sum (got - want)^2 / sum want^2 <= nmse), else every
+ * value must satisfy |got - want| <= atol + rtol |want| (atol = rtol = 0: exact). */
+typedef struct pcv_op_tol {
+    double atol, rtol, nmse;
+} pcv_op_tol;
+pcv_op_tol pcv_op_tolerance(const pcv_op_case *c);
+
 /* The result of a check against the float64 reference. */
 typedef struct pcv_op_result {
     int64_t n;         /* output values compared */
@@ -90,5 +99,10 @@ typedef struct pcv_op_result {
 /* Downloads the output, computes the float64 reference and compares with atol/rtol (atol < 0:
  * only the NMSE, for operations whose tolerance is an NMSE). */
 int pcv_op_check(pcv_backend *be, pcv_op_inst *in, double atol, double rtol, pcv_op_result *r, pcv_error *err);
+/* The same in two steps, for callers that check many runs of one case: the float64 reference
+ * (malloc'd, len[out] values; NULL when out of memory) and a check against it. */
+double *pcv_op_reference(const pcv_op_inst *in);
+int pcv_op_check_against(pcv_backend *be, pcv_op_inst *in, const double *want, double atol, double rtol,
+                         pcv_op_result *r, pcv_error *err);
 
 #endif

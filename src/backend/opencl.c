@@ -26,10 +26,13 @@
  *   splits=N (key splits of the fused attention kernel)
  * Test hooks (a simulated device loss) are in backend/testing.h.
  */
+#define _GNU_SOURCE /* dladdr */
 #include "backend/opencl_impl.h"
 #include "util/error.h"
 
 #ifdef PCV_HAVE_OPENCL
+#include <dlfcn.h>
+#include <limits.h>
 
 #include "backend/backend_impl.h"
 #include "backend/testing.h"
@@ -100,6 +103,8 @@ typedef struct cl_dev {
     bool gpu_like; /* GPU kernel configuration (see dev_init) */
     bool attn_gemm_auto; /* the automatic attention path is the CLBlast one (see dev_init) */
     char options[256];
+    char profile[512];         /* the device's tuning profile ("" none): opencl_profile.c */
+    char profile_path[4300];
     int layout, attn_path, force_splits;
     int64_t fail_after;        /* test hook: launches left before a simulated loss, -1 = never */
     bool trace;                /* runtime option: finish and time every launch (stderr) */
@@ -908,10 +913,9 @@ static int ocl_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error
 
 /* ---- device set-up ---------------------------------------------------------------------------- */
 
-/* The value of key in the runtime tuning string "key=value,key=value" (copied into buf), or NULL. */
-static const char *tuning_value(const char *key, char *buf, size_t cap)
+/* The value of key in a tuning string "key=value,key=value" (copied into buf), or NULL. */
+static const char *find_key(const char *t, const char *key, char *buf, size_t cap)
 {
-    const char *t = pcv_runtime()->tuning;
     size_t kl = strlen(key);
     for (const char *p = t; p && *p;) {
         const char *end = strchr(p, ',');
@@ -927,23 +931,33 @@ static const char *tuning_value(const char *key, char *buf, size_t cap)
     return NULL;
 }
 
+/* A tuning key of a device: the runtime tuning string's (explicit settings win), else its
+ * profile's (d may be NULL: none). */
+static const char *tuning_value(const cl_dev *d, const char *key, char *buf, size_t cap)
+{
+    const char *v = find_key(pcv_runtime()->tuning, key, buf, cap);
+    return v || !d || !d->profile[0] ? v : find_key(d->profile, key, buf, cap);
+}
+
+static int tuning_choice(const cl_dev *d, const char *key, const char *const *words, int n, int def);
+
 /* Installs CLBlast parameters for PoCL's CPU device (measured on PoCL 3.1, AVX-512 and AVX2:
  * 1x1 work-groups with float16 vectors; see docs/opencl.md). They are PoCL's, not every CPU
  * driver's: on Mesa's rusticl (llvmpipe) the same set runs 1000x slower than CLBlast's defaults,
  * so other drivers keep CLBlast's own parameters. The tuning keys clblast=0, xgemm=... and
  * minind=... change that. */
-static void clblast_tune(cl_dev *d)
+static CLBlastStatusCode clblast_tune(cl_dev *d)
 {
     char v[256];
-    const char *env = tuning_value("clblast", v, sizeof v);
+    const char *env = tuning_value(d, "clblast", v, sizeof v);
     if (env && !strcmp(env, "0"))
-        return;
+        return CLBlastSuccess;
     static const char *names[16] = {"GEMMK", "KREG", "KWG",  "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
                                     "NDIMC", "NWG",  "SA",   "SB",  "STRM",  "STRN",  "VWM", "VWN"};
     size_t vals[16] = {0, 1, 64, 4, 1, 1, 32, 1, 1, 8, 0, 0, 0, 0, 16, 1};
     bool pocl = d->info.is_cpu && strstr(d->info.platform, "Portable Computing Language") != NULL;
     bool have = pocl;
-    const char *x = tuning_value("xgemm", v, sizeof v);
+    const char *x = tuning_value(d, "xgemm", v, sizeof v);
     if (x && *x) {
         size_t nv[16];
         int n = 0;
@@ -963,21 +977,53 @@ static void clblast_tune(cl_dev *d)
                     "GEMMK KREG KWG KWI MDIMA MDIMC MWG NDIMB NDIMC NWG SA SB STRM STRN VWM VWN");
         }
     }
+    CLBlastStatusCode st = CLBlastSuccess;
     if (have)
-        CLBlastOverrideParameters(d->dev, "Xgemm", CLBlastPrecisionSingle, 16, names, vals);
+        st = CLBlastOverrideParameters(d->dev, "Xgemm", CLBlastPrecisionSingle, 16, names, vals);
     /* every GEMM takes the tuned indirect kernel on CPUs (the direct kernel keeps its defaults) */
-    const char *mi = tuning_value("minind", v, sizeof v);
+    const char *mi = tuning_value(d, "minind", v, sizeof v);
     size_t minind = mi && *mi ? strtoul(mi, NULL, 10) : pocl ? 1 : 0;
-    if (minind > 0) {
+    if (minind > 0 && st == CLBlastSuccess) {
         const char *rn[1] = {"XGEMM_MIN_INDIRECT_SIZE"};
-        CLBlastOverrideParameters(d->dev, "GemmRoutine", CLBlastPrecisionSingle, 1, rn, &minind);
+        st = CLBlastOverrideParameters(d->dev, "GemmRoutine", CLBlastPrecisionSingle, 1, rn, &minind);
     }
+    return st;
 }
 
-static int tuning_choice(const char *key, const char *const *words, int n, int def)
+/* The switches the tuning keys (runtime string, then profile) set. */
+static void read_switches(cl_dev *d)
+{
+    static const char *const layouts[] = {"auto", "row", "swap"};
+    static const char *const paths[] = {"auto", "fused", "gemm"};
+    d->layout = tuning_choice(d, "layout", layouts, 3, LAYOUT_AUTO);
+    d->attn_path = tuning_choice(d, "attention", paths, 3, ATTN_AUTO);
+    char sv[32];
+    d->force_splits = tuning_value(d, "splits", sv, sizeof sv) ? atoi(sv) : 0;
+}
+
+/* Loads the device's tuning profile (`perceiver-cl tune`) unless the runtime tuning string says
+ * profile=0; a file that is not a valid profile of this device is ignored with a warning. */
+static void load_profile(cl_dev *d)
+{
+    char v[16], why[4600];
+    d->profile[0] = '\0';
+    d->profile_path[0] = '\0';
+    if (find_key(pcv_runtime()->tuning, "profile", v, sizeof v) && !strcmp(v, "0"))
+        return;
+    int r = pcv_cl_profile_load(&d->info, d->profile, sizeof d->profile, why, sizeof why);
+    if (r > 0)
+        pcv_cl_profile_path(&d->info, d->profile_path, sizeof d->profile_path);
+    else if (r < 0)
+        fprintf(stderr,
+                "perceiver-cl: warning: OpenCL device %d: ignoring its tuning profile: %s (run 'perceiver-cl tune "
+                "--device %d' to measure a new one)\n",
+                d->info.index, why, d->info.index);
+}
+
+static int tuning_choice(const cl_dev *d, const char *key, const char *const *words, int n, int def)
 {
     char v[64];
-    if (!tuning_value(key, v, sizeof v) || !v[0])
+    if (!tuning_value(d, key, v, sizeof v) || !v[0])
         return def;
     for (int i = 0; i < n; i++)
         if (!strcasecmp(v, words[i]))
@@ -1024,7 +1070,7 @@ static int probe_loops(cl_dev *d, pcv_error *err)
     d->loop_limit_probed = out < n;
     char tv[32];
     int64_t lim;
-    if (tuning_value("loop_limit", tv, sizeof tv) && (lim = strtoll(tv, NULL, 10)) > 0 &&
+    if (tuning_value(d, "loop_limit", tv, sizeof tv) && (lim = strtoll(tv, NULL, 10)) > 0 &&
         (d->loop_limit == 0 || lim < d->loop_limit))
         d->loop_limit = lim, d->loop_limit_probed = false;
     return 0;
@@ -1060,17 +1106,19 @@ static int dev_init(cl_dev *d, int index, pcv_error *err)
         return pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL device %d '%s': cannot create a command queue: %s", index,
                              in->name, pcv_cl_error_name(r, eb, sizeof eb));
 
+    load_profile(d);
+
     /* Lower limits than the device's, and GPU-style kernel configuration on any device (tuning
      * keys wg=N, local=BYTES, as=gpu): the tests run GPU-sized constraints on CPU devices. */
     char tv[32];
     size_t cap;
-    if (tuning_value("wg", tv, sizeof tv) && (cap = strtoul(tv, NULL, 10)) > 0) {
+    if (tuning_value(d, "wg", tv, sizeof tv) && (cap = strtoul(tv, NULL, 10)) > 0) {
         if (cap < d->info.max_work_group)
             d->info.max_work_group = cap;
         if (cap < d->info.max_item_size0)
             d->info.max_item_size0 = cap;
     }
-    if (tuning_value("local", tv, sizeof tv) && (cap = strtoul(tv, NULL, 10)) > 0 && cap < d->info.local_mem)
+    if (tuning_value(d, "local", tv, sizeof tv) && (cap = strtoul(tv, NULL, 10)) > 0 && cap < d->info.local_mem)
         d->info.local_mem = cap;
     /* Kernel style. PoCL's CPU device runs explicit float16 vectors with one work-item per row
      * best (measured, docs/opencl.md); every other device, GPUs and also Mesa's llvmpipe (which
@@ -1078,7 +1126,7 @@ static int dev_init(cl_dev *d, int index, pcv_error *err)
      * the GPU style. Tuning key as=gpu / as=cpu overrides. */
     bool pocl_cpu = in->is_cpu && strstr(in->platform, "Portable Computing Language") != NULL;
     d->gpu_like = !pocl_cpu;
-    if (tuning_value("as", tv, sizeof tv))
+    if (tuning_value(d, "as", tv, sizeof tv))
         d->gpu_like = !strcasecmp(tv, "gpu") ? true : !strcasecmp(tv, "cpu") ? false : d->gpu_like;
     /* the fused attention kernel is the faster path on PoCL and on GPUs; on other CPU drivers
      * (llvmpipe: 35 s against 11 s for the tiny language model) the CLBlast path is */
@@ -1111,17 +1159,22 @@ static int dev_init(cl_dev *d, int index, pcv_error *err)
     if (!d->dummy || r != CL_SUCCESS)
         return cl_fail(d, r, "clCreateBuffer", err);
 
-    static const char *const layouts[] = {"auto", "row", "swap"};
-    static const char *const paths[] = {"auto", "fused", "gemm"};
-    d->layout = tuning_choice("layout", layouts, 3, LAYOUT_AUTO);
-    d->attn_path = tuning_choice("attention", paths, 3, ATTN_AUTO);
-    char sv[32];
-    d->force_splits = tuning_value("splits", sv, sizeof sv) ? atoi(sv) : 0;
+    read_switches(d);
     d->fail_after = -1;
     d->trace = pcv_runtime()->trace;
     if ((rc = probe_loops(d, err)))
         return rc;
-    clblast_tune(d);
+    CLBlastStatusCode st = clblast_tune(d);
+    if (st != CLBlastSuccess && d->profile[0]) {
+        fprintf(stderr,
+                "perceiver-cl: warning: OpenCL device %d: CLBlast refused the parameters of its tuning profile %s "
+                "(%s); using the defaults\n",
+                index, d->profile_path, clblast_status(st, eb, sizeof eb));
+        d->profile[0] = d->profile_path[0] = '\0';
+        CLBlastClearCache();
+        clblast_tune(d);
+        read_switches(d);
+    }
     return 0;
 }
 
@@ -1220,6 +1273,75 @@ bool pcv_cl_set_switches(pcv_backend *be, const pcv_cl_switches *s)
     return true;
 }
 
+const char *pcv_cl_clblast_version(void)
+{
+    static char v[300];
+    if (v[0])
+        return v;
+    /* the file the running CLBlast was loaded from, links resolved ("libclblast.so.1.5.3"):
+     * an upgrade without a rebuild of perceiver-cl still changes it */
+    Dl_info di;
+    char real[PATH_MAX];
+    union {
+        CLBlastStatusCode (*f)(void);
+        void *p;
+    } fp = {.f = CLBlastClearCache};
+    if (dladdr(fp.p, &di) && di.dli_fname && realpath(di.dli_fname, real)) {
+        const char *b = strrchr(real, '/');
+        b = b ? b + 1 : real;
+        if (strstr(b, "clblast"))
+            snprintf(v, sizeof v, "%s", b);
+    }
+    if (!v[0])
+        snprintf(v, sizeof v, "CLBlast %s (linked statically)", PCV_CLBLAST_VERSION);
+    return v;
+}
+
+bool pcv_cl_backend_info(const pcv_backend *be, pcv_cl_device_info *info)
+{
+    if (!be || be->ops != &ocl_ops)
+        return false;
+    *info = DEV(be)->info;
+    return true;
+}
+
+bool pcv_cl_backend_profile(const pcv_backend *be, char *tuning, size_t cap, char *path, size_t pathcap)
+{
+    if (!be || be->ops != &ocl_ops)
+        return false;
+    snprintf(tuning, cap, "%s", DEV(be)->profile);
+    snprintf(path, pathcap, "%s", DEV(be)->profile_path);
+    return true;
+}
+
+int pcv_cl_retune(pcv_backend *be, const char *tuning, pcv_error *err)
+{
+    if (!be || be->ops != &ocl_ops)
+        return pcv_set_error(err, PCV_ERR_INPUT, "pcv_cl_retune: not an OpenCL backend");
+    cl_dev *d = DEV(be);
+    char why[256], eb[48];
+    if (!pcv_cl_profile_check(tuning, why, sizeof why))
+        return pcv_set_error(err, PCV_ERR_INPUT, "tuning '%s': %s", tuning, why);
+    /* a candidate the driver refused (a work-group too large, registers exhausted) may have
+     * marked the device lost; a queue that still finishes is usable */
+    if (clFinish(d->queue) == CL_SUCCESS)
+        d->lost = false;
+    CLBlastClearCache();
+    snprintf(d->profile, sizeof d->profile, "%s", tuning);
+    d->profile_path[0] = '\0';
+    CLBlastStatusCode st = clblast_tune(d);
+    if (st != CLBlastSuccess) {
+        d->profile[0] = '\0';
+        CLBlastClearCache();
+        clblast_tune(d);
+        read_switches(d);
+        return pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL device %d: CLBlast refused the parameters of '%s': %s",
+                             d->info.index, tuning, clblast_status(st, eb, sizeof eb));
+    }
+    read_switches(d);
+    return check_lost(d, err);
+}
+
 bool pcv_backend_test_fail_after(pcv_backend *be, int64_t launches)
 {
     if (!be || be->ops != &ocl_ops)
@@ -1272,12 +1394,23 @@ pcv_backend *pcv_backend_opencl_create(int index, const pcv_backend_options *opt
     snprintf(be->name, sizeof be->name, "opencl:%d", index);
     snprintf(be->device_name, sizeof be->device_name, "OpenCL device %d: %s (%s, %s)", index, d->info.name,
              d->info.platform, d->info.driver);
-    snprintf(be->driver, sizeof be->driver, "%s, driver %s, %s; CLBlast", d->info.platform_version, d->info.driver,
-             d->info.version);
+    snprintf(be->driver, sizeof be->driver, "%s, driver %s, %s; CLBlast%s%s", d->info.platform_version, d->info.driver,
+             d->info.version, d->profile_path[0] ? "; tuned (perceiver-cl tune): " : "",
+             !d->profile_path[0] ? "" : d->profile[0] ? d->profile : "the defaults");
     return be;
 }
 
 #else
+const char *pcv_cl_clblast_version(void) { return "none"; }
+bool pcv_cl_backend_info(const pcv_backend *be, pcv_cl_device_info *info) { return false; }
+bool pcv_cl_backend_profile(const pcv_backend *be, char *tuning, size_t cap, char *path, size_t pathcap)
+{
+    return false;
+}
+int pcv_cl_retune(pcv_backend *be, const char *tuning, pcv_error *err)
+{
+    return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "this build has no OpenCL backend");
+}
 int64_t pcv_cl_loop_limit(const pcv_backend *be) { return -1; }
 bool pcv_cl_get_switches(const pcv_backend *be, pcv_cl_switches *s) { return false; }
 bool pcv_cl_set_switches(pcv_backend *be, const pcv_cl_switches *s) { return false; }

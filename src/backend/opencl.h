@@ -76,6 +76,10 @@ int64_t pcv_cl_launch_count(void);
  * PoCL devices do not use it unless kernel_cache=1 (PoCL caches programs itself; see
  * opencl_program.c). */
 const char *pcv_cl_cache_dir(void);
+/* The cache folder the options and the environment name (the runtime option cache_dir, else
+ * $XDG_CACHE_HOME/perceiver-cl, else $HOME/.cache/perceiver-cl; "" for none), whether or not
+ * the kernel cache is on: tuning profiles live there too. */
+void pcv_cl_user_cache_dir(char *dir, size_t cap);
 /* Why that folder was refused ("" if it was not): owned by another user or writable by others.
  * A build that would use the cache fails with this message. */
 const char *pcv_cl_cache_problem(void);
@@ -86,5 +90,45 @@ bool pcv_cl_pocl_cache_problem(char *buf, size_t cap);
 /* Whether compiled programs of this device go to that cache: yes unless the driver is PoCL
  * (which caches them itself); the runtime option kernel_cache=1 forces it. */
 bool pcv_cl_cache_used(const pcv_cl_device_info *info);
+
+/* ---- tuning profiles (perceiver-cl tune; docs/opencl.md "Tuning") ---------------------------
+ * A profile is a tuning string ("xgemm=...,minind=N,layout=...,attention=...,splits=N") that
+ * `perceiver-cl tune` measured to be the fastest verified choice for one device, stored as
+ * <cache>/tuned-<hash>.txt with the device's identity (platform, device, driver, CLBlast
+ * version): a new driver or CLBlast finds no profile. Opening a device loads its profile unless
+ * the runtime tuning string says profile=0; explicit runtime tuning keys win over the profile's. */
+
+/* The keys a profile may hold, checked value by value; false with why ("xgemm needs 16
+ * numbers", ...) otherwise. */
+bool pcv_cl_profile_check(const char *tuning, char *why, size_t whycap);
+/* CLBlast Xgemm parameters: the 16 numbers of a tuning string's xgemm= key (GEMMK KREG KWG KWI
+ * MDIMA MDIMC MWG NDIMB NDIMC NWG SA SB STRM STRN VWM VWN; false when it has none), and whether
+ * they are a valid set for the device (CLBlast's constraints, work-group size, local memory). */
+bool pcv_cl_xgemm_parse(const char *tuning, int *p);
+bool pcv_cl_xgemm_valid(const int *p, const pcv_cl_device_info *info);
+/* The profile file of a device (path; false when there is no cache folder). */
+bool pcv_cl_profile_path(const pcv_cl_device_info *info, char *path, size_t cap);
+/* Reads the device's profile: 1 with tuning set, 0 when there is none, -1 with why when the
+ * file is not a valid profile of this device (it is then ignored). */
+int pcv_cl_profile_load(const pcv_cl_device_info *info, char *tuning, size_t cap, char *why, size_t whycap);
+/* Writes the device's profile atomically (the cache folder made private first); comment is one
+ * line of text kept in the file (what was measured). */
+int pcv_cl_profile_save(const pcv_cl_device_info *info, const char *tuning, const char *comment, pcv_error *err);
+/* Removes it; 0 also when there was none (*removed says which). */
+int pcv_cl_profile_remove(const pcv_cl_device_info *info, bool *removed, pcv_error *err);
+
+/* The CLBlast library this process runs: the name of the file it was loaded from
+ * ("libclblast.so.1.5.3"), part of a profile's identity. */
+const char *pcv_cl_clblast_version(void);
+/* The device of an OpenCL backend (false for other backends). */
+bool pcv_cl_backend_info(const pcv_backend *be, pcv_cl_device_info *info);
+/* The profile an OpenCL backend's device runs with ("" none) and its file; false for other
+ * backends. */
+bool pcv_cl_backend_profile(const pcv_backend *be, char *tuning, size_t cap, char *path, size_t pathcap);
+/* The tuner's switch: makes tuning (a profile string, "" for the defaults) the device's profile
+ * at once: CLBlast parameters (its caches are cleared), GEMM layout, attention path and splits.
+ * Runtime tuning keys still win. An invalid string or parameters CLBlast refuses are an error
+ * and leave the defaults in place. */
+int pcv_cl_retune(pcv_backend *be, const char *tuning, pcv_error *err);
 
 #endif

@@ -15,6 +15,19 @@
 
 static char g_cache_problem[1024];
 
+void pcv_cl_user_cache_dir(char *dir, size_t cap)
+{
+    const pcv_runtime_options *rt = pcv_runtime();
+    const char *e;
+    dir[0] = '\0';
+    if (rt->cache_dir)
+        snprintf(dir, cap, "%s", rt->cache_dir);
+    else if ((e = getenv("XDG_CACHE_HOME")) && *e)
+        snprintf(dir, cap, "%s/perceiver-cl", e);
+    else if ((e = getenv("HOME")) && *e)
+        snprintf(dir, cap, "%s/.cache/perceiver-cl", e);
+}
+
 const char *pcv_cl_cache_dir(void)
 {
     static char dir[4096];
@@ -24,15 +37,9 @@ const char *pcv_cl_cache_dir(void)
     done = true;
     dir[0] = '\0';
     const pcv_runtime_options *rt = pcv_runtime();
-    if (rt->kernel_cache == 0 || (rt->cache_dir && !rt->cache_dir[0]))
+    if (rt->kernel_cache == 0)
         return dir;
-    const char *e;
-    if (rt->cache_dir)
-        snprintf(dir, sizeof dir, "%s", rt->cache_dir);
-    else if ((e = getenv("XDG_CACHE_HOME")) && *e)
-        snprintf(dir, sizeof dir, "%s/perceiver-cl", e);
-    else if ((e = getenv("HOME")) && *e)
-        snprintf(dir, sizeof dir, "%s/.cache/perceiver-cl", e);
+    pcv_cl_user_cache_dir(dir, sizeof dir);
     if (dir[0]) {
         /* a private folder (0700, ours, not writable by others), or no cache: an unwritable one
          * turns the cache off; one that others could plant entries in is refused (an error when a

@@ -107,8 +107,13 @@ pcv_model_options cli_model_options(void);
 /* Maps the PERCEIVER_* variables of the OpenCL runtime onto pcv_runtime_configure (main calls it
  * once before any command): PERCEIVER_CACHE_DIR, PERCEIVER_KERNEL_CACHE, PERCEIVER_CL_DIR,
  * PERCEIVER_CL_TRACE, and the tuning overrides PERCEIVER_ATTENTION, PERCEIVER_GEMM_LAYOUT,
- * PERCEIVER_ATTN_SPLITS, PERCEIVER_CLBLAST_TUNE, PERCEIVER_CLBLAST_XGEMM, PERCEIVER_CLBLAST_MININD. */
+ * PERCEIVER_ATTN_SPLITS, PERCEIVER_CLBLAST_TUNE, PERCEIVER_CLBLAST_XGEMM, PERCEIVER_CLBLAST_MININD,
+ * and PERCEIVER_TUNED=0 (no tuning profiles). */
 int cli_runtime_setup(pcv_error *err);
+/* Adds "key=value" to the runtime tuning string (after the environment's keys) and applies it. */
+int cli_runtime_add_tuning(const char *kv, pcv_error *err);
+/* The runtime tuning string so far ("" none). */
+const char *cli_runtime_tuning(void);
 /* Signal handlers and PERCEIVER_LIMITS (process.c; main calls it once before any command). */
 int cli_process_setup(pcv_error *err);
 /* Sets one limit from an option's value ("image_pixels", "300000000"). */
@@ -145,7 +150,8 @@ void cli_print_version(FILE *f);
 
 /* The commands: argv[0] is the command's name. */
 extern const cli_command cli_cmd_fill, cli_cmd_classify, cli_cmd_run, cli_cmd_bench, cli_cmd_init_random,
-    cli_cmd_convert, cli_cmd_inspect, cli_cmd_devices, cli_cmd_verify, cli_cmd_bench_ops, cli_cmd_flow, cli_cmd_autoencode;
+    cli_cmd_convert, cli_cmd_inspect, cli_cmd_devices, cli_cmd_verify, cli_cmd_bench_ops, cli_cmd_flow, cli_cmd_autoencode,
+    cli_cmd_tune;
 int cmd_fill(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_run(int argc, char **argv);
@@ -158,6 +164,7 @@ int cmd_verify(int argc, char **argv);
 int cmd_bench_ops(int argc, char **argv);
 int cmd_flow(int argc, char **argv);
 int cmd_autoencode(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 
 /* the build (generated at build time from git) */
 extern const char pcv_cli_git_commit[];

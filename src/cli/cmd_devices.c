@@ -112,6 +112,12 @@ int cmd_devices(int argc, char **argv)
             jw_key(&w, "usable"), jw_bool(&w, why == NULL);
             jw_key(&w, "unusable_reason"), jw_str(&w, why);
             jw_key(&w, "kernel_cache_used"), jw_bool(&w, cache[0] && pcv_cl_cache_used(d));
+            char tuning[512], twhy[4600], path[4300];
+            int tr = pcv_cl_profile_load(d, tuning, sizeof tuning, twhy, sizeof twhy);
+            jw_key(&w, "tuning_profile"), jw_str(&w, tr != 0 && pcv_cl_profile_path(d, path, sizeof path) ? path : NULL);
+            jw_key(&w, "tuning"), jw_str(&w, tr > 0 ? tuning : NULL);
+            if (tr < 0)
+                jw_key(&w, "tuning_problem"), jw_str(&w, twhy);
             jw_object_end(&w);
         }
         jw_array_end(&w);
@@ -162,6 +168,14 @@ int cmd_devices(int argc, char **argv)
             printf("      OpenCL     %s; %s%s\n", d->version, d->c_version, d->fp64 ? "; fp64" : "");
             printf("      compute    %u units, %u MHz\n", d->compute_units, d->clock_mhz);
             printf("      memory     %s global, %s max allocation, %s local\n", g, m, l);
+            char tuning[512], twhy[4600], path[4300];
+            int tr = pcv_cl_profile_load(d, tuning, sizeof tuning, twhy, sizeof twhy);
+            if (tr > 0 && pcv_cl_profile_path(d, path, sizeof path))
+                printf("      tuned      %s\n                 %s\n", tuning[0] ? tuning : "(the defaults won)", path);
+            else if (tr < 0)
+                printf("      tuned      ignored: %s\n", twhy);
+            else
+                printf("      tuned      no (perceiver-cl tune --device %d)\n", d->index);
             printf("      select     --device %d", d->index);
             if (why)
                 printf("   (unusable: %s)", why);

@@ -30,6 +30,7 @@ static const command commands[] = {
     {"devices", cmd_devices, &cli_cmd_devices, "list the compute devices (--device N picks one)"},
     {"verify", cmd_verify, &cli_cmd_verify, "run a model on two devices (default: one and the CPU path); compare every stage"},
     {"bench-ops", cmd_bench_ops, &cli_cmd_bench_ops, "GFLOP/s of single operations at the shapes of the full-size models"},
+    {"tune", cmd_tune, &cli_cmd_tune, "measure and store the fastest verified OpenCL settings for a device"},
 };
 enum { NCOMMANDS = sizeof commands / sizeof *commands };
 

@@ -331,10 +331,22 @@ static bool env_flag(const char *var, int *out)
     return true;
 }
 
+static char tuning[1024];
+static pcv_runtime_options rt;
+
+const char *cli_runtime_tuning(void) { return tuning; }
+
+int cli_runtime_add_tuning(const char *kv, pcv_error *err)
+{
+    size_t n = strlen(tuning);
+    snprintf(tuning + n, sizeof tuning - n, "%s%s", n ? "," : "", kv);
+    rt.tuning = tuning;
+    return pcv_runtime_configure(&rt, err);
+}
+
 int cli_runtime_setup(pcv_error *err)
 {
-    static char tuning[1024];
-    pcv_runtime_options rt = {.kernel_cache = -1};
+    rt = (pcv_runtime_options){.kernel_cache = -1};
     const char *v;
     if ((v = getenv("PERCEIVER_CACHE_DIR")) && *v)
         rt.cache_dir = v;
@@ -354,6 +366,7 @@ int cli_runtime_setup(pcv_error *err)
     tuning_from_env(tuning, sizeof tuning, "PERCEIVER_ATTN_SPLITS", "splits");
     tuning_from_env(tuning, sizeof tuning, "PERCEIVER_CLBLAST_TUNE", "clblast");
     tuning_from_env(tuning, sizeof tuning, "PERCEIVER_CLBLAST_MININD", "minind");
+    tuning_from_env(tuning, sizeof tuning, "PERCEIVER_TUNED", "profile"); /* 0: no tuning profiles */
     if ((v = getenv("PERCEIVER_CLBLAST_XGEMM")) && *v) {
         char x[256];
         snprintf(x, sizeof x, "%s", v);
