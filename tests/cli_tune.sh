@@ -48,7 +48,7 @@ wrong=$(grep -B1 '"status": "wrong"' "$TMP/tune.json" | sed -n 's/.*"tuning": "\
 best=$(sed -n 's/^  "best": "\(.*\)",/\1/p' "$TMP/tune.json")
 check '[ -n "$wrong" ] && [ "$best" != "$wrong" ]' "the wrong candidate ($wrong) is not the winner ($best)"
 ops=$(grep -c '"shape": "' "$TMP/tune.json")
-check '[ "$ops" -eq 10 ]' "the language model's 10 GEMMs and attentions are timed ($ops)"
+check '[ "$ops" -eq 14 ]' "the language model's 14 operations (GEMMs, attentions, row operations) are timed ($ops)"
 prof=$(ls "$PERCEIVER_CACHE_DIR"/tuned-*.txt 2>/dev/null | head -1)
 check '[ -f "$prof" ]' "the profile is stored in the cache folder"
 check '[ "$(stat -c %a "$PERCEIVER_CACHE_DIR")" = 700 ]' "the cache folder is private"
@@ -76,6 +76,10 @@ check 'grep -q "gemm (CLBlast)" "$TMP/err" && ! grep -q "gemm (CLBlast).*swapped
 expect 0 '' -- env PERCEIVER_CL_TRACE=1 PERCEIVER_GEMM_LAYOUT=swap "$BIN" fill -m "$M" -d 0 \
   "Hello [MASK:3]"
 check '! grep "gemm (CLBlast)" "$TMP/err" | grep -vq swapped' "an explicit PERCEIVER_GEMM_LAYOUT wins over the profile"
+setp "as=gpu,vw=8,row_ls=32"
+expect 0 '' -- env PERCEIVER_CL_TRACE=1 "$BIN" verify -m "$M" -d 0
+check 'grep -Eq "trace: layernorm +global 32 x" "$TMP/err" && grep -q "^PASS" "$TMP/out"' \
+  "profile as=gpu,vw=8,row_ls=32: row kernels run 32 work-items per row, and verify passes"
 cp "$prof.orig" "$prof"
 expect 0 '' -- "$BIN" bench -m "$M" -d 0 -r 1
 check 'grep -q "tuned (perceiver-cl tune)" "$TMP/out"' "bench names the tuned driver"

@@ -631,6 +631,17 @@ static void reference(const pcv_op_inst *in, double *want)
     }
 }
 
+int pcv_op_reset(pcv_backend *be, pcv_op_inst *in, pcv_error *err)
+{
+    for (int i = 0; i < 6; i++)
+        if (in->len[i] && in->buf[i] && in->host[i]) {
+            int rc = pcv_backend_upload(be, in->buf[i], 0, in->host[i], (size_t)in->len[i] * sizeof(float), err);
+            if (rc)
+                return rc;
+        }
+    return 0;
+}
+
 double *pcv_op_reference(const pcv_op_inst *in)
 {
     int64_t n = in->len[in->out];

@@ -75,6 +75,9 @@ enum { PCV_OP_GUARD = 1024 }; /* sentinel floats after every buffer */
 /* Random inputs (deterministic per seed) uploaded with guard regions. */
 int pcv_op_setup(pcv_backend *be, const pcv_op_case *c, uint64_t seed, pcv_op_inst *in, pcv_error *err);
 int pcv_op_run(pcv_backend *be, pcv_op_inst *in, pcv_error *err);
+/* Uploads the inputs (and the output's initial values) again: operations that work in place
+ * (activation, add, bias_add) change them on every run, so a check needs a reset before its run. */
+int pcv_op_reset(pcv_backend *be, pcv_op_inst *in, pcv_error *err);
 void pcv_op_free(pcv_backend *be, pcv_op_inst *in);
 
 /* An operation's tolerance against the float64 reference, written down once here for every

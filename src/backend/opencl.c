@@ -1076,6 +1076,82 @@ static int probe_loops(cl_dev *d, pcv_error *err)
     return 0;
 }
 
+/* The kernel configuration the tuning keys (runtime string, then profile) and the device ask
+ * for: style, vector width, work-items per row. */
+static void kernel_config(const cl_dev *d, bool *gpu_like, int *vw, int *row_ls)
+{
+    const pcv_cl_device_info *in = &d->info;
+    char tv[32];
+    /* Kernel style. PoCL's CPU device runs explicit float16 vectors with one work-item per row
+     * best (measured, docs/opencl.md); every other device, GPUs and also Mesa's llvmpipe (which
+     * runs work-items as SIMD lanes like a GPU: float16 per work-item was 5x slower there), gets
+     * the GPU style. Tuning key as=gpu / as=cpu overrides. */
+    bool pocl_cpu = in->is_cpu && strstr(in->platform, "Portable Computing Language") != NULL;
+    *gpu_like = !pocl_cpu;
+    if (tuning_value(d, "as", tv, sizeof tv))
+        *gpu_like = !strcasecmp(tv, "gpu") ? true : !strcasecmp(tv, "cpu") ? false : *gpu_like;
+    /* CPUs: explicit float16 (one AVX-512 register; LLVM splits it on narrower CPUs) and one
+     * work-item per row; GPUs: float4 and up to 64 work-items per row, within the work-group
+     * size, the first dimension's item limit and the local memory (a double and a float of
+     * reduction scratch per work-item). Tuning keys vw=4|8|16 and row_ls=N (GPU style) choose
+     * others (perceiver-cl tune); row_ls is still cut to the device's limits. */
+    *vw = *gpu_like ? 4 : 16;
+    long v;
+    if (tuning_value(d, "vw", tv, sizeof tv) && ((v = strtol(tv, NULL, 10)) == 4 || v == 8 || v == 16))
+        *vw = (int)v;
+    *row_ls = 1;
+    if (*gpu_like) {
+        *row_ls = 64;
+        if (tuning_value(d, "row_ls", tv, sizeof tv) && (v = strtol(tv, NULL, 10)) >= 1 && v <= 1024 &&
+            !(v & (v - 1)))
+            *row_ls = (int)v;
+        while (*row_ls > 1 && ((size_t)*row_ls > in->max_work_group || (size_t)*row_ls > in->max_item_size0 ||
+                               (size_t)*row_ls * 12 > in->local_mem))
+            *row_ls /= 2;
+    }
+}
+
+static void release_kernels(cl_dev *d)
+{
+    for (int i = 0; i < d->nattn; i++) {
+        clReleaseKernel(d->attn[i].transpose);
+        clReleaseKernel(d->attn[i].fused);
+        clReleaseKernel(d->attn[i].combine);
+        clReleaseProgram(d->attn[i].prog);
+    }
+    d->nattn = 0;
+    for (int k = 0; k < K_COUNT; k++)
+        if (d->k[k])
+            clReleaseKernel(d->k[k]), d->k[k] = NULL;
+    for (int p = 0; p < 2; p++)
+        if (d->progs[p])
+            clReleaseProgram(d->progs[p]), d->progs[p] = NULL;
+}
+
+/* Builds the programs and kernels for the configuration kernel_config asks for (the attention
+ * variants are built when first used). */
+static int build_kernels(cl_dev *d, pcv_error *err)
+{
+    char eb[48];
+    const pcv_cl_device_info *in = &d->info;
+    kernel_config(d, &d->gpu_like, &d->vw, &d->row_ls);
+    snprintf(d->options, sizeof d->options, "-cl-std=CL1.2 -D VW=%d -D ROW_LS=%d -D PCV_FP64=%d", d->vw, d->row_ls,
+             in->fp64 ? 1 : 0);
+    int rc;
+    for (int p = 0; p < 2; p++)
+        if ((rc = pcv_cl_build_program(d->ctx, d->dev, in, program_files[p], d->options, &d->progs[p], err)))
+            return rc;
+    for (int k = 0; k < K_COUNT; k++) {
+        cl_int r = CL_SUCCESS;
+        d->k[k] = clCreateKernel(d->progs[kernel_table[k].program], kernel_table[k].name, &r);
+        if (!d->k[k] || r != CL_SUCCESS)
+            return pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL device %d '%s': kernel '%s' of cl/%s: %s", in->index,
+                                 in->name, kernel_table[k].name, program_files[kernel_table[k].program],
+                                 pcv_cl_error_name(r, eb, sizeof eb));
+    }
+    return 0;
+}
+
 static int dev_init(cl_dev *d, int index, pcv_error *err)
 {
     char eb[48];
@@ -1120,41 +1196,12 @@ static int dev_init(cl_dev *d, int index, pcv_error *err)
     }
     if (tuning_value(d, "local", tv, sizeof tv) && (cap = strtoul(tv, NULL, 10)) > 0 && cap < d->info.local_mem)
         d->info.local_mem = cap;
-    /* Kernel style. PoCL's CPU device runs explicit float16 vectors with one work-item per row
-     * best (measured, docs/opencl.md); every other device, GPUs and also Mesa's llvmpipe (which
-     * runs work-items as SIMD lanes like a GPU: float16 per work-item was 5x slower there), gets
-     * the GPU style. Tuning key as=gpu / as=cpu overrides. */
     bool pocl_cpu = in->is_cpu && strstr(in->platform, "Portable Computing Language") != NULL;
-    d->gpu_like = !pocl_cpu;
-    if (tuning_value(d, "as", tv, sizeof tv))
-        d->gpu_like = !strcasecmp(tv, "gpu") ? true : !strcasecmp(tv, "cpu") ? false : d->gpu_like;
     /* the fused attention kernel is the faster path on PoCL and on GPUs; on other CPU drivers
      * (llvmpipe: 35 s against 11 s for the tiny language model) the CLBlast path is */
     d->attn_gemm_auto = in->is_cpu && !pocl_cpu;
-    /* CPUs: explicit float16 (one AVX-512 register; LLVM splits it on narrower CPUs) and one
-     * work-item per row; GPUs: float4 and up to 64 work-items per row, within the work-group
-     * size, the first dimension's item limit and the local memory (a double and a float of
-     * reduction scratch per work-item) */
-    d->vw = d->gpu_like ? 4 : 16;
-    d->row_ls = 1;
-    if (d->gpu_like) {
-        d->row_ls = 64;
-        while (d->row_ls > 1 && ((size_t)d->row_ls > in->max_work_group || (size_t)d->row_ls > in->max_item_size0 ||
-                                 (size_t)d->row_ls * 12 > in->local_mem))
-            d->row_ls /= 2;
-    }
-    snprintf(d->options, sizeof d->options, "-cl-std=CL1.2 -D VW=%d -D ROW_LS=%d -D PCV_FP64=%d", d->vw, d->row_ls,
-             in->fp64 ? 1 : 0);
-    for (int p = 0; p < 2; p++)
-        if ((rc = pcv_cl_build_program(d->ctx, d->dev, in, program_files[p], d->options, &d->progs[p], err)))
-            return rc;
-    for (int k = 0; k < K_COUNT; k++) {
-        d->k[k] = clCreateKernel(d->progs[kernel_table[k].program], kernel_table[k].name, &r);
-        if (!d->k[k] || r != CL_SUCCESS)
-            return pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL device %d '%s': kernel '%s' of cl/%s: %s", index,
-                                 in->name, kernel_table[k].name, program_files[kernel_table[k].program],
-                                 pcv_cl_error_name(r, eb, sizeof eb));
-    }
+    if ((rc = build_kernels(d, err)))
+        return rc;
     d->dummy = clCreateBuffer(d->ctx, CL_MEM_READ_WRITE, 64, NULL, &r);
     if (!d->dummy || r != CL_SUCCESS)
         return cl_fail(d, r, "clCreateBuffer", err);
@@ -1180,18 +1227,7 @@ static int dev_init(cl_dev *d, int index, pcv_error *err)
 
 static void dev_free(cl_dev *d)
 {
-    for (int i = 0; i < d->nattn; i++) {
-        clReleaseKernel(d->attn[i].transpose);
-        clReleaseKernel(d->attn[i].fused);
-        clReleaseKernel(d->attn[i].combine);
-        clReleaseProgram(d->attn[i].prog);
-    }
-    for (int k = 0; k < K_COUNT; k++)
-        if (d->k[k])
-            clReleaseKernel(d->k[k]);
-    for (int p = 0; p < 2; p++)
-        if (d->progs[p])
-            clReleaseProgram(d->progs[p]);
+    release_kernels(d);
     if (d->dummy)
         clReleaseMemObject(d->dummy);
     for (int i = 0; i < 2; i++)
@@ -1339,6 +1375,26 @@ int pcv_cl_retune(pcv_backend *be, const char *tuning, pcv_error *err)
                              d->info.index, tuning, clblast_status(st, eb, sizeof eb));
     }
     read_switches(d);
+    bool gl;
+    int vw, ls;
+    kernel_config(d, &gl, &vw, &ls);
+    if (gl != d->gpu_like || vw != d->vw || ls != d->row_ls) {
+        release_kernels(d);
+        int rc = build_kernels(d, err);
+        if (rc) { /* back to the defaults' kernels */
+            pcv_error e2 = {0};
+            d->profile[0] = '\0';
+            release_kernels(d);
+            if (build_kernels(d, &e2)) {
+                d->lost = true;
+                snprintf(d->lost_msg, sizeof d->lost_msg, "OpenCL device %d: %s", d->info.index, e2.msg);
+            }
+            CLBlastClearCache();
+            clblast_tune(d);
+            read_switches(d);
+            return rc;
+        }
+    }
     return check_lost(d, err);
 }
 

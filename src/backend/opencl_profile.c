@@ -81,6 +81,7 @@ bool pcv_cl_profile_check(const char *tuning, char *why, size_t whycap)
 {
     static const char *const layouts[] = {"auto", "row", "swap", NULL};
     static const char *const paths[] = {"auto", "fused", "gemm", NULL};
+    static const char *const styles[] = {"cpu", "gpu", NULL};
     if (strlen(tuning) >= 512) {
         snprintf(why, whycap, "longer than 511 characters");
         return false;
@@ -122,8 +123,14 @@ bool pcv_cl_profile_check(const char *tuning, char *why, size_t whycap)
             ok = one_of(v, vl, layouts);
         } else if (kl == 9 && !strncmp(p, "attention", 9)) {
             ok = one_of(v, vl, paths);
+        } else if (kl == 2 && !strncmp(p, "as", 2)) {
+            ok = one_of(v, vl, styles);
+        } else if (kl == 2 && !strncmp(p, "vw", 2)) {
+            ok = number(v, end, 16, &x) && (x == 4 || x == 8 || x == 16);
+        } else if (kl == 6 && !strncmp(p, "row_ls", 6)) {
+            ok = number(v, end, 1024, &x) && x >= 1 && !(x & (x - 1));
         } else {
-            snprintf(why, whycap, "'%.*s' is not a key of a profile (xgemm, minind, clblast, layout, attention, splits)",
+            snprintf(why, whycap, "'%.*s' is not a key of a profile (xgemm, minind, clblast, layout, attention, splits, as, vw, row_ls)",
                      (int)kl, p);
             return false;
         }

@@ -141,14 +141,16 @@ static int build_workload(tuner *t, pcv_error *err)
         return pcv_set_error(err, PCV_ERR_OOM, "out of memory");
     for (int i = 0; i < ncases; i++) {
         const pcv_op_case *c = &cases[i];
-        if (!c->model || c->count <= 0 || (c->op != PCV_OP_GEMM && c->op != PCV_OP_ATTENTION) ||
-            (strcmp(model, "all") && strcmp(model, c->model)))
+        bool tunable = c->op == PCV_OP_GEMM || c->op == PCV_OP_ATTENTION || c->op == PCV_OP_LAYERNORM ||
+                       c->op == PCV_OP_SOFTMAX || c->op == PCV_OP_ACTIVATION || c->op == PCV_OP_ADD ||
+                       c->op == PCV_OP_BIAS_ADD;
+        if (!c->model || c->count <= 0 || !tunable || (strcmp(model, "all") && strcmp(model, c->model)))
             continue;
         work *w = &t->w[t->nw];
         pcv_tune_op *op = &t->rep->ops[t->nw];
         w->c = *c;
         double cut = 1;
-        if (c->op == PCV_OP_GEMM && c->m > rows) {
+        if (c->op != PCV_OP_ATTENTION && c->m > rows) { /* GEMM and row operations: rows m */
             cut = (double)c->m / (double)rows;
             w->c.m = rows;
         } else if (c->op == PCV_OP_ATTENTION) {
@@ -170,15 +172,19 @@ static int build_workload(tuner *t, pcv_error *err)
                              model);
     for (int i = 0; i < t->nw; i++) {
         work *w = &t->w[i];
-        say(t, "preparing %d/%d: %s (%s), its float64 reference", i + 1, t->nw, t->rep->ops[i].label,
-            t->rep->ops[i].shape);
         if (pcv_op_setup(t->be, &w->c, 1000 + (uint64_t)i, &w->in, err))
             return -1;
         w->ready = true;
         w->in.c = &w->c;
-        if (!(w->want = pcv_op_reference(&w->in)))
-            return pcv_set_error(err, PCV_ERR_OOM, "out of memory (the reference of %s)", t->rep->ops[i].shape);
     }
+    /* the float64 references (host only, independent: on every core) */
+    say(t, "computing the float64 references of %d operations", t->nw);
+    int missing = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(+ : missing)
+    for (int i = 0; i < t->nw; i++)
+        missing += !(t->w[i].want = pcv_op_reference(&t->w[i].in));
+    if (missing)
+        return pcv_set_error(err, PCV_ERR_OOM, "out of memory (the float64 references)");
     return 0;
 }
 
@@ -204,7 +210,8 @@ static int run_workload(tuner *t, double limit, double *times, double *total, ch
     for (int i = 0; i < t->nw; i++) {
         work *w = &t->w[i];
         const pcv_tune_op *op = &t->rep->ops[i];
-        if (pcv_op_run(t->be, &w->in, &err) || pcv_backend_synchronize(t->be, &err) ||
+        if (pcv_op_reset(t->be, &w->in, &err) || pcv_op_run(t->be, &w->in, &err) ||
+            pcv_backend_synchronize(t->be, &err) ||
             (perturbed && (perturb(t, w, &err) || pcv_backend_synchronize(t->be, &err)))) {
             snprintf(why, whycap, "%s: %s", op->shape, err.msg);
             return PCV_TUNE_FAILED;
@@ -375,6 +382,24 @@ int pcv_tune_run(pcv_backend *be, const pcv_tune_options *o, pcv_tune_report *re
             with_key(rep->best, extras[i], cand, sizeof cand);
             try_candidate(&t, cand, &fatal, err);
         }
+        /* our kernels' configuration: style (one work-item per row with wide vectors, or a
+         * work-group per row), vector width, work-items per row (programs are rebuilt) */
+        static const char *const kern[] = {"as=cpu,vw=16", "as=cpu,vw=8", "as=gpu,vw=4,row_ls=64",
+                                           "as=gpu,vw=4,row_ls=16", "as=gpu,vw=4,row_ls=256", "as=gpu,vw=8,row_ls=64"};
+        for (size_t i = 0; i < sizeof kern / sizeof *kern && !fatal && time_left(&t); i++) {
+            char cand[512], tmp[512];
+            snprintf(tmp, sizeof tmp, "%s", rep->best);
+            const char *kv = kern[i];
+            while (*kv) { /* each key of the set in turn */
+                size_t len = strcspn(kv, ",");
+                char one[64];
+                snprintf(one, sizeof one, "%.*s", (int)len, kv);
+                with_key(tmp, one, cand, sizeof cand);
+                snprintf(tmp, sizeof tmp, "%s", cand);
+                kv += len + (kv[len] == ',');
+            }
+            try_candidate(&t, cand, &fatal, err);
+        }
         /* the attention path and its key splits */
         static const char *const attn[] = {"attention=fused", "attention=gemm"};
         for (size_t i = 0; i < 2 && !fatal && time_left(&t); i++) {
@@ -394,8 +419,8 @@ int pcv_tune_run(pcv_backend *be, const pcv_tune_options *o, pcv_tune_report *re
             rc = -1;
     }
     if (!rc) {
-        /* the defaults and the winner again, alternating (defaults, winner, defaults, winner) so
-         * that a change in the machine's load meets both; each operation's best of its runs */
+        /* the defaults and the winner again, alternating (defaults, winner, defaults, ...: three
+         * runs each) so that a change in the machine's load meets both; each operation's best */
         double *times = malloc((size_t)(2 * t.nw) * sizeof *times), *round = malloc((size_t)t.nw * sizeof *round);
         char why[256];
         const char *which[2] = {"", rep->best};
@@ -403,10 +428,10 @@ int pcv_tune_run(pcv_backend *be, const pcv_tune_options *o, pcv_tune_report *re
             rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
         for (int i = 0; times && i < 2 * t.nw; i++)
             times[i] = INFINITY;
-        int rounds = rep->best[0] ? 4 : 1; /* the defaults won: nothing to compare */
+        int rounds = rep->best[0] ? 6 : 1; /* the defaults won: nothing to compare */
         for (int k = 0; k < rounds && !rc; k++) {
             int side = k & 1;
-            say(&t, "timing %s again (%d of 2)", side ? "the winner" : "the defaults", k / 2 + 1);
+            say(&t, "timing %s again (%d of 3)", side ? "the winner" : "the defaults", k / 2 + 1);
             if ((rc = pcv_cl_retune(be, which[side], err)))
                 break;
             double total;

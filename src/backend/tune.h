@@ -1,14 +1,16 @@
 /* The OpenCL self-tuner behind `perceiver-cl tune` (docs/opencl.md "Tuning").
  *
  * Workload: the operations of the full-size models' forward passes (the op-case table of
- * backend/opcases.h with a model name), GEMMs and attentions, with their rows cut to max_rows
+ * backend/opcases.h with a model name): GEMMs, attentions and the row operations (layernorm,
+ * softmax, GELU, adds), with their rows cut to max_rows
  * (and keys to 4 x max_rows) so that one candidate takes a fraction of a second; each operation
  * is weighted by its count per forward pass and the cut, so the objective estimates the time of
  * those operations in one forward pass of each chosen model.
  *
  * Candidates are tuning strings (opencl.h profiles): CLBlast's Xgemm parameters (known sets, then
- * random valid sets and mutations of the best one, until the time budget is spent), the indirect
- * GEMM threshold, the GEMM layout, the attention path and key splits. Every candidate runs every
+ * random valid sets and mutations of the best one, until 70 % of the time budget is spent), the
+ * indirect GEMM threshold, the GEMM layout, our kernels' style, vector width and work-items per
+ * row (programs rebuilt), the attention path and key splits. Every candidate runs every
  * operation of the workload and each result is checked against the float64 reference with the
  * operation's tolerance (pcv_op_tolerance): a candidate with one wrong value is rejected, never
  * kept. The winner is re-timed beside the device's defaults in the same run. */

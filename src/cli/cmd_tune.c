@@ -34,13 +34,13 @@ static const cli_option options[] = {
 
 const cli_command cli_cmd_tune = {
     "tune", "[--device D] [options]",
-    "Searches, for the operations of the full-size models (GEMMs and attentions, as\n"
-    "bench-ops times them, rows cut to --rows), the fastest settings of one OpenCL device:\n"
-    "CLBlast's GEMM kernel parameters (known sets, then random and mutated valid sets until the\n"
-    "budget is spent), the indirect-GEMM threshold, the GEMM layout, the attention path and its\n"
-    "key splits. Every candidate's every result is checked against a float64 reference with\n"
+    "Searches, for the operations of the full-size models (GEMMs, attentions and row\n"
+    "operations, as bench-ops times them, rows cut to --rows), the fastest settings of one\n"
+    "OpenCL device: CLBlast's GEMM kernel parameters (known sets, then random and mutated valid\n"
+    "sets), the indirect-GEMM threshold, the GEMM layout, our kernels' style, vector width and\n"
+    "work-items per row, the attention path and its key splits. Every candidate's every result is checked against a float64 reference with\n"
     "the operation's tolerance; a wrong candidate is never kept. The winner is timed again\n"
-    "twice, alternating with the defaults, and stored (the defaults when it is not faster) as\n"
+    "three times, alternating with the defaults, and stored (the defaults when it is not faster) as\n"
     "the device's profile in the cache folder\n"
     "(per device, driver and CLBlast version); every later run on that device loads it\n"
     "(PERCEIVER_TUNED=0 or explicit PERCEIVER_TUNING keys override it). 'perceiver-cl\n"
