@@ -123,8 +123,12 @@ static void run_opencl_attention_paths(pcv_backend *be)
     CHECK(pcv_cl_get_switches(be, &saved), "not an OpenCL backend");
     static const struct {
         int attention, splits;
+        int64_t scores_max;
         const char *what;
-    } paths[] = {{1, 0, "fused kernel"}, {1, 3, "fused kernel, 3 key splits"}, {2, 0, "CLBlast GEMMs + softmax"}};
+    } paths[] = {{1, 0, 0, "fused kernel"},
+                 {1, 3, 0, "fused kernel, 3 key splits"},
+                 {2, 0, 0, "CLBlast GEMMs + softmax"},
+                 {2, 0, 4096, "CLBlast GEMMs + softmax, 4 KiB query chunks"}};
     static const int64_t shapes[][7] = {
         /* batch heads nq nk dqk dv mask */
         {2, 3, 65, 47, 8, 5, PCV_MASK_RANDOM},      {2, 1, 3, 1000, 61, 29, PCV_MASK_ROW0_ALL},
@@ -136,6 +140,7 @@ static void run_opencl_attention_paths(pcv_backend *be)
         s = saved;
         s.attention = paths[p].attention;
         s.splits = paths[p].splits;
+        s.scores_max = paths[p].scores_max;
         pcv_cl_set_switches(be, &s);
         for (int mode = 0; mode < 2; mode++)
             for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {

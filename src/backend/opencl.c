@@ -102,6 +102,8 @@ typedef struct cl_dev {
     bool loop_limit_probed;    /* measured on the device (not only the tuning key loop_limit=N) */
     bool gpu_like; /* GPU kernel configuration (see dev_init) */
     bool attn_gemm_auto; /* the automatic attention path is the CLBlast one (see dev_init) */
+    int64_t attn_gemm_d; /* tuning key attn_gemm_d: the CLBlast path from this head size on (0: never) */
+    int64_t scores_max;  /* switch: the GEMM path's score chunk in bytes (0: ATTN_SCORES_MAX) */
     char options[256];
     char profile[512];         /* the device's tuning profile ("" none): opencl_profile.c */
     char profile_path[4300];
@@ -845,45 +847,66 @@ static int attn_fused(cl_dev *d, const pcv_attention_args *a, pcv_error *err)
 
 /* Scores through CLBlast, per batch entry: S[h] = Q_h K_h^T (heads batched, each head a
  * column slice of Q and K), masked softmax in place, O_h = S[h] V_h. */
+/* The GEMM path's scores are materialized for a chunk of queries at a time (all heads of one
+ * batch entry): at most this many bytes, and never more than one allocation may hold. */
+#define ATTN_SCORES_MAX ((size_t)256 << 20)
+
+static int64_t attn_gemm_rows(const cl_be *cb, const pcv_attention_args *a)
+{
+    size_t cap = cb->d->scores_max > 0 ? (size_t)cb->d->scores_max : ATTN_SCORES_MAX;
+    cap = cb->max_alloc < cap ? (size_t)cb->max_alloc : cap;
+    size_t row = (size_t)(a->heads * a->nk) * sizeof(float);
+    int64_t rows = (int64_t)(cap / row);
+    return rows < a->nq ? rows : a->nq;
+}
+
 static int attn_gemm(pcv_backend *be, cl_dev *d, const pcv_attention_args *a, pcv_error *err)
 {
     int rc = loop_check(d, "an attention softmax over this many keys", row_iters(d, a->nk), err);
     if (rc)
         return rc;
-    size_t sbytes = (size_t)(a->heads * a->nq * a->nk) * sizeof(float);
+    int64_t qc = attn_gemm_rows(be->ctx, a);
+    size_t sbytes = (size_t)(a->heads * qc * a->nk) * sizeof(float);
     cl_mem s = scratch(d, 0, sbytes, err);
     if (!s)
         return err ? (int)err->code : PCV_ERR_OOM;
     pcv_buffer sb = {s, sbytes};
     for (int64_t b = 0; b < a->batch; b++) {
-        pcv_gemm_args qk = {
-            .trans_a = false, .trans_b = true, .m = a->nq, .n = a->nk, .k = a->dqk, .batch = a->heads,
-            .alpha = 1.0f, .beta = 0.0f,
-            .a = a->q, .a_off = a->q_off + (size_t)(b * a->nq * a->q_ld), .lda = a->q_ld, .stride_a = a->dqk,
-            .b = a->k, .b_off = a->k_off + (size_t)(b * a->nk * a->k_ld), .ldb = a->k_ld, .stride_b = a->dqk,
-            .c = &sb, .c_off = 0, .ldc = a->nk, .stride_c = a->nq * a->nk,
-        };
-        if ((rc = ocl_gemm(be, &qk, err)))
-            return rc;
-        cl_ulong so = 0, kmo = a->kmask ? a->kmask_off + (size_t)(b * a->nk) : 0,
-                 qmo = a->qmask ? a->qmask_off + (size_t)(b * a->nq) : 0;
-        cl_long cols = a->nk, nq = a->nq;
-        cl_int mode = a->mode == PCV_ATTN_HAIKU, hk = a->kmask != NULL, hq = a->qmask != NULL;
-        cl_float scale = a->scale, inv = (float)(1.0 / (double)a->scale);
-        cl_mem km = a->kmask ? a->kmask->mem : d->dummy, qm = a->qmask ? a->qmask->mem : d->dummy;
-        karg args[] = {A(s), A(so), A(cols), A(nq), A(mode), A(scale), A(inv), A(km), A(kmo), A(hk), A(qm), A(qmo), A(hq)};
-        size_t gws[2] = {(size_t)d->row_ls, (size_t)(a->heads * a->nq)}, lws[2];
-        if ((rc = launch(d, d->k[K_ATTN_SOFTMAX], "attention softmax", 2, gws, row_local(d, lws), args, NARGS(args), err)))
-            return rc;
-        pcv_gemm_args pv = {
-            .trans_a = false, .trans_b = false, .m = a->nq, .n = a->dv, .k = a->nk, .batch = a->heads,
-            .alpha = 1.0f, .beta = 0.0f,
-            .a = &sb, .a_off = 0, .lda = a->nk, .stride_a = a->nq * a->nk,
-            .b = a->v, .b_off = a->v_off + (size_t)(b * a->nk * a->v_ld), .ldb = a->v_ld, .stride_b = a->dv,
-            .c = a->o, .c_off = a->o_off + (size_t)(b * a->nq * a->o_ld), .ldc = a->o_ld, .stride_c = a->dv,
-        };
-        if ((rc = ocl_gemm(be, &pv, err)))
-            return rc;
+        for (int64_t q0 = 0; q0 < a->nq; q0 += qc) {
+            int64_t nq = a->nq - q0 < qc ? a->nq - q0 : qc;
+            pcv_gemm_args qk = {
+                .trans_a = false, .trans_b = true, .m = nq, .n = a->nk, .k = a->dqk, .batch = a->heads,
+                .alpha = 1.0f, .beta = 0.0f,
+                .a = a->q, .a_off = a->q_off + (size_t)((b * a->nq + q0) * a->q_ld), .lda = a->q_ld,
+                .stride_a = a->dqk,
+                .b = a->k, .b_off = a->k_off + (size_t)(b * a->nk * a->k_ld), .ldb = a->k_ld, .stride_b = a->dqk,
+                .c = &sb, .c_off = 0, .ldc = a->nk, .stride_c = nq * a->nk,
+            };
+            if ((rc = ocl_gemm(be, &qk, err)))
+                return rc;
+            cl_ulong so = 0, kmo = a->kmask ? a->kmask_off + (size_t)(b * a->nk) : 0,
+                     qmo = a->qmask ? a->qmask_off + (size_t)(b * a->nq + q0) : 0;
+            cl_long cols = a->nk, cnq = nq;
+            cl_int mode = a->mode == PCV_ATTN_HAIKU, hk = a->kmask != NULL, hq = a->qmask != NULL;
+            cl_float scale = a->scale, inv = (float)(1.0 / (double)a->scale);
+            cl_mem km = a->kmask ? a->kmask->mem : d->dummy, qm = a->qmask ? a->qmask->mem : d->dummy;
+            karg args[] = {A(s),  A(so),  A(cols), A(cnq), A(mode), A(scale), A(inv),
+                           A(km), A(kmo), A(hk),   A(qm),  A(qmo),  A(hq)};
+            size_t gws[2] = {(size_t)d->row_ls, (size_t)(a->heads * nq)}, lws[2];
+            if ((rc = launch(d, d->k[K_ATTN_SOFTMAX], "attention softmax", 2, gws, row_local(d, lws), args,
+                             NARGS(args), err)))
+                return rc;
+            pcv_gemm_args pv = {
+                .trans_a = false, .trans_b = false, .m = nq, .n = a->dv, .k = a->nk, .batch = a->heads,
+                .alpha = 1.0f, .beta = 0.0f,
+                .a = &sb, .a_off = 0, .lda = a->nk, .stride_a = nq * a->nk,
+                .b = a->v, .b_off = a->v_off + (size_t)(b * a->nk * a->v_ld), .ldb = a->v_ld, .stride_b = a->dv,
+                .c = a->o, .c_off = a->o_off + (size_t)((b * a->nq + q0) * a->o_ld), .ldc = a->o_ld,
+                .stride_c = a->dv,
+            };
+            if ((rc = ocl_gemm(be, &pv, err)))
+                return rc;
+        }
     }
     return 0;
 }
@@ -902,11 +925,14 @@ static int ocl_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error
     if (a->nq > INT32_MAX / 2 || a->nk > INT32_MAX / 2 || a->batch * a->heads > INT32_MAX / 1024)
         return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "attention: %lld queries x %lld keys is beyond the kernel's 32-bit indices",
                              (long long)a->nq, (long long)a->nk);
-    /* the GEMM path materializes one batch entry's scores: only where they are small */
-    size_t sbytes = (size_t)(a->heads * a->nq * a->nk) * sizeof(float);
-    bool gemm = d->attn_path == ATTN_GEMM && sbytes <= MAX_ALLOC(be);
-    if (d->attn_path == ATTN_AUTO) /* measured: docs/opencl.md; a row the device's loop limit refuses stays fused */
-        gemm = d->attn_gemm_auto && sbytes <= MAX_ALLOC(be) &&
+    /* the GEMM path materializes the scores of a chunk of queries: at least one query row of
+     * every head must fit */
+    bool fits = attn_gemm_rows(be->ctx, a) >= 1;
+    bool gemm = d->attn_path == ATTN_GEMM && fits;
+    /* measured: docs/opencl.md; the tuning key attn_gemm_d=N (perceiver-cl tune) takes the GEMM
+     * path for heads of N channels or more; a row the device's loop limit refuses stays fused */
+    if (d->attn_path == ATTN_AUTO)
+        gemm = (d->attn_gemm_auto || (d->attn_gemm_d > 0 && a->dqk >= d->attn_gemm_d)) && fits &&
                (d->loop_limit <= 0 || row_iters(d, a->nk) <= d->loop_limit / LOOP_SHARE);
     return gemm ? attn_gemm(be, d, a, err) : attn_fused(d, a, err);
 }
@@ -999,6 +1025,7 @@ static void read_switches(cl_dev *d)
     d->attn_path = tuning_choice(d, "attention", paths, 3, ATTN_AUTO);
     char sv[32];
     d->force_splits = tuning_value(d, "splits", sv, sizeof sv) ? atoi(sv) : 0;
+    d->attn_gemm_d = tuning_value(d, "attn_gemm_d", sv, sizeof sv) ? atoll(sv) : 0;
 }
 
 /* Loads the device's tuning profile (`perceiver-cl tune`) unless the runtime tuning string says
@@ -1295,6 +1322,7 @@ bool pcv_cl_get_switches(const pcv_backend *be, pcv_cl_switches *s)
     s->attention = d->attn_path;
     s->layout = d->layout;
     s->splits = d->force_splits;
+    s->scores_max = d->scores_max;
     return true;
 }
 
@@ -1306,6 +1334,7 @@ bool pcv_cl_set_switches(pcv_backend *be, const pcv_cl_switches *s)
     d->attn_path = s->attention;
     d->layout = s->layout;
     d->force_splits = s->splits;
+    d->scores_max = s->scores_max;
     return true;
 }
 

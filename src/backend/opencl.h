@@ -57,6 +57,8 @@ int pcv_cl_find_device(const char *spec, pcv_error *err);
  * same device. Both return false when be is not an OpenCL backend. */
 typedef struct pcv_cl_switches {
     int attention, layout, splits;
+    int64_t scores_max; /* bytes of scores the GEMM attention path holds at once (query chunks);
+                           0: 256 MiB (tests lower it to split small shapes into chunks) */
 } pcv_cl_switches;
 bool pcv_cl_get_switches(const pcv_backend *be, pcv_cl_switches *s);
 bool pcv_cl_set_switches(pcv_backend *be, const pcv_cl_switches *s);

@@ -123,6 +123,8 @@ bool pcv_cl_profile_check(const char *tuning, char *why, size_t whycap)
             ok = one_of(v, vl, layouts);
         } else if (kl == 9 && !strncmp(p, "attention", 9)) {
             ok = one_of(v, vl, paths);
+        } else if (kl == 11 && !strncmp(p, "attn_gemm_d", 11)) {
+            ok = number(v, end, 1000000, &x);
         } else if (kl == 2 && !strncmp(p, "as", 2)) {
             ok = one_of(v, vl, styles);
         } else if (kl == 2 && !strncmp(p, "vw", 2)) {
@@ -130,7 +132,7 @@ bool pcv_cl_profile_check(const char *tuning, char *why, size_t whycap)
         } else if (kl == 6 && !strncmp(p, "row_ls", 6)) {
             ok = number(v, end, 1024, &x) && x >= 1 && !(x & (x - 1));
         } else {
-            snprintf(why, whycap, "'%.*s' is not a key of a profile (xgemm, minind, clblast, layout, attention, splits, as, vw, row_ls)",
+            snprintf(why, whycap, "'%.*s' is not a key of a profile (xgemm, minind, clblast, layout, attention, attn_gemm_d, splits, as, vw, row_ls)",
                      (int)kl, p);
             return false;
         }

@@ -401,10 +401,14 @@ int pcv_tune_run(pcv_backend *be, const pcv_tune_options *o, pcv_tune_report *re
             try_candidate(&t, cand, &fatal, err);
         }
         /* the attention path and its key splits */
-        static const char *const attn[] = {"attention=fused", "attention=gemm"};
-        for (size_t i = 0; i < 2 && !fatal && time_left(&t); i++) {
-            char cand[512];
-            with_key(rep->best, attn[i], cand, sizeof cand);
+        static const char *const attn[] = {"attention=fused",   "attention=gemm",    "attn_gemm_d=64",
+                                           "attn_gemm_d=128",   "attn_gemm_d=256"};
+        for (size_t i = 0; i < sizeof attn / sizeof *attn && !fatal && time_left(&t); i++) {
+            char cand[512], tmp[512];
+            /* attn_gemm_d chooses per head size on the automatic path */
+            with_key(rep->best, strncmp(attn[i], "attn_gemm_d", 11) ? "attn_gemm_d=0" : "attention=auto", tmp,
+                     sizeof tmp);
+            with_key(tmp, attn[i], cand, sizeof cand);
             try_candidate(&t, cand, &fatal, err);
         }
         if (!strstr(rep->best, "attention=gemm")) {
