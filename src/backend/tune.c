@@ -349,7 +349,9 @@ int pcv_tune_run(pcv_backend *be, const pcv_tune_options *o, pcv_tune_report *re
         }
     }
     if (!rc) {
-        /* known parameter sets: CLBlast's own database, the PoCL set, two GPU-shaped sets */
+        /* The order: the choices that are few and worth most first (a short budget still makes
+         * them), the open-ended Xgemm search last. Known parameter sets: CLBlast's own database,
+         * the PoCL set and its float8 variant, two GPU-shaped sets. */
         static const char *const seeds[] = {
             "clblast=0,minind=0",
             "xgemm=0:1:64:4:1:1:32:1:1:8:0:0:0:0:16:1,minind=1",
@@ -363,16 +365,15 @@ int pcv_tune_run(pcv_backend *be, const pcv_tune_options *o, pcv_tune_report *re
                 continue;
             try_candidate(&t, seeds[i], &fatal, err);
         }
-        /* random sets and mutations of the best, until 70 % of the budget is spent */
-        double search_end = t0 + (t.deadline - t0) * 0.7;
-        for (int i = 0; !fatal && pcv_now() < search_end; i++) {
-            int p[NPARAM];
-            bool ok = (i % 3 != 2 && pcv_cl_xgemm_parse(rep->best, p)) ? mutate(p, &info, &seed) : random_set(p, &info, &seed);
-            if (!ok)
-                break;
-            char x[256], cand[512];
-            xgemm_string(p, x, sizeof x);
-            with_key(x, "minind=1", cand, sizeof cand);
+        /* the attention path (the key splits come later) */
+        static const char *const attn[] = {"attention=fused",   "attention=gemm",    "attn_gemm_d=64",
+                                           "attn_gemm_d=128",   "attn_gemm_d=256"};
+        for (size_t i = 0; i < sizeof attn / sizeof *attn && !fatal && time_left(&t); i++) {
+            char cand[512], tmp[512];
+            /* attn_gemm_d chooses per head size on the automatic path */
+            with_key(rep->best, strncmp(attn[i], "attn_gemm_d", 11) ? "attn_gemm_d=0" : "attention=auto", tmp,
+                     sizeof tmp);
+            with_key(tmp, attn[i], cand, sizeof cand);
             try_candidate(&t, cand, &fatal, err);
         }
         /* the indirect threshold and the layout with the best parameters */
@@ -400,17 +401,6 @@ int pcv_tune_run(pcv_backend *be, const pcv_tune_options *o, pcv_tune_report *re
             }
             try_candidate(&t, cand, &fatal, err);
         }
-        /* the attention path and its key splits */
-        static const char *const attn[] = {"attention=fused",   "attention=gemm",    "attn_gemm_d=64",
-                                           "attn_gemm_d=128",   "attn_gemm_d=256"};
-        for (size_t i = 0; i < sizeof attn / sizeof *attn && !fatal && time_left(&t); i++) {
-            char cand[512], tmp[512];
-            /* attn_gemm_d chooses per head size on the automatic path */
-            with_key(rep->best, strncmp(attn[i], "attn_gemm_d", 11) ? "attn_gemm_d=0" : "attention=auto", tmp,
-                     sizeof tmp);
-            with_key(tmp, attn[i], cand, sizeof cand);
-            try_candidate(&t, cand, &fatal, err);
-        }
         if (!strstr(rep->best, "attention=gemm")) {
             static const char *const splits[] = {"splits=1", "splits=2", "splits=4", "splits=8", "splits=16"};
             for (size_t i = 0; i < 5 && !fatal && time_left(&t); i++) {
@@ -418,6 +408,19 @@ int pcv_tune_run(pcv_backend *be, const pcv_tune_options *o, pcv_tune_report *re
                 with_key(rep->best, splits[i], cand, sizeof cand);
                 try_candidate(&t, cand, &fatal, err);
             }
+        }
+        /* then random Xgemm sets and mutations of the best (with the best's other keys), while
+         * the budget lasts */
+        for (int i = 0; !fatal && time_left(&t); i++) {
+            int p[NPARAM];
+            bool ok = (i % 3 != 2 && pcv_cl_xgemm_parse(rep->best, p)) ? mutate(p, &info, &seed) : random_set(p, &info, &seed);
+            if (!ok)
+                break;
+            char x[256], tmp[512], cand[512];
+            xgemm_string(p, x, sizeof x);
+            with_key(rep->best, x, tmp, sizeof tmp);
+            with_key(tmp, "minind=1", cand, sizeof cand);
+            try_candidate(&t, cand, &fatal, err);
         }
         if (fatal)
             rc = -1;

@@ -7,10 +7,11 @@
  * is weighted by its count per forward pass and the cut, so the objective estimates the time of
  * those operations in one forward pass of each chosen model.
  *
- * Candidates are tuning strings (opencl.h profiles): CLBlast's Xgemm parameters (known sets, then
- * random valid sets and mutations of the best one, until 70 % of the time budget is spent), the
- * indirect GEMM threshold, the GEMM layout, our kernels' style, vector width and work-items per
- * row (programs rebuilt), the attention path and key splits. Every candidate runs every
+ * Candidates are tuning strings (opencl.h profiles), the few valuable choices first: known
+ * CLBlast Xgemm sets, the attention path (and the head size from which the CLBlast path is
+ * taken), the indirect GEMM threshold, the GEMM layout, our kernels' style, vector width and
+ * work-items per row (programs rebuilt), key splits; then random valid Xgemm sets and mutations
+ * of the best one while the time budget lasts. Every candidate runs every
  * operation of the workload and each result is checked against the float64 reference with the
  * operation's tolerance (pcv_op_tolerance): a candidate with one wrong value is rejected, never
  * kept. The winner is re-timed beside the device's defaults in the same run. */

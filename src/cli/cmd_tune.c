@@ -18,8 +18,9 @@ static const cli_option options[] = {
                          "'perceiver-cl devices'; default $PERCEIVER_DEVICE, else 0)"},
     {"model", CLI_KEY, "M", "whose operations to time: lm, image, flow or all (default all)"},
     {"budget", 'b', "SECONDS", "search time (default 120): the defaults always run, then known\n"
-                               "parameter sets, random and mutated ones (until 70 %), the layout\n"
-                               "and attention choices, while it lasts; the re-timing comes after"},
+                               "parameter sets, the attention, layout and kernel choices, then\n"
+                               "random and mutated parameter sets, while it lasts; the re-timing\n"
+                               "comes after"},
     {"rows", CLI_KEY + 1, "N", "rows of each timed operation (default 1024; keys of the\n"
                                "attentions up to 4N); the time per forward pass is scaled up from\n"
                                "them"},
