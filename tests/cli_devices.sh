@@ -16,14 +16,8 @@ FT=$FIX/flow_tiles
 SEQ=$FT/d_sequence
 
 # two PoCL devices, numbered 0 and 1?
-if [ "$("$BIN" devices 2>/dev/null | grep -c 'platform *Portable Computing Language')" -lt 2 ]; then
-  if [ "${PCV_REQUIRE_OPENCL:-0}" = 1 ]; then
-    bad "PCV_REQUIRE_OPENCL=1 but PoCL shows fewer than 2 devices with POCL_DEVICES='pthread pthread'"
-  else
-    echo "SKIP: no PoCL (or no OpenCL in this build): the checks of several devices did not run"
-  fi
-  finish
-fi
+require_devices 2 "$("$BIN" devices 2>/dev/null | grep -c 'platform *Portable Computing Language')" \
+  "the checks of several PoCL devices (POCL_DEVICES='pthread pthread')"
 
 # run_in NAME ARGS...: runs the command in $TMP/NAME (relative output paths, so that --json's
 # file names are equal too), standard output in $TMP/NAME.out, its exit status in $rc

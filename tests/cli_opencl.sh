@@ -15,15 +15,7 @@ check 'grep -q "^cpu " "$TMP/out"' "devices lists the cpu path"
 n=$(grep -Ec '^[0-9]+ ' "$TMP/out")
 expect 0 '' -- "$BIN" devices --json
 check 'grep -q "\"opencl\": \[" "$TMP/out"' "devices --json has the OpenCL list"
-if [ "$n" -eq 0 ]; then
-  if [ "${PCV_REQUIRE_OPENCL:-0}" != 0 ]; then
-    bad "PCV_REQUIRE_OPENCL=1 but 'perceiver-cl devices' lists no OpenCL device"
-  else
-    echo "no OpenCL device: the OpenCL CLI tests did not run"
-    ok
-  fi
-  finish
-fi
+require_devices 1 "$n" "the OpenCL CLI tests"
 expect 0 '' -- "$BIN" devices
 for f in type platform vendor driver OpenCL compute memory; do
   check "grep -Eq '^ +$f ' \"\$TMP/out\"" "devices shows '$f'"

@@ -17,16 +17,7 @@ expect 2 '--show and --reset exclude each other' -- "$BIN" tune --show --reset
 expect 2 'unexpected argument' -- "$BIN" tune extra
 check '"$BIN" tune --help | grep -q -- "--budget SECONDS"' "tune --help shows --budget"
 
-n=$("$BIN" devices --json | grep -c '"index":')
-if [ "$n" -lt 1 ]; then
-  if [ "${PCV_REQUIRE_OPENCL:-0}" != 0 ]; then
-    bad "PCV_REQUIRE_OPENCL=1 but there is no OpenCL device"
-  else
-    echo "no OpenCL device: the tuning tests did not run"
-    ok
-  fi
-  finish
-fi
+require_devices 1 "$("$BIN" devices --json | grep -c '"index":')" "the tuning tests"
 expect 1 "device '99' does not exist" -- "$BIN" tune -d 99
 
 # ---- nothing stored yet ----

@@ -18,15 +18,7 @@ check '"$BIN" verify --help | grep -q -- "--against B"' "verify --help shows --a
 check '"$BIN" verify --help | grep -q -- "--all "' "verify --help shows --all"
 
 n=$("$BIN" devices --json | grep -c '"index":')
-if [ "$n" -lt 2 ]; then
-  if [ "${PCV_REQUIRE_OPENCL:-0}" != 0 ]; then
-    bad "PCV_REQUIRE_OPENCL=1 but POCL_DEVICES='pthread pthread' gives $n OpenCL device(s), not 2"
-  else
-    echo "fewer than two OpenCL devices: the device-against-device tests did not run"
-    ok
-  fi
-  finish
-fi
+require_devices 2 "$n" "the device-against-device tests (POCL_DEVICES='pthread pthread')"
 
 # ---- one device against another ----
 expect 0 'verify PerceiverForMaskedLM on OpenCL device 1.* against OpenCL device 0' -- \

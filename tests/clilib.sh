@@ -31,6 +31,19 @@ expect() {
 
 check() { if eval "$1"; then ok; else bad "$2"; fi; }
 
+# require_devices N HAVE WHAT: when HAVE < N OpenCL devices, ends the test: a failure under
+# PCV_REQUIRE_OPENCL=1 (CI), else a note that WHAT did not run.
+require_devices() {
+  [ "$2" -ge "$1" ] && return 0
+  if [ "${PCV_REQUIRE_OPENCL:-0}" != 0 ]; then
+    bad "PCV_REQUIRE_OPENCL=1 but there are $2 OpenCL device(s), not $1: $3 did not run"
+  else
+    echo "fewer than $1 OpenCL device(s): $3 did not run"
+    ok
+  fi
+  finish
+}
+
 finish() {
   echo "$(basename "$0"): $PASS passed, $FAIL failed"
   [ "$FAIL" -eq 0 ] && [ "$PASS" -gt 0 ]

@@ -343,7 +343,9 @@ int pcv_tune_run(pcv_backend *be, const pcv_tune_options *o, pcv_tune_report *re
     if (!rc) {
         /* the defaults first: the baseline every candidate must beat */
         try_candidate(&t, "", &fatal, err);
-        if (rep->cands[0].status != PCV_TUNE_OK) {
+        if (!rep->ncands)
+            rc = pcv_set_error(err, PCV_ERR_OOM, "out of memory");
+        else if (rep->cands[0].status != PCV_TUNE_OK) {
             rc = pcv_set_error(err, PCV_ERR_DEVICE, "tune: OpenCL device %d '%s' fails the workload with its defaults: %s",
                                info.index, info.name, rep->cands[0].why);
         }
