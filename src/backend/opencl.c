@@ -104,6 +104,9 @@ typedef struct cl_dev {
     bool attn_gemm_auto; /* the automatic attention path is the CLBlast one (see dev_init) */
     int64_t attn_gemm_d; /* tuning key attn_gemm_d: the CLBlast path from this head size on (0: never) */
     int64_t scores_max;  /* switch: the GEMM path's score chunk in bytes (0: ATTN_SCORES_MAX) */
+    size_t db_xgemm[16], db_minind; /* CLBlast's database values for the device, read before any
+                                       override (have_db): what "no override" puts back */
+    bool have_db;
     char options[256];
     char profile[512];         /* the device's tuning profile ("" none): opencl_profile.c */
     char profile_path[4300];
@@ -127,6 +130,8 @@ typedef struct cl_be {
 } cl_be;
 
 #define DEV(be) (((cl_be *)(be)->ctx)->d)
+
+enum { LOOP_SHARE = 4 }; /* see loop_check */
 #define MAX_ALLOC(be) (((cl_be *)(be)->ctx)->max_alloc)
 
 /* An error from the OpenCL runtime during `what`. Codes that mean the device or its memory is
@@ -436,6 +441,22 @@ static int ocl_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
         size_t gws[3] = {(size_t)g->n, (size_t)g->m, (size_t)g->batch};
         return launch(d, d->k[K_SCALE], "gemm (k = 0)", 3, gws, NULL, args, NARGS(args), err);
     }
+    /* On a device that ends loops early, a long reduction is cut into slices of k that no
+     * parameter set can loop over too long (KWI 1 loops k times per work-item; llvmpipe ends
+     * loops after 65535 iterations): C = alpha A1 B1 + beta C, then C += alpha Ai Bi. */
+    int64_t kmax = d->loop_limit > 0 ? d->loop_limit / LOOP_SHARE : 0;
+    if (kmax > 0 && g->k > kmax) {
+        for (int64_t k0 = 0; k0 < g->k; k0 += kmax) {
+            pcv_gemm_args part = *g;
+            part.k = g->k - k0 < kmax ? g->k - k0 : kmax;
+            part.beta = k0 ? 1.0f : g->beta;
+            part.a_off += (size_t)(g->trans_a ? k0 * g->lda : k0);
+            part.b_off += (size_t)(g->trans_b ? k0 : k0 * g->ldb);
+            if ((rc = ocl_gemm(be, &part, err)))
+                return rc;
+        }
+        return 0;
+    }
     if (simulated_loss(d))
         return cl_fail(d, CL_DEVICE_NOT_AVAILABLE, "gemm", err);
     double t0 = d->trace ? pcv_now() : 0;
@@ -499,10 +520,9 @@ static int ocl_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /* Devices that end loops early (loop_limit > 0) would return wrong numbers without an error;
- * a kernel whose work-items would run more than a share of the limit is refused instead. The
- * counts below are upper bounds made as if no loop were unrolled; the share leaves room for
- * what a driver's lowering adds (vector loads, reductions). */
-enum { LOOP_SHARE = 4 };
+ * a kernel whose work-items would run more than a share (LOOP_SHARE) of the limit is split or
+ * refused instead. The counts below are upper bounds made as if no loop were unrolled; the
+ * share leaves room for what a driver's lowering adds (vector loads, reductions). */
 
 static int loop_check(cl_dev *d, const char *what, int64_t iters, pcv_error *err)
 {
@@ -967,23 +987,34 @@ static const char *tuning_value(const cl_dev *d, const char *key, char *buf, siz
 
 static int tuning_choice(const cl_dev *d, const char *key, const char *const *words, int n, int def);
 
-/* Installs CLBlast parameters for PoCL's CPU device (measured on PoCL 3.1, AVX-512 and AVX2:
+/* CLBlast parameters. PoCL's CPU device gets ours (measured on PoCL 3.1, AVX-512 and AVX2:
  * 1x1 work-groups with float16 vectors; see docs/opencl.md). They are PoCL's, not every CPU
  * driver's: on Mesa's rusticl (llvmpipe) the same set runs 1000x slower than CLBlast's defaults,
  * so other drivers keep CLBlast's own parameters. The tuning keys clblast=0, xgemm=... and
- * minind=... change that. */
+ * minind=... (a profile's, perceiver-cl tune) change that. */
+static const char *const xgemm_names[16] = {"GEMMK", "KREG", "KWG",  "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
+                                            "NDIMC", "NWG",  "SA",   "SB",  "STRM",  "STRN",  "VWM", "VWN"};
+static const char *const minind_name[1] = {"XGEMM_MIN_INDIRECT_SIZE"};
+
+/* backend/clblast_params.cpp */
+int pcv_clblast_retrieve(cl_device_id device, const char *kernel, int n, const char *const *names, size_t *values);
+
+/* Installs the device's parameters: every time a full set, so that what a tuning string
+ * leaves out is the default and not what an earlier string installed (CLBlast keeps overrides
+ * until replaced; CLBlastClearCache only drops compiled programs). */
 static CLBlastStatusCode clblast_tune(cl_dev *d)
 {
     char v[256];
     const char *env = tuning_value(d, "clblast", v, sizeof v);
-    if (env && !strcmp(env, "0"))
-        return CLBlastSuccess;
-    static const char *names[16] = {"GEMMK", "KREG", "KWG",  "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
-                                    "NDIMC", "NWG",  "SA",   "SB",  "STRM",  "STRN",  "VWM", "VWN"};
+    bool off = env && !strcmp(env, "0");
     size_t vals[16] = {0, 1, 64, 4, 1, 1, 32, 1, 1, 8, 0, 0, 0, 0, 16, 1};
     bool pocl = d->info.is_cpu && strstr(d->info.platform, "Portable Computing Language") != NULL;
-    bool have = pocl;
-    const char *x = tuning_value(d, "xgemm", v, sizeof v);
+    bool have = pocl && !off;
+    if (!have && d->have_db) { /* CLBlast's database values */
+        memcpy(vals, d->db_xgemm, sizeof vals);
+        have = true;
+    }
+    const char *x = off ? NULL : tuning_value(d, "xgemm", v, sizeof v);
     if (x && *x) {
         size_t nv[16];
         int n = 0;
@@ -1005,14 +1036,16 @@ static CLBlastStatusCode clblast_tune(cl_dev *d)
     }
     CLBlastStatusCode st = CLBlastSuccess;
     if (have)
-        st = CLBlastOverrideParameters(d->dev, "Xgemm", CLBlastPrecisionSingle, 16, names, vals);
-    /* every GEMM takes the tuned indirect kernel on CPUs (the direct kernel keeps its defaults) */
-    const char *mi = tuning_value(d, "minind", v, sizeof v);
-    size_t minind = mi && *mi ? strtoul(mi, NULL, 10) : pocl ? 1 : 0;
-    if (minind > 0 && st == CLBlastSuccess) {
-        const char *rn[1] = {"XGEMM_MIN_INDIRECT_SIZE"};
-        st = CLBlastOverrideParameters(d->dev, "GemmRoutine", CLBlastPrecisionSingle, 1, rn, &minind);
-    }
+        st = CLBlastOverrideParameters(d->dev, "Xgemm", CLBlastPrecisionSingle, 16, (const char **)xgemm_names, vals);
+    /* every GEMM takes the tuned indirect kernel on PoCL (the direct kernel keeps its defaults);
+     * minind=0: the database's threshold */
+    const char *mi = off ? NULL : tuning_value(d, "minind", v, sizeof v);
+    size_t minind = mi && *mi ? strtoul(mi, NULL, 10) : pocl && !off ? 1 : 0;
+    if (minind == 0 && d->have_db)
+        minind = d->db_minind;
+    if (minind > 0 && st == CLBlastSuccess)
+        st = CLBlastOverrideParameters(d->dev, "GemmRoutine", CLBlastPrecisionSingle, 1, (const char **)minind_name,
+                                       &minind);
     return st;
 }
 
@@ -1238,6 +1271,9 @@ static int dev_init(cl_dev *d, int index, pcv_error *err)
     d->trace = pcv_runtime()->trace;
     if ((rc = probe_loops(d, err)))
         return rc;
+    /* before this process overrides anything on the device */
+    d->have_db = pcv_clblast_retrieve(d->dev, "Xgemm", 16, xgemm_names, d->db_xgemm) == 0 &&
+                 pcv_clblast_retrieve(d->dev, "GemmRoutine", 1, minind_name, &d->db_minind) == 0;
     CLBlastStatusCode st = clblast_tune(d);
     if (st != CLBlastSuccess && d->profile[0]) {
         fprintf(stderr,
@@ -1360,6 +1396,13 @@ const char *pcv_cl_clblast_version(void)
     if (!v[0])
         snprintf(v, sizeof v, "CLBlast %s (linked statically)", PCV_CLBLAST_VERSION);
     return v;
+}
+
+bool pcv_cl_clblast_current(const pcv_backend *be, size_t *xgemm, size_t *minind)
+{
+    return be && be->ops == &ocl_ops &&
+           pcv_clblast_retrieve(DEV(be)->dev, "Xgemm", 16, xgemm_names, xgemm) == 0 &&
+           pcv_clblast_retrieve(DEV(be)->dev, "GemmRoutine", 1, minind_name, minind) == 0;
 }
 
 bool pcv_cl_backend_info(const pcv_backend *be, pcv_cl_device_info *info)
@@ -1487,6 +1530,7 @@ pcv_backend *pcv_backend_opencl_create(int index, const pcv_backend_options *opt
 
 #else
 const char *pcv_cl_clblast_version(void) { return "none"; }
+bool pcv_cl_clblast_current(const pcv_backend *be, size_t *xgemm, size_t *minind) { return false; }
 bool pcv_cl_backend_info(const pcv_backend *be, pcv_cl_device_info *info) { return false; }
 bool pcv_cl_backend_profile(const pcv_backend *be, char *tuning, size_t cap, char *path, size_t pathcap)
 {

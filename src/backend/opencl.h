@@ -122,6 +122,9 @@ int pcv_cl_profile_remove(const pcv_cl_device_info *info, bool *removed, pcv_err
 /* The CLBlast library this process runs: the name of the file it was loaded from
  * ("libclblast.so.1.5.3"), part of a profile's identity. */
 const char *pcv_cl_clblast_version(void);
+/* The CLBlast parameters in force on be's device now: the 16 Xgemm values (xgemm= order) and
+ * XGEMM_MIN_INDIRECT_SIZE (false for other backends, or when CLBlast cannot say). */
+bool pcv_cl_clblast_current(const pcv_backend *be, size_t *xgemm, size_t *minind);
 /* The device of an OpenCL backend (false for other backends). */
 bool pcv_cl_backend_info(const pcv_backend *be, pcv_cl_device_info *info);
 /* The profile an OpenCL backend's device runs with ("" none) and its file; false for other
