@@ -130,9 +130,9 @@ typedef struct cl_be {
 } cl_be;
 
 #define DEV(be) (((cl_be *)(be)->ctx)->d)
+#define MAX_ALLOC(be) (((cl_be *)(be)->ctx)->max_alloc)
 
 enum { LOOP_SHARE = 4 }; /* see loop_check */
-#define MAX_ALLOC(be) (((cl_be *)(be)->ctx)->max_alloc)
 
 /* An error from the OpenCL runtime during `what`. Codes that mean the device or its memory is
  * gone make the device unusable for the rest of the process, with one clear message. */
@@ -865,8 +865,6 @@ static int attn_fused(cl_dev *d, const pcv_attention_args *a, pcv_error *err)
     return 0;
 }
 
-/* Scores through CLBlast, per batch entry: S[h] = Q_h K_h^T (heads batched, each head a
- * column slice of Q and K), masked softmax in place, O_h = S[h] V_h. */
 /* The GEMM path's scores are materialized for a chunk of queries at a time (all heads of one
  * batch entry): at most this many bytes, and never more than one allocation may hold. */
 #define ATTN_SCORES_MAX ((size_t)256 << 20)
@@ -880,6 +878,8 @@ static int64_t attn_gemm_rows(const cl_be *cb, const pcv_attention_args *a)
     return rows < a->nq ? rows : a->nq;
 }
 
+/* Scores through CLBlast, per batch entry and chunk of queries: S[h] = Q_h K_h^T (heads batched,
+ * each head a column slice of Q and K), masked softmax in place, O_h = S[h] V_h. */
 static int attn_gemm(pcv_backend *be, cl_dev *d, const pcv_attention_args *a, pcv_error *err)
 {
     int rc = loop_check(d, "an attention softmax over this many keys", row_iters(d, a->nk), err);
