@@ -299,7 +299,7 @@ int main(int argc, char **argv)
         }
         pcv_backend_close(be);
     }
-    if (plats && !filter) {
+    if (plats && !filter && (!only_backend || !strcmp(only_backend, "opencl"))) { /* every device ran */
         char list[512];
         snprintf(list, sizeof list, "%s", plats);
         int k = 0;
