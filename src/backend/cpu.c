@@ -121,6 +121,20 @@ static void blis_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
  * tile packs A again, and with three per thread the 512-row GEMMs of the image models ran
  * slower (bench-ops, below in the commit history) than with one; the passive OpenMP wait
  * (cli/main.c) keeps a thread that finishes first from spinning. */
+
+/* The runtime of every BLIS call: one thread (ours run the tiles), and BLIS's "sup" path for
+ * small dimensions (taken whenever m, n or k is under a few hundred, so for every GEMM of the
+ * 256- and 512-row latent arrays) told to pack B. Unpacked, the sup kernels read B through its
+ * strides, which for our weights ([out][in], transposed here) and the attention's K^T costs a
+ * quarter to a half of the time: single-thread CPU time on zen3, m256 n640 k1280 NT 6.24 ms
+ * unpacked, 4.94 ms packed (the conventional path: 4.80 ms); m64 n256 k32 NT (scores of one
+ * query tile) 0.05 ms against 0.02 ms. */
+static void cpu_rntm_init(rntm_t *rntm)
+{
+    bli_rntm_init(rntm);
+    bli_rntm_set_num_threads(1, rntm);
+    bli_rntm_set_pack_b(true, rntm);
+}
 enum { TILE_COLS_MIN = 128, TILE_ROWS_MIN = 96, TILES_PER_THREAD = 1 };
 
 static int64_t round_up(int64_t v, int64_t q) { return (v + q - 1) / q * q; }
@@ -154,8 +168,8 @@ static int cpu_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
         threads = 1;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
-        rntm_t rntm = BLIS_RNTM_INITIALIZER;
-        bli_rntm_set_num_threads(1, &rntm);
+        rntm_t rntm;
+        cpu_rntm_init(&rntm);
         if (threads == 1) {
             for (int64_t i = 0; i < g->batch; i++)
                 blis_gemm(g->trans_a, g->trans_b, g->m, g->n, g->k, g->alpha,
@@ -376,8 +390,8 @@ static int cpu_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error
 
 #pragma omp parallel num_threads(nthreads) if (ntasks > 1 && a->nq * a->nk * (a->dqk + a->dv) >= PAR_MIN)
     {
-        rntm_t rntm = BLIS_RNTM_INITIALIZER;
-        bli_rntm_set_num_threads(1, &rntm); /* parallelism comes from the task loop */
+        rntm_t rntm;
+        cpu_rntm_init(&rntm); /* one thread: parallelism comes from the task loop */
         float *s = scratch + (size_t)omp_get_thread_num() * stride;
 #pragma omp for schedule(dynamic)
         for (int64_t t = 0; t < ntasks; t++) {
