@@ -7,6 +7,7 @@
  * report the kernel set in the backend name so benchmarks say what ran.
  */
 #include "backend/backend_impl.h"
+#include "backend/cpu_vec.h"
 #include "util/error.h"
 
 #include <blis.h>
@@ -211,30 +212,16 @@ static int cpu_layernorm(pcv_backend *be, pcv_buffer *xb, size_t x_off, pcv_buff
     const float *x = F(xb, x_off), *gamma = F(gb, g_off), *beta = F(bb, b_off);
     float *y = F(yb, y_off);
 #pragma omp parallel for schedule(static) if (rows * cols >= PAR_MIN)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * cols;
-        float *yr = y + r * cols;
-        /* two-pass in double: the reference is float32 PyTorch, whose error is far larger */
-        double mean = 0, var = 0;
-        for (int64_t c = 0; c < cols; c++)
-            mean += xr[c];
-        mean /= (double)cols;
-        for (int64_t c = 0; c < cols; c++) {
-            double d = xr[c] - mean;
-            var += d * d;
-        }
-        var /= (double)cols;
-        float rstd = (float)(1.0 / sqrt(var + (double)eps));
-        float fmean = (float)mean;
-        for (int64_t c = 0; c < cols; c++)
-            yr[c] = (xr[c] - fmean) * rstd * gamma[c] + beta[c];
-    }
+    for (int64_t r = 0; r < rows; r++)
+        pcv_vec_layernorm_row(x + r * cols, y + r * cols, cols, gamma, beta, eps);
     return 0;
 }
 
 /* The activations in float32, in torch's operation order (cl/elementwise.cl repeats them). */
 static inline float softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
 static inline float gelu_erf(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f)); }
+
+enum { GELU_BLOCK = 4096 };
 
 #define ACT_LOOP(expr)                                                                                                 \
     _Pragma("omp parallel for schedule(static) if (n >= PAR_MIN)") for (int64_t i = 0; i < n; i++)                    \
@@ -251,7 +238,12 @@ static int cpu_activation(pcv_backend *be, pcv_buffer *xb, size_t x_off, int64_t
     const float c = 0.79788456080286535588f;                 /* sqrt(2/pi) */
     const float lap = (float)(0.282095 * 1.41421356237309515); /* laplace: sigma * sqrt(2), as torch */
     switch (act) {
-    case PCV_ACT_GELU: ACT_LOOP(gelu_erf(v))
+    case PCV_ACT_GELU:
+        /* vectorized (cpu_vec.c), in blocks of rows so that both threads get work */
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i += GELU_BLOCK)
+            pcv_vec_bias_gelu(x + i, 1, n - i < GELU_BLOCK ? n - i : GELU_BLOCK, NULL);
+        break;
     case PCV_ACT_GELU_TANH: ACT_LOOP(0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v))))
     case PCV_ACT_GELU_10: ACT_LOOP(fminf(fmaxf(gelu_erf(v), -10.0f), 10.0f))
     case PCV_ACT_QUICK_GELU: ACT_LOOP(v / (1.0f + expf(-1.702f * v)))
@@ -283,25 +275,6 @@ static int cpu_add(pcv_backend *be, pcv_buffer *yb, size_t y_off, pcv_buffer *ab
     return 0;
 }
 
-/* Softmax of one row in place, after adding an optional mask (numerically stable). */
-static void softmax_row(float *x, int64_t n, const float *mask)
-{
-    if (mask)
-        for (int64_t j = 0; j < n; j++)
-            x[j] += mask[j];
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < n; j++)
-        mx = x[j] > mx ? x[j] : mx;
-    double sum = 0;
-    for (int64_t j = 0; j < n; j++) {
-        x[j] = expf(x[j] - mx);
-        sum += x[j];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j < n; j++)
-        x[j] *= inv;
-}
-
 static int cpu_softmax(pcv_backend *be, pcv_buffer *xb, size_t x_off, int64_t rows, int64_t cols,
                        pcv_buffer *mb, size_t m_off, pcv_error *err)
 {
@@ -309,7 +282,7 @@ static int cpu_softmax(pcv_backend *be, pcv_buffer *xb, size_t x_off, int64_t ro
     const float *mask = mb ? F(mb, m_off) : NULL;
 #pragma omp parallel for schedule(static) if (rows * cols >= PAR_MIN)
     for (int64_t r = 0; r < rows; r++)
-        softmax_row(x + r * cols, cols, mask);
+        pcv_vec_softmax_row(x + r * cols, cols, 1.0f, mask, NULL);
     return 0;
 }
 
@@ -353,12 +326,7 @@ enum { QT = 64 };
 static bool attn_row(float *row, int64_t nk, const pcv_attention_args *a, const float *kmask, float qkeep)
 {
     if (a->mode == PCV_ATTN_HF) {
-        for (int64_t j = 0; j < nk; j++)
-            row[j] /= a->scale;
-        if (kmask)
-            for (int64_t j = 0; j < nk; j++)
-                row[j] += (1.0f - kmask[j]) * -FLT_MAX;
-        softmax_row(row, nk, NULL);
+        pcv_vec_softmax_row(row, nk, a->scale, NULL, kmask);
         return true;
     }
     const float inv = (float)(1.0 / (double)a->scale);
@@ -369,7 +337,7 @@ static bool attn_row(float *row, int64_t nk, const pcv_attention_args *a, const 
         any |= keep;
     }
     if (any)
-        softmax_row(row, nk, NULL);
+        pcv_vec_softmax_row(row, nk, 1.0f, NULL, NULL);
     return any;
 }
 
