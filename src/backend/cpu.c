@@ -167,6 +167,8 @@ static int cpu_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
     int64_t ntiles = g->batch * nrb * ncb;
     if (threads < 2 || ntiles < 2 || flops < 4e6)
         threads = 1;
+    const bool epilogue = g->bias || g->gelu || g->res; /* batch 1, ldc == n (pcv_backend_gemm) */
+    const float *bias = g->bias ? F(g->bias, g->bias_off) : NULL, *res = g->res ? F(g->res, g->res_off) : NULL;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         rntm_t rntm;
@@ -176,6 +178,8 @@ static int cpu_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
                 blis_gemm(g->trans_a, g->trans_b, g->m, g->n, g->k, g->alpha,
                           F(g->a, g->a_off + i * g->stride_a), g->lda, F(g->b, g->b_off + i * g->stride_b),
                           g->ldb, g->beta, F(g->c, g->c_off + i * g->stride_c), g->ldc, &rntm);
+            if (epilogue)
+                pcv_vec_epilogue(F(g->c, g->c_off), g->ldc, g->m, g->n, bias, g->gelu, res, g->ldc);
         } else {
 #pragma omp for schedule(dynamic, 1)
             for (int64_t t = 0; t < ntiles; t++) {
@@ -185,8 +189,12 @@ static int cpu_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
                 /* row r0 of op(A) and column c0 of op(B) */
                 size_t a_at = g->a_off + i * g->stride_a + (size_t)(g->trans_a ? r0 : r0 * g->lda);
                 size_t b_at = g->b_off + i * g->stride_b + (size_t)(g->trans_b ? c0 * g->ldb : c0);
+                float *c = F(g->c, g->c_off + i * g->stride_c + r0 * g->ldc + c0);
                 blis_gemm(g->trans_a, g->trans_b, mm, nn, g->k, g->alpha, F(g->a, a_at), g->lda, F(g->b, b_at),
-                          g->ldb, g->beta, F(g->c, g->c_off + i * g->stride_c + r0 * g->ldc + c0), g->ldc, &rntm);
+                          g->ldb, g->beta, c, g->ldc, &rntm);
+                if (epilogue) /* the tile is still in cache (batch 1: i == 0) */
+                    pcv_vec_epilogue(c, g->ldc, mm, nn, bias ? bias + c0 : NULL, g->gelu,
+                                     res ? res + r0 * g->ldc + c0 : NULL, g->ldc);
             }
         }
     }
@@ -497,6 +505,7 @@ static const pcv_backend_ops cpu_ops = {
     .download = cpu_download,
     .synchronize = cpu_synchronize,
     .gemm = cpu_gemm,
+    .gemm_epilogue = true,
     .bias_add = cpu_bias_add,
     .layernorm = cpu_layernorm,
     .activation = cpu_activation,

@@ -137,6 +137,34 @@ CLONES void pcv_vec_bias_gelu(float *x, int64_t rows, int64_t cols, const float 
     }
 }
 
+INLINE vf epilogue(vf v, const float *bias, bool gelu, const float *res, int64_t m)
+{
+    if (bias)
+        v = v + (m < W ? load_part(bias, m, 0.0f) : load(bias));
+    if (gelu)
+        v = vgelu(v);
+    if (res)
+        v = v + (m < W ? load_part(res, m, 0.0f) : load(res));
+    return v;
+}
+
+CLONES void pcv_vec_epilogue(float *c, int64_t ldc, int64_t rows, int64_t cols, const float *bias, bool gelu,
+                             const float *res, int64_t ldr)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        float *cr = c + r * ldc;
+        const float *rr = res ? res + r * ldr : NULL;
+        int64_t j = 0;
+        for (; j + W <= cols; j += W)
+            store(cr + j, epilogue(load(cr + j), bias ? bias + j : NULL, gelu, rr ? rr + j : NULL, W));
+        if (j < cols)
+            store_part(cr + j,
+                       epilogue(load_part(cr + j, cols - j, 0.0f), bias ? bias + j : NULL, gelu, rr ? rr + j : NULL,
+                                cols - j),
+                       cols - j);
+    }
+}
+
 /* One vector of scores before the softmax: divided, masked. */
 INLINE vf scores(vf v, float div, const float *add, const float *keep, int64_t j, int64_t m)
 {
