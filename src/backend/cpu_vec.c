@@ -2,7 +2,7 @@
  *
  * Written with GCC's vector extensions, 8 floats per vector: one ymm register with AVX2 and
  * AVX-512, two xmm on the x86-64 baseline (16-float vectors ran 4x slower on AVX2: GCC lowers their
- * comparisons to scalar code).
+ * comparisons to scalar code); built by clang, 4 floats and no clones (see VBYTES).
  * On x86-64 each entry point is compiled three times (target_clones) and the dynamic loader picks
  * the clone the CPU can run, so one binary serves every machine; elsewhere the generic code is
  * built once. No -ffast-math: the functions below spell out every approximation they make.
@@ -21,15 +21,23 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef float vf __attribute__((vector_size(32)));
-typedef int32_t vi __attribute__((vector_size(32)));
-enum { W = (int)(sizeof(vf) / sizeof(float)) };
-
+#if defined(__clang__)
+/* Clang refuses 32-byte vectors as arguments of the (inlined) helpers in code built without AVX,
+ * the baseline clone: one build of 4-float vectors instead. */
+#define VBYTES 16
+#define CLONES
+#else
+#define VBYTES 32
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define CLONES
 #endif
+#endif
+
+typedef float vf __attribute__((vector_size(VBYTES)));
+typedef int32_t vi __attribute__((vector_size(VBYTES)));
+enum { W = (int)(sizeof(vf) / sizeof(float)) };
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -214,7 +222,7 @@ CLONES void pcv_vec_layernorm_row(const float *x, float *y, int64_t n, const flo
                                   float eps)
 {
     int64_t j, tail = n % W, body = n - tail;
-    /* two passes, partial sums in float lanes (n / 8 terms each), lanes added in double; the
+    /* two passes, partial sums in float lanes (n / W terms each), lanes added in double; the
      * second pass also sums the deviations, which corrects the mean for the rounding of the first
      * (the "corrected two-pass" algorithm: rows far from zero mean stay exact to float's rounding) */
     vf s = splat(0.0f);
