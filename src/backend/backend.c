@@ -196,7 +196,28 @@ int pcv_backend_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
     CHECK_OPERAND(g->a, g->a_off, last * g->stride_a + span(ar, ac, g->lda), "A");
     CHECK_OPERAND(g->b, g->b_off, last * g->stride_b + span(br, bc, g->ldb), "B");
     CHECK_OPERAND(g->c, g->c_off, last * g->stride_c + span(g->m, g->n, g->ldc), "C");
-    return be->ops->gemm(be, g, err);
+    bool epilogue = g->bias || g->gelu || g->res;
+    if (!epilogue)
+        return be->ops->gemm(be, g, err);
+    if (g->batch != 1 || g->ldc != g->n)
+        return pcv_set_error(err, PCV_ERR_SHAPE, "%s: gemm epilogue on a batched or strided C", be->name);
+    if (g->bias)
+        CHECK_OPERAND(g->bias, g->bias_off, g->n, "bias");
+    if (g->res)
+        CHECK_OPERAND(g->res, g->res_off, g->m * g->n, "res");
+    if (be->ops->gemm_epilogue)
+        return be->ops->gemm(be, g, err);
+    pcv_gemm_args plain = *g;
+    plain.bias = plain.res = NULL;
+    plain.gelu = false;
+    int rc = be->ops->gemm(be, &plain, err);
+    if (!rc && g->bias)
+        rc = be->ops->bias_add(be, g->c, g->c_off, g->m, g->n, g->bias, g->bias_off, err);
+    if (!rc && g->gelu)
+        rc = be->ops->activation(be, g->c, g->c_off, g->m * g->n, PCV_ACT_GELU, err);
+    if (!rc && g->res)
+        rc = be->ops->add(be, g->c, g->c_off, g->res, g->res_off, g->m * g->n, err);
+    return rc;
 }
 
 int pcv_backend_bias_add(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols, pcv_buffer *bias,

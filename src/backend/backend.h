@@ -23,7 +23,12 @@ typedef struct pcv_backend pcv_backend;
 
 /* C[i] = alpha * op(A[i]) * op(B[i]) + beta * C[i] for i < batch, row-major.
  * op(A) is m x k, op(B) is k x n, C is m x n; lda/ldb/ldc are row strides in elements;
- * stride_* are the element distances between consecutive batch entries. */
+ * stride_* are the element distances between consecutive batch entries.
+ *
+ * The epilogue of a linear layer, each part optional (batch 1 and ldc == n only): then
+ * C[r][c] += bias[c]; C = gelu(C) (exact erf GELU) when gelu is set; C[r][c] += res[r][c]. A backend
+ * may do it while the output is in cache (the CPU path); the wrapper otherwise runs bias_add,
+ * activation and add after the product. res may not alias C. */
 typedef struct pcv_gemm_args {
     bool trans_a, trans_b;
     int64_t m, n, k, batch;
@@ -31,6 +36,9 @@ typedef struct pcv_gemm_args {
     pcv_buffer *a; size_t a_off; int64_t lda, stride_a;
     pcv_buffer *b; size_t b_off; int64_t ldb, stride_b;
     pcv_buffer *c; size_t c_off; int64_t ldc, stride_c;
+    pcv_buffer *bias; size_t bias_off;
+    bool gelu;
+    pcv_buffer *res; size_t res_off;
 } pcv_gemm_args;
 
 /* How masks and scores are treated: the two reference implementations differ (see

@@ -27,6 +27,7 @@ typedef struct pcv_backend_ops {
 
     /* ---- operations (offsets and sizes in elements) ---- */
     int (*gemm)(pcv_backend *be, const pcv_gemm_args *args, pcv_error *err);
+    bool gemm_epilogue; /* gemm applies the epilogue of pcv_gemm_args itself (else the wrapper does) */
     /* x[r][c] += bias[c] */
     int (*bias_add)(pcv_backend *be, pcv_buffer *x, size_t x_off, int64_t rows, int64_t cols,
                     pcv_buffer *bias, size_t bias_off, pcv_error *err);

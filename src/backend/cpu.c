@@ -7,6 +7,7 @@
  * report the kernel set in the backend name so benchmarks say what ran.
  */
 #include "backend/backend_impl.h"
+#include "backend/cpu_vec.h"
 #include "util/error.h"
 
 #include <blis.h>
@@ -121,6 +122,20 @@ static void blis_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
  * tile packs A again, and with three per thread the 512-row GEMMs of the image models ran
  * slower (bench-ops, below in the commit history) than with one; the passive OpenMP wait
  * (cli/main.c) keeps a thread that finishes first from spinning. */
+
+/* The runtime of every BLIS call: one thread (ours run the tiles), and BLIS's "sup" path for
+ * small dimensions (taken whenever m, n or k is under a few hundred, so for every GEMM of the
+ * 256- and 512-row latent arrays) told to pack B. Unpacked, the sup kernels read B through its
+ * strides, which for our weights ([out][in], transposed here) and the attention's K^T costs a
+ * quarter to a half of the time: single-thread CPU time on zen3, m256 n640 k1280 NT 6.24 ms
+ * unpacked, 4.94 ms packed (the conventional path: 4.80 ms); m64 n256 k32 NT (scores of one
+ * query tile) 0.05 ms against 0.02 ms. */
+static void cpu_rntm_init(rntm_t *rntm)
+{
+    bli_rntm_init(rntm);
+    bli_rntm_set_num_threads(1, rntm);
+    bli_rntm_set_pack_b(true, rntm);
+}
 enum { TILE_COLS_MIN = 128, TILE_ROWS_MIN = 96, TILES_PER_THREAD = 1 };
 
 static int64_t round_up(int64_t v, int64_t q) { return (v + q - 1) / q * q; }
@@ -152,15 +167,19 @@ static int cpu_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
     int64_t ntiles = g->batch * nrb * ncb;
     if (threads < 2 || ntiles < 2 || flops < 4e6)
         threads = 1;
+    const bool epilogue = g->bias || g->gelu || g->res; /* batch 1, ldc == n (pcv_backend_gemm) */
+    const float *bias = g->bias ? F(g->bias, g->bias_off) : NULL, *res = g->res ? F(g->res, g->res_off) : NULL;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
-        rntm_t rntm = BLIS_RNTM_INITIALIZER;
-        bli_rntm_set_num_threads(1, &rntm);
+        rntm_t rntm;
+        cpu_rntm_init(&rntm);
         if (threads == 1) {
             for (int64_t i = 0; i < g->batch; i++)
                 blis_gemm(g->trans_a, g->trans_b, g->m, g->n, g->k, g->alpha,
                           F(g->a, g->a_off + i * g->stride_a), g->lda, F(g->b, g->b_off + i * g->stride_b),
                           g->ldb, g->beta, F(g->c, g->c_off + i * g->stride_c), g->ldc, &rntm);
+            if (epilogue)
+                pcv_vec_epilogue(F(g->c, g->c_off), g->ldc, g->m, g->n, bias, g->gelu, res, g->ldc);
         } else {
 #pragma omp for schedule(dynamic, 1)
             for (int64_t t = 0; t < ntiles; t++) {
@@ -170,8 +189,12 @@ static int cpu_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
                 /* row r0 of op(A) and column c0 of op(B) */
                 size_t a_at = g->a_off + i * g->stride_a + (size_t)(g->trans_a ? r0 : r0 * g->lda);
                 size_t b_at = g->b_off + i * g->stride_b + (size_t)(g->trans_b ? c0 * g->ldb : c0);
+                float *c = F(g->c, g->c_off + i * g->stride_c + r0 * g->ldc + c0);
                 blis_gemm(g->trans_a, g->trans_b, mm, nn, g->k, g->alpha, F(g->a, a_at), g->lda, F(g->b, b_at),
-                          g->ldb, g->beta, F(g->c, g->c_off + i * g->stride_c + r0 * g->ldc + c0), g->ldc, &rntm);
+                          g->ldb, g->beta, c, g->ldc, &rntm);
+                if (epilogue) /* the tile is still in cache (batch 1: i == 0) */
+                    pcv_vec_epilogue(c, g->ldc, mm, nn, bias ? bias + c0 : NULL, g->gelu,
+                                     res ? res + r0 * g->ldc + c0 : NULL, g->ldc);
             }
         }
     }
@@ -197,30 +220,16 @@ static int cpu_layernorm(pcv_backend *be, pcv_buffer *xb, size_t x_off, pcv_buff
     const float *x = F(xb, x_off), *gamma = F(gb, g_off), *beta = F(bb, b_off);
     float *y = F(yb, y_off);
 #pragma omp parallel for schedule(static) if (rows * cols >= PAR_MIN)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * cols;
-        float *yr = y + r * cols;
-        /* two-pass in double: the reference is float32 PyTorch, whose error is far larger */
-        double mean = 0, var = 0;
-        for (int64_t c = 0; c < cols; c++)
-            mean += xr[c];
-        mean /= (double)cols;
-        for (int64_t c = 0; c < cols; c++) {
-            double d = xr[c] - mean;
-            var += d * d;
-        }
-        var /= (double)cols;
-        float rstd = (float)(1.0 / sqrt(var + (double)eps));
-        float fmean = (float)mean;
-        for (int64_t c = 0; c < cols; c++)
-            yr[c] = (xr[c] - fmean) * rstd * gamma[c] + beta[c];
-    }
+    for (int64_t r = 0; r < rows; r++)
+        pcv_vec_layernorm_row(x + r * cols, y + r * cols, cols, gamma, beta, eps);
     return 0;
 }
 
 /* The activations in float32, in torch's operation order (cl/elementwise.cl repeats them). */
 static inline float softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
 static inline float gelu_erf(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f)); }
+
+enum { GELU_BLOCK = 4096 };
 
 #define ACT_LOOP(expr)                                                                                                 \
     _Pragma("omp parallel for schedule(static) if (n >= PAR_MIN)") for (int64_t i = 0; i < n; i++)                    \
@@ -237,7 +246,12 @@ static int cpu_activation(pcv_backend *be, pcv_buffer *xb, size_t x_off, int64_t
     const float c = 0.79788456080286535588f;                 /* sqrt(2/pi) */
     const float lap = (float)(0.282095 * 1.41421356237309515); /* laplace: sigma * sqrt(2), as torch */
     switch (act) {
-    case PCV_ACT_GELU: ACT_LOOP(gelu_erf(v))
+    case PCV_ACT_GELU:
+        /* vectorized (cpu_vec.c), in blocks of rows so that both threads get work */
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i += GELU_BLOCK)
+            pcv_vec_bias_gelu(x + i, 1, n - i < GELU_BLOCK ? n - i : GELU_BLOCK, NULL);
+        break;
     case PCV_ACT_GELU_TANH: ACT_LOOP(0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v))))
     case PCV_ACT_GELU_10: ACT_LOOP(fminf(fmaxf(gelu_erf(v), -10.0f), 10.0f))
     case PCV_ACT_QUICK_GELU: ACT_LOOP(v / (1.0f + expf(-1.702f * v)))
@@ -269,25 +283,6 @@ static int cpu_add(pcv_backend *be, pcv_buffer *yb, size_t y_off, pcv_buffer *ab
     return 0;
 }
 
-/* Softmax of one row in place, after adding an optional mask (numerically stable). */
-static void softmax_row(float *x, int64_t n, const float *mask)
-{
-    if (mask)
-        for (int64_t j = 0; j < n; j++)
-            x[j] += mask[j];
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < n; j++)
-        mx = x[j] > mx ? x[j] : mx;
-    double sum = 0;
-    for (int64_t j = 0; j < n; j++) {
-        x[j] = expf(x[j] - mx);
-        sum += x[j];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j < n; j++)
-        x[j] *= inv;
-}
-
 static int cpu_softmax(pcv_backend *be, pcv_buffer *xb, size_t x_off, int64_t rows, int64_t cols,
                        pcv_buffer *mb, size_t m_off, pcv_error *err)
 {
@@ -295,7 +290,7 @@ static int cpu_softmax(pcv_backend *be, pcv_buffer *xb, size_t x_off, int64_t ro
     const float *mask = mb ? F(mb, m_off) : NULL;
 #pragma omp parallel for schedule(static) if (rows * cols >= PAR_MIN)
     for (int64_t r = 0; r < rows; r++)
-        softmax_row(x + r * cols, cols, mask);
+        pcv_vec_softmax_row(x + r * cols, cols, 1.0f, mask, NULL);
     return 0;
 }
 
@@ -331,20 +326,36 @@ static int cpu_repeat(pcv_backend *be, pcv_buffer *sb, size_t s_off, int64_t n, 
 }
 
 /* Attention in query tiles: each task owns one (batch, head, query tile) and a private score
- * tile of QT x nk floats, so memory stays O(threads * QT * nk) instead of O(nq * nk). */
-enum { QT = 64 };
+ * tile of qt x nk floats, so memory stays O(threads * qt * nk) instead of O(nq * nk).
+ *
+ * Tiles are as tall as QT_MAX rows when the score tile fits in TILE_BYTES and the team still gets
+ * a task per thread, never shorter than QT_MIN rows: every tile packs K and V again, and the
+ * GEMMs of short tiles run slower (single-thread CPU time on zen3, both GEMMs of one head, nq 512 nk
+ * 512 d 128: 2.5 ms in 64-row tiles, 2.2 ms in 256-row tiles; nq 512 nk 4096 d 261 (the image
+ * models' cross-attention): 47 ms against 35 ms). */
+enum { QT_MIN = 64, QT_MAX = 256 };
+#define TILE_BYTES ((size_t)32 << 20)
+
+static int64_t attn_tile_rows(const pcv_attention_args *a, int threads)
+{
+    int64_t nq = a->nq, nk = a->nk > 0 ? a->nk : 1;
+    int64_t cap = (int64_t)(TILE_BYTES / sizeof(float)) / nk;
+    cap = cap > QT_MAX ? QT_MAX : cap < QT_MIN ? QT_MIN : cap;
+    int64_t ntiles = (nq + cap - 1) / cap;
+    /* enough tasks for the team, as long as tiles stay QT_MIN rows tall */
+    while (a->batch * a->heads * ntiles < threads && (nq + ntiles) / (ntiles + 1) >= QT_MIN)
+        ntiles++;
+    int64_t qt = (nq + ntiles - 1) / ntiles;
+    qt = (qt + 15) / 16 * 16; /* whole register blocks */
+    return qt < 1 ? 1 : qt > QT_MAX ? QT_MAX : qt;
+}
 
 /* Scores of one query row after scaling and masking, per the mode (backend.h). Returns false
  * when the row has no valid key in Haiku mode (its output is then 0). */
 static bool attn_row(float *row, int64_t nk, const pcv_attention_args *a, const float *kmask, float qkeep)
 {
     if (a->mode == PCV_ATTN_HF) {
-        for (int64_t j = 0; j < nk; j++)
-            row[j] /= a->scale;
-        if (kmask)
-            for (int64_t j = 0; j < nk; j++)
-                row[j] += (1.0f - kmask[j]) * -FLT_MAX;
-        softmax_row(row, nk, NULL);
+        pcv_vec_softmax_row(row, nk, a->scale, NULL, kmask);
         return true;
     }
     const float inv = (float)(1.0 / (double)a->scale);
@@ -355,13 +366,14 @@ static bool attn_row(float *row, int64_t nk, const pcv_attention_args *a, const 
         any |= keep;
     }
     if (any)
-        softmax_row(row, nk, NULL);
+        pcv_vec_softmax_row(row, nk, 1.0f, NULL, NULL);
     return any;
 }
 
 static int cpu_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error *err)
 {
     cpu_ctx *ctx = be->ctx;
+    const int64_t QT = attn_tile_rows(a, ctx->threads);
     int64_t ntiles = (a->nq + QT - 1) / QT;
     int64_t ntasks = a->batch * a->heads * ntiles;
     int nthreads = ctx->threads;
@@ -376,8 +388,8 @@ static int cpu_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error
 
 #pragma omp parallel num_threads(nthreads) if (ntasks > 1 && a->nq * a->nk * (a->dqk + a->dv) >= PAR_MIN)
     {
-        rntm_t rntm = BLIS_RNTM_INITIALIZER;
-        bli_rntm_set_num_threads(1, &rntm); /* parallelism comes from the task loop */
+        rntm_t rntm;
+        cpu_rntm_init(&rntm); /* one thread: parallelism comes from the task loop */
         float *s = scratch + (size_t)omp_get_thread_num() * stride;
 #pragma omp for schedule(dynamic)
         for (int64_t t = 0; t < ntasks; t++) {
@@ -391,7 +403,7 @@ static int cpu_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error
             const float *kmask = kmask_base ? kmask_base + b * a->nk : NULL;
             const float *qmask = qmask_base ? qmask_base + b * a->nq + q0 : NULL;
             blis_gemm(false, true, nq, a->nk, a->dqk, 1.0f, q, a->q_ld, k, a->k_ld, 0.0f, s, a->nk, &rntm);
-            bool empty[QT];
+            bool empty[QT_MAX];
             for (int64_t i = 0; i < nq; i++)
                 empty[i] = !attn_row(s + i * a->nk, a->nk, a, kmask, qmask ? qmask[i] : 1.0f);
             blis_gemm(false, false, nq, a->dv, a->nk, 1.0f, s, a->nk, v, a->v_ld, 0.0f, o, a->o_ld, &rntm);
@@ -515,6 +527,7 @@ static const pcv_backend_ops cpu_ops = {
     .download = cpu_download,
     .synchronize = cpu_synchronize,
     .gemm = cpu_gemm,
+    .gemm_epilogue = true,
     .bias_add = cpu_bias_add,
     .layernorm = cpu_layernorm,
     .activation = cpu_activation,

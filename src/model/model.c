@@ -98,18 +98,19 @@ static int attend(pcv_exec *ex, const pcv_model *m, const pcv_layer *L, const pc
         .qmask = qmask ? qmask->buf : NULL, .qmask_off = qmask ? qmask->off : 0,
     };
     TRY(op_attention(ex, &a));
-    TRY(op_linear(ex, &O, rows, &L->o.w, &L->o.b, out)); /* output projection */
+    /* output projection, plus the query residual in the same pass */
+    TRY(op_linear_ex(ex, &O, rows, &L->o.w, &L->o.b, out, &(pcv_linear_epilogue){.res = L->query_residual ? x : NULL}));
     pcv_arena_reset(ex, mk);
-    if (L->query_residual)
-        TRY(op_add(ex, out, x));
-    /* MLP with residual: out += W2 act(W1 LN(out) + b1) + b2 */
+    /* MLP with residual: out += W2 act(W1 LN(out) + b1) + b2, the GELU and the residual in the passes of
+     * the GEMMs (out accumulates W2's product: no temporary) */
     TRY(pcv_tensor_alloc(ex, &t, 2, (int64_t[]){rows, L->q_dim}));
     TRY(pcv_tensor_alloc(ex, &h, 2, (int64_t[]){rows, L->widening * L->q_dim}));
     TRY(op_layernorm(ex, out, rows, &L->ln_mlp.w, &L->ln_mlp.b, &t));
-    TRY(op_linear(ex, &t, rows, &L->mlp1.w, &L->mlp1.b, &h));
-    TRY(op_activation(ex, &h, m->act));
-    TRY(op_linear(ex, &h, rows, &L->mlp2.w, &L->mlp2.b, &t));
-    TRY(op_add(ex, out, &t));
+    const bool gelu = m->act == PCV_ACT_GELU;
+    TRY(op_linear_ex(ex, &t, rows, &L->mlp1.w, &L->mlp1.b, &h, &(pcv_linear_epilogue){.gelu = gelu}));
+    if (!gelu)
+        TRY(op_activation(ex, &h, m->act));
+    TRY(op_linear_ex(ex, &h, rows, &L->mlp2.w, &L->mlp2.b, out, &(pcv_linear_epilogue){.accumulate = true}));
 fail:
     pcv_arena_reset(ex, mk);
     return rc;

@@ -164,8 +164,8 @@ int pcv_exec_stage(pcv_exec *ex, int stage)
 
 /* ---- operations ------------------------------------------------------------------------------------ */
 
-int op_linear(pcv_exec *ex, const pcv_tensor *x, int64_t rows, const pcv_tensor *w, const pcv_tensor *b,
-              pcv_tensor *y)
+int op_linear_ex(pcv_exec *ex, const pcv_tensor *x, int64_t rows, const pcv_tensor *w, const pcv_tensor *b,
+                 pcv_tensor *y, const pcv_linear_epilogue *e)
 {
     int64_t out = w->shape[0], in = w->shape[1];
     ex->flops[ex->stage] += 2.0 * (double)rows * (double)in * (double)out;
@@ -173,15 +173,21 @@ int op_linear(pcv_exec *ex, const pcv_tensor *x, int64_t rows, const pcv_tensor 
         return 0;
     pcv_gemm_args g = {
         .trans_a = false, .trans_b = true, .m = rows, .n = out, .k = in, .batch = 1,
-        .alpha = 1.0f, .beta = 0.0f,
+        .alpha = 1.0f, .beta = e && e->accumulate ? 1.0f : 0.0f,
         .a = x->buf, .a_off = x->off, .lda = in,
         .b = w->buf, .b_off = w->off, .ldb = in,
         .c = y->buf, .c_off = y->off, .ldc = out,
+        .bias = b ? b->buf : NULL, .bias_off = b ? b->off : 0,
+        .gelu = e && e->gelu,
+        .res = e && e->res ? e->res->buf : NULL, .res_off = e && e->res ? e->res->off : 0,
     };
-    int rc = pcv_backend_gemm(ex->be, &g, ex->err);
-    if (!rc && b)
-        rc = pcv_backend_bias_add(ex->be, y->buf, y->off, rows, out, b->buf, b->off, ex->err);
-    return rc;
+    return pcv_backend_gemm(ex->be, &g, ex->err);
+}
+
+int op_linear(pcv_exec *ex, const pcv_tensor *x, int64_t rows, const pcv_tensor *w, const pcv_tensor *b,
+              pcv_tensor *y)
+{
+    return op_linear_ex(ex, x, rows, w, b, y, NULL);
 }
 
 int op_layernorm(pcv_exec *ex, const pcv_tensor *x, int64_t rows, const pcv_tensor *gamma, const pcv_tensor *beta,

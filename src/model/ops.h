@@ -82,6 +82,15 @@ int pcv_exec_stage(pcv_exec *ex, int stage); /* closes the current stage's timer
  * row strides of their own widths. */
 int op_linear(pcv_exec *ex, const pcv_tensor *x, int64_t rows, const pcv_tensor *w,
               const pcv_tensor *b, pcv_tensor *y);
+/* What a linear layer does with its output in the same pass (y must be [rows][out] contiguous):
+ * accumulate: y += x W^T + b instead of y = ...; gelu: y = gelu(...) (exact erf GELU); res: y += res
+ * after the rest (res [rows][out], not aliasing y). */
+typedef struct pcv_linear_epilogue {
+    bool accumulate, gelu;
+    const pcv_tensor *res;
+} pcv_linear_epilogue;
+int op_linear_ex(pcv_exec *ex, const pcv_tensor *x, int64_t rows, const pcv_tensor *w, const pcv_tensor *b,
+                 pcv_tensor *y, const pcv_linear_epilogue *e);
 int op_layernorm(pcv_exec *ex, const pcv_tensor *x, int64_t rows, const pcv_tensor *gamma,
                  const pcv_tensor *beta, pcv_tensor *y);
 int op_activation(pcv_exec *ex, pcv_tensor *x, pcv_activation act);
