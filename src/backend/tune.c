@@ -113,7 +113,6 @@ typedef struct tuner {
     int nw;
     double deadline;
     double best_total;   /* of the best OK candidate so far */
-    int number;          /* candidates started */
 } tuner;
 
 static void say(const tuner *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -276,8 +275,7 @@ static bool try_candidate(tuner *t, const char *tuning, bool *fatal, pcv_error *
     pcv_tune_candidate *c = add_candidate(t, tuning);
     if (!c)
         return false;
-    t->number++;
-    t->rep->tried++;
+    t->rep->tried++; /* this candidate's number */
     int idx = (int)(c - t->rep->cands);
     pcv_error e = {0};
     double limit = isfinite(t->best_total) ? 1.5 * t->best_total : INFINITY;
@@ -285,7 +283,7 @@ static bool try_candidate(tuner *t, const char *tuning, bool *fatal, pcv_error *
         c->status = PCV_TUNE_FAILED;
         snprintf(c->why, sizeof c->why, "%s", e.msg);
     } else {
-        c->status = run_workload(t, limit, NULL, &c->total_s, c->why, sizeof c->why, t->number == t->o->test_wrong);
+        c->status = run_workload(t, limit, NULL, &c->total_s, c->why, sizeof c->why, t->rep->tried == t->o->test_wrong);
     }
     c = &t->rep->cands[idx];
     bool better = c->status == PCV_TUNE_OK && c->total_s < t->best_total;
@@ -294,10 +292,10 @@ static bool try_candidate(tuner *t, const char *tuning, bool *fatal, pcv_error *
     t->rep->slower += c->status == PCV_TUNE_SLOWER;
     static const char *const names[] = {"ok", "slower", "WRONG", "failed"};
     if (c->status == PCV_TUNE_OK)
-        say(t, "candidate %d: %s: %.1f ms%s", t->number, tuning[0] ? tuning : "(defaults)", c->total_s * 1e3,
+        say(t, "candidate %d: %s: %.1f ms%s", t->rep->tried, tuning[0] ? tuning : "(defaults)", c->total_s * 1e3,
             better ? " (best so far)" : "");
     else
-        say(t, "candidate %d: %s: %s (%s)", t->number, tuning[0] ? tuning : "(defaults)", names[c->status], c->why);
+        say(t, "candidate %d: %s: %s (%s)", t->rep->tried, tuning[0] ? tuning : "(defaults)", names[c->status], c->why);
     if (better) {
         t->best_total = c->total_s;
         snprintf(t->rep->best, sizeof t->rep->best, "%s", tuning);
