@@ -336,9 +336,9 @@ static int cpu_repeat(pcv_backend *be, pcv_buffer *sb, size_t s_off, int64_t n, 
 enum { QT_MIN = 64, QT_MAX = 256 };
 #define TILE_BYTES ((size_t)32 << 20)
 
-static int64_t attn_tile_rows(const pcv_attention_args *a, int threads)
+static int64_t attn_tile_rows(const pcv_attention_args *a, int threads, int64_t tile_keys)
 {
-    int64_t nq = a->nq, nk = a->nk > 0 ? a->nk : 1;
+    int64_t nq = a->nq, nk = tile_keys > 0 ? tile_keys : 1;
     int64_t cap = (int64_t)(TILE_BYTES / sizeof(float)) / nk;
     cap = cap > QT_MAX ? QT_MAX : cap < QT_MIN ? QT_MIN : cap;
     int64_t ntiles = (nq + cap - 1) / cap;
@@ -350,34 +350,83 @@ static int64_t attn_tile_rows(const pcv_attention_args *a, int threads)
     return qt < 1 ? 1 : qt > QT_MAX ? QT_MAX : qt;
 }
 
-/* Scores of one query row after scaling and masking, per the mode (backend.h). Returns false
- * when the row has no valid key in Haiku mode (its output is then 0). */
-static bool attn_row(float *row, int64_t nk, const pcv_attention_args *a, const float *kmask, float qkeep)
+/* One task: the attention of nq <= QT_MAX query rows of one (batch, head), keys in blocks of
+ * kb (all of them when kb == nk; KEY_BLOCK when there are more than KEYS_STREAM keys, the image
+ * models' and optical flow's encoder cross-attention with 50,176 and 182,528 keys), by an
+ * online softmax: for each block S = (Q K^T) / scale (the scale folded into the GEMM's alpha),
+ * masked per the mode (backend.h), each row's running maximum m and sum l, the output rows so far
+ * rescaled by exp(m_old - m_new) when the maximum grows, and the block's exp(S - m) V added; at the
+ * end each output row divided by l (dv values a row instead of a pass over nk scores). The score
+ * tile is qt x kb whatever the number of keys, so query tiles stay QT_MAX rows tall and K and V
+ * are packed once per 256 queries: the flow model's cross-attention (nq 2048, nk 182528, d 322)
+ * spent about a third of its time packing K and V again for tiles of 64 rows and streaming a
+ * 47 MB score tile through memory (bench-ops -d cpu --model flow: 4.15 s -> 3.0-3.4 s).
+ * Haiku mode: masked scores are -1e30 (a selection, not an addition), and a row without any valid
+ * key gets an output of 0. HF mode: (1 - kmask) * -FLT_MAX is added; a fully masked row gets
+ * uniform weights (all its scores equal -FLT_MAX). */
+enum { KEYS_STREAM = 4096, KEY_BLOCK = 2048 };
+
+static void attn_task(const pcv_attention_args *a, int64_t kb, const float *q, const float *k, const float *v,
+                      float *o, int64_t nq, const float *kmask, const float *qmask, float *s, rntm_t *rntm)
 {
-    if (a->mode == PCV_ATTN_HF) {
-        pcv_vec_softmax_row(row, nk, a->scale, NULL, kmask);
-        return true;
+    float mx[QT_MAX];
+    double sum[QT_MAX];
+    bool any[QT_MAX];
+    const bool haiku = a->mode == PCV_ATTN_HAIKU, haiku_masked = haiku && (kmask || qmask);
+    for (int64_t i = 0; i < nq; i++) {
+        mx[i] = -INFINITY;
+        sum[i] = 0.0;
+        any[i] = !haiku_masked;
+    }
+    if (a->nk <= 0) { /* no keys: the weighted sum of nothing */
+        for (int64_t i = 0; i < nq; i++)
+            memset(o + i * a->o_ld, 0, (size_t)a->dv * sizeof(float));
+        return;
     }
     const float inv = (float)(1.0 / (double)a->scale);
-    bool any = false;
-    for (int64_t j = 0; j < nk; j++) {
-        bool keep = qkeep != 0.0f && (!kmask || kmask[j] != 0.0f);
-        row[j] = keep ? row[j] * inv : -1e30f;
-        any |= keep;
+    for (int64_t k0 = 0; k0 < a->nk; k0 += kb) {
+        const int64_t kn = a->nk - k0 < kb ? a->nk - k0 : kb;
+        blis_gemm(false, true, nq, kn, a->dqk, inv, q, a->q_ld, k + k0 * a->k_ld, a->k_ld, 0.0f, s, kn, rntm);
+        for (int64_t i = 0; i < nq; i++) {
+            float *row = s + i * kn;
+            const float old = mx[i];
+            if (haiku_masked) {
+                const float qkeep = qmask ? qmask[i] : 1.0f;
+                for (int64_t j = 0; j < kn; j++) {
+                    bool keep = qkeep != 0.0f && (!kmask || kmask[k0 + j] != 0.0f);
+                    row[j] = keep ? row[j] : -1e30f;
+                    any[i] |= keep;
+                }
+            }
+            const double bsum = pcv_vec_softmax_block(row, kn, 1.0f, !haiku && kmask ? kmask + k0 : NULL, &mx[i]);
+            if (k0 > 0 && mx[i] != old) { /* a new maximum: what came before shrinks */
+                const float alpha = expf(old - mx[i]);
+                sum[i] *= alpha;
+                pcv_vec_scale(o + i * a->o_ld, a->dv, alpha);
+            }
+            sum[i] += bsum;
+        }
+        blis_gemm(false, false, nq, a->dv, kn, 1.0f, s, kn, v + k0 * a->v_ld, a->v_ld, k0 > 0 ? 1.0f : 0.0f, o,
+                  a->o_ld, rntm);
     }
-    if (any)
-        pcv_vec_softmax_row(row, nk, 1.0f, NULL, NULL);
-    return any;
+    for (int64_t i = 0; i < nq; i++) {
+        float *orow = o + i * a->o_ld;
+        if (!any[i]) /* Haiku, no valid key: 0 */
+            memset(orow, 0, (size_t)a->dv * sizeof(float));
+        else
+            pcv_vec_scale(orow, a->dv, (float)(1.0 / sum[i]));
+    }
 }
 
 static int cpu_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error *err)
 {
     cpu_ctx *ctx = be->ctx;
-    const int64_t QT = attn_tile_rows(a, ctx->threads);
+    const int64_t kb = a->nk > KEYS_STREAM ? KEY_BLOCK : a->nk > 0 ? a->nk : 1;
+    const int64_t QT = attn_tile_rows(a, ctx->threads, kb);
     int64_t ntiles = (a->nq + QT - 1) / QT;
     int64_t ntasks = a->batch * a->heads * ntiles;
     int nthreads = ctx->threads;
-    size_t tile_floats = (size_t)QT * (size_t)a->nk;
+    size_t tile_floats = (size_t)QT * (size_t)kb;
     size_t stride = (tile_floats * sizeof(float) + 63) / 64 * 64 / sizeof(float);
     float *scratch = aligned_alloc(64, stride * sizeof(float) * (size_t)nthreads);
     if (!scratch)
@@ -402,14 +451,7 @@ static int cpu_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error
             float *o = F(a->o, a->o_off + (b * a->nq + q0) * a->o_ld + h * a->dv);
             const float *kmask = kmask_base ? kmask_base + b * a->nk : NULL;
             const float *qmask = qmask_base ? qmask_base + b * a->nq + q0 : NULL;
-            blis_gemm(false, true, nq, a->nk, a->dqk, 1.0f, q, a->q_ld, k, a->k_ld, 0.0f, s, a->nk, &rntm);
-            bool empty[QT_MAX];
-            for (int64_t i = 0; i < nq; i++)
-                empty[i] = !attn_row(s + i * a->nk, a->nk, a, kmask, qmask ? qmask[i] : 1.0f);
-            blis_gemm(false, false, nq, a->dv, a->nk, 1.0f, s, a->nk, v, a->v_ld, 0.0f, o, a->o_ld, &rntm);
-            for (int64_t i = 0; i < nq; i++)
-                if (empty[i])
-                    memset(o + i * a->o_ld, 0, (size_t)a->dv * sizeof(float));
+            attn_task(a, kb, q, k, v, o, nq, kmask, qmask, s, &rntm);
         }
     }
     free(scratch);

@@ -218,6 +218,58 @@ CLONES void pcv_vec_softmax_row(float *x, int64_t n, float div, const float *add
         store_part(x + j, load_part(x + j, tail, 0.0f) * inv, tail);
 }
 
+CLONES double pcv_vec_softmax_block(float *x, int64_t n, float div, const float *keep, float *max)
+{
+    int64_t j, tail = n % W, body = n - tail;
+    vf mx = splat(*max);
+    if (div == 1.0f && !keep) { /* the scores as they are: only their maximum */
+        vf mx2 = mx;
+        for (j = 0; j + 2 * W <= body; j += 2 * W) {
+            mx = vmax(mx, load(x + j));
+            mx2 = vmax(mx2, load(x + j + W));
+        }
+        for (; j < body; j += W)
+            mx = vmax(mx, load(x + j));
+        mx = vmax(mx, mx2);
+        if (tail)
+            mx = vmax(mx, load_part(x + j, tail, -INFINITY));
+    } else {
+        for (j = 0; j < body; j += W) {
+            vf v = scores(load(x + j), div, NULL, keep, j, W);
+            store(x + j, v);
+            mx = vmax(mx, v);
+        }
+    }
+    if (tail && (div != 1.0f || keep)) {
+        vf v = scores(load_part(x + j, tail, -INFINITY), div, NULL, keep, j, tail);
+        store_part(x + j, v, tail);
+        mx = vmax(mx, v);
+    }
+    *max = hmax(mx);
+    const vf m = splat(*max);
+    vf sum = splat(0.0f);
+    for (j = 0; j < body; j += W) {
+        vf e = vexp(load(x + j) - m);
+        store(x + j, e);
+        sum = sum + e;
+    }
+    if (tail) {
+        vf e = vexp(load_part(x + j, tail, -INFINITY) - m);
+        store_part(x + j, e, tail);
+        sum = sum + e;
+    }
+    return hsum(sum);
+}
+
+CLONES void pcv_vec_scale(float *x, int64_t n, float s)
+{
+    int64_t j = 0;
+    for (; j + W <= n; j += W)
+        store(x + j, load(x + j) * splat(s));
+    if (j < n)
+        store_part(x + j, load_part(x + j, n - j, 0.0f) * splat(s), n - j);
+}
+
 CLONES void pcv_vec_layernorm_row(const float *x, float *y, int64_t n, const float *gamma, const float *beta,
                                   float eps)
 {

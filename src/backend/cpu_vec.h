@@ -22,6 +22,15 @@ void pcv_vec_epilogue(float *c, int64_t ldc, int64_t rows, int64_t cols, const f
  * NULL: transformers' additive attention mask). */
 void pcv_vec_softmax_row(float *x, int64_t n, float div, const float *add, const float *keep);
 
+/* One block of keys of a streamed ("online") softmax row: each of the n scores is divided by div
+ * (when div != 1) and masked by keep as in pcv_vec_softmax_row; then with m the larger of *max and
+ * the block's largest score, x[j] = exp(x[j] - m) and *max = m. Returns the sum of the new x[j].
+ * The caller rescales what it accumulated under the old maximum by exp(old - m). */
+double pcv_vec_softmax_block(float *x, int64_t n, float div, const float *keep, float *max);
+
+/* x[j] *= s for n floats. */
+void pcv_vec_scale(float *x, int64_t n, float s);
+
 /* One LayerNorm row: y = (x - mean) * rstd * gamma + beta (biased variance, two passes). */
 void pcv_vec_layernorm_row(const float *x, float *y, int64_t n, const float *gamma, const float *beta, float eps);
 

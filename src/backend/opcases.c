@@ -91,6 +91,10 @@ static const pcv_op_case cases[] = {
     ATTN2(1, 1, 1, 1, 1, 1, PCV_MASK_NONE), ATTN2(2, 3, 65, 47, 8, 5, PCV_MASK_RANDOM),
     ATTN2(1, 8, 130, 300, 32, 20, PCV_MASK_RANDOM), ATTN2(2, 1, 3, 1000, 61, 29, PCV_MASK_ROW0_ALL),
     ATTN2(3, 2, 200, 16, 4, 4, PCV_MASK_NONE),
+    /* more than 4096 keys: the CPU path streams keys in blocks of 2048 (online softmax); masked
+     * blocks before and after the valid keys, a short last block */
+    ATTN2(2, 2, 70, 5000, 24, 16, PCV_MASK_RANDOM), ATTN2(2, 1, 20, 4500, 40, 8, PCV_MASK_PADDING),
+    ATTN2(2, 1, 20, 6200, 16, 12, PCV_MASK_LATE), ATTN2(2, 1, 5, 4100, 8, 8, PCV_MASK_ROW0_ALL),
     /* the tiny flow fixture's cross-attention (one head as wide as its 322 input channels) */
     LN(3072, 322, 0), GEMM(3072, 322, 322, 1, false, true, 0), GEMM(8, 322, 32, 1, false, true, 0),
     ATTN2(1, 1, 8, 3072, 322, 322, PCV_MASK_NONE),
@@ -140,7 +144,8 @@ static const char *const op_names[PCV_OP_COUNT] = {
 
 const char *pcv_op_name(pcv_op_kind op) { return op >= 0 && op < PCV_OP_COUNT ? op_names[op] : "?"; }
 
-static const char *const mask_names[] = {"", " masked", " padding-masked", " (batch 0 fully masked)"};
+static const char *const mask_names[] = {"", " masked", " padding-masked", " (batch 0 fully masked)",
+                                         " (first keys masked)"};
 
 void pcv_op_describe(const pcv_op_case *c, char *buf, size_t cap)
 {
@@ -152,7 +157,7 @@ void pcv_op_describe(const pcv_op_case *c, char *buf, size_t cap)
     case PCV_OP_ATTENTION:
         snprintf(buf, cap, "attention-%s b%lld h%lld nq%lld nk%lld d%lld/%lld%s",
                  c->mode == PCV_ATTN_HAIKU ? "haiku" : "hf", (long long)c->batch, (long long)c->heads,
-                 (long long)c->nq, (long long)c->nk, (long long)c->dqk, (long long)c->dv, mask_names[c->mask & 3]);
+                 (long long)c->nq, (long long)c->nk, (long long)c->dqk, (long long)c->dv, mask_names[c->mask < 0 || c->mask > PCV_MASK_LATE ? 0 : c->mask]);
         break;
     case PCV_OP_ACTIVATION:
         snprintf(buf, cap, "%s n%lld%s", pcv_activation_name(c->act), (long long)(c->m * c->n),
@@ -346,6 +351,10 @@ int pcv_op_setup(pcv_backend *be, const pcv_op_case *c, uint64_t seed, pcv_op_in
             for (int64_t b = 0; b < B; b++)
                 for (int64_t j = 0; j < c->nk; j++)
                     km[b * c->nk + j] = j < 1 + (b * 37 + c->nk / 7) % c->nk ? 1.0f : 0.0f;
+        if (c->mask == PCV_MASK_LATE) /* batch entry b keeps its last valid_b keys only */
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t j = 0; j < c->nk; j++)
+                    km[b * c->nk + j] = j >= c->nk - (1 + (b * 37 + c->nk / 7) % c->nk) ? 1.0f : 0.0f;
         if (c->mask == PCV_MASK_ROW0_ALL)
             for (int64_t j = 0; j < c->nk; j++)
                 km[j] = 0.0f;

@@ -28,7 +28,7 @@ typedef enum pcv_op_kind {
 } pcv_op_kind;
 
 /* Attention masks of a case. */
-enum { PCV_MASK_NONE, PCV_MASK_RANDOM, PCV_MASK_PADDING, PCV_MASK_ROW0_ALL };
+enum { PCV_MASK_NONE, PCV_MASK_RANDOM, PCV_MASK_PADDING, PCV_MASK_ROW0_ALL, PCV_MASK_LATE };
 
 typedef struct pcv_op_case {
     pcv_op_kind op;
