@@ -35,7 +35,7 @@ static char *run(const char *cmd)
 
 /* ---- types --------------------------------------------------------------------------------- */
 
-typedef enum { T_STR, T_INT, T_NUM, T_BOOL, T_ARR, T_OBJ, T_STR_OR_NULL } ftype;
+typedef enum { T_STR, T_INT, T_NUM, T_BOOL, T_ARR, T_OBJ, T_STR_OR_NULL, T_INT_OR_NULL } ftype;
 
 static bool is_type(json_t *v, ftype t)
 {
@@ -47,6 +47,7 @@ static bool is_type(json_t *v, ftype t)
     case T_ARR: return json_is_array(v);
     case T_OBJ: return json_is_object(v);
     case T_STR_OR_NULL: return json_is_string(v) || json_is_null(v);
+    case T_INT_OR_NULL: return json_is_integer(v) || json_is_null(v);
     }
     return false;
 }
@@ -183,7 +184,8 @@ static const field device[] = {{"index", T_INT}, {"name", T_STR}, {"type", T_STR
                                {"platform_version", T_STR}, {"vendor", T_STR}, {"driver", T_STR}, {"version", T_STR},
                                {"opencl_c", T_STR}, {"compute_units", T_INT}, {"clock_mhz", T_INT},
                                {"global_mem_bytes", T_INT}, {"max_alloc_bytes", T_INT}, {"local_mem_bytes", T_INT},
-                               {"fp64", T_BOOL}, {"usable", T_BOOL}, {"unusable_reason", T_STR_OR_NULL},
+                               {"fp64", T_BOOL}, {"simd_width", T_INT_OR_NULL}, {"simd_width_source", T_STR_OR_NULL},
+                               {"default_row_ls", T_INT}, {"usable", T_BOOL}, {"unusable_reason", T_STR_OR_NULL},
                                {"kernel_cache_used", T_BOOL}, {"tuning_profile", T_STR_OR_NULL},
                                {"tuning", T_STR_OR_NULL}, {0}};
 static const field device_id[] = {{"index", T_INT}, {"name", T_STR}, {"type", T_STR}, {"platform", T_STR},

@@ -75,6 +75,43 @@ static void xgemm_constraints(void)
     CHECK(!pcv_cl_xgemm_parse("noxgemm=0:1:64:4:1:1:32:1:1:8:0:0:0:0:16:1", p), "a key ending in xgemm is not xgemm");
 }
 
+/* The row kernels' default width from the device's SIMD width (pcv_cl_default_row_ls). */
+static void row_ls_defaults(void)
+{
+    const pcv_cl_device_info base = {.max_work_group = 1024, .max_item_size0 = 1024, .local_mem = 49152};
+    struct {
+        unsigned simd;
+        size_t wg;
+        uint64_t local;
+        int want;
+        const char *what;
+    } cases[] = {
+        {0, 1024, 49152, 64, "no SIMD width reported: 64"},
+        {32, 1024, 49152, 64, "an NVIDIA warp of 32: two warps"},
+        {64, 1024, 65536, 128, "an AMD GCN wavefront of 64: two wavefronts"},
+        {32, 512, 65536, 64, "an AMD RDNA wavefront of 32"},
+        {16, 512, 65536, 32, "Intel sub-groups of up to 16: 32"},
+        {8, 256, 65536, 32, "SIMD8: never fewer than 32 on a device that allows them"},
+        {24, 1024, 65536, 64, "a width of 24: rounded up to a power of two"},
+        {256, 1024, 65536, 256, "a width of 256: at most 256"},
+        {64, 64, 65536, 64, "cut to a work-group limit of 64"},
+        {64, 1024, 300, 16, "cut to 300 bytes of local memory (12 a work-item)"},
+        {0, 1, 49152, 1, "a device of one work-item a group"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        pcv_cl_device_info d = base;
+        d.simd_width = cases[i].simd;
+        d.max_work_group = d.max_item_size0 = cases[i].wg;
+        d.local_mem = cases[i].local;
+        int got = pcv_cl_default_row_ls(&d);
+        CHECK(got == cases[i].want, "%s: got %d, want %d", cases[i].what, got, cases[i].want);
+    }
+    pcv_cl_device_info d = base;
+    d.simd_width = 64;
+    d.max_item_size0 = 32;
+    CHECK(pcv_cl_default_row_ls(&d) == 32, "cut to a first-dimension item limit of 32");
+}
+
 static bool same16(const size_t *a, const int *b)
 {
     for (int i = 0; i < 16; i++)
@@ -130,6 +167,7 @@ int main(void)
     tu_runtime_setup();
     profile_strings();
     xgemm_constraints();
+    row_ls_defaults();
     pcv_error err = {0};
     pcv_cl_device_info *devs = NULL;
     int n = pcv_cl_list_devices(&devs, &err);

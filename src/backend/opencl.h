@@ -31,6 +31,11 @@ typedef struct pcv_cl_device_info {
     size_t max_item_size0;      /* CL_DEVICE_MAX_WORK_ITEM_SIZES[0] */
     bool available, compiler, fp64, is_cpu;
     int c_major, c_minor;       /* OpenCL C version parsed from c_version */
+    /* The width in work-items of the device's SIMD groups where the vendor exposes it (NVIDIA's
+     * warp, AMD's wavefront, the largest of Intel's sub-group sizes), else 0; simd_source names
+     * the query ("" when none answered). */
+    unsigned simd_width;
+    char simd_source[64];
 } pcv_cl_device_info;
 
 /* True when this build has the OpenCL backend. */
@@ -49,6 +54,13 @@ void pcv_cl_format_device_list(char *buf, size_t cap);
  * case-insensitive substring of "platform name / device name / vendor" (the first matching
  * device wins). Returns the index, or -1 with err listing the devices. */
 int pcv_cl_find_device(const char *spec, pcv_error *err);
+
+/* The default number of work-items that share one row in the row kernels (LayerNorm, softmax)
+ * of GPU-style devices: two SIMD groups (simd_width; 64 when unknown) rounded up to a power of two
+ * within 32..256, then halved until it fits the work-group size, the first dimension's item
+ * limit and the local memory (12 bytes of reduction scratch per work-item). The tuning key row_ls
+ * overrides it (perceiver-cl tune). */
+int pcv_cl_default_row_ls(const pcv_cl_device_info *info);
 
 /* Switches of an OpenCL backend for tests and benchmarks (the runtime tuning string sets the
  * defaults; docs/opencl.md): attention 0 auto, 1 fused kernel, 2 CLBlast GEMMs + softmax;

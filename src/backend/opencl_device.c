@@ -187,6 +187,67 @@ static void dev_str(cl_device_id d, cl_device_info what, char *out, size_t cap)
         out[--n] = '\0';
 }
 
+/* Whether the device's extension string names ext (a whole word). */
+static bool has_extension(const char *exts, const char *ext)
+{
+    size_t n = strlen(ext);
+    for (const char *p = exts; (p = strstr(p, ext)) != NULL; p += n)
+        if ((p == exts || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+/* The SIMD width where a vendor extension reports it (the enum values are the extensions'
+ * published ones: cl_nv_device_attribute_query CL_DEVICE_WARP_SIZE_NV 0x4003,
+ * cl_amd_device_attribute_query CL_DEVICE_WAVEFRONT_WIDTH_AMD 0x4043,
+ * cl_intel_required_subgroup_size CL_DEVICE_SUB_GROUP_SIZES_INTEL 0x4108). */
+static void simd_query(cl_device_id d, pcv_cl_device_info *info)
+{
+    info->simd_width = 0;
+    info->simd_source[0] = '\0';
+    size_t len = 0;
+    if (clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, 0, NULL, &len) != CL_SUCCESS || len == 0 || len > (1u << 20))
+        return;
+    char *exts = calloc(1, len + 1);
+    if (!exts)
+        return;
+    if (clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, len, exts, NULL) != CL_SUCCESS)
+        exts[0] = '\0';
+    cl_uint u = 0;
+    if (has_extension(exts, "cl_nv_device_attribute_query") &&
+        clGetDeviceInfo(d, (cl_device_info)0x4003, sizeof u, &u, NULL) == CL_SUCCESS && u > 0 && u <= 1024) {
+        info->simd_width = u;
+        snprintf(info->simd_source, sizeof info->simd_source, "warp (cl_nv_device_attribute_query)");
+    } else if (has_extension(exts, "cl_amd_device_attribute_query") &&
+               clGetDeviceInfo(d, (cl_device_info)0x4043, sizeof u, &u, NULL) == CL_SUCCESS && u > 0 && u <= 1024) {
+        info->simd_width = u;
+        snprintf(info->simd_source, sizeof info->simd_source, "wavefront (cl_amd_device_attribute_query)");
+    } else if (has_extension(exts, "cl_intel_required_subgroup_size")) {
+        size_t sizes[16], bytes = 0, best = 0;
+        if (clGetDeviceInfo(d, (cl_device_info)0x4108, sizeof sizes, sizes, &bytes) == CL_SUCCESS)
+            for (size_t i = 0; i < bytes / sizeof *sizes && i < 16; i++)
+                if (sizes[i] > best && sizes[i] <= 1024)
+                    best = sizes[i];
+        if (best) {
+            info->simd_width = (unsigned)best;
+            snprintf(info->simd_source, sizeof info->simd_source, "largest sub-group (cl_intel_required_subgroup_size)");
+        }
+    }
+    free(exts);
+}
+
+int pcv_cl_default_row_ls(const pcv_cl_device_info *info)
+{
+    unsigned want = info->simd_width ? 2 * info->simd_width : 64;
+    int ls = 32;
+    while ((unsigned)ls < want && ls < 256)
+        ls *= 2;
+    while (ls > 1 && ((size_t)ls > info->max_work_group || (size_t)ls > info->max_item_size0 ||
+                      (uint64_t)ls * 12 > info->local_mem))
+        ls /= 2;
+    return ls;
+}
+
 static void fill_info(cl_platform_id p, cl_device_id d, pcv_cl_device_info *info)
 {
     clGetPlatformInfo(p, CL_PLATFORM_NAME, sizeof info->platform, info->platform, NULL);
@@ -235,6 +296,7 @@ static void fill_info(cl_platform_id p, cl_device_id d, pcv_cl_device_info *info
     info->fp64 = fp != 0;
     if (sscanf(info->c_version, "OpenCL C %d.%d", &info->c_major, &info->c_minor) != 2)
         info->c_major = info->c_minor = 0;
+    simd_query(d, info);
 }
 
 /* Walks all devices; calls back with handles. Returns the count or -1. */

@@ -109,6 +109,13 @@ int cmd_devices(int argc, char **argv)
             jw_key(&w, "max_alloc_bytes"), jw_int(&w, (long long)d->max_alloc);
             jw_key(&w, "local_mem_bytes"), jw_int(&w, (long long)d->local_mem);
             jw_key(&w, "fp64"), jw_bool(&w, d->fp64);
+            jw_key(&w, "simd_width");
+            if (d->simd_width)
+                jw_int(&w, d->simd_width);
+            else
+                jw_null(&w);
+            jw_key(&w, "simd_width_source"), jw_str(&w, d->simd_width ? d->simd_source : NULL);
+            jw_key(&w, "default_row_ls"), jw_int(&w, pcv_cl_default_row_ls(d));
             jw_key(&w, "usable"), jw_bool(&w, why == NULL);
             jw_key(&w, "unusable_reason"), jw_str(&w, why);
             jw_key(&w, "kernel_cache_used"), jw_bool(&w, cache[0] && pcv_cl_cache_used(d));
@@ -168,6 +175,10 @@ int cmd_devices(int argc, char **argv)
             printf("      OpenCL     %s; %s%s\n", d->version, d->c_version, d->fp64 ? "; fp64" : "");
             printf("      compute    %u units, %u MHz\n", d->compute_units, d->clock_mhz);
             printf("      memory     %s global, %s max allocation, %s local\n", g, m, l);
+            if (d->simd_width)
+                printf("      simd       %u work-items, %s\n", d->simd_width, d->simd_source);
+            else
+                printf("      simd       width not reported by the driver\n");
             char tuning[512], twhy[4600], path[4300];
             int tr = pcv_cl_profile_load(d, tuning, sizeof tuning, twhy, sizeof twhy);
             if (tr > 0 && pcv_cl_profile_path(d, path, sizeof path))
