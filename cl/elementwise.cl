@@ -76,6 +76,37 @@ __kernel void activation(__global float *x, ulong x_off, long n, int kind)
     }
 }
 
+/* The epilogue of a linear layer after its GEMM, in one pass over C [rows][cols] (the CPU path's
+ * order: + bias[c], then GELU, then + res[r][c]; each when its flag is set); VW columns per
+ * work-item; global (ceil(cols / VW), rows) */
+__kernel void epilogue(__global float *c, ulong c_off, long cols, __global const float *bias, ulong b_off,
+                       int has_bias, int gelu, __global const float *res, ulong r_off, int has_res)
+{
+    const long j = get_global_id(0) * VW, r = get_global_id(1);
+    __global float *p = c + c_off + r * cols + j;
+    __global const float *bp = bias + b_off + j, *rp = res + r_off + r * cols + j;
+    if (j + VW <= cols) {
+        floatV v = vloadV(0, p);
+        if (has_bias)
+            v += vloadV(0, bp);
+        if (gelu)
+            v = gelu_erf_v(v);
+        if (has_res)
+            v += vloadV(0, rp);
+        vstoreV(v, 0, p);
+    } else {
+        float t[VW];
+        for (int e = 0; e < VW; e++)
+            t[e] = j + e < cols ? p[e] + (has_bias ? bp[e] : 0.0f) : 0.0f;
+        floatV v = vloadV(0, t);
+        if (gelu)
+            v = gelu_erf_v(v);
+        vstoreV(v, 0, t);
+        for (int e = 0; j + e < cols; e++)
+            p[e] = t[e] + (has_res ? rp[e] : 0.0f);
+    }
+}
+
 /* out[r][c] = table[ids[r]][c] (+ pos[r % period][c]); global (cols, rows) */
 __kernel void gather(__global const float *table, ulong t_off, __global const int *ids, ulong ids_off,
                      __global const float *pos, ulong p_off, long period, int has_pos, __global float *out,

@@ -43,3 +43,20 @@ expect 1 'seq is for text models' -- "$BIN" bench -m "$FIX/image_fourier" -r 1 -
 expect 2 'numbers from 1 to 4096 separated by commas' -- "$BIN" bench -m "$FIX/image_fourier" -b 1,x
 expect 2 '--output must be md, csv or json' -- "$BIN" bench -m "$FIX/image_fourier" -o xml
 finish
+
+# how OpenMP threads wait, chosen from the CPU pressure (src/cli/main.c) and named in the device
+# line: a fake /proc/pressure/cpu (PCV_TEST_PSI) idle, busy, missing; the user's own choice wins
+psi="$TMP/psi"
+printf 'some avg10=1.50 avg60=2.00 avg300=1.00 total=100\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n' >"$psi"
+noomp=(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u PERCEIVER_OMP_WAIT)
+expect 0 '' -- "${noomp[@]}" PCV_TEST_PSI="$psi" "$BIN" bench -m "$FIX/mlm_heads_default" -r 1
+check 'grep -q "threads wait: spin, then sleep (CPU pressure 1.5% of the last 10 s, under 10%)" "$TMP/out"' "bench: an idle machine's threads spin before sleeping"
+printf 'some avg10=30.47 avg60=32.74 avg300=13.83 total=100\n' >"$psi"
+expect 0 '' -- "${noomp[@]}" PCV_TEST_PSI="$psi" "$BIN" bench -m "$FIX/mlm_heads_default" -r 1
+check 'grep -q "threads wait: sleep at once (CPU pressure 30.5% of the last 10 s, not under 10%)" "$TMP/out"' "bench: a busy machine's threads sleep at once"
+expect 0 '' -- "${noomp[@]}" PCV_TEST_PSI="$TMP/no-such-psi" "$BIN" bench -m "$FIX/mlm_heads_default" -r 1
+check 'grep -q "threads wait: sleep at once (no /proc/pressure/cpu)" "$TMP/out"' "bench: without pressure information threads sleep at once"
+expect 0 '' -- "${noomp[@]}" OMP_WAIT_POLICY=active PCV_TEST_PSI="$psi" "$BIN" bench -m "$FIX/mlm_heads_default" -r 1
+check 'grep -q "threads wait: OMP_WAIT_POLICY=active (environment)" "$TMP/out"' "bench: the user's OMP_WAIT_POLICY wins"
+expect 0 '' -- "${noomp[@]}" GOMP_SPINCOUNT=5 "$BIN" bench -m "$FIX/mlm_heads_default" -r 1 --json
+check 'grep -q "\"driver\": \".*threads wait: GOMP_SPINCOUNT=5 (environment)\"" "$TMP/out"' "bench --json: the user's GOMP_SPINCOUNT named in the driver"

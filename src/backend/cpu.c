@@ -626,7 +626,17 @@ pcv_backend *pcv_backend_cpu_create(const pcv_backend_options *opt, pcv_error *e
     snprintf(be->name, sizeof be->name, "cpu");
     snprintf(be->device_name, sizeof be->device_name, "CPU reference path (BLIS %s kernels, %d thread%s)",
              bli_arch_string(bli_arch_query_id()), threads, threads == 1 ? "" : "s");
-    snprintf(be->driver, sizeof be->driver, "BLIS %s (%s kernels), OpenMP %d", bli_info_get_version_str(),
-             bli_arch_string(bli_arch_query_id()), _OPENMP);
+    /* how OpenMP threads wait: perceiver-cl's choice (cli/main.c), the user's, or libgomp's */
+    const char *why = getenv("PERCEIVER_OMP_WAIT"), *pol = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+    char wait[200];
+    if (why && *why)
+        snprintf(wait, sizeof wait, "%.150s", why);
+    else if (pol || spin)
+        snprintf(wait, sizeof wait, "%s%.40s%s%s%.40s (environment)", pol ? "OMP_WAIT_POLICY=" : "", pol ? pol : "",
+                 pol && spin ? " " : "", spin ? "GOMP_SPINCOUNT=" : "", spin ? spin : "");
+    else
+        snprintf(wait, sizeof wait, "the OpenMP runtime's default");
+    snprintf(be->driver, sizeof be->driver, "BLIS %s (%s kernels), OpenMP %d, threads wait: %s",
+             bli_info_get_version_str(), bli_arch_string(bli_arch_query_id()), _OPENMP, wait);
     return be;
 }

@@ -45,6 +45,8 @@ static double act64(pcv_activation a, double v)
 #define GEMM4(m_, n_, k_, b_)                                                                                  \
     GEMM(m_, n_, k_, b_, false, false, 0), GEMM(m_, n_, k_, b_, true, false, 0), GEMM(m_, n_, k_, b_, false, true, 0), \
         GEMM(m_, n_, k_, b_, true, true, 0.75f)
+#define GEMME(m_, n_, k_, tb_, epi_) \
+    {.op = PCV_OP_GEMM, .m = m_, .n = n_, .k = k_, .batch = 1, .tb = tb_, .epi = epi_}
 #define LN(m_, n_, off_) {.op = PCV_OP_LAYERNORM, .m = m_, .n = n_, .offset = off_}
 #define ACT(n_, act_, xs_) {.op = PCV_OP_ACTIVATION, .m = 1, .n = n_, .act = act_, .xscale = xs_}
 /* every activation at an odd length (the OpenCL kernels' vector tails), inputs in [-12, 12) */
@@ -81,6 +83,11 @@ static const pcv_op_case cases[] = {
     /* edges and odd sizes */
     GEMM4(1, 1, 1, 1), GEMM4(7, 5, 3, 1), GEMM4(64, 64, 64, 1), GEMM4(33, 65, 129, 2), GEMM4(128, 17, 256, 3),
     GEMM4(5, 300, 31, 4),
+    /* GEMM epilogues (a linear layer's bias, GELU, residual), small and in several CPU tiles */
+    GEMME(1, 1, 1, true, PCV_EPI_BIAS), GEMME(33, 65, 129, true, PCV_EPI_BIAS | PCV_EPI_GELU),
+    GEMME(70, 301, 61, false, PCV_EPI_BIAS | PCV_EPI_RES), GEMME(70, 301, 61, true, PCV_EPI_RES),
+    GEMME(67, 45, 33, true, PCV_EPI_GELU), GEMME(70, 301, 61, true, PCV_EPI_BIAS | PCV_EPI_GELU | PCV_EPI_RES),
+    GEMME(256, 640, 96, true, PCV_EPI_BIAS | PCV_EPI_GELU), GEMME(300, 1283, 64, true, PCV_EPI_BIAS | PCV_EPI_RES),
     LN(1, 1, 0), LN(7, 33, 0), LN(300, 1280, 100),
     ACT(1, PCV_ACT_GELU, 1), ACT(100003, PCV_ACT_GELU, 1), ACT(1001, PCV_ACT_GELU_TANH, 1), ACT_ALL(4099),
     ROWOP(PCV_OP_BIAS_ADD, 1, 1), ROWOP(PCV_OP_BIAS_ADD, 67, 45), ROWOP(PCV_OP_ADD, 1, 1), ROWOP(PCV_OP_ADD, 67, 45),
@@ -151,8 +158,10 @@ void pcv_op_describe(const pcv_op_case *c, char *buf, size_t cap)
 {
     switch (c->op) {
     case PCV_OP_GEMM:
-        snprintf(buf, cap, "gemm %c%c m%lld n%lld k%lld b%lld%s", c->ta ? 'T' : 'N', c->tb ? 'T' : 'N', (long long)c->m,
-                 (long long)c->n, (long long)c->k, (long long)c->batch, c->beta != 0 ? " beta" : "");
+        snprintf(buf, cap, "gemm %c%c m%lld n%lld k%lld b%lld%s%s%s%s", c->ta ? 'T' : 'N', c->tb ? 'T' : 'N',
+                 (long long)c->m, (long long)c->n, (long long)c->k, (long long)c->batch, c->beta != 0 ? " beta" : "",
+                 c->epi & PCV_EPI_BIAS ? " +bias" : "", c->epi & PCV_EPI_GELU ? " +gelu" : "",
+                 c->epi & PCV_EPI_RES ? " +res" : "");
         break;
     case PCV_OP_ATTENTION:
         snprintf(buf, cap, "attention-%s b%lld h%lld nq%lld nk%lld d%lld/%lld%s",
@@ -274,6 +283,7 @@ int pcv_op_setup(pcv_backend *be, const pcv_op_case *c, uint64_t seed, pcv_op_in
         int64_t sa, sb, sc;
         gemm_strides(c, &sa, &sb, &sc);
         len[0] = sa * B, len[1] = sb * B, len[2] = sc * B, in->out = 2;
+        len[3] = c->epi & PCV_EPI_BIAS ? c->n : 0, len[4] = c->epi & PCV_EPI_RES ? c->m * c->n : 0;
         break;
     }
     case PCV_OP_LAYERNORM:
@@ -410,7 +420,8 @@ int pcv_op_run(pcv_backend *be, pcv_op_inst *in, pcv_error *err)
         pcv_gemm_args g = {.trans_a = c->ta, .trans_b = c->tb, .m = c->m, .n = c->n, .k = c->k, .batch = B,
                            .alpha = 0.5f, .beta = c->beta, .a = b[0], .lda = c->ta ? c->m : c->k, .stride_a = sa,
                            .b = b[1], .ldb = c->tb ? c->k : c->n, .stride_b = sb, .c = b[2], .ldc = c->n,
-                           .stride_c = sc};
+                           .stride_c = sc, .bias = c->epi & PCV_EPI_BIAS ? b[3] : NULL,
+                           .gelu = (c->epi & PCV_EPI_GELU) != 0, .res = c->epi & PCV_EPI_RES ? b[4] : NULL};
         return pcv_backend_gemm(be, &g, err);
     }
     case PCV_OP_LAYERNORM: return pcv_backend_layernorm(be, b[0], 0, b[1], 0, rows, cols, b[2], 0, b[3], 0, 1e-5f, err);
@@ -522,7 +533,14 @@ static void reference(const pcv_op_inst *in, double *want)
                         double bv = c->tb ? x[1][p * sb + j * ldb + l] : x[1][p * sb + l * ldb + j];
                         s += av * bv;
                     }
-                    want[p * sc + i * c->n + j] = 0.5 * s + c->beta * x[2][p * sc + i * c->n + j];
+                    double y = 0.5 * s + c->beta * x[2][p * sc + i * c->n + j];
+                    if (c->epi & PCV_EPI_BIAS)
+                        y += x[3][j];
+                    if (c->epi & PCV_EPI_GELU)
+                        y = gelu64(y);
+                    if (c->epi & PCV_EPI_RES)
+                        y += x[4][i * c->n + j];
+                    want[p * sc + i * c->n + j] = y;
                 }
         break;
     }

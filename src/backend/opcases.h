@@ -48,7 +48,11 @@ typedef struct pcv_op_case {
     int64_t heads, nq, nk, dqk, dv;
     pcv_attn_mode mode;
     int mask; /* PCV_MASK_* */
+    int epi;  /* GEMM (batch 1, beta 0): its epilogue, PCV_EPI_* flags */
 } pcv_op_case;
+
+/* A GEMM's epilogue (pcv_gemm_args): + bias per column, then GELU, then + a residual matrix. */
+enum { PCV_EPI_BIAS = 1, PCV_EPI_GELU = 2, PCV_EPI_RES = 4 };
 
 /* The fixed cases; n receives the count. */
 const pcv_op_case *pcv_op_cases(int *n);

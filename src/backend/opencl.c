@@ -54,7 +54,7 @@ struct pcv_buffer {
 
 enum {
     K_BIAS_ADD, K_ADD, K_ACTIVATION, K_GATHER, K_REPEAT, K_SCALE, K_TRANSPOSE, K_COPY2D, K_IM2COL, K_CHANNEL_AFFINE,
-    K_MAXPOOL, K_LOOP_PROBE, K_LAYERNORM, K_SOFTMAX, K_ATTN_SOFTMAX, K_COUNT
+    K_MAXPOOL, K_LOOP_PROBE, K_EPILOGUE, K_LAYERNORM, K_SOFTMAX, K_ATTN_SOFTMAX, K_COUNT
 };
 static const struct {
     int program; /* 0 elementwise.cl, 1 rows.cl */
@@ -66,6 +66,7 @@ static const struct {
     [K_TRANSPOSE] = {0, "transpose"}, [K_COPY2D] = {0, "copy2d"},
     [K_IM2COL] = {0, "im2col"},       [K_CHANNEL_AFFINE] = {0, "channel_affine"},
     [K_MAXPOOL] = {0, "maxpool"},     [K_LOOP_PROBE] = {0, "loop_probe"},
+    [K_EPILOGUE] = {0, "epilogue"},
     [K_LAYERNORM] = {1, "layernorm"},
     [K_SOFTMAX] = {1, "softmax"},     [K_ATTN_SOFTMAX] = {1, "attn_softmax"},
 };
@@ -425,7 +426,8 @@ static bool use_swap(const cl_dev *d, const pcv_gemm_args *g)
     return g->n <= 2 * g->m;
 }
 
-static int ocl_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
+/* C = alpha op(A) op(B) + beta C through CLBlast (g's epilogue fields are not read). */
+static int gemm_core(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
 {
     cl_dev *d = DEV(be);
     int rc = check_lost(d, err);
@@ -452,7 +454,7 @@ static int ocl_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
             part.beta = k0 ? 1.0f : g->beta;
             part.a_off += (size_t)(g->trans_a ? k0 * g->lda : k0);
             part.b_off += (size_t)(g->trans_b ? k0 : k0 * g->ldb);
-            if ((rc = ocl_gemm(be, &part, err)))
+            if ((rc = gemm_core(be, &part, err)))
                 return rc;
         }
         return 0;
@@ -518,6 +520,24 @@ static int ocl_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
 /* ---- small operations -------------------------------------------------------------------- */
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* A GEMM and its epilogue (bias, GELU, residual: pcv_gemm_args): CLBlast cannot apply them, so
+ * one kernel does all three in one pass over C after it, where the generic path would run up to
+ * three (bias_add, activation, add), each reading and writing C. */
+static int ocl_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
+{
+    int rc = gemm_core(be, g, err);
+    if (rc || !(g->bias || g->gelu || g->res) || g->m <= 0 || g->n <= 0)
+        return rc;
+    cl_dev *d = DEV(be); /* batch 1, ldc == n (pcv_backend_gemm) */
+    cl_ulong co = g->c_off, bo = g->bias ? g->bias_off : 0, ro = g->res ? g->res_off : 0;
+    cl_long cols = g->n;
+    cl_int hb = g->bias != NULL, ge = g->gelu, hr = g->res != NULL;
+    cl_mem bm = g->bias ? g->bias->mem : g->c->mem, rm = g->res ? g->res->mem : g->c->mem; /* unread when off */
+    karg args[] = {A(g->c->mem), A(co), A(cols), A(bm), A(bo), A(hb), A(ge), A(rm), A(ro), A(hr)};
+    size_t gws[2] = {(size_t)cdiv(g->n, d->vw), (size_t)g->m};
+    return launch(d, d->k[K_EPILOGUE], "gemm epilogue", 2, gws, NULL, args, NARGS(args), err);
+}
 
 /* Devices that end loops early (loop_limit > 0) would return wrong numbers without an error;
  * a kernel whose work-items would run more than a share (LOOP_SHARE) of the limit is split or
@@ -1331,6 +1351,7 @@ static const pcv_backend_ops ocl_ops = {
     .download = ocl_download,
     .synchronize = ocl_synchronize,
     .gemm = ocl_gemm,
+    .gemm_epilogue = true,
     .bias_add = ocl_bias_add,
     .layernorm = ocl_layernorm,
     .activation = ocl_activation,
