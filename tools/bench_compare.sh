@@ -10,10 +10,11 @@
 # /tmp/pcv-PRESET with `perceiver-cl init-random` if missing; a folder is used as it is. Each pair
 # runs tools/bench_hf.py and `perceiver-cl bench`, each timing REPEAT forwards (default 3) after one
 # warm-up; the figure of a side in a pair is the median of its REPEAT. Prints one row per pair
-# and a summary: the median (and range) of each side and of the ratio transformers/perceiver-cl,
-# with the CPU model and the load average. Inputs: the Hugging Face test sentence padded to
-# 2048 bytes (text), random pixel_values [1,3,224,224] (images; the values differ between the
-# two sides, the shapes and the work do not).
+# (with the load average and how perceiver-cl's OpenMP threads waited: README) and a summary:
+# the median (and range) of each side and of the ratio transformers/perceiver-cl, with the CPU
+# model. Inputs: the Hugging Face test sentence padded to 2048 bytes (text), random
+# pixel_values [1,3,224,224] (images; the values differ between the two sides, the shapes and
+# the work do not).
 # Environment: BIN (default build/perceiver-cl), VENV (default .venv-ref, else /work/venv-ref),
 # THREADS (default nproc).
 set -euo pipefail
@@ -38,16 +39,17 @@ trap 'rm -rf "$TMPD"' EXIT
 echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) cores; threads $THREADS"
 echo "model: $MODEL; $PAIRS interleaved pairs, each side the median of $REPEAT forwards after a warm-up"
 echo
-echo "| pair | transformers s | perceiver-cl s | ratio | load avg |"
-echo "|---:|---:|---:|---:|---:|"
+echo "| pair | transformers s | perceiver-cl s | ratio | load avg | perceiver-cl threads wait |"
+echo "|---:|---:|---:|---:|---:|---|"
 for i in $(seq 1 "$PAIRS"); do
   "$PY" tools/bench_hf.py --model "$MODEL" --repeat "$REPEAT" --threads "$THREADS" >"$TMPD/hf.$i"
   "$BIN" bench -q --model "$MODEL" --repeat "$REPEAT" --threads "$THREADS" --json >"$TMPD/pcv.$i.json"
   h=$(sed -n 's/^hf_forward_s=\([0-9.]*\).*/\1/p' "$TMPD/hf.$i")
   o=$(python3 -c "import json,statistics,sys; print(statistics.median(json.load(open(sys.argv[1]))['results'][0]['forward_s']['samples']))" "$TMPD/pcv.$i.json")
   echo "$h $o" >>"$TMPD/pairs"
-  python3 -c "import sys; h,o=float(sys.argv[1]),float(sys.argv[2]); print(f'| {sys.argv[3]} | {h:.3f} | {o:.3f} | {h/o:.2f}x | {sys.argv[4]} |')" \
-    "$h" "$o" "$i" "$(cut -d' ' -f1 /proc/loadavg)"
+  w=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['driver'].partition('threads wait: ')[2])" "$TMPD/pcv.$i.json")
+  python3 -c "import sys; h,o=float(sys.argv[1]),float(sys.argv[2]); print(f'| {sys.argv[3]} | {h:.3f} | {o:.3f} | {h/o:.2f}x | {sys.argv[4]} | {sys.argv[5]} |')" \
+    "$h" "$o" "$i" "$(cut -d' ' -f1 /proc/loadavg)" "$w"
 done
 echo
 python3 - "$TMPD/pairs" "$TMPD/pcv.1.json" "$TMPD/hf.1" <<'EOF'

@@ -185,44 +185,13 @@ INLINE vf scores(vf v, float div, const float *add, const float *keep, int64_t j
     return v;
 }
 
-CLONES void pcv_vec_softmax_row(float *x, int64_t n, float div, const float *add, const float *keep)
-{
-    int64_t j = 0, tail = n % W, body = n - tail;
-    vf mx = splat(-INFINITY);
-    for (j = 0; j < body; j += W) {
-        vf v = scores(load(x + j), div, add, keep, j, W);
-        store(x + j, v);
-        mx = vmax(mx, v);
-    }
-    if (tail) { /* the lanes past the row stay -inf through scores() */
-        vf v = scores(load_part(x + j, tail, -INFINITY), div, add, keep, j, tail);
-        store_part(x + j, v, tail);
-        mx = vmax(mx, v);
-    }
-    const vf m = splat(hmax(mx));
-    vf sum = splat(0.0f);
-    for (j = 0; j < body; j += W) {
-        vf e = vexp(load(x + j) - m);
-        store(x + j, e);
-        sum = sum + e;
-    }
-    if (tail) {
-        vf e = vexp(load_part(x + j, tail, -INFINITY) - m);
-        store_part(x + j, e, tail);
-        sum = sum + e;
-    }
-    const vf inv = splat((float)(1.0 / hsum(sum)));
-    for (j = 0; j < body; j += W)
-        store(x + j, load(x + j) * inv);
-    if (tail)
-        store_part(x + j, load_part(x + j, tail, 0.0f) * inv, tail);
-}
-
-CLONES double pcv_vec_softmax_block(float *x, int64_t n, float div, const float *keep, float *max)
+/* The scores of a row (divided, masked: scores()) stored back into x, their maximum taken with
+ * *max (stored there), then x = exp(x - max); returns the sum of the exponentials. */
+INLINE double softmax_exp(float *x, int64_t n, float div, const float *add, const float *keep, float *max)
 {
     int64_t j, tail = n % W, body = n - tail;
     vf mx = splat(*max);
-    if (div == 1.0f && !keep) { /* the scores as they are: only their maximum */
+    if (div == 1.0f && !add && !keep) { /* the scores as they are: only their maximum */
         vf mx2 = mx;
         for (j = 0; j + 2 * W <= body; j += 2 * W) {
             mx = vmax(mx, load(x + j));
@@ -235,15 +204,15 @@ CLONES double pcv_vec_softmax_block(float *x, int64_t n, float div, const float 
             mx = vmax(mx, load_part(x + j, tail, -INFINITY));
     } else {
         for (j = 0; j < body; j += W) {
-            vf v = scores(load(x + j), div, NULL, keep, j, W);
+            vf v = scores(load(x + j), div, add, keep, j, W);
             store(x + j, v);
             mx = vmax(mx, v);
         }
-    }
-    if (tail && (div != 1.0f || keep)) {
-        vf v = scores(load_part(x + j, tail, -INFINITY), div, NULL, keep, j, tail);
-        store_part(x + j, v, tail);
-        mx = vmax(mx, v);
+        if (tail) { /* the lanes past the row stay -inf through scores() */
+            vf v = scores(load_part(x + j, tail, -INFINITY), div, add, keep, j, tail);
+            store_part(x + j, v, tail);
+            mx = vmax(mx, v);
+        }
     }
     *max = hmax(mx);
     const vf m = splat(*max);
@@ -259,6 +228,22 @@ CLONES double pcv_vec_softmax_block(float *x, int64_t n, float div, const float 
         sum = sum + e;
     }
     return hsum(sum);
+}
+
+CLONES void pcv_vec_softmax_row(float *x, int64_t n, float div, const float *add, const float *keep)
+{
+    float mx = -INFINITY;
+    const vf inv = splat((float)(1.0 / softmax_exp(x, n, div, add, keep, &mx)));
+    int64_t j, tail = n % W, body = n - tail;
+    for (j = 0; j < body; j += W)
+        store(x + j, load(x + j) * inv);
+    if (tail)
+        store_part(x + j, load_part(x + j, tail, 0.0f) * inv, tail);
+}
+
+CLONES double pcv_vec_softmax_block(float *x, int64_t n, float div, const float *keep, float *max)
+{
+    return softmax_exp(x, n, div, NULL, keep, max);
 }
 
 CLONES void pcv_vec_scale(float *x, int64_t n, float s)
