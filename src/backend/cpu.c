@@ -120,8 +120,8 @@ static void blis_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
  * tile. Tiles split the output columns first (each tile packs a disjoint part of B and all of
  * A), then the rows when there are too few column blocks for the team. One tile per thread: every
  * tile packs A again, and with three per thread the 512-row GEMMs of the image models ran
- * slower (bench-ops, below in the commit history) than with one; the passive OpenMP wait
- * (cli/main.c) keeps a thread that finishes first from spinning. */
+ * slower (bench-ops, below in the commit history) than with one; on a busy machine the passive
+ * OpenMP wait (cli/main.c) keeps a thread that finishes first from spinning. */
 
 /* The runtime of every BLIS call: one thread (ours run the tiles), and BLIS's "sup" path for
  * small dimensions (taken whenever m, n or k is under a few hundred, so for every GEMM of the

@@ -137,7 +137,10 @@ void cli_print_man(FILE *f, const cli_command *const *cmds, const char *const *s
          "OpenCL tuning overrides (docs/opencl.md)"},
         {"PERCEIVER_MAX_ALLOC", "lower the per-allocation limit of the device, in bytes (testing)"},
         {"OMP_WAIT_POLICY, GOMP_SPINCOUNT", "when neither is set, perceiver\\-cl starts itself again with "
-                                            "OMP_WAIT_POLICY=passive (waiting CPU threads sleep instead of spinning)"},
+                                            "GOMP_SPINCOUNT=20000 (waiting CPU threads spin a while, then sleep) "
+                                            "when the kernel's CPU pressure (/proc/pressure/cpu, some avg10) is "
+                                            "under 10%, else OMP_WAIT_POLICY=passive (they sleep at once); "
+                                            "bench names the choice"},
         {"POCL_CACHE_DIR", "PoCL's own compiled-kernel cache (must be writable)"},
         {"POCL_EXTRA_BUILD_FLAGS", "PoCL's extra compiler flags; perceiver\\-cl sets \\-w (no compiler warnings) "
                                    "when it is unset"},
