@@ -75,7 +75,7 @@ static void xgemm_constraints(void)
     CHECK(!pcv_cl_xgemm_parse("noxgemm=0:1:64:4:1:1:32:1:1:8:0:0:0:0:16:1", p), "a key ending in xgemm is not xgemm");
 }
 
-/* The row kernels' default width from the device's SIMD width (pcv_cl_default_row_ls). */
+/* The row kernels' default width from the device's SIMD width (pcv_cl_row_ls), and a tuned width cut to the same limits. */
 static void row_ls_defaults(void)
 {
     const pcv_cl_device_info base = {.max_work_group = 1024, .max_item_size0 = 1024, .local_mem = 49152};
@@ -103,13 +103,17 @@ static void row_ls_defaults(void)
         d.simd_width = cases[i].simd;
         d.max_work_group = d.max_item_size0 = cases[i].wg;
         d.local_mem = cases[i].local;
-        int got = pcv_cl_default_row_ls(&d);
+        int got = pcv_cl_row_ls(&d, 0);
         CHECK(got == cases[i].want, "%s: got %d, want %d", cases[i].what, got, cases[i].want);
     }
     pcv_cl_device_info d = base;
     d.simd_width = 64;
     d.max_item_size0 = 32;
-    CHECK(pcv_cl_default_row_ls(&d) == 32, "cut to a first-dimension item limit of 32");
+    CHECK(pcv_cl_row_ls(&d, 0) == 32, "cut to a first-dimension item limit of 32");
+    d = base;
+    d.max_work_group = 256;
+    CHECK(pcv_cl_row_ls(&d, 16) == 16, "a tuned row_ls=16 kept");
+    CHECK(pcv_cl_row_ls(&d, 1024) == 256, "a tuned row_ls=1024 cut to a work-group limit of 256");
 }
 
 static bool same16(const size_t *a, const int *b)

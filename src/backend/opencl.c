@@ -1172,7 +1172,7 @@ static void kernel_config(const cl_dev *d, bool *gpu_like, int *vw, int *row_ls)
         *gpu_like = !strcasecmp(tv, "gpu") ? true : !strcasecmp(tv, "cpu") ? false : *gpu_like;
     /* CPUs: explicit float16 (one AVX-512 register; LLVM splits it on narrower CPUs) and one
      * work-item per row; GPUs: float4 and two SIMD groups of work-items per row (64 where the
-     * driver does not say its warp/wavefront width: pcv_cl_default_row_ls), within the work-group
+     * driver does not say its warp/wavefront width: pcv_cl_row_ls), within the work-group
      * size, the first dimension's item limit and the local memory (a double and a float of
      * reduction scratch per work-item). Tuning keys vw=4|8|16 and row_ls=N (GPU style) choose
      * others (perceiver-cl tune); row_ls is still cut to the device's limits. */
@@ -1182,13 +1182,11 @@ static void kernel_config(const cl_dev *d, bool *gpu_like, int *vw, int *row_ls)
         *vw = (int)v;
     *row_ls = 1;
     if (*gpu_like) {
-        *row_ls = pcv_cl_default_row_ls(in); /* two SIMD groups where the vendor says their width */
+        int requested = 0; /* 0: two SIMD groups where the vendor says their width */
         if (tuning_value(d, "row_ls", tv, sizeof tv) && (v = strtol(tv, NULL, 10)) >= 1 && v <= 1024 &&
             !(v & (v - 1)))
-            *row_ls = (int)v;
-        while (*row_ls > 1 && ((size_t)*row_ls > in->max_work_group || (size_t)*row_ls > in->max_item_size0 ||
-                               (size_t)*row_ls * 12 > in->local_mem))
-            *row_ls /= 2;
+            requested = (int)v;
+        *row_ls = pcv_cl_row_ls(in, requested);
     }
 }
 

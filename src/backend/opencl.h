@@ -55,12 +55,12 @@ void pcv_cl_format_device_list(char *buf, size_t cap);
  * device wins). Returns the index, or -1 with err listing the devices. */
 int pcv_cl_find_device(const char *spec, pcv_error *err);
 
-/* The default number of work-items that share one row in the row kernels (LayerNorm, softmax)
- * of GPU-style devices: two SIMD groups (simd_width; 64 when unknown) rounded up to a power of two
- * within 32..256, then halved until it fits the work-group size, the first dimension's item
- * limit and the local memory (12 bytes of reduction scratch per work-item). The tuning key row_ls
- * overrides it (perceiver-cl tune). */
-int pcv_cl_default_row_ls(const pcv_cl_device_info *info);
+/* The number of work-items that share one row in the row kernels (LayerNorm, softmax) of
+ * GPU-style devices: requested (a power of two: the tuning key row_ls, perceiver-cl tune), or
+ * when it is 0 the default, two SIMD groups (simd_width; 64 when unknown) rounded up to a power
+ * of two within 32..256; then halved until it fits the work-group size, the first dimension's item
+ * limit and the local memory (12 bytes of reduction scratch per work-item). */
+int pcv_cl_row_ls(const pcv_cl_device_info *info, int requested);
 
 /* Switches of an OpenCL backend for tests and benchmarks (the runtime tuning string sets the
  * defaults; docs/opencl.md): attention 0 auto, 1 fused kernel, 2 CLBlast GEMMs + softmax;

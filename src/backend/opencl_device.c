@@ -236,12 +236,14 @@ static void simd_query(cl_device_id d, pcv_cl_device_info *info)
     free(exts);
 }
 
-int pcv_cl_default_row_ls(const pcv_cl_device_info *info)
+int pcv_cl_row_ls(const pcv_cl_device_info *info, int requested)
 {
-    unsigned want = info->simd_width ? 2 * info->simd_width : 64;
-    int ls = 32;
-    while ((unsigned)ls < want && ls < 256)
-        ls *= 2;
+    int ls = requested;
+    if (ls <= 0) {
+        unsigned want = info->simd_width ? 2 * info->simd_width : 64;
+        for (ls = 32; (unsigned)ls < want && ls < 256;)
+            ls *= 2;
+    }
     while (ls > 1 && ((size_t)ls > info->max_work_group || (size_t)ls > info->max_item_size0 ||
                       (uint64_t)ls * 12 > info->local_mem))
         ls /= 2;

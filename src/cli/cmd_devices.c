@@ -115,7 +115,7 @@ int cmd_devices(int argc, char **argv)
             else
                 jw_null(&w);
             jw_key(&w, "simd_width_source"), jw_str(&w, d->simd_width ? d->simd_source : NULL);
-            jw_key(&w, "default_row_ls"), jw_int(&w, pcv_cl_default_row_ls(d));
+            jw_key(&w, "default_row_ls"), jw_int(&w, pcv_cl_row_ls(d, 0));
             jw_key(&w, "usable"), jw_bool(&w, why == NULL);
             jw_key(&w, "unusable_reason"), jw_str(&w, why);
             jw_key(&w, "kernel_cache_used"), jw_bool(&w, cache[0] && pcv_cl_cache_used(d));

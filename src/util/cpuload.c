@@ -8,11 +8,15 @@ double pcv_cpu_pressure_parse(const char *text)
 {
     if (!text)
         return -1;
-    for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
-        if (strncmp(line, "some ", 5) != 0)
-            continue;
-        const char *p = strstr(line, "avg10=");
+    for (const char *line = text; *line;) {
         const char *eol = strchr(line, '\n');
+        if (strncmp(line, "some ", 5) != 0) {
+            if (!eol)
+                break;
+            line = eol + 1;
+            continue;
+        }
+        const char *p = strstr(line, "avg10=");
         if (!p || (eol && p > eol))
             return -1;
         char *end;
