@@ -37,6 +37,9 @@ typedef float acc_t;
 #define convert_accV(x) (x)
 #endif
 
+/* GELU with erf, for float or any float vector (the CPU path's formula) */
+#define PCV_GELU_ERF(v) (0.5f * (v) * (1.0f + erf((v) * 0.70710678118654752440f)))
+
 /* Horizontal sum of a vector. */
 inline float hsum(floatV v)
 {

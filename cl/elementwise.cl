@@ -32,7 +32,7 @@ inline floatV softplus_v(floatV v)
 
 inline floatV gelu_erf_v(floatV v)
 {
-    return 0.5f * v * (1.0f + erf(v * 0.70710678118654752440f));
+    return PCV_GELU_ERF(v);
 }
 
 inline floatV act_v(floatV v, int kind)

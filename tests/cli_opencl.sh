@@ -62,9 +62,10 @@ expect 2 '--model' -- "$BIN" verify -d 0
 # of the exact erf one. verify must fail and name the first stage that uses the kernel.
 mkdir -p "$TMP/cl_tanh"
 cp "$SRC"/cl/*.cl "$TMP/cl_tanh/"
-sed -i 's/erf(v \* 0.70710678118654752440f)/tanh(0.79788456080286535588f * (v + 0.044715f * v * v * v))/' \
-  "$TMP/cl_tanh/elementwise.cl"
-check '! cmp -s "$SRC/cl/elementwise.cl" "$TMP/cl_tanh/elementwise.cl"' "the broken kernel was not made"
+# (the GELU of the elementwise kernels and of the GEMM epilogues: one macro in common.cl)
+sed -i 's/erf((v) \* 0.70710678118654752440f)/tanh(0.79788456080286535588f * ((v) + 0.044715f * (v) * (v) * (v)))/' \
+  "$TMP/cl_tanh/common.cl"
+check '! cmp -s "$SRC/cl/common.cl" "$TMP/cl_tanh/common.cl"' "the broken kernel was not made"
 expect 1 '' -- env PERCEIVER_CL_DIR="$TMP/cl_tanh" "$BIN" verify -d 0 -m "$M"
 check 'grep -q "^FAIL: .* first appears in stage.encoder.cross" "$TMP/out"' "verify names the first failing stage"
 check 'grep -Eq "^1 +stage.preprocess .*PASS$" "$TMP/out"' "stages before the broken kernel pass"

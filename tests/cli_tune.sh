@@ -54,19 +54,23 @@ check 'grep -qF "\"tuning_profile\": \"$prof\"" "$TMP/out"' "devices --json name
 # (a profile's tuning line is rewritten by hand below; the identity lines are the device's)
 setp() { { head -5 "$prof.orig"; echo "tuning: $1"; echo "note: test"; } >"$prof"; }
 cp "$prof" "$prof.orig"
-setp "layout=swap,attention=gemm"
+setp "gemm=clblast,layout=swap,attention=gemm"
 expect 0 '' -- env PERCEIVER_CL_TRACE=1 "$BIN" fill -m "$M" -d 0 "Hello [MASK:3]"
 check 'grep -q "gemm (CLBlast).*swapped" "$TMP/err" && ! grep "gemm (CLBlast)" "$TMP/err" | grep -vq swapped' \
   "profile layout=swap: every GEMM is called swapped"
 check 'grep -q "trace: attention softmax" "$TMP/err" && ! grep -Eq "trace: attention +global" "$TMP/err"' \
   "profile attention=gemm: the CLBlast attention path, no fused attention kernel"
-setp "layout=row"
+setp "gemm=clblast,layout=row"
 expect 0 '' -- env PERCEIVER_CL_TRACE=1 "$BIN" fill -m "$M" -d 0 "Hello [MASK:3]"
 check 'grep -q "gemm (CLBlast)" "$TMP/err" && ! grep -q "gemm (CLBlast).*swapped" "$TMP/err"' \
   "profile layout=row: no GEMM is swapped"
 expect 0 '' -- env PERCEIVER_CL_TRACE=1 PERCEIVER_GEMM_LAYOUT=swap "$BIN" fill -m "$M" -d 0 \
   "Hello [MASK:3]"
-check '! grep "gemm (CLBlast)" "$TMP/err" | grep -vq swapped' "an explicit PERCEIVER_GEMM_LAYOUT wins over the profile"
+check 'grep -q "gemm (CLBlast)" "$TMP/err" && ! grep "gemm (CLBlast)" "$TMP/err" | grep -vq swapped' \
+  "an explicit PERCEIVER_GEMM_LAYOUT wins over the profile"
+expect 0 '' -- env PERCEIVER_CL_TRACE=1 PERCEIVER_GEMM=own "$BIN" fill -m "$M" -d 0 "Hello [MASK:3]"
+check 'grep -q "trace: gemm (own) " "$TMP/err" && ! grep -q "gemm (CLBlast)" "$TMP/err"' \
+  "an explicit PERCEIVER_GEMM=own wins over the profile's gemm=clblast: every GEMM is our own"
 setp "as=gpu,vw=8,row_ls=32"
 expect 0 '' -- env PERCEIVER_CL_TRACE=1 "$BIN" verify -m "$M" -d 0
 check 'grep -Eq "trace: layernorm +global 32 x" "$TMP/err" && grep -q "^PASS" "$TMP/out"' \
@@ -76,6 +80,12 @@ expect 0 '' -- "$BIN" bench -m "$M" -d 0 -r 1
 check 'grep -q "tuned (perceiver-cl tune)" "$TMP/out"' "bench names the tuned driver"
 expect 0 '' -- "$BIN" verify -m "$M" -d 0
 check 'grep -q "^PASS" "$TMP/out"' "the tuned device passes verify against the CPU path"
+# without a profile or key, PoCL's CPU device runs our own GEMM (cl/gemm.cl), other devices CLBlast
+expect 0 '' -- env PERCEIVER_TUNED=0 PERCEIVER_CL_TRACE=1 "$BIN" fill -m "$M" -d 0 "Hello [MASK:3]"
+if "$BIN" devices --json | grep -A4 '"index": 0,' | grep -q '"platform": "Portable Computing Language"'; then
+  check 'grep -q "trace: gemm (own) " "$TMP/err" && ! grep -q "gemm (CLBlast)" "$TMP/err"' \
+    "PoCL's default GEMM is our own"
+fi
 
 # ---- broken, hostile or foreign profiles are ignored, named, and the run is still right ----
 bad_profile() { # $1 what, $2 expected reason (regex)

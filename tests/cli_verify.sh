@@ -82,9 +82,10 @@ check 'grep -q "\"error\": \"OpenCL kernel build failed" "$TMP/out" && grep -q "
 # ---- a broken kernel (the tanh GELU in place of erf, as in cli_opencl.sh) fails ----
 mkdir -p "$TMP/cl_tanh"
 cp "$SRC"/cl/*.cl "$TMP/cl_tanh/"
-sed -i 's/erf(v \* 0.70710678118654752440f)/tanh(0.79788456080286535588f * (v + 0.044715f * v * v * v))/' \
-  "$TMP/cl_tanh/elementwise.cl"
-check '! cmp -s "$SRC/cl/elementwise.cl" "$TMP/cl_tanh/elementwise.cl"' "the broken kernel was not made"
+# (the GELU of the elementwise kernels and of the GEMM epilogues: one macro in common.cl)
+sed -i 's/erf((v) \* 0.70710678118654752440f)/tanh(0.79788456080286535588f * ((v) + 0.044715f * (v) * (v) * (v)))/' \
+  "$TMP/cl_tanh/common.cl"
+check '! cmp -s "$SRC/cl/common.cl" "$TMP/cl_tanh/common.cl"' "the broken kernel was not made"
 expect 1 '' -- env PERCEIVER_CL_DIR="$TMP/cl_tanh" "$BIN" verify -m "$M" --all
 for i in 0 1; do
   check "grep -Eq '^$i +.* FAIL +stage\.[a-z.0-9]+ +[0-9.e+]+% ' \"\$TMP/out\"" "verify --all: device $i fails"

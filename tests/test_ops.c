@@ -5,7 +5,7 @@
  * library's one table, pcv_op_tolerance (src/backend/opcases.c; policy in tests/TOLERANCES.md).
  *
  * OpenCL devices also run the attention cases through each of their code paths (fused kernel
- * with and without key splits, CLBlast GEMMs), with head sizes up to 1280 and long key/query
+ * with and without key splits, GEMMs + softmax), with head sizes up to 1280 and long key/query
  * ranges. With PCV_REQUIRE_OPENCL=1 (CI) a machine without an OpenCL device fails.
  *
  *   test_ops [-o FILTER] [-b BACKEND]    FILTER: part of an operation's name or description
@@ -127,8 +127,8 @@ static void run_opencl_attention_paths(pcv_backend *be)
         const char *what;
     } paths[] = {{1, 0, 0, "fused kernel"},
                  {1, 3, 0, "fused kernel, 3 key splits"},
-                 {2, 0, 0, "CLBlast GEMMs + softmax"},
-                 {2, 0, 4096, "CLBlast GEMMs + softmax, 4 KiB query chunks"}};
+                 {2, 0, 0, "GEMMs + softmax"},
+                 {2, 0, 4096, "GEMMs + softmax, 4 KiB query chunks"}};
     static const int64_t shapes[][7] = {
         /* batch heads nq nk dqk dv mask */
         {2, 3, 65, 47, 8, 5, PCV_MASK_RANDOM},      {2, 1, 3, 1000, 61, 29, PCV_MASK_ROW0_ALL},
@@ -162,6 +162,55 @@ static void run_opencl_attention_paths(pcv_backend *be)
         run_case(be, &longk, "fused kernel, long keys");
     if (pcv_op_matches(&longq, filter))
         run_case(be, &longq, "fused kernel, long queries");
+    pcv_cl_set_switches(be, &saved);
+}
+
+/* GEMMs through each GEMM of an OpenCL backend (CLBlast, our own cl/gemm.cl): the table's GEMM
+ * cases (odd sizes, every transpose, batches with padded strides, beta, epilogues), a long k (the
+ * loop-limit slices), the attention GEMM path (A with padded rows: heads side by side), and our
+ * GEMM's packed B cut into batch and column slices (pack_max lowered). */
+static void run_opencl_gemm_paths(pcv_backend *be)
+{
+    pcv_cl_switches saved, s;
+    CHECK(pcv_cl_get_switches(be, &saved), "not an OpenCL backend");
+    static const struct {
+        int gemm;
+        int64_t pack_max;
+        const char *what;
+    } paths[] = {{1, 0, "CLBlast"}, {2, 0, "own GEMM"}, {2, 4096, "own GEMM, 4 KiB of packed B"}};
+    const pcv_op_case extra[] = {
+        {.op = PCV_OP_GEMM, .m = 7, .n = 20, .k = 9001, .batch = 2, .tb = true, .beta = 0.5f},
+        {.op = PCV_OP_GEMM, .m = 13, .n = 35, .k = 9001, .batch = 1, .ta = true, .epi = PCV_EPI_BIAS | PCV_EPI_GELU | PCV_EPI_RES},
+        {.op = PCV_OP_GEMM, .m = 41, .n = 97, .k = 17, .batch = 3, .ta = true, .tb = true, .beta = 0.75f},
+        {.op = PCV_OP_GEMM, .m = 6, .n = 16, .k = 64, .batch = 1, .epi = PCV_EPI_BIAS},
+        {.op = PCV_OP_GEMM, .m = 12, .n = 48, .k = 65, .batch = 2},
+    };
+    int n;
+    const pcv_op_case *cases = pcv_op_cases(&n);
+    for (size_t p = 0; p < sizeof paths / sizeof *paths; p++) {
+        s = saved;
+        s.gemm = paths[p].gemm;
+        s.pack_max = paths[p].pack_max;
+        s.attention = 2;
+        pcv_cl_set_switches(be, &s);
+        for (int i = 0; i < n; i++)
+            if (cases[i].op == PCV_OP_GEMM && !cases[i].model && pcv_op_matches(&cases[i], filter))
+                run_case(be, &cases[i], paths[p].what);
+        for (size_t i = 0; i < sizeof extra / sizeof *extra; i++)
+            if (pcv_op_matches(&extra[i], filter))
+                run_case(be, &extra[i], paths[p].what);
+        for (int i = 0; i < 6; i++) {
+            pcv_op_case c = {.op = PCV_OP_GEMM, .m = irand(1, 150), .n = irand(1, 150), .k = irand(1, 300),
+                             .batch = irand(1, 3), .ta = urand() < 0.5, .tb = urand() < 0.5,
+                             .beta = urand() < 0.5 ? 0.0f : 0.5f};
+            if (pcv_op_matches(&c, filter))
+                run_case(be, &c, paths[p].what);
+        }
+        pcv_op_case at = {.op = PCV_OP_ATTENTION, .mode = PCV_ATTN_HF, .batch = 2, .heads = 3, .nq = 29, .nk = 70,
+                          .dqk = 19, .dv = 33, .mask = PCV_MASK_RANDOM};
+        if (pcv_op_matches(&at, filter))
+            run_case(be, &at, paths[p].what);
+    }
     pcv_cl_set_switches(be, &saved);
 }
 
@@ -284,6 +333,7 @@ int main(int argc, char **argv)
         printf("backend: %s\n", pcv_backend_device(be));
         run_table(be);
         run_opencl_attention_paths(be);
+        run_opencl_gemm_paths(be);
         run_loop_limit(be);
         run_random(be, 8);
         CHECK(filter || pcv_cl_launch_count() > before + 100, "OpenCL device %d: only %lld kernels ran", i,

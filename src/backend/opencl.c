@@ -82,6 +82,7 @@ typedef struct attn_variant {
 enum { MAX_DEVICES = 64, MAX_ATTN_VARIANTS = 32 };
 enum { LAYOUT_AUTO, LAYOUT_ROW, LAYOUT_SWAP };
 enum { ATTN_AUTO, ATTN_FUSED, ATTN_GEMM };
+enum { GEMM_AUTO, GEMM_CLBLAST, GEMM_OWN };
 
 /* Everything about one device, shared by the backends that use it. */
 typedef struct cl_dev {
@@ -95,8 +96,11 @@ typedef struct cl_dev {
     attn_variant attn[MAX_ATTN_VARIANTS];
     int nattn;
     cl_mem dummy;              /* bound to absent optional arguments */
-    cl_mem scratch[2];         /* attention: [0] transposed K or scores, [1] split partials */
-    size_t scratch_bytes[2];
+    cl_mem scratch[3];         /* attention: [0] transposed K or scores, [1] split partials;
+                                  [2] the own GEMM's packed B */
+    size_t scratch_bytes[3];
+    cl_program gemm_prog;      /* cl/gemm.cl, built when first used */
+    cl_kernel gemm_pack, gemm_tile;
     uint64_t in_use;
     int vw, row_ls;
     int64_t loop_limit;        /* loop iterations a work-item runs before the driver ends its loops; 0: none */
@@ -105,13 +109,15 @@ typedef struct cl_dev {
     bool attn_gemm_auto; /* the automatic attention path is the CLBlast one (see dev_init) */
     int64_t attn_gemm_d; /* tuning key attn_gemm_d: the CLBlast path from this head size on (0: never) */
     int64_t scores_max;  /* switch: the GEMM path's score chunk in bytes (0: ATTN_SCORES_MAX) */
+    int64_t pack_max;    /* switch: our own GEMM's packed B in bytes (0: OWN_PACK_MAX) */
     size_t db_xgemm[16], db_minind; /* CLBlast's database values for the device, read before any
                                        override (have_db): what "no override" puts back */
     bool have_db;
     char options[256];
     char profile[512];         /* the device's tuning profile ("" none): opencl_profile.c */
     char profile_path[4300];
-    int layout, attn_path, force_splits;
+    int layout, attn_path, force_splits, gemm_path;
+    bool own_gemm_auto;        /* the automatic GEMM is our own (PoCL's CPU device: see dev_init) */
     int64_t fail_after;        /* test hook: launches left before a simulated loss, -1 = never */
     bool trace;                /* runtime option: finish and time every launch (stderr) */
     bool lost;
@@ -356,11 +362,12 @@ static cl_mem scratch(cl_dev *d, int slot, size_t bytes, pcv_error *err)
     if (d->scratch_bytes[slot] >= bytes)
         return d->scratch[slot];
     char b1[32], b2[32];
+    const char *user = slot == 2 ? "GEMM packing" : "attention";
     if (bytes > d->info.max_alloc) {
         pcv_set_error(err, PCV_ERR_OOM,
-                      "OpenCL device %d '%s': attention needs %zu bytes (%s) of scratch memory, more than the "
+                      "OpenCL device %d '%s': %s needs %zu bytes (%s) of scratch memory, more than the "
                       "maximum allocation of %llu bytes (%s)",
-                      d->info.index, d->info.name, bytes, mib(b1, sizeof b1, bytes),
+                      d->info.index, d->info.name, user, bytes, mib(b1, sizeof b1, bytes),
                       (unsigned long long)d->info.max_alloc, mib(b2, sizeof b2, d->info.max_alloc));
         return NULL;
     }
@@ -374,10 +381,10 @@ static cl_mem scratch(cl_dev *d, int slot, size_t bytes, pcv_error *err)
     cl_mem m = clCreateBuffer(d->ctx, CL_MEM_READ_WRITE, bytes, NULL, &rc);
     if (!m || rc != CL_SUCCESS) {
         if (rc == CL_MEM_OBJECT_ALLOCATION_FAILURE || rc == CL_INVALID_BUFFER_SIZE || rc == CL_OUT_OF_RESOURCES)
-            pcv_set_error(err, PCV_ERR_OOM, "OpenCL device %d '%s': cannot allocate %s of attention scratch memory",
-                          d->info.index, d->info.name, mib(b1, sizeof b1, bytes));
+            pcv_set_error(err, PCV_ERR_OOM, "OpenCL device %d '%s': cannot allocate %s of %s scratch memory",
+                          d->info.index, d->info.name, mib(b1, sizeof b1, bytes), user);
         else
-            cl_fail(d, rc, "allocating attention scratch memory", err);
+            cl_fail(d, rc, slot == 2 ? "allocating GEMM packing memory" : "allocating attention scratch memory", err);
         return NULL;
     }
     d->scratch[slot] = m;
@@ -426,7 +433,126 @@ static bool use_swap(const cl_dev *d, const pcv_gemm_args *g)
     return g->n <= 2 * g->m;
 }
 
-/* C = alpha op(A) op(B) + beta C through CLBlast (g's epilogue fields are not read). */
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* ---- GEMM (our own, cl/gemm.cl) ---------------------------------------------------------------
+ * On PoCL's CPU device a work-item of a 1x1 work-group is a plain loop on one thread, so a
+ * work-item written as a BLAS micro-kernel (OWN_MR x 16 of C in registers) runs like one: op(B)
+ * is first packed into panels of 16 columns (contiguous whatever its layout), then each
+ * work-item computes one tile over the whole k range and applies the epilogue as it stores. */
+enum { OWN_MR = 6, OWN_NR = 16, OWN_PACK_K = 64 };
+#define OWN_PACK_MAX ((size_t)256 << 20) /* packed B held at once; larger B runs in column slices */
+
+static bool use_own_gemm(const cl_dev *d)
+{
+    return d->gemm_path == GEMM_OWN || (d->gemm_path == GEMM_AUTO && d->own_gemm_auto);
+}
+
+/* PoCL's CPU device: 150-190 GFLOP/s on the models' shapes on 2 zen3 cores where CLBlast, tuned,
+ * reaches 40-50 (docs/opencl.md). Elsewhere CLBlast: on llvmpipe and GPUs a work-item is a SIMD
+ * lane, not a thread (perceiver-cl tune measures both). */
+bool pcv_cl_own_gemm_default(const pcv_cl_device_info *info)
+{
+    return info->is_cpu && strstr(info->platform, "Portable Computing Language") != NULL;
+}
+
+static int own_gemm_build(cl_dev *d, pcv_error *err)
+{
+    if (d->gemm_tile)
+        return 0;
+    char opts[320], eb[48];
+    snprintf(opts, sizeof opts, "%s -D MR=%d", d->options, (int)OWN_MR);
+    int rc = pcv_cl_build_program(d->ctx, d->dev, &d->info, "gemm.cl", opts, &d->gemm_prog, err);
+    if (rc)
+        return rc;
+    cl_int r1 = CL_SUCCESS, r2 = CL_SUCCESS;
+    d->gemm_pack = clCreateKernel(d->gemm_prog, "gemm_pack_b", &r1);
+    d->gemm_tile = clCreateKernel(d->gemm_prog, "gemm_tile", &r2);
+    if (!d->gemm_pack || !d->gemm_tile || r1 != CL_SUCCESS || r2 != CL_SUCCESS) {
+        if (d->gemm_pack)
+            clReleaseKernel(d->gemm_pack), d->gemm_pack = NULL;
+        if (d->gemm_tile)
+            clReleaseKernel(d->gemm_tile), d->gemm_tile = NULL;
+        return pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL device %d '%s': kernels of cl/gemm.cl: %s", d->info.index,
+                             d->info.name, pcv_cl_error_name(r1 != CL_SUCCESS ? r1 : r2, eb, sizeof eb));
+    }
+    return 0;
+}
+
+/* C = alpha op(A) op(B) + beta C, then, when epi, g's epilogue (bias, GELU, residual; batch 1,
+ * ldc == n) in the same pass. k > 0, m, n, batch > 0. The packed B is cut into slices of
+ * batch entries, and of columns when one entry is larger than OWN_PACK_MAX (the switch
+ * pack_max; at most the device's allocation limit). */
+static int own_gemm(cl_dev *d, const pcv_gemm_args *g, bool epi, pcv_error *err)
+{
+    int rc = own_gemm_build(d, err);
+    if (rc)
+        return rc;
+    size_t cap = d->pack_max > 0 ? (size_t)d->pack_max : OWN_PACK_MAX;
+    if (cap > d->info.max_alloc)
+        cap = (size_t)d->info.max_alloc;
+    size_t panel = (size_t)g->k * OWN_NR * sizeof(float); /* one panel of 16 columns */
+    int64_t njb_all = cdiv(g->n, OWN_NR), cols = g->n, bg = g->batch;
+    if ((size_t)njb_all * panel > cap) { /* column slices of one batch entry */
+        bg = 1;
+        cols = (int64_t)(cap / panel) * OWN_NR;
+        if (cols < OWN_NR)
+            cols = OWN_NR; /* k > 4M: the scratch call names the limit */
+    } else if ((size_t)(njb_all * bg) * panel > cap) {
+        bg = (int64_t)(cap / ((size_t)njb_all * panel));
+    }
+    cl_mem bp = scratch(d, 2, (size_t)(cdiv(cols, OWN_NR) * bg) * panel, err);
+    if (!bp)
+        return -1;
+    const cl_int ta = g->trans_a, tb = g->trans_b;
+    const cl_int has_bias = epi && g->bias, gelu = epi && g->gelu, has_res = epi && g->res;
+    const cl_long k = g->k, m = g->m, lda = g->lda, ldb = g->ldb, ldc = g->ldc;
+    const cl_long sa = g->stride_a, sb = g->stride_b, sc = g->stride_c;
+    const cl_float alpha = g->alpha, beta = g->beta;
+    cl_mem bm = has_bias ? g->bias->mem : d->dummy, rm = has_res ? g->res->mem : d->dummy;
+    for (int64_t b0 = 0; b0 < g->batch; b0 += bg) {
+        const int64_t nb = g->batch - b0 < bg ? g->batch - b0 : bg;
+        for (int64_t j0 = 0; j0 < g->n; j0 += cols) {
+            const cl_long n = g->n - j0 < cols ? g->n - j0 : cols;
+            const int64_t njb = cdiv(n, OWN_NR);
+            const cl_ulong ao = g->a_off + (size_t)(b0 * g->stride_a),
+                           bo = g->b_off + (size_t)(b0 * g->stride_b) + (size_t)(tb ? j0 * g->ldb : j0),
+                           co = g->c_off + (size_t)(b0 * g->stride_c) + (size_t)j0,
+                           bio = has_bias ? g->bias_off + (size_t)j0 : 0, ro = has_res ? g->res_off + (size_t)j0 : 0;
+            karg pa[] = {A(g->b->mem), A(bo), A(ldb), A(sb), A(tb), A(k), A(n), A(bp)};
+            size_t one[3] = {1, 1, 1};
+            size_t pg[3] = {(size_t)njb, (size_t)cdiv(k, OWN_PACK_K), (size_t)nb};
+            if ((rc = launch(d, d->gemm_pack, "gemm (own): packing B", 3, pg, one, pa, NARGS(pa), err)))
+                return rc;
+            /* consecutive work-items keep what is reused in cache: the A rows of a tile when the
+             * packed B is the smaller operand (it is then streamed again per row tile), else the
+             * B panel */
+            const cl_int bfirst = (double)njb * OWN_NR <= (double)m;
+            karg ta_[] = {A(g->a->mem), A(ao), A(lda), A(sa), A(ta), A(bp), A(k), A(g->c->mem), A(co),
+                          A(ldc), A(sc), A(m), A(n), A(alpha), A(beta), A(bm), A(bio), A(has_bias),
+                          A(gelu), A(rm), A(ro), A(has_res), A(bfirst)};
+            size_t tg[3] = {(size_t)cdiv(m, OWN_MR), (size_t)njb, (size_t)nb};
+            if (bfirst)
+                tg[0] = (size_t)njb, tg[1] = (size_t)cdiv(m, OWN_MR);
+            if ((rc = launch(d, d->gemm_tile, "gemm (own)", 3, tg, one, ta_, NARGS(ta_), err)))
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* The longest k one GEMM call may have on a device that ends loops early (0: any): a work-item
+ * of CLBlast's kernel with KWI 1 loops k times, ours k times OWN_MR (counted as if its row loop
+ * were not unrolled: llvmpipe's limit counts the iterations of nested loops together). */
+static int64_t gemm_kmax(const cl_dev *d)
+{
+    if (d->loop_limit <= 0)
+        return 0;
+    return d->loop_limit / LOOP_SHARE / (use_own_gemm(d) ? OWN_MR : 1);
+}
+
+/* C = alpha op(A) op(B) + beta C through CLBlast or our own GEMM (g's epilogue fields are not
+ * read). */
 static int gemm_core(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
 {
     cl_dev *d = DEV(be);
@@ -446,7 +572,7 @@ static int gemm_core(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
     /* On a device that ends loops early, a long reduction is cut into slices of k that no
      * parameter set can loop over too long (KWI 1 loops k times per work-item; llvmpipe ends
      * loops after 65535 iterations): C = alpha A1 B1 + beta C, then C += alpha Ai Bi. */
-    int64_t kmax = d->loop_limit > 0 ? d->loop_limit / LOOP_SHARE : 0;
+    int64_t kmax = gemm_kmax(d);
     if (kmax > 0 && g->k > kmax) {
         for (int64_t k0 = 0; k0 < g->k; k0 += kmax) {
             pcv_gemm_args part = *g;
@@ -459,6 +585,8 @@ static int gemm_core(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
         }
         return 0;
     }
+    if (use_own_gemm(d))
+        return own_gemm(d, g, false, err);
     if (simulated_loss(d))
         return cl_fail(d, CL_DEVICE_NOT_AVAILABLE, "gemm", err);
     double t0 = d->trace ? pcv_now() : 0;
@@ -519,13 +647,19 @@ static int gemm_core(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
 
 /* ---- small operations -------------------------------------------------------------------- */
 
-static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 /* A GEMM and its epilogue (bias, GELU, residual: pcv_gemm_args): CLBlast cannot apply them, so
  * one kernel does all three in one pass over C after it, where the generic path would run up to
  * three (bias_add, activation, add), each reading and writing C. */
 static int ocl_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
 {
+    cl_dev *dv = DEV(be);
+    int64_t kmax = gemm_kmax(dv);
+    /* our own GEMM applies the epilogue as it stores C (one k slice only) */
+    if (use_own_gemm(dv) && (g->bias || g->gelu || g->res) && g->m > 0 && g->n > 0 && g->k > 0 && g->batch == 1 &&
+        (kmax == 0 || g->k <= kmax)) {
+        int rc = check_lost(dv, err);
+        return rc ? rc : own_gemm(dv, g, true, err);
+    }
     int rc = gemm_core(be, g, err);
     if (rc || !(g->bias || g->gelu || g->res) || g->m <= 0 || g->n <= 0)
         return rc;
@@ -1074,7 +1208,9 @@ static void read_switches(cl_dev *d)
 {
     static const char *const layouts[] = {"auto", "row", "swap"};
     static const char *const paths[] = {"auto", "fused", "gemm"};
+    static const char *const gemms[] = {"auto", "clblast", "own"};
     d->layout = tuning_choice(d, "layout", layouts, 3, LAYOUT_AUTO);
+    d->gemm_path = tuning_choice(d, "gemm", gemms, 3, GEMM_AUTO);
     d->attn_path = tuning_choice(d, "attention", paths, 3, ATTN_AUTO);
     char sv[32];
     d->force_splits = tuning_value(d, "splits", sv, sizeof sv) ? atoi(sv) : 0;
@@ -1205,6 +1341,12 @@ static void release_kernels(cl_dev *d)
     for (int p = 0; p < 2; p++)
         if (d->progs[p])
             clReleaseProgram(d->progs[p]), d->progs[p] = NULL;
+    if (d->gemm_pack)
+        clReleaseKernel(d->gemm_pack), d->gemm_pack = NULL;
+    if (d->gemm_tile)
+        clReleaseKernel(d->gemm_tile), d->gemm_tile = NULL;
+    if (d->gemm_prog)
+        clReleaseProgram(d->gemm_prog), d->gemm_prog = NULL;
 }
 
 /* Builds the programs and kernels for the configuration kernel_config asks for (the attention
@@ -1279,6 +1421,7 @@ static int dev_init(cl_dev *d, int index, pcv_error *err)
     /* the fused attention kernel is the faster path on PoCL and on GPUs; on other CPU drivers
      * (llvmpipe: 35 s against 11 s for the tiny language model) the CLBlast path is */
     d->attn_gemm_auto = in->is_cpu && !pocl_cpu;
+    d->own_gemm_auto = pcv_cl_own_gemm_default(in);
     if ((rc = build_kernels(d, err)))
         return rc;
     d->dummy = clCreateBuffer(d->ctx, CL_MEM_READ_WRITE, 64, NULL, &r);
@@ -1312,7 +1455,7 @@ static void dev_free(cl_dev *d)
     release_kernels(d);
     if (d->dummy)
         clReleaseMemObject(d->dummy);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         if (d->scratch[i])
             clReleaseMemObject(d->scratch[i]);
     if (d->queue)
@@ -1378,7 +1521,9 @@ bool pcv_cl_get_switches(const pcv_backend *be, pcv_cl_switches *s)
     s->attention = d->attn_path;
     s->layout = d->layout;
     s->splits = d->force_splits;
+    s->gemm = d->gemm_path;
     s->scores_max = d->scores_max;
+    s->pack_max = d->pack_max;
     return true;
 }
 
@@ -1390,7 +1535,9 @@ bool pcv_cl_set_switches(pcv_backend *be, const pcv_cl_switches *s)
     d->attn_path = s->attention;
     d->layout = s->layout;
     d->force_splits = s->splits;
+    d->gemm_path = s->gemm;
     d->scores_max = s->scores_max;
+    d->pack_max = s->pack_max;
     return true;
 }
 

@@ -63,14 +63,17 @@ int pcv_cl_find_device(const char *spec, pcv_error *err);
 int pcv_cl_row_ls(const pcv_cl_device_info *info, int requested);
 
 /* Switches of an OpenCL backend for tests and benchmarks (the runtime tuning string sets the
- * defaults; docs/opencl.md): attention 0 auto, 1 fused kernel, 2 CLBlast GEMMs + softmax;
+ * defaults; docs/opencl.md): attention 0 auto, 1 fused kernel, 2 GEMMs + softmax;
  * layout 0 auto, 1 row-major CLBlast calls, 2 column-major calls with swapped operands;
- * splits: key splits of the fused attention (0 automatic). They apply to every backend on the
+ * splits: key splits of the fused attention (0 automatic); gemm 0 auto, 1 CLBlast, 2 our own
+ * GEMM kernels (cl/gemm.cl). They apply to every backend on the
  * same device. Both return false when be is not an OpenCL backend. */
 typedef struct pcv_cl_switches {
-    int attention, layout, splits;
+    int attention, layout, splits, gemm;
     int64_t scores_max; /* bytes of scores the GEMM attention path holds at once (query chunks);
                            0: 256 MiB (tests lower it to split small shapes into chunks) */
+    int64_t pack_max;   /* bytes of packed B our own GEMM holds at once (batch and column
+                           slices); 0: 256 MiB (tests lower it) */
 } pcv_cl_switches;
 bool pcv_cl_get_switches(const pcv_backend *be, pcv_cl_switches *s);
 bool pcv_cl_set_switches(pcv_backend *be, const pcv_cl_switches *s);
@@ -81,7 +84,7 @@ bool pcv_cl_set_switches(pcv_backend *be, const pcv_cl_switches *s);
  * Kernels that would exceed a share of it are split (attention) or refused with an error. */
 int64_t pcv_cl_loop_limit(const pcv_backend *be);
 
-/* Kernel launches (own kernels and CLBlast GEMMs) by all OpenCL backends of this process: tests
+/* Kernel launches (our kernels and CLBlast GEMMs) by all OpenCL backends of this process: tests
  * use it to prove that work ran on an OpenCL device. */
 int64_t pcv_cl_launch_count(void);
 
@@ -120,6 +123,9 @@ bool pcv_cl_profile_check(const char *tuning, char *why, size_t whycap);
  * they are a valid set for the device (CLBlast's constraints, work-group size, local memory). */
 bool pcv_cl_xgemm_parse(const char *tuning, int *p);
 bool pcv_cl_xgemm_valid(const int *p, const pcv_cl_device_info *info);
+/* Whether a device's GEMMs go to our own kernels (cl/gemm.cl) when no tuning key says (gemm=auto):
+ * PoCL's CPU device. */
+bool pcv_cl_own_gemm_default(const pcv_cl_device_info *info);
 /* The profile file of a device (path; false when there is no cache folder). */
 bool pcv_cl_profile_path(const pcv_cl_device_info *info, char *path, size_t cap);
 /* Reads the device's profile: 1 with tuning set, 0 when there is none, -1 with why when the

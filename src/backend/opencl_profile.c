@@ -82,6 +82,7 @@ bool pcv_cl_profile_check(const char *tuning, char *why, size_t whycap)
     static const char *const layouts[] = {"auto", "row", "swap", NULL};
     static const char *const paths[] = {"auto", "fused", "gemm", NULL};
     static const char *const styles[] = {"cpu", "gpu", NULL};
+    static const char *const gemms[] = {"auto", "clblast", "own", NULL};
     if (strlen(tuning) >= 512) {
         snprintf(why, whycap, "longer than 511 characters");
         return false;
@@ -121,6 +122,8 @@ bool pcv_cl_profile_check(const char *tuning, char *why, size_t whycap)
             ok = vl == 1 && (*v == '0' || *v == '1');
         } else if (kl == 6 && !strncmp(p, "layout", 6)) {
             ok = one_of(v, vl, layouts);
+        } else if (kl == 4 && !strncmp(p, "gemm", 4)) {
+            ok = one_of(v, vl, gemms);
         } else if (kl == 9 && !strncmp(p, "attention", 9)) {
             ok = one_of(v, vl, paths);
         } else if (kl == 11 && !strncmp(p, "attn_gemm_d", 11)) {
@@ -132,7 +135,7 @@ bool pcv_cl_profile_check(const char *tuning, char *why, size_t whycap)
         } else if (kl == 6 && !strncmp(p, "row_ls", 6)) {
             ok = number(v, end, 1024, &x) && x >= 1 && !(x & (x - 1));
         } else {
-            snprintf(why, whycap, "'%.*s' is not a key of a profile (xgemm, minind, clblast, layout, attention, attn_gemm_d, splits, as, vw, row_ls)",
+            snprintf(why, whycap, "'%.*s' is not a key of a profile (xgemm, minind, clblast, gemm, layout, attention, attn_gemm_d, splits, as, vw, row_ls)",
                      (int)kl, p);
             return false;
         }

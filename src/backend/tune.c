@@ -324,6 +324,23 @@ static void with_key(const char *base, const char *kv, char *out, size_t cap)
 }
 
 
+/* whether a tuning string's GEMMs are our own kernels */
+static bool has_setting(const char *tuning, const char *kv)
+{
+    size_t n = strlen(kv);
+    for (const char *p = tuning; (p = strstr(p, kv)); p++)
+        if ((p == tuning || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+static bool uses_own(const char *tuning, bool own_default)
+{
+    if (has_setting(tuning, "gemm=own"))
+        return true;
+    return own_default && !has_setting(tuning, "gemm=clblast");
+}
+
 int pcv_tune_run(pcv_backend *be, const pcv_tune_options *o, pcv_tune_report *rep, pcv_error *err)
 {
     memset(rep, 0, sizeof *rep);
@@ -352,12 +369,17 @@ int pcv_tune_run(pcv_backend *be, const pcv_tune_options *o, pcv_tune_report *re
         /* The order: the choices that are few and worth most first (a short budget still makes
          * them), the open-ended Xgemm search last. Known parameter sets: CLBlast's own database,
          * the PoCL set and its float8 variant, two GPU-shaped sets. */
+        bool own_default = pcv_cl_own_gemm_default(&info);
+        /* the GEMM: our own kernels where CLBlast is the default, CLBlast (the sets below) where
+         * ours are */
+        if (!own_default && time_left(&t))
+            try_candidate(&t, "gemm=own", &fatal, err);
         static const char *const seeds[] = {
-            "clblast=0,minind=0",
-            "xgemm=0:1:64:4:1:1:32:1:1:8:0:0:0:0:16:1,minind=1",
-            "xgemm=0:1:32:2:1:1:32:1:1:16:0:0:0:0:8:2,minind=1",
-            "xgemm=0:1:32:2:16:16:64:16:16:64:1:1:0:0:2:2,minind=1",
-            "xgemm=0:1:16:2:8:8:32:8:8:32:1:1:0:0:4:4,minind=1",
+            "gemm=clblast,clblast=0,minind=0",
+            "gemm=clblast,xgemm=0:1:64:4:1:1:32:1:1:8:0:0:0:0:16:1,minind=1",
+            "gemm=clblast,xgemm=0:1:32:2:1:1:32:1:1:16:0:0:0:0:8:2,minind=1",
+            "gemm=clblast,xgemm=0:1:32:2:16:16:64:16:16:64:1:1:0:0:2:2,minind=1",
+            "gemm=clblast,xgemm=0:1:16:2:8:8:32:8:8:32:1:1:0:0:4:4,minind=1",
         };
         for (size_t i = 0; i < sizeof seeds / sizeof *seeds && !fatal && time_left(&t); i++) {
             int p[NPARAM];
@@ -376,9 +398,9 @@ int pcv_tune_run(pcv_backend *be, const pcv_tune_options *o, pcv_tune_report *re
             with_key(tmp, attn[i], cand, sizeof cand);
             try_candidate(&t, cand, &fatal, err);
         }
-        /* the indirect threshold and the layout with the best parameters */
+        /* the indirect threshold and the layout with the best parameters (CLBlast's) */
         static const char *const extras[] = {"minind=0", "layout=row", "layout=swap"};
-        for (size_t i = 0; i < 3 && !fatal && time_left(&t); i++) {
+        for (size_t i = 0; i < 3 && !fatal && time_left(&t) && !uses_own(rep->best, own_default); i++) {
             char cand[512];
             with_key(rep->best, extras[i], cand, sizeof cand);
             try_candidate(&t, cand, &fatal, err);
@@ -410,8 +432,8 @@ int pcv_tune_run(pcv_backend *be, const pcv_tune_options *o, pcv_tune_report *re
             }
         }
         /* then random Xgemm sets and mutations of the best (with the best's other keys), while
-         * the budget lasts */
-        for (int i = 0; !fatal && time_left(&t); i++) {
+         * the budget lasts, unless our own GEMM won (CLBlast's parameters then change nothing) */
+        for (int i = 0; !fatal && time_left(&t) && !uses_own(rep->best, own_default); i++) {
             int p[NPARAM];
             bool ok = (i % 3 != 2 && pcv_cl_xgemm_parse(rep->best, p)) ? mutate(p, &info, &seed) : random_set(p, &info, &seed);
             if (!ok)

@@ -106,7 +106,7 @@ int cli_check_output_file(const char *path, const char *role, pcv_error *err);
 pcv_model_options cli_model_options(void);
 /* Maps the PERCEIVER_* variables of the OpenCL runtime onto pcv_runtime_configure (main calls it
  * once before any command): PERCEIVER_CACHE_DIR, PERCEIVER_KERNEL_CACHE, PERCEIVER_CL_DIR,
- * PERCEIVER_CL_TRACE, and the tuning overrides PERCEIVER_ATTENTION, PERCEIVER_GEMM_LAYOUT,
+ * PERCEIVER_CL_TRACE, and the tuning overrides PERCEIVER_GEMM, PERCEIVER_ATTENTION, PERCEIVER_GEMM_LAYOUT,
  * PERCEIVER_ATTN_SPLITS, PERCEIVER_CLBLAST_TUNE, PERCEIVER_CLBLAST_XGEMM, PERCEIVER_CLBLAST_MININD,
  * and PERCEIVER_TUNED=0 (no tuning profiles). */
 int cli_runtime_setup(pcv_error *err);

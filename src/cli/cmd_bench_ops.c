@@ -25,9 +25,9 @@ static const cli_option options[] = {
                               "labels, e.g. \"self\"); no match is a usage error"},
     {"check", CLI_KEY + 5, NULL, "also compare each device result with a float64 reference (slow\n"
                                  "for the large shapes) and print the NMSE"},
-    {"variants", CLI_KEY + 1, NULL, "also time each GEMM in both CLBlast layouts (row-major,\n"
-                                    "swapped) and attention on both paths (fused kernel, CLBlast\n"
-                                    "GEMMs), OpenCL only"},
+    {"variants", CLI_KEY + 1, NULL, "also time each GEMM through CLBlast in both layouts\n"
+                                    "(row-major, swapped) and through our own GEMM, and attention\n"
+                                    "on both paths (fused kernel, GEMMs + softmax), OpenCL only"},
     {"no-cpu", CLI_KEY + 2, NULL, "skip the CPU reference path"},
     {"json", CLI_KEY + 3, NULL, "machine-readable output (docs/json.md)"},
     {0},
@@ -168,15 +168,16 @@ int cmd_bench_ops(int argc, char **argv)
         char shape[160];
         pcv_op_describe(c, shape, sizeof shape);
         /* variants of the device run: [0] the automatic choice, then the alternatives */
-        const char *vname[3] = {"auto", NULL, NULL};
-        pcv_cl_switches vs[3] = {sw0, sw0, sw0};
+        const char *vname[4] = {"auto", NULL, NULL, NULL};
+        pcv_cl_switches vs[4] = {sw0, sw0, sw0, sw0};
         int nv = 1;
         if (variants && is_cl && c->op == PCV_OP_GEMM) {
-            vname[1] = "row-major", vname[2] = "swapped";
+            vname[1] = "CLBlast row-major", vname[2] = "CLBlast swapped", vname[3] = "own GEMM";
             vs[1].layout = 1, vs[2].layout = 2;
-            nv = 3;
+            vs[1].gemm = vs[2].gemm = 1, vs[3].gemm = 2;
+            nv = 4;
         } else if (variants && is_cl && c->op == PCV_OP_ATTENTION) {
-            vname[1] = "fused", vname[2] = "CLBlast GEMMs";
+            vname[1] = "fused", vname[2] = "GEMMs + softmax";
             vs[1].attention = 1, vs[2].attention = 2;
             nv = 3;
         }

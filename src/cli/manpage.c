@@ -132,6 +132,8 @@ void cli_print_man(FILE *f, const cli_command *const *cmds, const char *const *s
                              "(kernel development; PoCL's compiler warnings are then shown)"},
         {"PERCEIVER_CL_TRACE", "1: wait for and time every OpenCL launch, printed on standard error"},
         {"PERCEIVER_TUNING", "OpenCL tuning keys, key=value,... (docs/opencl.md)"},
+        {"PERCEIVER_GEMM", "OpenCL GEMMs: auto (default: our own kernels on PoCL's CPU device, CLBlast "
+                           "elsewhere), clblast, own (docs/opencl.md)"},
         {"PERCEIVER_ATTENTION, PERCEIVER_GEMM_LAYOUT, PERCEIVER_ATTN_SPLITS, PERCEIVER_CLBLAST_TUNE, "
          "PERCEIVER_CLBLAST_XGEMM, PERCEIVER_CLBLAST_MININD",
          "OpenCL tuning overrides (docs/opencl.md)"},

@@ -362,6 +362,7 @@ int cli_runtime_setup(pcv_error *err)
     if ((v = getenv("PERCEIVER_TUNING")) && *v)
         snprintf(tuning, sizeof tuning, "%s", v);
     tuning_from_env(tuning, sizeof tuning, "PERCEIVER_ATTENTION", "attention");
+    tuning_from_env(tuning, sizeof tuning, "PERCEIVER_GEMM", "gemm");
     tuning_from_env(tuning, sizeof tuning, "PERCEIVER_GEMM_LAYOUT", "layout");
     tuning_from_env(tuning, sizeof tuning, "PERCEIVER_ATTN_SPLITS", "splits");
     tuning_from_env(tuning, sizeof tuning, "PERCEIVER_CLBLAST_TUNE", "clblast");
@@ -416,7 +417,7 @@ void cli_print_version(FILE *f)
     fprintf(f, "perceiver-cl %s (git %s)\n", pcv_version(), pcv_cli_git_commit);
     fprintf(f, "backends: cpu (plain C + OpenMP, BLIS GEMMs)%s\n",
 #ifdef PCV_HAVE_OPENCL
-            ", opencl (OpenCL 1.2 API, CLBlast GEMMs)"
+            ", opencl (OpenCL 1.2 API; GEMMs: CLBlast, or our own kernels on PoCL)"
 #else
             "; OpenCL not built (-DPCV_OPENCL=OFF)"
 #endif
