@@ -1103,10 +1103,12 @@ static int ocl_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error
      * every head must fit */
     bool fits = attn_gemm_rows(be->ctx, a) >= 1;
     bool gemm = d->attn_path == ATTN_GEMM && fits;
-    /* measured: docs/opencl.md; the tuning key attn_gemm_d=N (perceiver-cl tune) takes the GEMM
-     * path for heads of N channels or more; a row the device's loop limit refuses stays fused */
+    /* measured: docs/opencl.md. The GEMM path where our own GEMM runs (PoCL: the models'
+     * attentions 1.3-14x faster than the fused kernel) and on other CPU drivers; the tuning key
+     * attn_gemm_d=N (perceiver-cl tune) takes it for heads of N channels or more; a row the
+     * device's loop limit refuses stays fused */
     if (d->attn_path == ATTN_AUTO)
-        gemm = (d->attn_gemm_auto || (d->attn_gemm_d > 0 && a->dqk >= d->attn_gemm_d)) && fits &&
+        gemm = (d->attn_gemm_auto || use_own_gemm(d) || (d->attn_gemm_d > 0 && a->dqk >= d->attn_gemm_d)) && fits &&
                (d->loop_limit <= 0 || row_iters(d, a->nk) <= d->loop_limit / LOOP_SHARE);
     return gemm ? attn_gemm(be, d, a, err) : attn_fused(d, a, err);
 }
