@@ -185,7 +185,8 @@ static const field device[] = {{"index", T_INT}, {"name", T_STR}, {"type", T_STR
                                {"opencl_c", T_STR}, {"compute_units", T_INT}, {"clock_mhz", T_INT},
                                {"global_mem_bytes", T_INT}, {"max_alloc_bytes", T_INT}, {"local_mem_bytes", T_INT},
                                {"fp64", T_BOOL}, {"simd_width", T_INT_OR_NULL}, {"simd_width_source", T_STR_OR_NULL},
-                               {"default_row_ls", T_INT}, {"usable", T_BOOL}, {"unusable_reason", T_STR_OR_NULL},
+                               {"default_row_ls", T_INT}, {"native_float_width", T_INT_OR_NULL},
+                               {"default_gemm", T_STR}, {"own_gemm_tile", T_ARR}, {"usable", T_BOOL}, {"unusable_reason", T_STR_OR_NULL},
                                {"kernel_cache_used", T_BOOL}, {"tuning_profile", T_STR_OR_NULL},
                                {"tuning", T_STR_OR_NULL}, {0}};
 static const field device_id[] = {{"index", T_INT}, {"name", T_STR}, {"type", T_STR}, {"platform", T_STR},

@@ -101,6 +101,8 @@ typedef struct cl_dev {
     size_t scratch_bytes[3];
     cl_program gemm_prog;      /* cl/gemm.cl, built when first used */
     cl_kernel gemm_pack, gemm_tile;
+    int gemm_gw, gemm_mr;      /* its vector width and tile rows (own_gemm_config) */
+    int built_gw, built_mr;    /* those of gemm_prog */
     uint64_t in_use;
     int vw, row_ls;
     int64_t loop_limit;        /* loop iterations a work-item runs before the driver ends its loops; 0: none */
@@ -437,10 +439,10 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /* ---- GEMM (our own, cl/gemm.cl) ---------------------------------------------------------------
  * On PoCL's CPU device a work-item of a 1x1 work-group is a plain loop on one thread, so a
- * work-item written as a BLAS micro-kernel (OWN_MR x 16 of C in registers) runs like one: op(B)
- * is first packed into panels of 16 columns (contiguous whatever its layout), then each
+ * work-item written as a BLAS micro-kernel (a tile of C in registers) runs like one: op(B) is
+ * first packed into panels of the tile's width (contiguous whatever its layout), then each
  * work-item computes one tile over the whole k range and applies the epilogue as it stores. */
-enum { OWN_MR = 6, OWN_NR = 16, OWN_PACK_K = 64 };
+enum { OWN_PACK_K = 64 };
 #define OWN_PACK_MAX ((size_t)256 << 20) /* packed B held at once; larger B runs in column slices */
 
 static bool use_own_gemm(const cl_dev *d)
@@ -448,20 +450,58 @@ static bool use_own_gemm(const cl_dev *d)
     return d->gemm_path == GEMM_OWN || (d->gemm_path == GEMM_AUTO && d->own_gemm_auto);
 }
 
-/* PoCL's CPU device: 150-190 GFLOP/s on the models' shapes on 2 zen3 cores where CLBlast, tuned,
- * reaches 40-50 (docs/opencl.md). Elsewhere CLBlast: on llvmpipe and GPUs a work-item is a SIMD
+/* PoCL's CPU device: 110-180 GFLOP/s on the models' shapes on 2 zen3 cores where CLBlast, tuned,
+ * reaches 35-50 (docs/opencl.md). Elsewhere CLBlast: on llvmpipe and GPUs a work-item is a SIMD
  * lane, not a thread (perceiver-cl tune measures both). */
 bool pcv_cl_own_gemm_default(const pcv_cl_device_info *info)
 {
     return info->is_cpu && strstr(info->platform, "Portable Computing Language") != NULL;
 }
 
+static const char *tuning_value(const cl_dev *d, const char *key, char *buf, size_t cap);
+
+/* The tile of our GEMM: vectors of the device's native float width (PoCL: its CPU's register,
+ * 8 floats with AVX2, 16 with AVX-512; 4 to 16), two per tile row, and as many rows as leave
+ * the accumulators in registers (6 with 16 registers, 12 with AVX-512's 32: 2 x rows
+ * accumulators, two B vectors, one broadcast). Tuning keys gemm_vw=4|8|16, gemm_mr=1..16. */
+void pcv_cl_own_gemm_tile(const pcv_cl_device_info *info, int gw, int *gw_out, int *mr)
+{
+    unsigned w = info->native_float_width;
+    *gw_out = gw ? gw : w >= 16 ? 16 : w >= 8 ? 8 : 4;
+    *mr = *gw_out == 16 ? 12 : 6;
+}
+
+static void own_gemm_config(const cl_dev *d, int *gw, int *mr)
+{
+    char v[32];
+    long x;
+    int want = 0;
+    if (tuning_value(d, "gemm_vw", v, sizeof v) && ((x = strtol(v, NULL, 10)) == 4 || x == 8 || x == 16))
+        want = (int)x;
+    pcv_cl_own_gemm_tile(&d->info, want, gw, mr);
+    if (tuning_value(d, "gemm_mr", v, sizeof v) && (x = strtol(v, NULL, 10)) >= 1 && x <= 16)
+        *mr = (int)x;
+}
+
+static void own_gemm_release(cl_dev *d)
+{
+    if (d->gemm_pack)
+        clReleaseKernel(d->gemm_pack), d->gemm_pack = NULL;
+    if (d->gemm_tile)
+        clReleaseKernel(d->gemm_tile), d->gemm_tile = NULL;
+    if (d->gemm_prog)
+        clReleaseProgram(d->gemm_prog), d->gemm_prog = NULL;
+}
+
+/* Builds cl/gemm.cl for the current tile (again when the tuning changed it). */
 static int own_gemm_build(cl_dev *d, pcv_error *err)
 {
-    if (d->gemm_tile)
+    if (d->gemm_tile && d->built_gw == d->gemm_gw && d->built_mr == d->gemm_mr)
         return 0;
+    own_gemm_release(d);
     char opts[320], eb[48];
-    snprintf(opts, sizeof opts, "%s -D MR=%d", d->options, (int)OWN_MR);
+    snprintf(opts, sizeof opts, "%s -D GW=%d -D MR=%d", d->options, d->gemm_gw, d->gemm_mr);
+    d->built_gw = d->gemm_gw, d->built_mr = d->gemm_mr;
     int rc = pcv_cl_build_program(d->ctx, d->dev, &d->info, "gemm.cl", opts, &d->gemm_prog, err);
     if (rc)
         return rc;
@@ -469,10 +509,7 @@ static int own_gemm_build(cl_dev *d, pcv_error *err)
     d->gemm_pack = clCreateKernel(d->gemm_prog, "gemm_pack_b", &r1);
     d->gemm_tile = clCreateKernel(d->gemm_prog, "gemm_tile", &r2);
     if (!d->gemm_pack || !d->gemm_tile || r1 != CL_SUCCESS || r2 != CL_SUCCESS) {
-        if (d->gemm_pack)
-            clReleaseKernel(d->gemm_pack), d->gemm_pack = NULL;
-        if (d->gemm_tile)
-            clReleaseKernel(d->gemm_tile), d->gemm_tile = NULL;
+        own_gemm_release(d);
         return pcv_set_error(err, PCV_ERR_DEVICE, "OpenCL device %d '%s': kernels of cl/gemm.cl: %s", d->info.index,
                              d->info.name, pcv_cl_error_name(r1 != CL_SUCCESS ? r1 : r2, eb, sizeof eb));
     }
@@ -491,17 +528,18 @@ static int own_gemm(cl_dev *d, const pcv_gemm_args *g, bool epi, pcv_error *err)
     size_t cap = d->pack_max > 0 ? (size_t)d->pack_max : OWN_PACK_MAX;
     if (cap > d->info.max_alloc)
         cap = (size_t)d->info.max_alloc;
-    size_t panel = (size_t)g->k * OWN_NR * sizeof(float); /* one panel of 16 columns */
-    int64_t njb_all = cdiv(g->n, OWN_NR), cols = g->n, bg = g->batch;
+    const int64_t nr = 2 * d->gemm_gw, mr = d->gemm_mr; /* the tile */
+    size_t panel = (size_t)(g->k * nr) * sizeof(float); /* one panel of nr columns */
+    int64_t njb_all = cdiv(g->n, nr), cols = g->n, bg = g->batch;
     if ((size_t)njb_all * panel > cap) { /* column slices of one batch entry */
         bg = 1;
-        cols = (int64_t)(cap / panel) * OWN_NR;
-        if (cols < OWN_NR)
-            cols = OWN_NR; /* k > 4M: the scratch call names the limit */
+        cols = (int64_t)(cap / panel) * nr;
+        if (cols < nr)
+            cols = nr; /* k beyond the limit: the scratch call names it */
     } else if ((size_t)(njb_all * bg) * panel > cap) {
         bg = (int64_t)(cap / ((size_t)njb_all * panel));
     }
-    cl_mem bp = scratch(d, 2, (size_t)(cdiv(cols, OWN_NR) * bg) * panel, err);
+    cl_mem bp = scratch(d, 2, (size_t)(cdiv(cols, nr) * bg) * panel, err);
     if (!bp)
         return -1;
     const cl_int ta = g->trans_a, tb = g->trans_b;
@@ -514,7 +552,7 @@ static int own_gemm(cl_dev *d, const pcv_gemm_args *g, bool epi, pcv_error *err)
         const int64_t nb = g->batch - b0 < bg ? g->batch - b0 : bg;
         for (int64_t j0 = 0; j0 < g->n; j0 += cols) {
             const cl_long n = g->n - j0 < cols ? g->n - j0 : cols;
-            const int64_t njb = cdiv(n, OWN_NR);
+            const int64_t njb = cdiv(n, nr);
             const cl_ulong ao = g->a_off + (size_t)(b0 * g->stride_a),
                            bo = g->b_off + (size_t)(b0 * g->stride_b) + (size_t)(tb ? j0 * g->ldb : j0),
                            co = g->c_off + (size_t)(b0 * g->stride_c) + (size_t)j0,
@@ -527,13 +565,13 @@ static int own_gemm(cl_dev *d, const pcv_gemm_args *g, bool epi, pcv_error *err)
             /* consecutive work-items keep what is reused in cache: the A rows of a tile when the
              * packed B is the smaller operand (it is then streamed again per row tile), else the
              * B panel */
-            const cl_int bfirst = (double)njb * OWN_NR <= (double)m;
+            const cl_int bfirst = (double)(njb * nr) <= (double)m;
             karg ta_[] = {A(g->a->mem), A(ao), A(lda), A(sa), A(ta), A(bp), A(k), A(g->c->mem), A(co),
                           A(ldc), A(sc), A(m), A(n), A(alpha), A(beta), A(bm), A(bio), A(has_bias),
                           A(gelu), A(rm), A(ro), A(has_res), A(bfirst)};
-            size_t tg[3] = {(size_t)cdiv(m, OWN_MR), (size_t)njb, (size_t)nb};
+            size_t tg[3] = {(size_t)cdiv(m, mr), (size_t)njb, (size_t)nb};
             if (bfirst)
-                tg[0] = (size_t)njb, tg[1] = (size_t)cdiv(m, OWN_MR);
+                tg[0] = (size_t)njb, tg[1] = (size_t)cdiv(m, mr);
             if ((rc = launch(d, d->gemm_tile, "gemm (own)", 3, tg, one, ta_, NARGS(ta_), err)))
                 return rc;
         }
@@ -542,13 +580,13 @@ static int own_gemm(cl_dev *d, const pcv_gemm_args *g, bool epi, pcv_error *err)
 }
 
 /* The longest k one GEMM call may have on a device that ends loops early (0: any): a work-item
- * of CLBlast's kernel with KWI 1 loops k times, ours k times OWN_MR (counted as if its row loop
+ * of CLBlast's kernel with KWI 1 loops k times, ours k times its tile rows (counted as if its row loop
  * were not unrolled: llvmpipe's limit counts the iterations of nested loops together). */
 static int64_t gemm_kmax(const cl_dev *d)
 {
     if (d->loop_limit <= 0)
         return 0;
-    return d->loop_limit / LOOP_SHARE / (use_own_gemm(d) ? OWN_MR : 1);
+    return d->loop_limit / LOOP_SHARE / (use_own_gemm(d) ? d->gemm_mr : 1);
 }
 
 /* C = alpha op(A) op(B) + beta C through CLBlast or our own GEMM (g's epilogue fields are not
@@ -1213,6 +1251,7 @@ static void read_switches(cl_dev *d)
     static const char *const gemms[] = {"auto", "clblast", "own"};
     d->layout = tuning_choice(d, "layout", layouts, 3, LAYOUT_AUTO);
     d->gemm_path = tuning_choice(d, "gemm", gemms, 3, GEMM_AUTO);
+    own_gemm_config(d, &d->gemm_gw, &d->gemm_mr);
     d->attn_path = tuning_choice(d, "attention", paths, 3, ATTN_AUTO);
     char sv[32];
     d->force_splits = tuning_value(d, "splits", sv, sizeof sv) ? atoi(sv) : 0;
@@ -1343,12 +1382,7 @@ static void release_kernels(cl_dev *d)
     for (int p = 0; p < 2; p++)
         if (d->progs[p])
             clReleaseProgram(d->progs[p]), d->progs[p] = NULL;
-    if (d->gemm_pack)
-        clReleaseKernel(d->gemm_pack), d->gemm_pack = NULL;
-    if (d->gemm_tile)
-        clReleaseKernel(d->gemm_tile), d->gemm_tile = NULL;
-    if (d->gemm_prog)
-        clReleaseProgram(d->gemm_prog), d->gemm_prog = NULL;
+    own_gemm_release(d);
 }
 
 /* Builds the programs and kernels for the configuration kernel_config asks for (the attention

@@ -36,6 +36,8 @@ typedef struct pcv_cl_device_info {
      * the query ("" when none answered). */
     unsigned simd_width;
     char simd_source[64];
+    unsigned native_float_width; /* CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT (PoCL: 8 with AVX2, 16 with
+                                    AVX-512); 0 when the driver does not answer */
 } pcv_cl_device_info;
 
 /* True when this build has the OpenCL backend. */
@@ -126,6 +128,9 @@ bool pcv_cl_xgemm_valid(const int *p, const pcv_cl_device_info *info);
 /* Whether a device's GEMMs go to our own kernels (cl/gemm.cl) when no tuning key says (gemm=auto):
  * PoCL's CPU device. */
 bool pcv_cl_own_gemm_default(const pcv_cl_device_info *info);
+/* The tile of our GEMM on a device without tuning keys: vector width (gw, or 0 for the
+ * device's native float width: 4, 8 or 16) and rows (6, or 12 for 16-wide vectors). */
+void pcv_cl_own_gemm_tile(const pcv_cl_device_info *info, int gw, int *gw_out, int *mr);
 /* The profile file of a device (path; false when there is no cache folder). */
 bool pcv_cl_profile_path(const pcv_cl_device_info *info, char *path, size_t cap);
 /* Reads the device's profile: 1 with tuning set, 0 when there is none, -1 with why when the

@@ -299,6 +299,8 @@ static void fill_info(cl_platform_id p, cl_device_id d, pcv_cl_device_info *info
     if (sscanf(info->c_version, "OpenCL C %d.%d", &info->c_major, &info->c_minor) != 2)
         info->c_major = info->c_minor = 0;
     simd_query(d, info);
+    cl_uint nw = 0;
+    info->native_float_width = clGetDeviceInfo(d, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT, sizeof nw, &nw, NULL) == CL_SUCCESS ? nw : 0;
 }
 
 /* Walks all devices; calls back with handles. Returns the count or -1. */

@@ -124,6 +124,10 @@ bool pcv_cl_profile_check(const char *tuning, char *why, size_t whycap)
             ok = one_of(v, vl, layouts);
         } else if (kl == 4 && !strncmp(p, "gemm", 4)) {
             ok = one_of(v, vl, gemms);
+        } else if (kl == 7 && !strncmp(p, "gemm_vw", 7)) {
+            ok = number(v, end, 16, &x) && (x == 4 || x == 8 || x == 16);
+        } else if (kl == 7 && !strncmp(p, "gemm_mr", 7)) {
+            ok = number(v, end, 16, &x) && x >= 1;
         } else if (kl == 9 && !strncmp(p, "attention", 9)) {
             ok = one_of(v, vl, paths);
         } else if (kl == 11 && !strncmp(p, "attn_gemm_d", 11)) {
@@ -135,7 +139,7 @@ bool pcv_cl_profile_check(const char *tuning, char *why, size_t whycap)
         } else if (kl == 6 && !strncmp(p, "row_ls", 6)) {
             ok = number(v, end, 1024, &x) && x >= 1 && !(x & (x - 1));
         } else {
-            snprintf(why, whycap, "'%.*s' is not a key of a profile (xgemm, minind, clblast, gemm, layout, attention, attn_gemm_d, splits, as, vw, row_ls)",
+            snprintf(why, whycap, "'%.*s' is not a key of a profile (xgemm, minind, clblast, gemm, gemm_vw, gemm_mr, layout, attention, attn_gemm_d, splits, as, vw, row_ls)",
                      (int)kl, p);
             return false;
         }

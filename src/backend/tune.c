@@ -323,8 +323,23 @@ static void with_key(const char *base, const char *kv, char *out, size_t cap)
     snprintf(out, cap, "%s%s%s", tmp, n ? "," : "", kv);
 }
 
+/* base with each key=value of set ("k1=v1,k2=v2") set in turn */
+static void with_keys(const char *base, const char *set, char *out, size_t cap)
+{
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s", base);
+    snprintf(out, cap, "%s", base);
+    while (*set) {
+        size_t len = strcspn(set, ",");
+        char one[64];
+        snprintf(one, sizeof one, "%.*s", (int)len, set);
+        with_key(tmp, one, out, cap);
+        snprintf(tmp, sizeof tmp, "%s", out);
+        set += len + (set[len] == ',');
+    }
+}
 
-/* whether a tuning string's GEMMs are our own kernels */
+/* whether a tuning string holds exactly key=value */
 static bool has_setting(const char *tuning, const char *kv)
 {
     size_t n = strlen(kv);
@@ -334,6 +349,7 @@ static bool has_setting(const char *tuning, const char *kv)
     return false;
 }
 
+/* whether a tuning string's GEMMs are our own kernels */
 static bool uses_own(const char *tuning, bool own_default)
 {
     if (has_setting(tuning, "gemm=own"))
@@ -398,6 +414,16 @@ int pcv_tune_run(pcv_backend *be, const pcv_tune_options *o, pcv_tune_report *re
             with_key(tmp, attn[i], cand, sizeof cand);
             try_candidate(&t, cand, &fatal, err);
         }
+        /* our GEMM's tile: the other vector width (AVX2's 8 or AVX-512's 16 floats) and fewer
+         * or more rows */
+        static const char *const tiles[] = {"gemm_vw=8,gemm_mr=6", "gemm_vw=16,gemm_mr=12", "gemm_mr=4",
+                                            "gemm_mr=8"};
+        for (size_t i = 0; i < sizeof tiles / sizeof *tiles && !fatal && time_left(&t) && uses_own(rep->best, own_default);
+             i++) {
+            char cand[512];
+            with_keys(rep->best, tiles[i], cand, sizeof cand);
+            try_candidate(&t, cand, &fatal, err);
+        }
         /* the indirect threshold and the layout with the best parameters (CLBlast's) */
         static const char *const extras[] = {"minind=0", "layout=row", "layout=swap"};
         for (size_t i = 0; i < 3 && !fatal && time_left(&t) && !uses_own(rep->best, own_default); i++) {
@@ -410,17 +436,8 @@ int pcv_tune_run(pcv_backend *be, const pcv_tune_options *o, pcv_tune_report *re
         static const char *const kern[] = {"as=cpu,vw=16", "as=cpu,vw=8", "as=gpu,vw=4,row_ls=64",
                                            "as=gpu,vw=4,row_ls=16", "as=gpu,vw=4,row_ls=256", "as=gpu,vw=8,row_ls=64"};
         for (size_t i = 0; i < sizeof kern / sizeof *kern && !fatal && time_left(&t); i++) {
-            char cand[512], tmp[512];
-            snprintf(tmp, sizeof tmp, "%s", rep->best);
-            const char *kv = kern[i];
-            while (*kv) { /* each key of the set in turn */
-                size_t len = strcspn(kv, ",");
-                char one[64];
-                snprintf(one, sizeof one, "%.*s", (int)len, kv);
-                with_key(tmp, one, cand, sizeof cand);
-                snprintf(tmp, sizeof tmp, "%s", cand);
-                kv += len + (kv[len] == ',');
-            }
+            char cand[512];
+            with_keys(rep->best, kern[i], cand, sizeof cand);
             try_candidate(&t, cand, &fatal, err);
         }
         if (!strstr(rep->best, "attention=gemm")) {

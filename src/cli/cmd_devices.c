@@ -116,6 +116,15 @@ int cmd_devices(int argc, char **argv)
                 jw_null(&w);
             jw_key(&w, "simd_width_source"), jw_str(&w, d->simd_width ? d->simd_source : NULL);
             jw_key(&w, "default_row_ls"), jw_int(&w, pcv_cl_row_ls(d, 0));
+            jw_key(&w, "native_float_width");
+            if (d->native_float_width)
+                jw_int(&w, d->native_float_width);
+            else
+                jw_null(&w);
+            int gw, mr;
+            pcv_cl_own_gemm_tile(d, 0, &gw, &mr);
+            jw_key(&w, "default_gemm"), jw_str(&w, pcv_cl_own_gemm_default(d) ? "own" : "clblast");
+            jw_key(&w, "own_gemm_tile"), jw_array(&w), jw_int(&w, mr), jw_int(&w, 2 * gw), jw_array_end(&w);
             jw_key(&w, "usable"), jw_bool(&w, why == NULL);
             jw_key(&w, "unusable_reason"), jw_str(&w, why);
             jw_key(&w, "kernel_cache_used"), jw_bool(&w, cache[0] && pcv_cl_cache_used(d));
@@ -179,6 +188,17 @@ int cmd_devices(int argc, char **argv)
                 printf("      simd       %u work-items, %s\n", d->simd_width, d->simd_source);
             else
                 printf("      simd       width not reported by the driver\n");
+            int gw, mr;
+            pcv_cl_own_gemm_tile(d, 0, &gw, &mr);
+            char nw[32] = "not reported";
+            if (d->native_float_width)
+                snprintf(nw, sizeof nw, "%u", d->native_float_width);
+            if (pcv_cl_own_gemm_default(d))
+                printf("      gemm       our own (cl/gemm.cl), %d x %d tiles of float%d (native float width %s)\n", mr,
+                       2 * gw, gw, nw);
+            else
+                printf("      gemm       CLBlast (our own with gemm=own: %d x %d tiles of float%d; native float width "
+                       "%s)\n", mr, 2 * gw, gw, nw);
             char tuning[512], twhy[4600], path[4300];
             int tr = pcv_cl_profile_load(d, tuning, sizeof tuning, twhy, sizeof twhy);
             if (tr > 0 && pcv_cl_profile_path(d, path, sizeof path))
