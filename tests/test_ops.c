@@ -113,6 +113,29 @@ static void run_random(pcv_backend *be, int count)
     }
 }
 
+/* Attention over no keys (or keys of no channels) is refused with a shape error on every
+ * backend, never answered with zeros on one and an error on another. */
+static void run_zero_keys(pcv_backend *be)
+{
+    pcv_error err = {0};
+    pcv_buffer *buf = pcv_backend_alloc(be, 4096, &err);
+    CHECK(buf != NULL, "alloc: %s", err.msg);
+    if (!buf)
+        return;
+    for (int mode = 0; mode < 2; mode++)
+        for (int dqk = 0; dqk < 2; dqk++) {
+            int64_t nk = dqk ? 0 : 5;
+            pcv_attention_args a = {.batch = 1, .heads = 2, .nq = 3, .nk = nk, .dqk = dqk ? 4 : 0, .dv = 4,
+                                    .scale = 2.0f, .mode = mode, .q = buf, .q_ld = 8, .k = buf, .k_ld = 8,
+                                    .v = buf, .v_ld = 8, .o = buf, .o_off = 512, .o_ld = 8};
+            memset(&err, 0, sizeof err);
+            int rc = pcv_backend_attention(be, &a, &err);
+            CHECK(rc == PCV_ERR_SHAPE && strstr(err.msg, "keys"), "%s: attention with %lld keys of %lld channels: rc %d '%s'",
+                  pcv_backend_device(be), (long long)a.nk, (long long)a.dqk, rc, err.msg);
+        }
+    pcv_backend_release(be, buf);
+}
+
 /* Attention through each code path of an OpenCL backend, including shapes the models meet:
  * the language model's heads (dqk 32, dv 160), single-head layers with wide heads (dqk 704
  * and 1280, dv 1280), padding masks (whole key tiles masked), a long key range with few queries
@@ -299,6 +322,7 @@ int main(int argc, char **argv)
             printf("backend: %s\n", pcv_backend_device(cpu));
             run_table(cpu);
             run_random(cpu, 8);
+            run_zero_keys(cpu);
             pcv_backend_close(cpu);
         }
     }
@@ -334,6 +358,7 @@ int main(int argc, char **argv)
         run_table(be);
         run_opencl_attention_paths(be);
         run_opencl_gemm_paths(be);
+        run_zero_keys(be);
         run_loop_limit(be);
         run_random(be, 8);
         CHECK(filter || pcv_cl_launch_count() > before + 100, "OpenCL device %d: only %lld kernels ran", i,

@@ -288,8 +288,13 @@ int pcv_backend_repeat(pcv_backend *be, pcv_buffer *src, size_t src_off, int64_t
 
 int pcv_backend_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error *err)
 {
-    if (a->batch <= 0 || a->heads <= 0 || a->nq <= 0)
+    if (a->batch <= 0 || a->heads <= 0 || a->nq <= 0 || a->dv <= 0)
         return 0;
+    /* a softmax over no keys has no value (the references fail or give NaN): refused on every
+     * backend alike */
+    if (a->nk <= 0 || a->dqk <= 0)
+        return pcv_set_error(err, PCV_ERR_SHAPE, "attention with %lld keys of %lld channels (%s)", (long long)a->nk,
+                             (long long)a->dqk, pcv_backend_device(be));
     CHECK_OPERAND(a->q, a->q_off, a->batch * a->nq * a->q_ld - (a->q_ld - a->heads * a->dqk), "Q");
     CHECK_OPERAND(a->k, a->k_off, a->batch * a->nk * a->k_ld - (a->k_ld - a->heads * a->dqk), "K");
     CHECK_OPERAND(a->v, a->v_off, a->batch * a->nk * a->v_ld - (a->v_ld - a->heads * a->dv), "V");
