@@ -85,6 +85,10 @@ expect 0 '' -- env PERCEIVER_TUNED=0 PERCEIVER_CL_TRACE=1 "$BIN" fill -m "$M" -d
 if "$BIN" devices --json | grep -A4 '"index": 0,' | grep -q '"platform": "Portable Computing Language"'; then
   check 'grep -q "trace: gemm (own) " "$TMP/err" && ! grep -q "gemm (CLBlast)" "$TMP/err"' \
     "PoCL's default GEMM is our own"
+  expect 0 '' -- env PERCEIVER_TUNED=0 "$BIN" bench -m "$M" -d 0 -r 1
+  check 'grep -q "GEMMs: our own, [0-9]* x [0-9]* tiles of float" "$TMP/out"' "bench names PoCL's GEMM and its tile"
+  expect 0 '' -- env PERCEIVER_TUNED=0 PERCEIVER_GEMM=clblast "$BIN" bench -m "$M" -d 0 -r 1
+  check 'grep -q "GEMMs: CLBlast" "$TMP/out"' "bench names CLBlast when it runs the GEMMs"
 fi
 
 # ---- broken, hostile or foreign profiles are ignored, named, and the run is still right ----

@@ -1725,8 +1725,11 @@ pcv_backend *pcv_backend_opencl_create(int index, const pcv_backend_options *opt
     snprintf(be->name, sizeof be->name, "opencl:%d", index);
     snprintf(be->device_name, sizeof be->device_name, "OpenCL device %d: %s (%s, %s)", index, d->info.name,
              d->info.platform, d->info.driver);
-    snprintf(be->driver, sizeof be->driver, "%s, driver %s, %s; CLBlast%s%s", d->info.platform_version, d->info.driver,
-             d->info.version, d->profile_path[0] ? "; tuned (perceiver-cl tune): " : "",
+    char gemm[64] = "CLBlast";
+    if (use_own_gemm(d))
+        snprintf(gemm, sizeof gemm, "our own, %d x %d tiles of float%d", d->gemm_mr, 2 * d->gemm_gw, d->gemm_gw);
+    snprintf(be->driver, sizeof be->driver, "%s, driver %s, %s; GEMMs: %s%s%s", d->info.platform_version,
+             d->info.driver, d->info.version, gemm, d->profile_path[0] ? "; tuned (perceiver-cl tune): " : "",
              !d->profile_path[0] ? "" : d->profile[0] ? d->profile : "the defaults");
     return be;
 }
