@@ -17,10 +17,10 @@ static const cli_option options[] = {
     {"device", 'd', "D", "the OpenCL device to tune: an index or part of its name (see\n"
                          "'perceiver-cl devices'; default $PERCEIVER_DEVICE, else 0)"},
     {"model", CLI_KEY, "M", "whose operations to time: lm, image, flow or all (default all)"},
-    {"budget", 'b', "SECONDS", "search time (default 120): the defaults always run, then known\n"
-                               "parameter sets, the attention, layout and kernel choices, then\n"
-                               "random and mutated parameter sets, while it lasts; the re-timing\n"
-                               "comes after"},
+    {"budget", 'b', "SECONDS", "search time (default 120): the defaults always run, then the\n"
+                               "other GEMM and known parameter sets, the attention, tile, layout\n"
+                               "and kernel choices, then random and mutated parameter sets, while\n"
+                               "it lasts; the re-timing comes after"},
     {"rows", CLI_KEY + 1, "N", "rows of each timed operation (default 1024; keys of the\n"
                                "attentions up to 4N); the time per forward pass is scaled up from\n"
                                "them"},
@@ -37,12 +37,13 @@ const cli_command cli_cmd_tune = {
     "tune", "[--device D] [options]",
     "Searches, for the operations of the full-size models (GEMMs, attentions and row\n"
     "operations, as bench-ops times them, rows cut to --rows), the fastest settings of one\n"
-    "OpenCL device: CLBlast's GEMM kernel parameters (known sets, then random and mutated valid\n"
-    "sets), the indirect-GEMM threshold, the GEMM layout, our kernels' style, vector width and\n"
-    "work-items per row, the attention path and its key splits. Every candidate's every result is checked against a float64 reference with\n"
-    "the operation's tolerance; a wrong candidate is never kept. The winner is timed again\n"
-    "three times, alternating with the defaults, and stored (the defaults when it is not faster) as\n"
-    "the device's profile in the cache folder\n"
+    "OpenCL device: which GEMM (our own, cl/gemm.cl, or CLBlast's), our GEMM's tile, CLBlast's\n"
+    "GEMM kernel parameters (known sets, then random and mutated valid sets, unless our GEMM\n"
+    "won), the indirect-GEMM threshold, the GEMM layout, our kernels' style, vector width and\n"
+    "work-items per row, the attention path and its key splits. Every candidate's every result\n"
+    "is checked against a float64 reference with the operation's tolerance; a wrong candidate\n"
+    "is never kept. The winner is timed again three times, alternating with the defaults, and\n"
+    "stored (the defaults when it is not faster) as the device's profile in the cache folder\n"
     "(per device, driver and CLBlast version); every later run on that device loads it\n"
     "(PERCEIVER_TUNED=0 or explicit PERCEIVER_TUNING keys override it). 'perceiver-cl\n"
     "devices' shows each device's profile.\n",
