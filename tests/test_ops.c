@@ -237,6 +237,37 @@ static void run_opencl_gemm_paths(pcv_backend *be)
     pcv_cl_set_switches(be, &saved);
 }
 
+/* Our GEMM's packed B within the allocation limit (lowered by the max_alloc option): a GEMM
+ * whose panels of packed B fit only a few at a time runs right, in slices; one whose single
+ * panel does not fit is
+ * refused with an out-of-memory error naming the device and the limit, not computed wrong. */
+static void run_pack_limit(const char *spec)
+{
+    pcv_error err = {0};
+    pcv_backend *be = pcv_backend_open(&(pcv_backend_options){.device = spec, .max_alloc = 8192}, &err);
+    CHECK(be != NULL, "%s", err.msg);
+    if (!be)
+        return;
+    pcv_cl_switches s;
+    CHECK(pcv_cl_get_switches(be, &s), "not an OpenCL backend");
+    s.gemm = 2;
+    pcv_cl_set_switches(be, &s);
+    pcv_op_case fits = {.op = PCV_OP_GEMM, .m = 3, .n = 3, .k = 50, .batch = 3, .tb = true, .beta = 0.5f};
+    if (pcv_op_matches(&fits, filter))
+        run_case(be, &fits, "own GEMM, 8 KiB allocation limit: batch slices");
+    pcv_op_case big = {.op = PCV_OP_GEMM, .m = 2, .n = 2, .k = 300, .batch = 1}; /* a panel of 8 columns or more: over 8 KiB */
+    pcv_op_inst in;
+    if (pcv_op_matches(&big, filter) && pcv_op_setup(be, &big, 3, &in, &err) == 0) {
+        int rc = pcv_op_run(be, &in, &err);
+        CHECK(rc == PCV_ERR_OOM && strstr(err.msg, "OpenCL device") && strstr(err.msg, "maximum allocation of 8192"),
+              "our GEMM with a panel over the allocation limit: rc %d, '%s'", rc, err.msg);
+        pcv_op_free(be, &in);
+    } else if (pcv_op_matches(&big, filter)) {
+        CHECK(0, "pack limit: setup: %s", err.msg);
+    }
+    pcv_backend_close(be);
+}
+
 /* A device that ends kernel loops early (Mesa's llvmpipe: 65535 iterations per work-item; any
  * device under the tuning key loop_limit=N): attention whose keys need more than one
  * work-item's share is split further and stays right; a row too long for one work-item's share
@@ -360,6 +391,7 @@ int main(int argc, char **argv)
         run_opencl_gemm_paths(be);
         run_zero_keys(be);
         run_loop_limit(be);
+        run_pack_limit(spec);
         run_random(be, 8);
         CHECK(filter || pcv_cl_launch_count() > before + 100, "OpenCL device %d: only %lld kernels ran", i,
               (long long)(pcv_cl_launch_count() - before));

@@ -520,22 +520,35 @@ static int own_gemm_build(cl_dev *d, pcv_error *err)
  * ldc == n) in the same pass. k > 0, m, n, batch > 0. The packed B is cut into slices of
  * batch entries, and of columns when one entry is larger than OWN_PACK_MAX (the switch
  * pack_max; at most the device's allocation limit). */
-static int own_gemm(cl_dev *d, const pcv_gemm_args *g, bool epi, pcv_error *err)
+static int own_gemm(pcv_backend *be, const pcv_gemm_args *g, bool epi, pcv_error *err)
 {
+    cl_dev *d = DEV(be);
     int rc = own_gemm_build(d, err);
     if (rc)
         return rc;
+    const uint64_t limit = MAX_ALLOC(be);
     size_t cap = d->pack_max > 0 ? (size_t)d->pack_max : OWN_PACK_MAX;
-    if (cap > d->info.max_alloc)
-        cap = (size_t)d->info.max_alloc;
+    if (cap > limit)
+        cap = (size_t)limit;
     const int64_t nr = 2 * d->gemm_gw, mr = d->gemm_mr; /* the tile */
     size_t panel = (size_t)(g->k * nr) * sizeof(float); /* one panel of nr columns */
+    if (panel > limit) {
+        char b1[32], b2[32];
+        return pcv_set_error(err, PCV_ERR_OOM,
+                             "OpenCL device %d '%s': our GEMM packs %zu bytes (%s) of B per %lld columns (k = %lld), "
+                             "more than the device's maximum allocation of %llu bytes (%s, %s); PERCEIVER_GEMM=clblast "
+                             "needs no packing",
+                             d->info.index, d->info.name, panel, mib(b1, sizeof b1, panel), (long long)nr,
+                             (long long)g->k, (unsigned long long)limit, mib(b2, sizeof b2, limit),
+                             ((cl_be *)be->ctx)->max_alloc_lowered ? "lowered by the max_alloc option"
+                                                                   : "CL_DEVICE_MAX_MEM_ALLOC_SIZE");
+    }
     int64_t njb_all = cdiv(g->n, nr), cols = g->n, bg = g->batch;
     if ((size_t)njb_all * panel > cap) { /* column slices of one batch entry */
         bg = 1;
         cols = (int64_t)(cap / panel) * nr;
         if (cols < nr)
-            cols = nr; /* k beyond the limit: the scratch call names it */
+            cols = nr; /* one panel, within the limit (checked above) */
     } else if ((size_t)(njb_all * bg) * panel > cap) {
         bg = (int64_t)(cap / ((size_t)njb_all * panel));
     }
@@ -624,7 +637,7 @@ static int gemm_core(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
         return 0;
     }
     if (use_own_gemm(d))
-        return own_gemm(d, g, false, err);
+        return own_gemm(be, g, false, err);
     if (simulated_loss(d))
         return cl_fail(d, CL_DEVICE_NOT_AVAILABLE, "gemm", err);
     double t0 = d->trace ? pcv_now() : 0;
@@ -696,7 +709,7 @@ static int ocl_gemm(pcv_backend *be, const pcv_gemm_args *g, pcv_error *err)
     if (use_own_gemm(dv) && (g->bias || g->gelu || g->res) && g->m > 0 && g->n > 0 && g->k > 0 && g->batch == 1 &&
         (kmax == 0 || g->k <= kmax)) {
         int rc = check_lost(dv, err);
-        return rc ? rc : own_gemm(dv, g, true, err);
+        return rc ? rc : own_gemm(be, g, true, err);
     }
     int rc = gemm_core(be, g, err);
     if (rc || !(g->bias || g->gelu || g->res) || g->m <= 0 || g->n <= 0)
