@@ -378,11 +378,6 @@ static void attn_task(const pcv_attention_args *a, int64_t kb, const float *q, c
         sum[i] = 0.0;
         any[i] = !haiku_masked;
     }
-    if (a->nk <= 0) { /* no keys: the weighted sum of nothing */
-        for (int64_t i = 0; i < nq; i++)
-            memset(o + i * a->o_ld, 0, (size_t)a->dv * sizeof(float));
-        return;
-    }
     const float inv = (float)(1.0 / (double)a->scale);
     for (int64_t k0 = 0; k0 < a->nk; k0 += kb) {
         const int64_t kn = a->nk - k0 < kb ? a->nk - k0 : kb;

@@ -1142,11 +1142,7 @@ static int ocl_attention(pcv_backend *be, const pcv_attention_args *a, pcv_error
     int rc = check_lost(d, err);
     if (rc)
         return rc;
-    if (a->batch <= 0 || a->heads <= 0 || a->nq <= 0 || a->dv <= 0)
-        return 0;
-    if (a->nk <= 0 || a->dqk <= 0)
-        return pcv_set_error(err, PCV_ERR_SHAPE, "attention with %lld keys of %lld channels", (long long)a->nk,
-                             (long long)a->dqk);
+    /* empty shapes and attention over no keys never get here (pcv_backend_attention) */
     if (a->nq > INT32_MAX / 2 || a->nk > INT32_MAX / 2 || a->batch * a->heads > INT32_MAX / 1024)
         return pcv_set_error(err, PCV_ERR_UNSUPPORTED, "attention: %lld queries x %lld keys is beyond the kernel's 32-bit indices",
                              (long long)a->nq, (long long)a->nk);
